@@ -1,0 +1,34 @@
+# Warnings and sanitizers as INTERFACE targets: every project target links distconv_settings.
+add_library(distconv_warnings INTERFACE)
+target_compile_options(distconv_warnings INTERFACE -Wall -Wextra -Wpedantic -Wshadow)
+if(DISTCONV_WERROR)
+  target_compile_options(distconv_warnings INTERFACE -Werror)
+endif()
+
+add_library(distconv_sanitizers INTERFACE)
+if(DISTCONV_SANITIZE STREQUAL "address")
+  target_compile_options(distconv_sanitizers INTERFACE -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  target_link_options(distconv_sanitizers INTERFACE -fsanitize=address,undefined)
+elseif(DISTCONV_SANITIZE STREQUAL "thread")
+  target_compile_options(distconv_sanitizers INTERFACE -fsanitize=thread -fno-omit-frame-pointer)
+  target_link_options(distconv_sanitizers INTERFACE -fsanitize=thread)
+elseif(NOT DISTCONV_SANITIZE STREQUAL "")
+  message(FATAL_ERROR "DISTCONV_SANITIZE must be '', 'address' or 'thread', not '${DISTCONV_SANITIZE}'")
+endif()
+
+add_library(distconv_settings INTERFACE)
+target_link_libraries(distconv_settings INTERFACE distconv_warnings distconv_sanitizers)
+# Headers are included as "common/...", "protocol/...", "dispatch_server/..." from the project root.
+target_include_directories(distconv_settings INTERFACE ${PROJECT_SOURCE_DIR})
+
+find_program(CLANG_FORMAT_PROGRAM clang-format)
+if(CLANG_FORMAT_PROGRAM)
+  file(GLOB_RECURSE DISTCONV_FORMAT_SOURCES CONFIGURE_DEPENDS
+       ${PROJECT_SOURCE_DIR}/common/*.[ch]pp ${PROJECT_SOURCE_DIR}/protocol/*.[ch]pp
+       ${PROJECT_SOURCE_DIR}/dispatch_server/*.[ch]pp ${PROJECT_SOURCE_DIR}/transcoding_engine/*.[ch]pp
+       ${PROJECT_SOURCE_DIR}/submission_client/*.[ch]pp ${PROJECT_SOURCE_DIR}/tests/*.[ch]pp)
+  add_custom_target(check_format
+    COMMAND ${CLANG_FORMAT_PROGRAM} --dry-run --Werror ${DISTCONV_FORMAT_SOURCES}
+    COMMENT "Checking formatting with clang-format")
+  add_custom_target(format COMMAND ${CLANG_FORMAT_PROGRAM} -i ${DISTCONV_FORMAT_SOURCES})
+endif()

@@ -1,0 +1,37 @@
+#pragma once
+// spdlog set-up shared by every program: level, text or JSON lines, and secrets redacted from every
+// message before it is written (API keys, bearer tokens, passwords in URLs).
+
+#include "common/error.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <string>
+#include <string_view>
+
+namespace distconv::logging {
+
+enum class Format { Text, Json };
+
+struct Settings {
+    std::string level = "info";  // trace|debug|info|warn|error|critical|off
+    Format format = Format::Text;
+    std::string file;            // empty: stderr
+    std::string program = "distconv";
+};
+
+Result<Format> parse_format(std::string_view name);              // "text" | "json"
+Result<spdlog::level::level_enum> parse_level(std::string_view name);
+
+// Installs the default logger. Safe to call more than once (the last call wins).
+Status setup(const Settings& settings);
+
+// Masks secrets in free text: "Bearer abc" → "Bearer ***", "dcv_…" keys, "key=…"/"token=…"/
+// "password=…" query or INI values, and "user:pass@" in URLs.
+std::string redact(std::string_view text);
+
+// A formatter that redacts and writes either "2026-…Z INFO [program] message" or one JSON object per line
+// ({"ts","level","logger","msg"}). Exposed for tests.
+std::unique_ptr<spdlog::formatter> make_formatter(Format format, std::string program);
+
+}  // namespace distconv::logging
