@@ -16,14 +16,16 @@
 namespace distconv::media {
 
 struct VideoOptions {
-    std::optional<std::string> codec;    // libx264, libx265, libvpx, libvpx-vp9, libaom-av1, libsvtav1, mpeg4, copy, none
+    // libx264, libx265, libvpx, libvpx-vp9, libaom-av1, libsvtav1, mpeg4, copy, none
+    std::optional<std::string> codec;
     std::optional<int> crf;
     std::optional<std::string> bitrate;  // "3M", "800k", "2500000"
     std::optional<std::string> maxrate;
     std::optional<std::string> bufsize;
-    std::optional<std::string> preset;   // x264/x265: "veryfast"...; vpx/aom: cpu-used "0".."8"; svtav1: "0".."13"
-    std::optional<std::string> fps;      // "30", "29.97" or "30000/1001" (JSON: number or string)
-    std::optional<std::string> scale;    // "W:H", each 16..16384 (even) or -1/-2
+    // x264/x265: "veryfast"...; vpx/aom: cpu-used "0".."8"; svtav1: "0".."13"
+    std::optional<std::string> preset;
+    std::optional<std::string> fps;    // "30", "29.97" or "30000/1001" (JSON: number or string)
+    std::optional<std::string> scale;  // "W:H", each 16..16384 (even) or -1/-2
     std::optional<std::string> pix_fmt;
     std::optional<std::string> profile;
 
