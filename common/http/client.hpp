@@ -52,13 +52,13 @@ Error error_from_status(long status, std::string_view redacted_url);
 
 // Response headers in arrival order, looked up case-insensitively.
 class Headers {
-public:
+  public:
     void add(std::string name, std::string value) { m_items.emplace_back(std::move(name), std::move(value)); }
     std::optional<std::string> get(std::string_view name) const;  // the first with that name
     const std::vector<std::pair<std::string, std::string>>& items() const { return m_items; }
     void clear() { m_items.clear(); }
 
-private:
+  private:
     std::vector<std::pair<std::string, std::string>> m_items;
 };
 
@@ -105,10 +105,11 @@ struct Request {
     std::string path_or_url;  // "/jobs" (joined to base_url) or a full "http(s)://..." URL
     HeaderList headers;
     std::string body;
-    std::string content_type;          // sets Content-Type when not empty
-    std::optional<bool> retry;         // default: only idempotent methods (GET HEAD PUT DELETE OPTIONS)
-    std::optional<std::chrono::milliseconds> timeout;  // overrides ClientOptions::request_timeout (long polls)
-    ProgressFn progress;               // upload progress when there is a body, download progress otherwise
+    std::string content_type;   // sets Content-Type when not empty
+    std::optional<bool> retry;  // default: only idempotent methods (GET HEAD PUT DELETE OPTIONS)
+    std::optional<std::chrono::milliseconds>
+        timeout;          // overrides ClientOptions::request_timeout (long polls)
+    ProgressFn progress;  // upload progress when there is a body, download progress otherwise
 };
 
 struct Upload {
@@ -128,16 +129,16 @@ struct DownloadOptions {
 };
 
 struct DownloadResult {
-    long status = 0;           // 200, 206, or 416 when the .part file was already complete
-    uint64_t size = 0;         // final size of dest
-    uint64_t resumed_from = 0; // bytes kept from an earlier partial file
+    long status = 0;            // 200, 206, or 416 when the .part file was already complete
+    uint64_t size = 0;          // final size of dest
+    uint64_t resumed_from = 0;  // bytes kept from an earlier partial file
     int attempts = 0;
-    Headers headers;           // of the last answer
+    Headers headers;  // of the last answer
 };
 
 // One Client can be shared by threads; it keeps a small pool of curl handles so connections are reused.
 class Client {
-public:
+  public:
     explicit Client(ClientOptions options);
     ~Client();
     Client(const Client&) = delete;
@@ -157,7 +158,8 @@ public:
                                      const std::optional<nlohmann::json>& body = std::nullopt);
 
     // Streams `file` from `offset` to its end; never holds the file in memory. Retries re-read from `offset`.
-    Result<Response> upload_file(const Upload& upload, const std::filesystem::path& file, uint64_t offset = 0);
+    Result<Response> upload_file(const Upload& upload, const std::filesystem::path& file,
+                                 uint64_t offset = 0);
     // Streams what `reader` produces; chunked transfer encoding when `size` is unknown.
     Result<Response> upload_callback(const Upload& upload, BodyReader reader,
                                      std::optional<uint64_t> size = std::nullopt);
@@ -169,7 +171,7 @@ public:
     Result<DownloadResult> download_to_file(std::string_view path, const std::filesystem::path& dest,
                                             const DownloadOptions& options = {});
 
-private:
+  private:
     struct Impl;
     std::unique_ptr<Impl> m_impl;
 };
