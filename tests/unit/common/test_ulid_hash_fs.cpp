@@ -213,3 +213,36 @@ TEST(Logging, LevelAndFormatParsing) {
     EXPECT_EQ(*logging::parse_format("json"), logging::Format::Json);
     EXPECT_FALSE(logging::parse_format("xml").ok());
 }
+
+#include "common/process.hpp"
+
+TEST(Process, CapturesOutputAndExitCode) {
+    auto r = process::run({"sh", "-c", "echo out; echo err >&2; exit 3"});
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->exit_code, 3);
+    EXPECT_EQ(r->out, "out\n");
+    EXPECT_EQ(r->err, "err\n");
+    EXPECT_FALSE(r->timed_out);
+}
+
+TEST(Process, TimeoutKills) {
+    auto r = process::run({"sleep", "30"}, {std::chrono::milliseconds(100), 1024});
+    ASSERT_TRUE(r.ok());
+    EXPECT_TRUE(r->timed_out);
+    EXPECT_EQ(r->exit_code, 128 + 9);
+}
+
+TEST(Process, MissingProgramIsAnError) {
+    auto r = process::run({"/nonexistent/program"});
+    // posix_spawnp reports a missing program either as an error or as exit code 127.
+    if (r.ok()) {
+        EXPECT_EQ(r->exit_code, 127);
+    } else {
+        EXPECT_EQ(r.error().code, ErrorCode::Unavailable);
+    }
+}
+
+TEST(Process, TailLines) {
+    EXPECT_EQ(process::tail_lines("a\nb\n\nc\nd\n", 2), "c\nd");
+    EXPECT_EQ(process::tail_lines("", 3), "");
+}
