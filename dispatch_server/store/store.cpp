@@ -1,0 +1,967 @@
+#include "dispatch_server/store/store.hpp"
+
+#include "common/ulid.hpp"
+#include "dispatch_server/store/migrations.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <mutex>
+#include <stdexcept>
+#include <system_error>
+#include <unordered_map>
+#include <utility>
+#include <variant>
+
+namespace distconv::dispatch {
+
+// Names, parsing and is_terminal() of the enums are the protocol's (found by ADL for to_string).
+using protocol::parse_job_state;
+using protocol::parse_role;
+
+// --- SQLite helpers ------------------------------------------------------------------------------
+
+namespace {
+
+// Thrown only inside this file and turned into an Error (or logged) at each public method, so the
+// SQL code reads straight through without checking every return code by hand.
+struct SqlError : std::runtime_error {
+    int rc;
+    SqlError(int code, const std::string& what) : std::runtime_error(what), rc(code) {}
+};
+
+using Value = std::variant<std::nullptr_t, int64_t, double, std::string>;
+
+Value to_value(int v) { return int64_t{v}; }
+Value to_value(int64_t v) { return v; }
+Value to_value(uint64_t v) { return static_cast<int64_t>(v); }
+Value to_value(double v) { return v; }
+Value to_value(bool v) { return int64_t{v ? 1 : 0}; }
+Value to_value(const std::string& v) { return v; }
+Value to_value(const nlohmann::json& v) {
+    if (v.is_null()) return nullptr;  // NULL reads back as null
+    return v.dump();
+}
+template <typename T>
+Value to_value(const std::optional<T>& v) {
+    if (!v) return nullptr;
+    return to_value(*v);
+}
+
+// A cached prepared statement in use: binds by position, steps, reads columns; resets and clears
+// its bindings when it goes out of scope so the cache can hand it out again.
+class Stmt {
+public:
+    Stmt(sqlite3* db, sqlite3_stmt* stmt) : m_db(db), m_stmt(stmt) {}
+    ~Stmt() {
+        sqlite3_reset(m_stmt);
+        sqlite3_clear_bindings(m_stmt);
+    }
+    Stmt(const Stmt&) = delete;
+    Stmt& operator=(const Stmt&) = delete;
+
+    Stmt& bind(const Value& v) {
+        const int i = ++m_bound;
+        int rc = SQLITE_OK;
+        if (std::holds_alternative<std::nullptr_t>(v)) {
+            rc = sqlite3_bind_null(m_stmt, i);
+        } else if (const auto* n = std::get_if<int64_t>(&v)) {
+            rc = sqlite3_bind_int64(m_stmt, i, *n);
+        } else if (const auto* d = std::get_if<double>(&v)) {
+            rc = sqlite3_bind_double(m_stmt, i, *d);
+        } else {
+            const auto& s = std::get<std::string>(v);
+            rc = sqlite3_bind_text(m_stmt, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+        }
+        if (rc != SQLITE_OK) throw SqlError(rc, std::string("bind: ") + sqlite3_errmsg(m_db));
+        return *this;
+    }
+    template <typename T>
+    Stmt& operator<<(const T& v) {
+        return bind(to_value(v));
+    }
+    Stmt& operator<<(const char* v) { return bind(std::string(v)); }
+    Stmt& operator<<(std::string_view v) { return bind(std::string(v)); }
+    Stmt& operator<<(std::nullptr_t) { return bind(nullptr); }
+
+    // True when a row is available, false when done.
+    bool step() {
+        const int rc = sqlite3_step(m_stmt);
+        if (rc == SQLITE_ROW) return true;
+        if (rc == SQLITE_DONE) return false;
+        throw SqlError(rc, sqlite3_errmsg(m_db));
+    }
+    void run() {
+        while (step()) {
+        }
+    }
+
+    bool is_null(int c) const { return sqlite3_column_type(m_stmt, c) == SQLITE_NULL; }
+    int64_t i64(int c) const { return sqlite3_column_int64(m_stmt, c); }
+    uint64_t u64(int c) const { return static_cast<uint64_t>(std::max<int64_t>(0, i64(c))); }
+    int i32(int c) const { return sqlite3_column_int(m_stmt, c); }
+    double dbl(int c) const { return sqlite3_column_double(m_stmt, c); }
+    bool boolean(int c) const { return i64(c) != 0; }
+    std::string text(int c) const {
+        const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(m_stmt, c));
+        return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(m_stmt, c))) : std::string();
+    }
+    std::optional<int64_t> opt_i64(int c) const { return is_null(c) ? std::nullopt : std::optional(i64(c)); }
+    std::optional<uint64_t> opt_u64(int c) const { return is_null(c) ? std::nullopt : std::optional(u64(c)); }
+    std::optional<double> opt_dbl(int c) const { return is_null(c) ? std::nullopt : std::optional(dbl(c)); }
+    std::optional<std::string> opt_text(int c) const {
+        return is_null(c) ? std::nullopt : std::optional(text(c));
+    }
+    // NULL or unparsable text reads as json null.
+    nlohmann::json json(int c) const {
+        if (is_null(c)) return nullptr;
+        auto j = nlohmann::json::parse(text(c), nullptr, false);
+        return j.is_discarded() ? nlohmann::json() : j;
+    }
+
+private:
+    sqlite3* m_db;
+    sqlite3_stmt* m_stmt;
+    int m_bound = 0;
+};
+
+// Every column of jobs in the order read_job() reads and job_values() writes them.
+constexpr const char* k_job_columns =
+    "id, owner_key_id, state, priority, options, resolved, ffmpeg_command, output_filename, requirements, "
+    "max_attempts, attempt_count, ttl_ms, idempotency_key, source_filename, source_size, source_sha256, "
+    "source_url, source_pool, source_path, source_reserved, source_received, source_probe, duration_seconds, "
+    "source_deleted, output_pool, output_path, output_reserved, output_size, output_sha256, output_expires_at, "
+    "output_deleted, progress_percent, progress, message, failure_code, failure_reason, created_at, updated_at, "
+    "queued_at, started_at, finished_at, not_before, version";
+
+std::vector<Value> job_values(const JobRecord& j) {
+    return {
+        j.id, j.owner_key_id, std::string(to_string(j.state)), to_value(j.priority), to_value(j.options),
+        to_value(j.resolved), j.ffmpeg_command, j.output_filename, to_value(j.requirements),
+        to_value(j.max_attempts), to_value(j.attempt_count), to_value(j.ttl_ms), to_value(j.idempotency_key),
+        j.source_filename, to_value(j.source_size), to_value(j.source_sha256), to_value(j.source_url),
+        j.source_pool, j.source_path, to_value(j.source_reserved), to_value(j.source_received),
+        to_value(j.source_probe), to_value(j.duration_seconds), to_value(j.source_deleted), j.output_pool,
+        j.output_path, to_value(j.output_reserved), to_value(j.output_size), to_value(j.output_sha256),
+        to_value(j.output_expires_at), to_value(j.output_deleted), to_value(j.progress_percent),
+        to_value(j.progress), j.message, j.failure_code, j.failure_reason, to_value(j.created_at),
+        to_value(j.updated_at), to_value(j.queued_at), to_value(j.started_at), to_value(j.finished_at),
+        to_value(j.not_before), to_value(j.version),
+    };
+}
+
+JobRecord read_job(const Stmt& s) {
+    JobRecord j;
+    int c = 0;
+    j.id = s.text(c++);
+    j.owner_key_id = s.text(c++);
+    j.state = parse_job_state(s.text(c++)).value_or(JobState::Failed);
+    j.priority = s.i32(c++);
+    j.options = s.json(c++);
+    j.resolved = s.json(c++);
+    j.ffmpeg_command = s.text(c++);
+    j.output_filename = s.text(c++);
+    j.requirements = s.json(c++);
+    j.max_attempts = s.i32(c++);
+    j.attempt_count = s.i32(c++);
+    j.ttl_ms = s.opt_i64(c++);
+    j.idempotency_key = s.opt_text(c++);
+    j.source_filename = s.text(c++);
+    j.source_size = s.opt_u64(c++);
+    j.source_sha256 = s.opt_text(c++);
+    j.source_url = s.opt_text(c++);
+    j.source_pool = s.text(c++);
+    j.source_path = s.text(c++);
+    j.source_reserved = s.u64(c++);
+    j.source_received = s.u64(c++);
+    j.source_probe = s.json(c++);
+    j.duration_seconds = s.opt_dbl(c++);
+    j.source_deleted = s.boolean(c++);
+    j.output_pool = s.text(c++);
+    j.output_path = s.text(c++);
+    j.output_reserved = s.u64(c++);
+    j.output_size = s.opt_u64(c++);
+    j.output_sha256 = s.opt_text(c++);
+    j.output_expires_at = s.opt_i64(c++);
+    j.output_deleted = s.boolean(c++);
+    j.progress_percent = s.dbl(c++);
+    j.progress = s.json(c++);
+    j.message = s.text(c++);
+    j.failure_code = s.text(c++);
+    j.failure_reason = s.text(c++);
+    j.created_at = s.i64(c++);
+    j.updated_at = s.i64(c++);
+    j.queued_at = s.opt_i64(c++);
+    j.started_at = s.opt_i64(c++);
+    j.finished_at = s.opt_i64(c++);
+    j.not_before = s.opt_i64(c++);
+    j.version = s.i64(c++);
+    return j;
+}
+
+constexpr const char* k_key_columns = "id, name, role, key_hash, prefix, created_at, revoked_at";
+
+ApiKeyRecord read_key(const Stmt& s) {
+    ApiKeyRecord k;
+    k.id = s.text(0);
+    k.name = s.text(1);
+    k.role = parse_role(s.text(2)).value_or(Role::User);
+    k.key_hash = s.text(3);
+    k.prefix = s.text(4);
+    k.created_at = s.i64(5);
+    k.revoked_at = s.opt_i64(6);
+    return k;
+}
+
+// The SET clauses of a JobUpdate, in a fixed order so equal shapes share one cached statement.
+struct SetList {
+    std::string sql;
+    std::vector<Value> values;
+
+    template <typename T>
+    void add(const char* column, const std::optional<T>& v) {
+        if (!v) return;
+        sql += column;
+        sql += " = ?, ";
+        values.push_back(to_value(*v));
+    }
+};
+
+SetList update_sets(const JobUpdate& u) {
+    SetList s;
+    s.add("priority", u.priority);
+    s.add("ffmpeg_command", u.ffmpeg_command);
+    s.add("attempt_count", u.attempt_count);
+    s.add("source_pool", u.source_pool);
+    s.add("source_path", u.source_path);
+    s.add("source_reserved", u.source_reserved);
+    s.add("source_received", u.source_received);
+    s.add("source_size", u.source_size);
+    s.add("source_sha256", u.source_sha256);
+    s.add("source_probe", u.source_probe);
+    s.add("duration_seconds", u.duration_seconds);
+    s.add("source_deleted", u.source_deleted);
+    s.add("output_pool", u.output_pool);
+    s.add("output_path", u.output_path);
+    s.add("output_reserved", u.output_reserved);
+    s.add("output_size", u.output_size);
+    s.add("output_sha256", u.output_sha256);
+    s.add("output_expires_at", u.output_expires_at);
+    s.add("output_deleted", u.output_deleted);
+    s.add("progress_percent", u.progress_percent);
+    s.add("progress", u.progress);
+    s.add("message", u.message);
+    s.add("failure_code", u.failure_code);
+    s.add("failure_reason", u.failure_reason);
+    s.add("queued_at", u.queued_at);
+    s.add("started_at", u.started_at);
+    s.add("finished_at", u.finished_at);
+    s.add("not_before", u.not_before);  // optional<optional<int64_t>>: inner nullopt writes NULL
+    return s;
+}
+
+void exec_sql(sqlite3* db, const char* sql) {
+    char* err = nullptr;
+    const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+    if (rc != SQLITE_OK) {
+        std::string msg = err ? err : sqlite3_errmsg(db);
+        sqlite3_free(err);
+        throw SqlError(rc, msg);
+    }
+}
+
+// BEGIN IMMEDIATE (the write lock up front, so a read-then-write never has to upgrade and fail);
+// rolls back unless commit() was called.
+class Transaction {
+public:
+    explicit Transaction(sqlite3* db) : m_db(db) { exec_sql(m_db, "BEGIN IMMEDIATE"); }
+    ~Transaction() {
+        if (!m_done) sqlite3_exec(m_db, "ROLLBACK", nullptr, nullptr, nullptr);
+    }
+    Transaction(const Transaction&) = delete;
+    Transaction& operator=(const Transaction&) = delete;
+    void commit() {
+        exec_sql(m_db, "COMMIT");
+        m_done = true;
+    }
+
+private:
+    sqlite3* m_db;
+    bool m_done = false;
+};
+
+Error internal_error(const char* what, const SqlError& e) {
+    return Error(ErrorCode::Internal, std::string("database error in ") + what + ": " + e.what(),
+                 {{"sqlite_code", e.rc}});
+}
+
+// For the methods without a Result: log and answer "nothing".
+void log_error(const char* what, const SqlError& e) {
+    spdlog::error("store: {} failed: {} (sqlite code {})", what, e.what(), e.rc);
+}
+
+}  // namespace
+
+// --- Impl ----------------------------------------------------------------------------------------
+
+struct Store::Impl {
+    sqlite3* db = nullptr;
+    const Clock& clock;
+    std::mutex mutex;  // the one connection is used by one thread at a time
+    std::unordered_map<std::string, sqlite3_stmt*> cache;
+    int version = 0;
+
+    Impl(sqlite3* d, const Clock& c) : db(d), clock(c) {}
+    ~Impl() {
+        for (auto& [sql, stmt] : cache) sqlite3_finalize(stmt);
+        cache.clear();
+        sqlite3_close_v2(db);
+    }
+    Impl(const Impl&) = delete;
+    Impl& operator=(const Impl&) = delete;
+
+    Stmt prepare(const std::string& sql) {
+        auto it = cache.find(sql);
+        if (it == cache.end()) {
+            sqlite3_stmt* stmt = nullptr;
+            const int rc = sqlite3_prepare_v3(db, sql.c_str(), static_cast<int>(sql.size() + 1),
+                                              SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+            if (rc != SQLITE_OK) {
+                sqlite3_finalize(stmt);
+                throw SqlError(rc, std::string("prepare: ") + sqlite3_errmsg(db) + " in: " + sql);
+            }
+            it = cache.emplace(sql, stmt).first;
+        }
+        return Stmt(db, it->second);
+    }
+
+    void exec(const char* sql) { exec_sql(db, sql); }
+
+    int64_t now() const { return clock.now_ms(); }
+
+    std::optional<JobRecord> get_job(const std::string& id) {
+        auto s = prepare(std::string("SELECT ") + k_job_columns + " FROM jobs WHERE id = ?");
+        s << id;
+        if (!s.step()) return std::nullopt;
+        return read_job(s);
+    }
+
+    std::vector<JobRecord> select_jobs(const std::string& where_and_order, const std::vector<Value>& params) {
+        auto s = prepare(std::string("SELECT ") + k_job_columns + " FROM jobs " + where_and_order);
+        for (const auto& v : params) s.bind(v);
+        std::vector<JobRecord> out;
+        while (s.step()) out.push_back(read_job(s));
+        return out;
+    }
+
+    void insert_event(const std::string& job_id, const char* type, std::optional<JobState> from, JobState to,
+                      const std::string& message, const nlohmann::json& data) {
+        auto s = prepare(
+            "INSERT INTO job_events (job_id, at, type, from_state, to_state, message, data) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)");
+        s << job_id << now() << type;
+        if (from)
+            s << to_string(*from);
+        else
+            s << nullptr;
+        s << to_string(to) << message << data;
+        s.run();
+    }
+
+    // UPDATE jobs SET <changes>[, state = ?], version + 1, updated_at WHERE id = ?; returns rows changed.
+    int update_row(const std::string& id, const JobUpdate& changes, std::optional<JobState> state) {
+        auto sets = update_sets(changes);
+        if (state) {
+            sets.sql += "state = ?, ";
+            sets.values.emplace_back(std::string(to_string(*state)));
+        }
+        auto s = prepare("UPDATE jobs SET " + sets.sql + "version = version + 1, updated_at = ? WHERE id = ?");
+        for (const auto& v : sets.values) s.bind(v);
+        s << now() << id;
+        s.run();
+        return sqlite3_changes(db);
+    }
+
+    uint64_t reserved_in(const std::string& pool) {
+        auto s = prepare(
+            "SELECT COALESCE(SUM(CASE WHEN source_pool = ?1 AND source_deleted = 0 THEN source_reserved ELSE 0 END), 0)"
+            " + COALESCE(SUM(CASE WHEN output_pool = ?1 AND output_deleted = 0 THEN output_reserved ELSE 0 END), 0)"
+            " FROM jobs WHERE source_pool = ?1 OR output_pool = ?1");
+        s << pool;
+        s.step();
+        return s.u64(0);
+    }
+
+    void run_migrations() {
+        exec(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            " version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
+        {
+            auto s = prepare("SELECT COALESCE(MAX(version), 0) FROM schema_version");
+            s.step();
+            version = s.i32(0);
+        }
+        const auto& migrations = detail::store_migrations();
+        const int latest = migrations.empty() ? 0 : migrations.back().version;
+        if (version > latest)
+            throw SqlError(SQLITE_ERROR, "database schema version " + std::to_string(version) +
+                                             " is newer than this program knows (" + std::to_string(latest) + ")");
+        for (const auto& m : migrations) {
+            if (m.version <= version) continue;
+            exec("BEGIN IMMEDIATE");
+            try {
+                exec(m.sql);
+                auto s = prepare("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)");
+                s << m.version << now();
+                s.run();
+                exec("COMMIT");
+            } catch (...) {
+                sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+                throw;
+            }
+            spdlog::info("store: applied schema migration {}", m.version);
+            version = m.version;
+        }
+    }
+};
+
+namespace {
+
+std::string join_states(const std::vector<JobState>& states) {
+    std::string out;
+    for (auto s : states) {
+        if (!out.empty()) out += ", ";
+        out += to_string(s);
+    }
+    return out;
+}
+
+}  // namespace
+
+// --- Store ---------------------------------------------------------------------------------------
+
+Store::Store(std::unique_ptr<Impl> impl) : m_impl(std::move(impl)) {}
+Store::~Store() = default;
+
+Result<std::unique_ptr<Store>> Store::open(const std::filesystem::path& path, const Clock& clock) {
+    if (path.has_parent_path()) {
+        std::error_code ec;
+        std::filesystem::create_directories(path.parent_path(), ec);
+    }
+    sqlite3* db = nullptr;
+    const int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+    if (rc != SQLITE_OK) {
+        std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+        sqlite3_close_v2(db);
+        return Error(ErrorCode::Internal, "cannot open database " + path.string() + ": " + msg);
+    }
+    auto impl = std::make_unique<Impl>(db, clock);
+    try {
+        sqlite3_extended_result_codes(db, 1);
+        sqlite3_busy_timeout(db, 5000);
+        {
+            auto s = impl->prepare("PRAGMA journal_mode = WAL");
+            const std::string mode = s.step() ? s.text(0) : "";
+            if (mode != "wal" && path != ":memory:")
+                return Error(ErrorCode::Internal,
+                             "cannot put database " + path.string() + " in WAL mode (journal_mode is " + mode + ")");
+        }
+        impl->exec("PRAGMA synchronous = NORMAL");
+        impl->exec("PRAGMA foreign_keys = ON");
+        impl->run_migrations();
+    } catch (const SqlError& e) {
+        return Error(ErrorCode::Internal, "cannot open database " + path.string() + ": " + e.what());
+    }
+    return std::unique_ptr<Store>(new Store(std::move(impl)));
+}
+
+int Store::schema_version() const { return m_impl->version; }
+
+bool Store::integrity_ok() {
+    std::lock_guard lock(m_impl->mutex);
+    try {
+        auto s = m_impl->prepare("PRAGMA integrity_check");
+        std::vector<std::string> rows;
+        while (s.step()) rows.push_back(s.text(0));
+        if (rows.size() == 1 && rows[0] == "ok") return true;
+        for (const auto& r : rows) spdlog::error("store: integrity check: {}", r);
+        return false;
+    } catch (const SqlError& e) {
+        log_error("integrity_check", e);
+        return false;
+    }
+}
+
+Status Store::backup_to(const std::filesystem::path& dest) {
+    // Into a temporary name first, then renamed, so `dest` is never a half-written database.
+    auto tmp = dest;
+    tmp += ".tmp";
+    std::error_code ec;
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+        auto p = tmp;
+        p += suffix;
+        std::filesystem::remove(p, ec);
+    }
+    sqlite3* out = nullptr;
+    int rc = sqlite3_open_v2(tmp.c_str(), &out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+    if (rc != SQLITE_OK) {
+        std::string msg = out ? sqlite3_errmsg(out) : sqlite3_errstr(rc);
+        sqlite3_close_v2(out);
+        return Error(ErrorCode::Internal, "cannot create backup " + tmp.string() + ": " + msg);
+    }
+    {
+        std::lock_guard lock(m_impl->mutex);
+        sqlite3_backup* b = sqlite3_backup_init(out, "main", m_impl->db, "main");
+        if (!b) {
+            std::string msg = sqlite3_errmsg(out);
+            sqlite3_close_v2(out);
+            std::filesystem::remove(tmp, ec);
+            return Error(ErrorCode::Internal, "cannot start backup: " + msg);
+        }
+        rc = sqlite3_backup_step(b, -1);
+        sqlite3_backup_finish(b);
+    }
+    if (rc != SQLITE_DONE) {
+        std::string msg = sqlite3_errstr(rc);
+        sqlite3_close_v2(out);
+        std::filesystem::remove(tmp, ec);
+        return Error(ErrorCode::Internal, "backup failed: " + msg);
+    }
+    rc = sqlite3_close_v2(out);  // checkpoints and removes the copy's -wal file
+    if (rc != SQLITE_OK) return Error(ErrorCode::Internal, std::string("backup close failed: ") + sqlite3_errstr(rc));
+    std::filesystem::rename(tmp, dest, ec);
+    if (ec) return Error(ErrorCode::Internal, "cannot move backup to " + dest.string() + ": " + ec.message());
+    return {};
+}
+
+// --- API keys ------------------------------------------------------------------------------------
+
+Result<ApiKeyRecord> Store::create_api_key(const std::string& name, Role role, const std::string& key_hash,
+                                           const std::string& prefix) {
+    std::lock_guard lock(m_impl->mutex);
+    ApiKeyRecord k;
+    k.id = new_ulid();
+    k.name = name;
+    k.role = role;
+    k.key_hash = key_hash;
+    k.prefix = prefix;
+    k.created_at = m_impl->now();
+    try {
+        auto s = m_impl->prepare(
+            "INSERT INTO api_keys (id, name, role, key_hash, prefix, created_at) VALUES (?, ?, ?, ?, ?, ?)");
+        s << k.id << k.name << to_string(k.role) << k.key_hash << k.prefix << k.created_at;
+        s.run();
+        return k;
+    } catch (const SqlError& e) {
+        if (e.rc == SQLITE_CONSTRAINT_UNIQUE) {
+            if (std::string_view(e.what()).find("key_hash") != std::string_view::npos)
+                return Error(ErrorCode::Conflict, "an API key with this secret already exists");
+            return Error(ErrorCode::Conflict, "an API key named '" + name + "' already exists", {{"name", name}});
+        }
+        return internal_error("create_api_key", e);
+    }
+}
+
+std::optional<ApiKeyRecord> Store::find_api_key_by_hash(const std::string& key_hash) {
+    std::lock_guard lock(m_impl->mutex);
+    try {
+        auto s = m_impl->prepare(std::string("SELECT ") + k_key_columns +
+                                 " FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL");
+        s << key_hash;
+        if (!s.step()) return std::nullopt;
+        return read_key(s);
+    } catch (const SqlError& e) {
+        log_error("find_api_key_by_hash", e);
+        return std::nullopt;
+    }
+}
+
+std::optional<ApiKeyRecord> Store::get_api_key(const std::string& id) {
+    std::lock_guard lock(m_impl->mutex);
+    try {
+        auto s = m_impl->prepare(std::string("SELECT ") + k_key_columns + " FROM api_keys WHERE id = ?");
+        s << id;
+        if (!s.step()) return std::nullopt;
+        return read_key(s);
+    } catch (const SqlError& e) {
+        log_error("get_api_key", e);
+        return std::nullopt;
+    }
+}
+
+std::vector<ApiKeyRecord> Store::list_api_keys(bool include_revoked) {
+    std::lock_guard lock(m_impl->mutex);
+    std::vector<ApiKeyRecord> out;
+    try {
+        auto s = m_impl->prepare(std::string("SELECT ") + k_key_columns + " FROM api_keys" +
+                                 (include_revoked ? "" : " WHERE revoked_at IS NULL") + " ORDER BY created_at, id");
+        while (s.step()) out.push_back(read_key(s));
+    } catch (const SqlError& e) {
+        log_error("list_api_keys", e);
+        out.clear();
+    }
+    return out;
+}
+
+Result<ApiKeyRecord> Store::revoke_api_key(const std::string& id_or_name) {
+    std::lock_guard lock(m_impl->mutex);
+    try {
+        Transaction tx(m_impl->db);
+        std::optional<ApiKeyRecord> key;
+        {
+            // An exact id wins over a key whose name happens to look like that id.
+            auto s = m_impl->prepare(std::string("SELECT ") + k_key_columns +
+                                     " FROM api_keys WHERE (id = ?1 OR name = ?1) AND revoked_at IS NULL"
+                                     " ORDER BY (id = ?1) DESC LIMIT 1");
+            s << id_or_name;
+            if (s.step()) key = read_key(s);
+        }
+        if (!key) return Error(ErrorCode::NotFound, "no active API key with id or name '" + id_or_name + "'");
+        key->revoked_at = m_impl->now();
+        auto s = m_impl->prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ?");
+        s << key->revoked_at << key->id;
+        s.run();
+        tx.commit();
+        return *key;
+    } catch (const SqlError& e) {
+        return internal_error("revoke_api_key", e);
+    }
+}
+
+// --- Jobs ----------------------------------------------------------------------------------------
+
+Result<JobRecord> Store::insert_job(const JobRecord& job) {
+    std::lock_guard lock(m_impl->mutex);
+    auto& impl = *m_impl;
+    auto find_existing = [&]() -> std::optional<JobRecord> {
+        if (!job.idempotency_key) return std::nullopt;
+        auto found = impl.select_jobs("WHERE owner_key_id = ? AND idempotency_key = ?",
+                                      {job.owner_key_id, *job.idempotency_key});
+        if (found.empty()) return std::nullopt;
+        return found.front();
+    };
+    try {
+        Transaction tx(impl.db);
+        if (auto existing = find_existing()) return *existing;  // rolls back the empty transaction
+
+        JobRecord r = job;
+        if (r.id.empty()) r.id = new_ulid();
+        r.created_at = impl.now();
+        r.updated_at = r.created_at;
+        r.version = 1;
+        try {
+            auto s = impl.prepare(std::string("INSERT INTO jobs (") + k_job_columns +
+                                  ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+            for (const auto& v : job_values(r)) s.bind(v);
+            s.run();
+        } catch (const SqlError& e) {
+            if (e.rc == SQLITE_CONSTRAINT_UNIQUE) {
+                // Another connection inserted the same idempotency key first: answer with its job.
+                if (auto existing = find_existing()) return *existing;
+                return Error(ErrorCode::Conflict, "job " + r.id + " already exists");
+            }
+            if (e.rc == SQLITE_CONSTRAINT_PRIMARYKEY) return Error(ErrorCode::Conflict, "job " + r.id + " already exists");
+            if (e.rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+                return Error::invalid("owner_key_id", "no API key with id '" + r.owner_key_id + "'");
+            throw;
+        }
+        impl.insert_event(r.id, "state", std::nullopt, r.state, "job created", nullptr);
+        tx.commit();
+        return r;
+    } catch (const SqlError& e) {
+        return internal_error("insert_job", e);
+    }
+}
+
+std::optional<JobRecord> Store::get_job(const std::string& id) {
+    std::lock_guard lock(m_impl->mutex);
+    try {
+        return m_impl->get_job(id);
+    } catch (const SqlError& e) {
+        log_error("get_job", e);
+        return std::nullopt;
+    }
+}
+
+JobPage Store::list_jobs(const JobQuery& query) {
+    std::lock_guard lock(m_impl->mutex);
+    JobPage page;
+    const int limit = std::clamp(query.limit, 1, 500);
+    std::string where = "WHERE 1 = 1";
+    std::vector<Value> params;
+    if (query.owner_key_id) {
+        where += " AND owner_key_id = ?";
+        params.emplace_back(*query.owner_key_id);
+    }
+    if (query.state) {
+        where += " AND state = ?";
+        params.emplace_back(std::string(to_string(*query.state)));
+    }
+    try {
+        {
+            auto s = m_impl->prepare("SELECT COUNT(*) FROM jobs " + where);
+            for (const auto& v : params) s.bind(v);
+            s.step();
+            page.total = s.i64(0);
+        }
+        if (query.cursor) {
+            where += " AND id < ?";
+            params.emplace_back(*query.cursor);
+        }
+        params.emplace_back(int64_t{limit} + 1);  // one more than asked tells whether a next page exists
+        page.items = m_impl->select_jobs(where + " ORDER BY id DESC LIMIT ?", params);
+        if (page.items.size() > static_cast<size_t>(limit)) {
+            page.items.resize(static_cast<size_t>(limit));
+            page.next_cursor = page.items.back().id;
+        }
+    } catch (const SqlError& e) {
+        log_error("list_jobs", e);
+        return {};
+    }
+    return page;
+}
+
+Result<JobRecord> Store::transition(const std::string& id, const std::vector<JobState>& from, JobState to,
+                                    const JobUpdate& changes, const std::string& message) {
+    std::lock_guard lock(m_impl->mutex);
+    auto& impl = *m_impl;
+    try {
+        Transaction tx(impl.db);
+        std::optional<JobState> current;
+        {
+            auto s = impl.prepare("SELECT state FROM jobs WHERE id = ?");
+            s << id;
+            if (!s.step()) return Error(ErrorCode::JobNotFound, "job " + id + " not found", {{"job_id", id}});
+            current = parse_job_state(s.text(0));
+        }
+        if (!current || std::find(from.begin(), from.end(), *current) == from.end()) {
+            const std::string now_state = current ? std::string(to_string(*current)) : "unknown";
+            return Error(ErrorCode::Conflict,
+                         "job is " + now_state + ", expected " + (from.size() == 1 ? "" : "one of ") +
+                             join_states(from),
+                         {{"state", now_state}});
+        }
+        // The state machine's edges are the protocol's; a caller asking for another edge is refused
+        // here rather than corrupting the job's history.
+        if (!protocol::can_transition(*current, to))
+            return Error(ErrorCode::Conflict,
+                         "job is " + std::string(to_string(*current)) + " and cannot become " +
+                             std::string(to_string(to)),
+                         {{"state", std::string(to_string(*current))}});
+        impl.update_row(id, changes, to);
+        impl.insert_event(id, "state", current, to, message, nullptr);
+        auto updated = impl.get_job(id);
+        tx.commit();
+        if (!updated) return Error(ErrorCode::Internal, "job " + id + " vanished during a transition");
+        return *updated;
+    } catch (const SqlError& e) {
+        return internal_error("transition", e);
+    }
+}
+
+Result<JobRecord> Store::update_job(const std::string& id, const JobUpdate& changes,
+                                    const std::optional<nlohmann::json>& progress_event) {
+    std::lock_guard lock(m_impl->mutex);
+    auto& impl = *m_impl;
+    try {
+        Transaction tx(impl.db);
+        if (impl.update_row(id, changes, std::nullopt) == 0)
+            return Error(ErrorCode::JobNotFound, "job " + id + " not found", {{"job_id", id}});
+        auto updated = impl.get_job(id);
+        if (!updated) return Error(ErrorCode::JobNotFound, "job " + id + " not found", {{"job_id", id}});
+        if (progress_event) impl.insert_event(id, "progress", std::nullopt, updated->state, "", *progress_event);
+        tx.commit();
+        return *updated;
+    } catch (const SqlError& e) {
+        return internal_error("update_job", e);
+    }
+}
+
+std::vector<JobEvent> Store::job_events(const std::string& job_id, int64_t after_id, int limit) {
+    std::lock_guard lock(m_impl->mutex);
+    std::vector<JobEvent> out;
+    try {
+        auto s = m_impl->prepare(
+            "SELECT id, job_id, at, type, from_state, to_state, message, data FROM job_events"
+            " WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?");
+        s << job_id << after_id << std::clamp(limit, 1, 100000);
+        while (s.step()) {
+            JobEvent e;
+            e.id = s.i64(0);
+            e.job_id = s.text(1);
+            e.at = s.i64(2);
+            e.type = s.text(3);
+            if (!s.is_null(4)) e.from_state = parse_job_state(s.text(4));
+            e.to_state = parse_job_state(s.text(5)).value_or(JobState::Failed);
+            e.message = s.text(6);
+            e.data = s.json(7);
+            out.push_back(std::move(e));
+        }
+    } catch (const SqlError& e) {
+        log_error("job_events", e);
+        out.clear();
+    }
+    return out;
+}
+
+std::optional<int64_t> Store::queue_position(const std::string& job_id) {
+    std::lock_guard lock(m_impl->mutex);
+    try {
+        // Counts the queued jobs that come before this one in claim order, plus itself.
+        auto s = m_impl->prepare(
+            "SELECT COUNT(*) FROM jobs AS q, (SELECT priority, created_at, id FROM jobs"
+            " WHERE id = ?1 AND state = 'queued') AS me"
+            " WHERE q.state = 'queued' AND (q.priority > me.priority OR (q.priority = me.priority AND"
+            " (q.created_at < me.created_at OR (q.created_at = me.created_at AND q.id <= me.id))))");
+        s << job_id;
+        s.step();
+        const int64_t n = s.i64(0);
+        if (n == 0) return std::nullopt;  // not queued (a queued job always counts itself)
+        return n;
+    } catch (const SqlError& e) {
+        log_error("queue_position", e);
+        return std::nullopt;
+    }
+}
+
+std::map<JobState, int64_t> Store::count_by_state() {
+    std::lock_guard lock(m_impl->mutex);
+    std::map<JobState, int64_t> out;
+    try {
+        auto s = m_impl->prepare("SELECT state, COUNT(*) FROM jobs GROUP BY state");
+        while (s.step())
+            if (auto st = parse_job_state(s.text(0))) out[*st] = s.i64(1);
+    } catch (const SqlError& e) {
+        log_error("count_by_state", e);
+        out.clear();
+    }
+    return out;
+}
+
+std::vector<JobRecord> Store::jobs_past_ttl(int64_t now, std::optional<int64_t> default_ttl_ms) {
+    std::lock_guard lock(m_impl->mutex);
+    try {
+        return m_impl->select_jobs(
+            "WHERE state IN ('awaiting_upload', 'queued') AND COALESCE(ttl_ms, ?) IS NOT NULL"
+            " AND created_at + COALESCE(ttl_ms, ?) < ? ORDER BY id",
+            {to_value(default_ttl_ms), to_value(default_ttl_ms), now});
+    } catch (const SqlError& e) {
+        log_error("jobs_past_ttl", e);
+        return {};
+    }
+}
+
+std::vector<JobRecord> Store::jobs_with_expired_outputs(int64_t now) {
+    std::lock_guard lock(m_impl->mutex);
+    try {
+        return m_impl->select_jobs(
+            "WHERE state = 'completed' AND output_deleted = 0 AND output_expires_at IS NOT NULL"
+            " AND output_expires_at < ? ORDER BY id",
+            {now});
+    } catch (const SqlError& e) {
+        log_error("jobs_with_expired_outputs", e);
+        return {};
+    }
+}
+
+std::vector<JobRecord> Store::terminal_jobs_with_sources() {
+    std::lock_guard lock(m_impl->mutex);
+    try {
+        // Also those with only a reservation and no file yet, so the caller can release the space.
+        return m_impl->select_jobs(
+            "WHERE state IN ('completed', 'failed', 'canceled') AND source_deleted = 0"
+            " AND (source_path <> '' OR source_reserved > 0) ORDER BY id",
+            {});
+    } catch (const SqlError& e) {
+        log_error("terminal_jobs_with_sources", e);
+        return {};
+    }
+}
+
+std::vector<std::pair<std::string, std::string>> Store::referenced_files() {
+    std::lock_guard lock(m_impl->mutex);
+    std::vector<std::pair<std::string, std::string>> out;
+    try {
+        auto s = m_impl->prepare(
+            "SELECT source_pool, source_path FROM jobs WHERE source_path <> '' AND source_deleted = 0"
+            " UNION SELECT output_pool, output_path FROM jobs WHERE output_path <> '' AND output_deleted = 0"
+            " ORDER BY 1, 2");
+        while (s.step()) out.emplace_back(s.text(0), s.text(1));
+    } catch (const SqlError& e) {
+        log_error("referenced_files", e);
+        out.clear();
+    }
+    return out;
+}
+
+// --- Pool accounting -----------------------------------------------------------------------------
+
+uint64_t Store::reserved_bytes(const std::string& pool) {
+    std::lock_guard lock(m_impl->mutex);
+    try {
+        return m_impl->reserved_in(pool);
+    } catch (const SqlError& e) {
+        log_error("reserved_bytes", e);
+        return 0;
+    }
+}
+
+Result<std::string> Store::reserve_space(const std::string& job_id, FileKind kind, uint64_t bytes,
+                                         const std::vector<PoolCandidate>& candidates) {
+    std::lock_guard lock(m_impl->mutex);
+    auto& impl = *m_impl;
+    const bool source = kind == FileKind::Source;
+    try {
+        Transaction tx(impl.db);
+        std::string own_pool;
+        uint64_t own_reserved = 0;
+        {
+            auto s = impl.prepare(source ? "SELECT source_pool, source_reserved, source_deleted FROM jobs WHERE id = ?"
+                                         : "SELECT output_pool, output_reserved, output_deleted FROM jobs WHERE id = ?");
+            s << job_id;
+            if (!s.step()) return Error(ErrorCode::JobNotFound, "job " + job_id + " not found", {{"job_id", job_id}});
+            own_pool = s.text(0);
+            if (!s.boolean(2)) own_reserved = s.u64(1);  // a deleted file's reservation is not counted anyway
+        }
+        for (const auto& c : candidates) {
+            uint64_t reserved = impl.reserved_in(c.name);
+            if (c.name == own_pool) reserved -= std::min(reserved, own_reserved);  // re-reserving replaces
+            const bool cap_ok = !c.cap_bytes || (reserved <= *c.cap_bytes && *c.cap_bytes - reserved >= bytes);
+            if (!cap_ok || c.disk_free_bytes < bytes) continue;
+            auto s = impl.prepare(source ? "UPDATE jobs SET source_pool = ?, source_reserved = ?,"
+                                           " version = version + 1, updated_at = ? WHERE id = ?"
+                                         : "UPDATE jobs SET output_pool = ?, output_reserved = ?,"
+                                           " version = version + 1, updated_at = ? WHERE id = ?");
+            s << c.name << bytes << impl.now() << job_id;
+            s.run();
+            tx.commit();
+            return c.name;
+        }
+        return Error(ErrorCode::InsufficientStorage,
+                     "no storage pool has room for " + std::to_string(bytes) + " bytes",
+                     {{"needed_bytes", bytes}});
+    } catch (const SqlError& e) {
+        return internal_error("reserve_space", e);
+    }
+}
+
+Status Store::release_space(const std::string& job_id, FileKind kind) {
+    std::lock_guard lock(m_impl->mutex);
+    try {
+        auto s = m_impl->prepare(kind == FileKind::Source
+                                     ? "UPDATE jobs SET source_reserved = 0, version = version + 1, updated_at = ?"
+                                       " WHERE id = ?"
+                                     : "UPDATE jobs SET output_reserved = 0, version = version + 1, updated_at = ?"
+                                       " WHERE id = ?");
+        s << m_impl->now() << job_id;
+        s.run();
+        if (sqlite3_changes(m_impl->db) == 0)
+            return Error(ErrorCode::JobNotFound, "job " + job_id + " not found", {{"job_id", job_id}});
+        return {};
+    } catch (const SqlError& e) {
+        return internal_error("release_space", e);
+    }
+}
+
+}  // namespace distconv::dispatch

@@ -1,0 +1,238 @@
+#pragma once
+// The dispatch server's SQLite store: the only place with SQL.
+//
+// One writer connection in WAL mode (foreign keys on, busy timeout, synchronous=NORMAL), guarded by a
+// mutex; prepared statements cached per SQL text. Numbered migrations recorded in schema_version run
+// once, in order, each in its own transaction. Every job state change goes through transition(): one
+// transaction that checks the expected current state, applies the change and appends a job_events row.
+// Times are unix milliseconds (int64) from the Clock given at open().
+
+#include "common/error.hpp"
+#include "common/time.hpp"
+#include "protocol/job_state.hpp"
+#include "protocol/types.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace distconv::dispatch {
+
+// Job states and key roles are the protocol's (protocol/job_state.hpp, protocol/types.hpp): their
+// names, parsing and is_terminal() live there, found by ADL. Do not define them again here.
+using JobState = protocol::JobState;
+using Role = protocol::Role;
+
+struct ApiKeyRecord {
+    std::string id;          // ULID
+    std::string name;        // unique among keys that are not revoked
+    Role role = Role::User;
+    std::string key_hash;    // SHA-256 hex of the secret; the secret itself is never stored
+    std::string prefix;      // the first characters of the secret, to recognise a key in listings
+    int64_t created_at = 0;
+    std::optional<int64_t> revoked_at;
+};
+
+struct JobRecord {
+    std::string id;            // ULID
+    std::string owner_key_id;  // api_keys.id of the submitter
+    JobState state = JobState::AwaitingUpload;
+    int priority = 0;          // -100..100, higher first
+    nlohmann::json options = nlohmann::json::object();   // as submitted
+    nlohmann::json resolved = nlohmann::json::object();  // after preset resolution (what runs)
+    std::string ffmpeg_command;                          // display form of the argv
+    std::string output_filename;
+    nlohmann::json requirements = nlohmann::json::object();
+    int max_attempts = 3;
+    int attempt_count = 0;
+    std::optional<int64_t> ttl_ms;           // a job queued (or awaiting upload) longer than this expires
+    std::optional<std::string> idempotency_key;
+
+    // Source: declared by the submitter, then received into a pool.
+    std::string source_filename;
+    std::optional<uint64_t> source_size;     // declared size (known before upload for JSON submits)
+    std::optional<std::string> source_sha256;
+    std::optional<std::string> source_url;
+    std::string source_pool;                 // pool name, empty until space is reserved
+    std::string source_path;                 // path relative to the pool root
+    uint64_t source_reserved = 0;            // bytes reserved in source_pool
+    uint64_t source_received = 0;            // bytes stored so far (resumable uploads)
+    nlohmann::json source_probe;             // ffprobe summary (null until probed)
+    std::optional<double> duration_seconds;
+    bool source_deleted = false;
+
+    // Output: stored into a pool when an engine completes.
+    std::string output_pool;
+    std::string output_path;
+    uint64_t output_reserved = 0;
+    std::optional<uint64_t> output_size;
+    std::optional<std::string> output_sha256;
+    std::optional<int64_t> output_expires_at;
+    bool output_deleted = false;
+
+    double progress_percent = 0;
+    nlohmann::json progress;        // latest {fps, speed, eta_seconds, out_time_seconds} or null
+    std::string message;            // human status text
+    std::string failure_code;       // e.g. "expired", "TRANSCODE_FAILED", "canceled"
+    std::string failure_reason;     // human text, ffmpeg stderr summary
+
+    int64_t created_at = 0;
+    int64_t updated_at = 0;
+    std::optional<int64_t> queued_at;
+    std::optional<int64_t> started_at;
+    std::optional<int64_t> finished_at;
+    std::optional<int64_t> not_before;  // retry backoff: not claimable before this time
+    int64_t version = 0;                // bumped on every change; the ETag of job resources
+};
+
+// Fields a call may change; only the ones that are set are written.
+struct JobUpdate {
+    std::optional<int> priority;
+    std::optional<std::string> ffmpeg_command;
+    std::optional<int> attempt_count;
+    std::optional<std::string> source_pool;
+    std::optional<std::string> source_path;
+    std::optional<uint64_t> source_reserved;
+    std::optional<uint64_t> source_received;
+    std::optional<uint64_t> source_size;
+    std::optional<std::string> source_sha256;
+    std::optional<nlohmann::json> source_probe;
+    std::optional<double> duration_seconds;
+    std::optional<bool> source_deleted;
+    std::optional<std::string> output_pool;
+    std::optional<std::string> output_path;
+    std::optional<uint64_t> output_reserved;
+    std::optional<uint64_t> output_size;
+    std::optional<std::string> output_sha256;
+    std::optional<int64_t> output_expires_at;
+    std::optional<bool> output_deleted;
+    std::optional<double> progress_percent;
+    std::optional<nlohmann::json> progress;
+    std::optional<std::string> message;
+    std::optional<std::string> failure_code;
+    std::optional<std::string> failure_reason;
+    std::optional<int64_t> queued_at;
+    std::optional<int64_t> started_at;
+    std::optional<int64_t> finished_at;
+    std::optional<std::optional<int64_t>> not_before;  // set to a value or back to NULL
+};
+
+struct JobEvent {
+    int64_t id = 0;  // increasing; SSE streams resume after an id
+    std::string job_id;
+    int64_t at = 0;
+    std::string type;  // "state" or "progress"
+    std::optional<JobState> from_state;
+    JobState to_state = JobState::Queued;
+    std::string message;
+    nlohmann::json data;  // for progress events: percent, fps, speed, eta
+};
+
+struct JobQuery {
+    std::optional<std::string> owner_key_id;  // nullopt: all owners (admins)
+    std::optional<JobState> state;
+    int limit = 50;
+    std::optional<std::string> cursor;        // the id of the last item of the previous page
+};
+
+struct JobPage {
+    std::vector<JobRecord> items;  // newest first (by id, which is a ULID)
+    int64_t total = 0;             // all matching jobs, not just this page
+    std::optional<std::string> next_cursor;
+};
+
+// A pool a reservation may go to, as the pools module sees it right now.
+struct PoolCandidate {
+    std::string name;
+    std::optional<uint64_t> cap_bytes;  // nullopt: no cap (disk free space still applies, checked by the caller)
+    uint64_t disk_free_bytes = 0;       // what the filesystem says is free for this pool
+};
+
+enum class FileKind { Source, Output };
+
+class Store {
+public:
+    // Opens (creating if needed) the database at `path` and runs pending migrations.
+    static Result<std::unique_ptr<Store>> open(const std::filesystem::path& path, const Clock& clock);
+    ~Store();
+    Store(const Store&) = delete;
+    Store& operator=(const Store&) = delete;
+
+    int schema_version() const;
+    // `PRAGMA integrity_check` == "ok".
+    bool integrity_ok();
+    // Online backup of the whole database to `dest` (SQLite backup API).
+    Status backup_to(const std::filesystem::path& dest);
+
+    // --- API keys -------------------------------------------------------------------------------
+    // CONFLICT if a key that is not revoked already has this name.
+    Result<ApiKeyRecord> create_api_key(const std::string& name, Role role, const std::string& key_hash,
+                                        const std::string& prefix);
+    // The key with this hash, if it exists and is not revoked.
+    std::optional<ApiKeyRecord> find_api_key_by_hash(const std::string& key_hash);
+    std::optional<ApiKeyRecord> get_api_key(const std::string& id);
+    std::vector<ApiKeyRecord> list_api_keys(bool include_revoked = false);
+    // Revokes by id or name; NOT_FOUND when there is no such key that is not yet revoked.
+    Result<ApiKeyRecord> revoke_api_key(const std::string& id_or_name);
+
+    // --- Jobs -----------------------------------------------------------------------------------
+    // Inserts a new job (created_at/updated_at set from the clock, version 1) and its first event.
+    // When job.idempotency_key is set and the owner already has a job with that key, returns that
+    // job unchanged instead (the caller compares ids to know which happened).
+    Result<JobRecord> insert_job(const JobRecord& job);
+    std::optional<JobRecord> get_job(const std::string& id);
+    JobPage list_jobs(const JobQuery& query);
+
+    // In one transaction: if the job's state is one of `from`, set it to `to`, apply `changes`, bump
+    // version and updated_at, and append a "state" event with `message`. Otherwise CONFLICT with
+    // details {"state": current} (JOB_NOT_FOUND if there is no such job).
+    Result<JobRecord> transition(const std::string& id, const std::vector<JobState>& from, JobState to,
+                                 const JobUpdate& changes, const std::string& message = "");
+    // Applies `changes` without a state change (bumps version). When `progress_event` is set, also
+    // appends a "progress" event with that data.
+    Result<JobRecord> update_job(const std::string& id, const JobUpdate& changes,
+                                 const std::optional<nlohmann::json>& progress_event = std::nullopt);
+
+    // Events of a job with id > after_id, oldest first.
+    std::vector<JobEvent> job_events(const std::string& job_id, int64_t after_id = 0, int limit = 1000);
+
+    // 1-based position among queued jobs in claim order (priority desc, then created_at, then id);
+    // nullopt when the job is not queued.
+    std::optional<int64_t> queue_position(const std::string& job_id);
+    std::map<JobState, int64_t> count_by_state();
+
+    // Jobs in awaiting_upload or queued whose ttl (or `default_ttl_ms` when the job has none) has passed.
+    std::vector<JobRecord> jobs_past_ttl(int64_t now, std::optional<int64_t> default_ttl_ms);
+    // Completed jobs whose output expires before `now` and is not yet deleted.
+    std::vector<JobRecord> jobs_with_expired_outputs(int64_t now);
+    // Terminal jobs whose source file is not yet deleted.
+    std::vector<JobRecord> terminal_jobs_with_sources();
+    // Every (pool, relative path) a live job still references (sources not deleted, outputs not deleted),
+    // for the janitor to tell orphans from real files.
+    std::vector<std::pair<std::string, std::string>> referenced_files();
+
+    // --- Pool accounting ------------------------------------------------------------------------
+    // Bytes reserved in a pool by jobs whose file is not deleted (source_reserved + output_reserved).
+    uint64_t reserved_bytes(const std::string& pool);
+    // In one transaction: picks the first candidate where cap (if any) - reserved >= bytes and
+    // disk_free_bytes >= bytes, records the reservation on the job (source_pool/source_reserved or
+    // output_pool/output_reserved) and returns the pool name. INSUFFICIENT_STORAGE when none fits.
+    // Re-reserving for a job that already holds a reservation of that kind replaces it.
+    Result<std::string> reserve_space(const std::string& job_id, FileKind kind, uint64_t bytes,
+                                      const std::vector<PoolCandidate>& candidates);
+    // Drops a job's reservation of that kind (sets *_reserved to 0).
+    Status release_space(const std::string& job_id, FileKind kind);
+
+private:
+    struct Impl;
+    explicit Store(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> m_impl;
+};
+
+}  // namespace distconv::dispatch
