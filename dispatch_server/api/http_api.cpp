@@ -1,0 +1,577 @@
+#include "dispatch_server/api/http_api.hpp"
+
+#include "common/fs.hpp"
+#include "common/logging.hpp"
+#include "common/time.hpp"
+#include "common/media/options.hpp"
+#include "dispatch_server/api/encode.hpp"
+#include "dispatch_server/api/http_util.hpp"
+#include "dispatch_server/config.hpp"
+#include "dispatch_server/service/auth.hpp"
+#include "dispatch_server/service/jobs.hpp"
+#include "dispatch_server/service/notifier.hpp"
+#include "protocol/admin.hpp"
+#include "protocol/json_fields.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <regex>
+
+namespace distconv::dispatch {
+
+using namespace http_util;
+
+struct HttpApi::Impl {
+    ApiServices s;
+    httplib::Server server;
+    Router router{server};
+    std::atomic<bool> stopping{false};
+
+    explicit Impl(ApiServices services) : s(services) {}
+
+    std::optional<Principal> user(const httplib::Request& req, httplib::Response& res) {
+        return authorize(s.auth, req, res, require_user);
+    }
+    std::optional<Principal> admin(const httplib::Request& req, httplib::Response& res) {
+        return authorize(s.auth, req, res, require_admin);
+    }
+
+    std::string owner_name(const JobRecord& job) {
+        auto key = s.jobs.store().get_api_key(job.owner_key_id);
+        return key ? key->name : job.owner_key_id;
+    }
+    nlohmann::json resource_json(const JobRecord& job) {
+        return protocol::to_json(to_resource(job, owner_name(job), s.jobs.queue_position(job.id)));
+    }
+    void send_job(httplib::Response& res, int status, const JobRecord& job) {
+        res.set_header("ETag", job_etag(job));
+        send_json(res, status, resource_json(job));
+    }
+
+    Result<std::optional<std::string>> idempotency_key(const httplib::Request& req) {
+        if (!req.has_header("Idempotency-Key")) return std::optional<std::string>{};
+        std::string key = req.get_header_value("Idempotency-Key");
+        bool ok = !key.empty() && key.size() <= 200;
+        for (unsigned char c : key) ok = ok && c > 0x20 && c < 0x7f;
+        if (!ok) return Error::invalid("Idempotency-Key", "Idempotency-Key must be 1-200 visible ASCII characters");
+        return std::optional<std::string>(key);
+    }
+
+    // --- routes -----------------------------------------------------------------------------------
+    void install() {
+        server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+            // Range is handled by our own handlers; httplib must not slice bodies (errors included).
+            const_cast<httplib::Request&>(req).ranges.clear();
+            if (stopping) {
+                send_error(res, Error(ErrorCode::Unavailable, "the server is shutting down"));
+                return httplib::Server::HandlerResponse::Handled;
+            }
+            if (!router.is_streaming(req.method, req.path) && (req.method == "POST" || req.method == "PUT" || req.method == "DELETE" ||
+                                             req.method == "PATCH")) {
+                if (req.has_header("Content-Length")) {
+                    auto len = parse_u64(req.get_header_value("Content-Length"));
+                    if (!len) {
+                        send_error(res, Error::invalid("Content-Length", "Content-Length is not a number"));
+                        return httplib::Server::HandlerResponse::Handled;
+                    }
+                    if (*len > k_max_json_body) {
+                        send_error(res, Error(ErrorCode::FileTooLarge, "JSON bodies are limited to 1 MiB"));
+                        return httplib::Server::HandlerResponse::Handled;
+                    }
+                } else if (req.has_header("Transfer-Encoding")) {
+                    send_error(res, Error::invalid("Content-Length",
+                                                   "send a Content-Length: chunked bodies are for uploads only"));
+                    return httplib::Server::HandlerResponse::Handled;
+                }
+            }
+            return httplib::Server::HandlerResponse::Unhandled;
+        });
+        server.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req,
+                                                                             httplib::Response& res) {
+            if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;  // already an envelope
+            if (res.status == 404 || res.status == 400) {
+                auto allowed = router.methods_for(req.path);
+                bool method_known = std::find(allowed.begin(), allowed.end(), req.method) != allowed.end() ||
+                                    (req.method == "HEAD" &&
+                                     std::find(allowed.begin(), allowed.end(), "GET") != allowed.end());
+                if (!allowed.empty() && !method_known) {
+                    std::string allow;
+                    for (const auto& m : allowed) allow += (allow.empty() ? "" : ", ") + m;
+                    if (std::find(allowed.begin(), allowed.end(), "GET") != allowed.end()) allow += ", HEAD";
+                    res.set_header("Allow", allow);
+                    send_error(res, Error(ErrorCode::MethodNotAllowed, req.method + " is not allowed here; use " + allow));
+                    return httplib::Server::HandlerResponse::Handled;
+                }
+            }
+            send_error(res, error_for_status(res.status));
+            return httplib::Server::HandlerResponse::Handled;
+        }));
+        server.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+            std::string what = "unknown";
+            try {
+                std::rethrow_exception(ep);
+            } catch (const std::exception& e) {
+                what = e.what();
+            } catch (...) {
+            }
+            spdlog::error("unhandled exception in {} {}: {}", req.method, req.path, what);
+            send_error(res, Error(ErrorCode::Internal, "internal error"));
+        });
+        server.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+            spdlog::debug("{} {} -> {}", req.method, req.path, res.status);
+        });
+
+        router.add("GET", "/healthz", [](const httplib::Request&, httplib::Response& res) {
+            send_json(res, 200, {{"status", "ok"}});
+        });
+        router.add("GET", "/readyz", [this](const httplib::Request&, httplib::Response& res) { readyz(res); });
+
+        router.add_streaming("POST", "/api/v1/jobs",
+                      [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+                          submit(req, res, reader);
+                      });
+        router.add("GET", "/api/v1/jobs", [this](const httplib::Request& req, httplib::Response& res) { list(req, res); });
+        router.add("GET", "/api/v1/jobs/" + k_id, [this](const httplib::Request& req, httplib::Response& res) {
+            get_job(req, res, req.matches[1]);
+        });
+        router.add("DELETE", "/api/v1/jobs/" + k_id, [this](const httplib::Request& req, httplib::Response& res) {
+            cancel(req, res, req.matches[1]);
+        });
+        router.add("GET", "/api/v1/jobs/" + k_id + "/status", [this](const httplib::Request& req, httplib::Response& res) {
+            status(req, res, req.matches[1]);
+        });
+        router.add("GET", "/api/v1/jobs/" + k_id + "/events", [this](const httplib::Request& req, httplib::Response& res) {
+            events(req, res, req.matches[1]);
+        });
+        router.add("POST", "/api/v1/jobs/" + k_id + "/retry", [this](const httplib::Request& req, httplib::Response& res) {
+            retry(req, res, req.matches[1]);
+        });
+        router.add("GET", "/api/v1/jobs/" + k_id + "/source", [this](const httplib::Request& req, httplib::Response& res) {
+            source_status(req, res, req.matches[1]);
+        });
+        router.add_streaming("PUT", "/api/v1/jobs/" + k_id + "/source",
+                      [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+                          upload_source(req, res, reader, req.matches[1]);
+                      });
+        router.add("GET", "/api/v1/jobs/" + k_id + "/result", [this](const httplib::Request& req, httplib::Response& res) {
+            result(req, res, req.matches[1]);
+        });
+        router.add("GET", "/api/v1/presets", [this](const httplib::Request& req, httplib::Response& res) {
+            if (!user(req, res)) return;
+            std::vector<protocol::Preset> items;
+            for (const auto& p : media::builtin_presets()) items.push_back(protocol::preset_from(p));
+            send_json(res, 200, protocol::items_to_json(items));
+        });
+        router.add("GET", "/api/v1/pools", [this](const httplib::Request& req, httplib::Response& res) { pools(req, res); });
+        router.add("POST", "/api/v1/keys", [this](const httplib::Request& req, httplib::Response& res) { create_key(req, res); });
+        router.add("GET", "/api/v1/keys", [this](const httplib::Request& req, httplib::Response& res) {
+            if (!admin(req, res)) return;
+            std::vector<protocol::ApiKeyInfo> items;
+            for (const auto& k : s.jobs.store().list_api_keys(req.get_param_value("all") == "true"))
+                items.push_back(to_key_info(k));
+            send_json(res, 200, protocol::items_to_json(items));
+        });
+        router.add("DELETE", "/api/v1/keys/" + k_id, [this](const httplib::Request& req, httplib::Response& res) {
+            if (!admin(req, res)) return;
+            auto r = s.jobs.store().revoke_api_key(req.matches[1]);
+            if (!r) return send_error(res, r.error());
+            send_json(res, 200, protocol::to_json(to_key_info(*r)));
+        });
+    }
+
+    void readyz(httplib::Response& res) {
+        protocol::Readiness r;
+        auto pools = s.jobs.pools().check_writable();
+        r.checks.push_back({"pools", pools.ok(), pools.ok() ? "writable" : pools.error().message});
+        bool db = s.jobs.store().schema_version() > 0;
+        r.checks.push_back({"database", db, db ? "open" : "not open"});
+        r.ready = pools.ok() && db && !stopping;
+        send_json(res, r.ready ? 200 : 503, protocol::to_json(r));
+    }
+
+    void submit(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+        auto who = user(req, res);
+        if (!who) return;
+        auto idem = idempotency_key(req);
+        if (!idem) return send_error(res, idem.error());
+        int64_t started_ms = to_unix_ms(std::chrono::system_clock::now());
+        std::string content_type = req.get_header_value("Content-Type");
+        Result<JobRecord> job = Error(ErrorCode::Internal, "unset");
+        if (req.is_multipart_form_data()) {
+            job = submit_multipart(req, reader, *who, *idem);
+        } else if (content_type.rfind("application/json", 0) == 0) {
+            std::string body;
+            bool too_big = false;
+            bool ok = reader([&](const char* data, size_t len) {
+                if (body.size() + len > k_max_json_body) {
+                    too_big = true;
+                    return false;
+                }
+                body.append(data, len);
+                return true;
+            });
+            if (too_big) return send_error(res, Error(ErrorCode::FileTooLarge, "JSON bodies are limited to 1 MiB"));
+            if (!ok) return send_error(res, Error::invalid("body", "the request body was cut off"));
+            auto json = nlohmann::json::parse(body, nullptr, false);
+            if (json.is_discarded()) return send_error(res, Error::invalid("body", "the body is not valid JSON"));
+            job = s.jobs.submit_json(*who, json, *idem);
+        } else {
+            return send_error(res, Error(ErrorCode::UnsupportedMediaType,
+                                         "send multipart/form-data (file + job) or application/json",
+                                         {{"field", "Content-Type"}}));
+        }
+        if (!job) return send_error(res, job.error());
+        res.set_header("Location", "/api/v1/jobs/" + job->id);
+        // The same Idempotency-Key again answers the first job; mark replays so clients can tell.
+        if (idem->has_value() && job->created_at < started_ms)
+            res.set_header(std::string(protocol::k_idempotent_replayed_header), "true");
+        send_job(res, 202, *job);
+    }
+
+    Result<JobRecord> submit_multipart(const httplib::Request& req, const httplib::ContentReader& reader,
+                                       const Principal& who, const std::optional<std::string>& idem) {
+        auto length = parse_u64(req.get_header_value("Content-Length"));
+        if (!length)
+            return Error::invalid("Content-Length", "a multipart submit needs a Content-Length (space is reserved first)");
+        if (*length > s.config.max_upload_bytes + k_max_json_body)
+            return Error(ErrorCode::FileTooLarge,
+                         "the upload is larger than this server accepts (" + std::to_string(s.config.max_upload_bytes) +
+                             " bytes)",
+                         {{"max_bytes", s.config.max_upload_bytes}});
+        auto incoming = s.jobs.pools().reserve_incoming(s.jobs.store(), *length);
+        if (!incoming) return incoming.error();
+        auto path = s.jobs.pools().resolve(incoming->pool, incoming->relative);
+        FileSink sink;
+        std::string job_text, current, filename;
+        bool have_file = false, have_job = false;
+        std::optional<Error> problem;
+        bool ok = reader(
+            [&](const httplib::MultipartFormData& part) {
+                current = part.name;
+                if (part.name == "file") {
+                    if (have_file) problem = Error::invalid("file", "send one 'file' part");
+                    have_file = true;
+                    filename = part.filename;
+                    auto slash = filename.find_last_of("/\\");
+                    if (slash != std::string::npos) filename = filename.substr(slash + 1);
+                    if (filename.size() > 255 || filename.find('\0') != std::string::npos)
+                        problem = Error::invalid("file", "the file name is too long or has NUL bytes");
+                    if (!problem) {
+                        if (auto st = sink.open(path, 0); !st) problem = st.error();
+                    }
+                } else if (part.name == "job") {
+                    if (have_job) problem = Error::invalid("job", "send one 'job' part");
+                    have_job = true;
+                } else {
+                    problem = Error::invalid(part.name.empty() ? "multipart" : part.name,
+                                             "unknown form field '" + part.name + "': send 'file' and 'job'");
+                }
+                return !problem;
+            },
+            [&](const char* data, size_t len) {
+                if (current == "file") {
+                    if (sink.write(data, len)) return true;
+                    problem = sink.error();
+                    return false;
+                }
+                if (job_text.size() + len > k_max_json_body) {
+                    problem = Error(ErrorCode::FileTooLarge, "the 'job' part is limited to 1 MiB", {{"field", "job"}});
+                    return false;
+                }
+                job_text.append(data, len);
+                return true;
+            });
+        auto finished = sink.finish();
+        auto discard = [&](Error e) -> Result<JobRecord> {
+            std::error_code ec;
+            std::filesystem::remove(path, ec);
+            s.jobs.pools().release_incoming(*incoming);
+            return e;
+        };
+        if (problem) return discard(*problem);
+        if (!ok) return discard(Error::invalid("multipart", "the multipart body is malformed or was cut off"));
+        if (!finished) return discard(finished.error());
+        if (!have_job) return discard(Error::invalid("job", "the 'job' part (JSON options) is missing"));
+        if (!have_file) return discard(Error::invalid("file", "the 'file' part (the media) is missing"));
+        auto json = nlohmann::json::parse(job_text, nullptr, false);
+        if (json.is_discarded()) return discard(Error::invalid("job", "the 'job' part is not valid JSON"));
+        return s.jobs.submit_multipart(who, json, *incoming, sink.position(), filename, idem);
+    }
+
+    void list(const httplib::Request& req, httplib::Response& res) {
+        auto who = user(req, res);
+        if (!who) return;
+        JobQuery q;
+        if (req.has_param("state")) {
+            auto st = protocol::parse_job_state(req.get_param_value("state"));
+            if (!st) return send_error(res, Error::invalid("state", "unknown state '" + req.get_param_value("state") + "'"));
+            q.state = *st;
+        }
+        if (req.has_param("limit")) {
+            auto limit = parse_u64(req.get_param_value("limit"));
+            if (!limit || *limit < 1 || *limit > static_cast<uint64_t>(protocol::k_max_list_limit))
+                return send_error(res, Error::invalid("limit", "limit must be 1.." + std::to_string(protocol::k_max_list_limit)));
+            q.limit = static_cast<int>(*limit);
+        } else {
+            q.limit = protocol::k_default_list_limit;
+        }
+        if (req.has_param("cursor")) {
+            std::string cursor = req.get_param_value("cursor");
+            static const std::regex k_cursor("^[0-9A-Z]{26}$");
+            if (!std::regex_match(cursor, k_cursor)) return send_error(res, Error::invalid("cursor", "the cursor is not valid"));
+            q.cursor = cursor;
+        }
+        bool all = req.get_param_value("all") == "true";
+        if (all && !who->is_admin()) return send_error(res, Error(ErrorCode::Forbidden, "all=true needs an admin key"));
+        auto page = s.jobs.list(*who, q, all);
+        protocol::JobList out;
+        out.total = page.total;
+        out.next_cursor = page.next_cursor;
+        for (const auto& job : page.items)
+            out.items.push_back(to_summary(job, owner_name(job), s.jobs.queue_position(job.id)));
+        send_json(res, 200, protocol::to_json(out));
+    }
+
+    void get_job(const httplib::Request& req, httplib::Response& res, const std::string& id) {
+        auto who = user(req, res);
+        if (!who) return;
+        auto job = s.jobs.get(*who, id);
+        if (!job) return send_error(res, job.error());
+        std::string etag = job_etag(*job);
+        if (req.get_header_value("If-None-Match") == etag) {
+            res.status = 304;
+            res.set_header("ETag", etag);
+            return;
+        }
+        send_job(res, 200, *job);
+    }
+
+    void status(const httplib::Request& req, httplib::Response& res, const std::string& id) {
+        auto who = user(req, res);
+        if (!who) return;
+        auto job = s.jobs.get(*who, id);
+        if (!job) return send_error(res, job.error());
+        std::string etag = job_etag(*job);
+        res.set_header("ETag", etag);
+        if (req.get_header_value("If-None-Match") == etag) {
+            res.status = 304;
+            return;
+        }
+        send_json(res, 200, protocol::to_json(to_status(*job, s.jobs.queue_position(id))));
+    }
+
+    void cancel(const httplib::Request& req, httplib::Response& res, const std::string& id) {
+        auto who = user(req, res);
+        if (!who) return;
+        auto job = s.jobs.cancel(*who, id);
+        if (!job) return send_error(res, job.error());
+        send_json(res, 202, protocol::to_json(protocol::CancelReply{job->id, job->state}));
+    }
+
+    void retry(const httplib::Request& req, httplib::Response& res, const std::string& id) {
+        auto who = user(req, res);
+        if (!who) return;
+        auto job = s.jobs.retry(*who, id);
+        if (!job) return send_error(res, job.error());
+        send_job(res, 202, *job);
+    }
+
+    void events(const httplib::Request& req, httplib::Response& res, const std::string& id) {
+        auto who = user(req, res);
+        if (!who) return;
+        auto job = s.jobs.get(*who, id);
+        if (!job) return send_error(res, job.error());
+        int64_t after = 0;
+        if (req.has_header("Last-Event-ID")) after = static_cast<int64_t>(parse_u64(req.get_header_value("Last-Event-ID")).value_or(0));
+        res.set_header("Cache-Control", "no-cache");
+        res.set_header("X-Accel-Buffering", "no");
+        auto last = std::make_shared<int64_t>(after);
+        res.set_chunked_content_provider("text/event-stream", [this, id, last](size_t, httplib::DataSink& sink) {
+            while (true) {
+                uint64_t gen = s.notifier.generation();
+                auto current = s.jobs.store().get_job(id);
+                if (!current) {
+                    sink.done();
+                    return true;
+                }
+                for (const auto& ev : s.jobs.events(id, *last)) {
+                    std::string msg = to_sse(ev, *current);
+                    if (!sink.write(msg.data(), msg.size())) return false;
+                    *last = ev.id;
+                }
+                if (protocol::is_terminal(current->state) || stopping || s.notifier.closed()) {
+                    sink.done();
+                    return true;
+                }
+                if (s.notifier.wait_for_change(gen, std::chrono::seconds(15)) == gen) {
+                    static const std::string k_ping = ": keep-alive\n\n";
+                    if (!sink.write(k_ping.data(), k_ping.size())) return false;
+                }
+            }
+        });
+    }
+
+    void source_status(const httplib::Request& req, httplib::Response& res, const std::string& id) {
+        auto who = user(req, res);
+        if (!who) return;
+        auto job = s.jobs.get(*who, id);
+        if (!job) return send_error(res, job.error());
+        auto offset = s.jobs.source_offset(*who, id);
+        if (!offset) return send_error(res, offset.error());
+        protocol::UploadStatus st;
+        st.job_id = id;
+        st.offset = static_cast<int64_t>(*offset);
+        if (job->source_size) st.size = static_cast<int64_t>(*job->source_size);
+        st.complete = job->state != JobState::AwaitingUpload;
+        st.state = job->state;
+        res.set_header(std::string(protocol::k_upload_offset_header), std::to_string(*offset));
+        if (job->source_size) res.set_header(std::string(protocol::k_upload_length_header), std::to_string(*job->source_size));
+        send_json(res, 200, protocol::to_json(st));
+    }
+
+    void upload_source(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader,
+                       const std::string& id) {
+        auto who = user(req, res);
+        if (!who) return;
+        auto range = parse_content_range(req.get_header_value("Content-Range"));
+        if (!range) return send_error(res, range.error());
+        std::optional<uint64_t> length;
+        if (req.has_header("Content-Length")) {
+            length = parse_u64(req.get_header_value("Content-Length"));
+            if (!length) return send_error(res, Error::invalid("Content-Length", "Content-Length is not a number"));
+        }
+        uint64_t start = *range ? (*range)->first : 0;
+        if (*range && length && (*range)->last - (*range)->first + 1 != *length)
+            return send_error(res, Error::invalid("Content-Range", "Content-Range does not match Content-Length"));
+        auto plan = s.jobs.begin_source_upload(*who, id, start, length, *range ? (*range)->total : std::nullopt);
+        if (!plan) return send_error(res, plan.error());
+        FileSink sink;
+        if (auto st = sink.open(plan->part_path, plan->offset); !st) return send_error(res, st.error());
+        sink.set_limit(plan->limit, Error(ErrorCode::FileTooLarge,
+                                          "the upload is larger than the declared or allowed size (" +
+                                              std::to_string(plan->limit) + " bytes)",
+                                          {{"max_bytes", plan->limit}}));
+        bool ok = reader([&](const char* data, size_t len) { return sink.write(data, len); });
+        auto finished = sink.finish();
+        bool complete_request = ok && !sink.error() && finished.ok();
+        auto job = s.jobs.end_source_upload(id, sink.position(), complete_request);
+        res.set_header(std::string(protocol::k_upload_offset_header), std::to_string(sink.position()));
+        if (sink.error()) return send_error(res, *sink.error());
+        if (!finished) return send_error(res, finished.error());
+        if (!ok)
+            return send_error(res, Error::invalid("body", "the upload was cut off at byte " + std::to_string(sink.position()) +
+                                                              "; continue with Content-Range"));
+        if (!job) return send_error(res, job.error());
+        protocol::UploadStatus st;
+        st.job_id = id;
+        st.offset = static_cast<int64_t>(sink.position());
+        if (job->source_size) st.size = static_cast<int64_t>(*job->source_size);
+        st.complete = job->state != JobState::AwaitingUpload;
+        st.state = job->state;
+        send_json(res, st.complete ? 201 : 200, protocol::to_json(st));
+    }
+
+    void result(const httplib::Request& req, httplib::Response& res, const std::string& id) {
+        auto who = user(req, res);
+        if (!who) return;
+        auto file = s.jobs.result(*who, id);
+        if (!file) return send_error(res, file.error());
+        std::string etag = "\"" + file->sha256 + "\"";
+        res.set_header("ETag", etag);
+        res.set_header("Accept-Ranges", "bytes");
+        res.set_header("Content-Disposition", content_disposition(file->filename));
+        if (req.get_header_value("If-None-Match") == etag) {
+            res.status = 304;
+            return;
+        }
+        std::string type = content_type_for(file->filename);
+        auto range = parse_range(req.get_header_value("Range"), file->size);
+        // If-Range with another ETag means the client's partial copy is stale: send it all.
+        if (req.has_header("If-Range") && req.get_header_value("If-Range") != etag) range = std::optional<ByteRange>{};
+        if (!range) {
+            res.set_header("Content-Range", "bytes */" + std::to_string(file->size));
+            return send_error(res, range.error());
+        }
+        if (!*range) {
+            res.status = 200;
+            return send_file_range(res, file->path, 0, file->size, type);
+        }
+        const auto& r = **range;
+        res.status = 206;
+        res.set_header("Content-Range", "bytes " + std::to_string(r.first) + "-" + std::to_string(r.last) + "/" +
+                                            std::to_string(file->size));
+        send_file_range(res, file->path, r.first, r.last - r.first + 1, type);
+    }
+
+    void pools(const httplib::Request& req, httplib::Response& res) {
+        auto who = user(req, res);
+        if (!who) return;
+        std::vector<protocol::Pool> items;
+        for (const auto& p : s.jobs.pools().pools()) {
+            auto space = fs::disk_space(p.root);
+            protocol::Pool out;
+            out.name = p.name;
+            if (who->is_admin()) out.path = p.root.string();
+            if (p.cap_bytes) out.capacity_bytes = static_cast<int64_t>(*p.cap_bytes);
+            out.reserved_bytes = static_cast<int64_t>(s.jobs.store().reserved_bytes(p.name));
+            out.used_bytes = static_cast<int64_t>(fs::directory_size(p.root / "jobs"));
+            uint64_t free_disk = space ? space->free_bytes : 0;
+            uint64_t free_cap = p.cap_bytes ? (*p.cap_bytes > static_cast<uint64_t>(out.reserved_bytes)
+                                                   ? *p.cap_bytes - static_cast<uint64_t>(out.reserved_bytes)
+                                                   : 0)
+                                            : free_disk;
+            out.free_bytes = static_cast<int64_t>(std::min(free_disk, free_cap));
+            out.writable = space.ok();
+            items.push_back(out);
+        }
+        send_json(res, 200, protocol::items_to_json(items));
+    }
+
+    void create_key(const httplib::Request& req, httplib::Response& res) {
+        if (!admin(req, res)) return;
+        auto json = nlohmann::json::parse(req.body, nullptr, false);
+        if (json.is_discarded()) return send_error(res, Error::invalid("body", "the body is not valid JSON"));
+        auto request = protocol::parse_create_key_request(json);
+        if (!request) return send_error(res, request.error());
+        auto created = s.auth.create_key(request->name, request->role);
+        if (!created) return send_error(res, created.error());
+        protocol::CreatedKey out{to_key_info(created->record), created->secret};
+        send_json(res, 201, protocol::to_json(out));
+    }
+};
+
+HttpApi::HttpApi(ApiServices services) : m_impl(std::make_unique<Impl>(services)) {
+    auto threads = static_cast<size_t>(services.config.http_threads);
+    m_impl->server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    m_impl->server.set_tcp_nodelay(true);
+    m_impl->server.set_payload_max_length(static_cast<size_t>(services.config.max_upload_bytes + k_max_json_body));
+    m_impl->server.set_read_timeout(std::chrono::seconds(60));
+    m_impl->server.set_write_timeout(std::chrono::seconds(60));
+    m_impl->server.set_keep_alive_timeout(5);
+    m_impl->install();
+}
+
+HttpApi::~HttpApi() { stop(); }
+
+Result<int> HttpApi::bind(const std::string& host, int port) {
+    int bound = port == 0 ? m_impl->server.bind_to_any_port(host) : (m_impl->server.bind_to_port(host, port) ? port : -1);
+    if (bound <= 0) return Error(ErrorCode::Unavailable, "cannot listen on " + host + ":" + std::to_string(port));
+    return bound;
+}
+
+void HttpApi::serve() { m_impl->server.listen_after_bind(); }
+
+void HttpApi::stop() {
+    m_impl->stopping = true;
+    m_impl->s.notifier.close();
+    m_impl->server.stop();
+}
+
+bool HttpApi::running() const { return m_impl->server.is_running(); }
+
+}  // namespace distconv::dispatch

@@ -1,0 +1,45 @@
+#pragma once
+// The REST API v1 over cpp-httplib. The only part of the server that sees HTTP: each handler decodes
+// the request, calls a service, and encodes the answer or the one error envelope. httplib.h stays in
+// http_api.cpp.
+
+#include "common/error.hpp"
+
+#include <memory>
+#include <string>
+
+namespace distconv::dispatch {
+
+class AuthService;
+class JobService;
+class ChangeNotifier;
+struct DispatchConfig;
+
+struct ApiServices {
+    AuthService& auth;
+    JobService& jobs;
+    ChangeNotifier& notifier;
+    const DispatchConfig& config;
+};
+
+class HttpApi {
+public:
+    explicit HttpApi(ApiServices services);
+    ~HttpApi();
+    HttpApi(const HttpApi&) = delete;
+    HttpApi& operator=(const HttpApi&) = delete;
+
+    // Binds host:port (port 0 picks a free one) and returns the bound port.
+    Result<int> bind(const std::string& host, int port);
+    // Serves until stop(); returns when the listener has closed.
+    void serve();
+    // Stops accepting, wakes long-polls and event streams, lets in-flight requests finish.
+    void stop();
+    bool running() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> m_impl;
+};
+
+}  // namespace distconv::dispatch

@@ -1,0 +1,183 @@
+#include "dispatch_server/api/http_util.hpp"
+
+#include "dispatch_server/service/auth.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <map>
+#include <regex>
+
+namespace distconv::dispatch::http_util {
+
+
+void send_json(httplib::Response& res, int status, const nlohmann::json& body) {
+    res.status = status;
+    res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), k_json);
+}
+
+void send_error(httplib::Response& res, const Error& error) {
+    send_json(res, http_status(error.code), error.to_json());
+    if (error.code == ErrorCode::Unauthenticated) res.set_header("WWW-Authenticate", "Bearer");
+}
+
+Error error_for_status(int status) {
+    switch (status) {
+        case 400: return Error(ErrorCode::InvalidArgument, "the request is malformed");
+        case 404: return Error(ErrorCode::NotFound, "no such endpoint");
+        case 413: return Error(ErrorCode::FileTooLarge, "the request body is too large");
+        case 414: return Error(ErrorCode::InvalidArgument, "the request URI is too long");
+        case 416: return Error(ErrorCode::RangeNotSatisfiable, "the requested range is not satisfiable");
+        case 431: return Error(ErrorCode::InvalidArgument, "the request headers are too large");
+        case 500: return Error(ErrorCode::Internal, "internal error");
+        case 503: return Error(ErrorCode::Unavailable, "the server is shutting down");
+        default: return Error(status >= 500 ? ErrorCode::Internal : ErrorCode::InvalidArgument,
+                              "HTTP " + std::to_string(status));
+    }
+}
+
+std::optional<uint64_t> parse_u64(const std::string& s) {
+    if (s.empty() || s.size() > 19) return std::nullopt;
+    uint64_t v = 0;
+    for (char c : s) {
+        if (c < '0' || c > '9') return std::nullopt;
+        v = v * 10 + static_cast<uint64_t>(c - '0');
+    }
+    return v;
+}
+
+Result<std::optional<ByteRange>> parse_range(const std::string& header, uint64_t size) {
+    if (header.empty()) return std::optional<ByteRange>{};
+    static const std::regex k_re(R"(^bytes=(\d*)-(\d*)$)");
+    std::smatch m;
+    if (!std::regex_match(header, m, k_re) || (m[1].length() == 0 && m[2].length() == 0))
+        return Error(ErrorCode::RangeNotSatisfiable, "only one byte range 'bytes=first-last' is supported",
+                     {{"field", "Range"}});
+    auto a = parse_u64(m[1]), b = parse_u64(m[2]);
+    ByteRange r;
+    if (m[1].length() == 0) {  // suffix: the last b bytes
+        if (!b || *b == 0 || size == 0) return Error(ErrorCode::RangeNotSatisfiable, "empty suffix range");
+        r.first = *b >= size ? 0 : size - *b;
+        r.last = size - 1;
+    } else {
+        if (!a || *a >= size)
+            return Error(ErrorCode::RangeNotSatisfiable, "the range starts beyond the end (" + std::to_string(size) + " bytes)");
+        r.first = *a;
+        r.last = (m[2].length() == 0 || !b || *b >= size) ? size - 1 : *b;
+        if (r.last < r.first) return Error(ErrorCode::RangeNotSatisfiable, "the range ends before it starts");
+    }
+    return std::optional<ByteRange>(r);
+}
+
+Result<std::optional<ContentRange>> parse_content_range(const std::string& header) {
+    if (header.empty()) return std::optional<ContentRange>{};
+    static const std::regex k_re(R"(^bytes (\d+)-(\d+)/(\d+|\*)$)");
+    std::smatch m;
+    if (!std::regex_match(header, m, k_re))
+        return Error::invalid("Content-Range", "Content-Range must be 'bytes first-last/total' or 'bytes first-last/*'");
+    ContentRange r;
+    auto a = parse_u64(m[1]), b = parse_u64(m[2]);
+    if (!a || !b || *b < *a) return Error::invalid("Content-Range", "Content-Range has an empty or reversed range");
+    r.first = *a;
+    r.last = *b;
+    if (m[3] != "*") {
+        r.total = parse_u64(m[3]);
+        if (!r.total || *r.total <= r.last) return Error::invalid("Content-Range", "Content-Range total is too small");
+    }
+    return std::optional<ContentRange>(r);
+}
+
+std::string content_type_for(const std::string& filename) {
+    auto dot = filename.rfind('.');
+    std::string ext = dot == std::string::npos ? "" : filename.substr(dot + 1);
+    static const std::map<std::string, std::string> k_types{
+        {"mp4", "video/mp4"},   {"mov", "video/quicktime"}, {"mkv", "video/x-matroska"}, {"webm", "video/webm"},
+        {"ts", "video/mp2t"},   {"m4a", "audio/mp4"},       {"mp3", "audio/mpeg"},       {"ogg", "audio/ogg"},
+        {"flac", "audio/flac"}};
+    auto it = k_types.find(ext);
+    return it == k_types.end() ? "application/octet-stream" : it->second;
+}
+
+std::string content_disposition(const std::string& filename) {
+    std::string ascii, encoded;
+    static const char* k_hex = "0123456789ABCDEF";
+    for (unsigned char c : filename) {
+        ascii.push_back((c < 0x20 || c >= 0x7f || c == '"' || c == '\\') ? '_' : static_cast<char>(c));
+        if (isalnum(c) || c == '.' || c == '-' || c == '_') {
+            encoded.push_back(static_cast<char>(c));
+        } else {
+            encoded.push_back('%');
+            encoded.push_back(k_hex[c >> 4]);
+            encoded.push_back(k_hex[c & 15]);
+        }
+    }
+    return "attachment; filename=\"" + ascii + "\"; filename*=UTF-8''" + encoded;
+}
+
+// Streams [first, first+length) of a file to the client without loading it.
+void send_file_range(httplib::Response& res, const std::filesystem::path& path, uint64_t first, uint64_t length,
+                     const std::string& content_type) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        send_error(res, Error(ErrorCode::ResultGone, "the file is no longer stored"));
+        return;
+    }
+    auto holder = std::make_shared<int>(fd);
+    res.set_content_provider(
+        static_cast<size_t>(length), content_type,
+        [holder, first](size_t offset, size_t len, httplib::DataSink& sink) {
+            std::vector<char> buf(std::min<size_t>(len, 1 << 20));
+            ssize_t n = ::pread(*holder, buf.data(), buf.size(), static_cast<off_t>(first + offset));
+            if (n <= 0) return false;
+            return sink.write(buf.data(), static_cast<size_t>(n));
+        },
+        [holder](bool) { ::close(*holder); });
+}
+
+
+void Router::add(const std::string& method, const std::string& pattern, httplib::Server::Handler handler) {
+    m_routes.push_back({method, std::regex(pattern)});
+    if (method == "GET") m_server.Get(pattern, std::move(handler));
+    else if (method == "POST") m_server.Post(pattern, std::move(handler));
+    else if (method == "PUT") m_server.Put(pattern, std::move(handler));
+    else if (method == "DELETE") m_server.Delete(pattern, std::move(handler));
+}
+
+void Router::add_streaming(const std::string& method, const std::string& pattern,
+                           httplib::Server::HandlerWithContentReader handler) {
+    m_routes.push_back({method, std::regex(pattern)});
+    m_streaming.push_back({method, std::regex(pattern)});
+    if (method == "POST") m_server.Post(pattern, std::move(handler));
+    else if (method == "PUT") m_server.Put(pattern, std::move(handler));
+}
+
+std::vector<std::string> Router::methods_for(const std::string& path) const {
+    std::vector<std::string> out;
+    for (const auto& r : m_routes)
+        if (std::regex_match(path, r.pattern)) out.push_back(r.method);
+    return out;
+}
+
+bool Router::is_streaming(const std::string& method, const std::string& path) const {
+    for (const auto& r : m_streaming)
+        if (r.method == method && std::regex_match(path, r.pattern)) return true;
+    return false;
+}
+
+std::optional<Principal> authorize(AuthService& auth, const httplib::Request& req, httplib::Response& res,
+                                   Status (*check)(const Principal&)) {
+    auto who = auth.authenticate(req.get_header_value("Authorization"));
+    if (!who) {
+        send_error(res, who.error());
+        return std::nullopt;
+    }
+    if (check) {
+        if (auto st = check(*who); !st) {
+            send_error(res, st.error());
+            return std::nullopt;
+        }
+    }
+    return *who;
+}
+
+}  // namespace distconv::dispatch::http_util

@@ -1,0 +1,77 @@
+#pragma once
+// HTTP helpers shared by the API's route files (the only files that include httplib.h): the error
+// envelope, JSON answers, Range and Content-Range parsing, file streaming, a route table that knows
+// which methods a path allows (for 405), and authentication with a role check.
+
+#include "common/error.hpp"
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <regex>
+#include <string>
+#include <vector>
+
+namespace distconv::dispatch {
+class AuthService;
+struct Principal;
+}  // namespace distconv::dispatch
+
+namespace distconv::dispatch::http_util {
+
+constexpr size_t k_max_json_body = 1 << 20;  // JSON bodies (and the multipart `job` part) up to 1 MiB
+inline const std::string k_json = "application/json";
+inline const std::string k_id = "([0-9A-Za-z]{1,64})";  // a path segment holding an id
+
+void send_json(httplib::Response& res, int status, const nlohmann::json& body);
+void send_error(httplib::Response& res, const Error& error);
+Error error_for_status(int status);
+std::optional<uint64_t> parse_u64(const std::string& s);
+
+struct ByteRange {
+    uint64_t first = 0, last = 0;
+};
+// One range "bytes=a-b", "bytes=a-" or "bytes=-n" against a file of `size` bytes; none when empty.
+Result<std::optional<ByteRange>> parse_range(const std::string& header, uint64_t size);
+
+struct ContentRange {
+    uint64_t first = 0, last = 0;
+    std::optional<uint64_t> total;
+};
+// "bytes S-E/T" or "bytes S-E/*" (resumable uploads); none when empty.
+Result<std::optional<ContentRange>> parse_content_range(const std::string& header);
+
+std::string content_type_for(const std::string& filename);
+std::string content_disposition(const std::string& filename);
+// Streams [first, first+length) of a file without loading it.
+void send_file_range(httplib::Response& res, const std::filesystem::path& path, uint64_t first, uint64_t length,
+                     const std::string& content_type);
+
+class Router {
+public:
+    explicit Router(httplib::Server& server) : m_server(server) {}
+    void add(const std::string& method, const std::string& pattern, httplib::Server::Handler handler);
+    void add_streaming(const std::string& method, const std::string& pattern,
+                       httplib::Server::HandlerWithContentReader handler);
+    std::vector<std::string> methods_for(const std::string& path) const;
+    bool is_streaming(const std::string& method, const std::string& path) const;
+
+private:
+    struct Route {
+        std::string method;
+        std::regex pattern;
+    };
+    httplib::Server& m_server;
+    std::vector<Route> m_routes;
+    std::vector<Route> m_streaming;
+};
+
+// Authenticates the caller and applies `check` (require_user, require_admin, require_engine); sends
+// the error and returns nullopt when either fails.
+std::optional<Principal> authorize(AuthService& auth, const httplib::Request& req, httplib::Response& res,
+                                   Status (*check)(const Principal&));
+
+}  // namespace distconv::dispatch::http_util

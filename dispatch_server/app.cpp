@@ -1,0 +1,109 @@
+#include "dispatch_server/app.hpp"
+
+#include "dispatch_server/api/http_api.hpp"
+#include "dispatch_server/pools/pools.hpp"
+#include "dispatch_server/service/auth.hpp"
+#include "dispatch_server/service/jobs.hpp"
+#include "dispatch_server/service/notifier.hpp"
+#include "dispatch_server/store/store.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <thread>
+
+namespace distconv::dispatch {
+
+struct DispatchServer::Impl {
+    DispatchConfig config;
+    std::shared_ptr<const Clock> clock;
+    std::unique_ptr<Store> store;
+    std::unique_ptr<StoragePools> pools;
+    FfprobeProber prober;
+    ChangeNotifier notifier;
+    std::unique_ptr<AuthService> auth;
+    std::unique_ptr<JobService> jobs;
+    std::unique_ptr<HttpApi> api;
+    int port = 0;
+
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool stopping = false;
+    std::thread maintenance;
+
+    Impl(const DispatchConfig& c, std::shared_ptr<const Clock> clk) : config(c), clock(std::move(clk)), prober(c.ffprobe) {}
+
+    void maintenance_loop() {
+        std::unique_lock lock(mutex);
+        while (!stopping) {
+            lock.unlock();
+            try {
+                auto report = jobs->run_maintenance();
+                if (report.expired_jobs || report.outputs_deleted || report.sources_deleted || report.orphans_removed)
+                    spdlog::info("maintenance: {} jobs expired, {} outputs and {} sources deleted, {} orphan files removed",
+                                 report.expired_jobs, report.outputs_deleted, report.sources_deleted,
+                                 report.orphans_removed);
+            } catch (const std::exception& e) {
+                spdlog::error("maintenance failed: {}", e.what());
+            }
+            lock.lock();
+            cv.wait_for(lock, std::chrono::milliseconds(config.maintenance_interval_ms), [&] { return stopping; });
+        }
+    }
+};
+
+Result<std::unique_ptr<DispatchServer>> DispatchServer::create(const DispatchConfig& config,
+                                                               std::shared_ptr<const Clock> clock) {
+    if (!clock) clock = std::make_shared<SystemClock>();
+    auto impl = std::make_unique<Impl>(config, clock);
+    std::error_code ec;
+    std::filesystem::create_directories(config.data_dir, ec);
+    if (ec) return Error(ErrorCode::Internal, "cannot create data-dir " + config.data_dir + ": " + ec.message());
+    auto store = Store::open(config.database_path(), *impl->clock);
+    if (!store) return store.error();
+    impl->store = std::move(*store);
+    impl->pools = std::make_unique<StoragePools>(config.pools);
+    if (auto st = impl->pools->prepare(); !st) return st.error();
+    impl->auth = std::make_unique<AuthService>(*impl->store);
+    impl->jobs = std::make_unique<JobService>(*impl->store, *impl->pools, impl->config, impl->prober, *impl->clock,
+                                              impl->notifier);
+    impl->api = std::make_unique<HttpApi>(ApiServices{*impl->auth, *impl->jobs, impl->notifier, impl->config});
+    auto port = impl->api->bind(config.host, config.port);
+    if (!port) return port.error();
+    impl->port = *port;
+    return std::unique_ptr<DispatchServer>(new DispatchServer(std::move(impl)));
+}
+
+DispatchServer::DispatchServer(std::unique_ptr<Impl> impl) : m_impl(std::move(impl)) {}
+
+DispatchServer::~DispatchServer() {
+    stop();
+    if (m_impl->maintenance.joinable()) m_impl->maintenance.join();
+}
+
+int DispatchServer::port() const { return m_impl->port; }
+
+void DispatchServer::run() {
+    m_impl->maintenance = std::thread([this] { m_impl->maintenance_loop(); });
+    spdlog::info("distconv-dispatch serving on {}:{} (data in {})", m_impl->config.host, m_impl->port,
+                 m_impl->config.data_dir);
+    m_impl->api->serve();
+    stop();
+    if (m_impl->maintenance.joinable()) m_impl->maintenance.join();
+    spdlog::info("distconv-dispatch stopped");
+}
+
+void DispatchServer::stop() {
+    {
+        std::lock_guard lock(m_impl->mutex);
+        m_impl->stopping = true;
+    }
+    m_impl->cv.notify_all();
+    m_impl->api->stop();
+}
+
+Store& DispatchServer::store() { return *m_impl->store; }
+JobService& DispatchServer::jobs() { return *m_impl->jobs; }
+AuthService& DispatchServer::auth() { return *m_impl->auth; }
+
+}  // namespace distconv::dispatch

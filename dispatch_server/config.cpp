@@ -1,0 +1,110 @@
+#include "dispatch_server/config.hpp"
+
+#include "common/config.hpp"
+
+#include <regex>
+
+namespace distconv::dispatch {
+
+Result<PoolConfig> parse_pool_spec(const std::string& spec) {
+    static const std::regex k_name("^[a-z0-9_-]{1,32}$");
+    auto eq = spec.find('=');
+    if (eq == std::string::npos)
+        return Error::invalid("pool", "pool '" + spec + "' must look like NAME=DIR or NAME=DIR:BYTES");
+    PoolConfig pool;
+    pool.name = spec.substr(0, eq);
+    if (!std::regex_match(pool.name, k_name))
+        return Error::invalid("pool", "pool name '" + pool.name + "' must be 1-32 of a-z, 0-9, '_' and '-'");
+    std::string rest = spec.substr(eq + 1);
+    auto colon = rest.rfind(':');
+    if (colon != std::string::npos) {
+        auto cap = config::parse_byte_size(rest.substr(colon + 1));
+        if (!cap) return Error::invalid("pool", "pool '" + pool.name + "': " + cap.error().message);
+        if (*cap == 0) return Error::invalid("pool", "pool '" + pool.name + "': the cap must be more than 0 bytes");
+        pool.cap_bytes = *cap;
+        rest = rest.substr(0, colon);
+    }
+    if (rest.empty()) return Error::invalid("pool", "pool '" + pool.name + "' names no directory");
+    pool.root = rest;
+    return pool;
+}
+
+void add_options(CLI::App& app, DispatchConfig& c) {
+    app.add_option("--data-dir", c.data_dir, "Directory for the database and the default pool")
+        ->capture_default_str();
+    app.add_option("--log-level", c.log_level, "trace|debug|info|warn|error")->capture_default_str();
+    app.add_option("--log-format", c.log_format, "text|json")->capture_default_str();
+    app.add_option("--log-file", c.log_file, "Log to this file instead of stderr");
+    app.add_option("--listen", c.listen, "HOST:PORT to serve on (port 0 picks a free one)")->capture_default_str();
+    app.add_option("--pool", c.pool_specs, "Storage pool NAME=DIR[:BYTES]; repeat for several");
+    app.add_option("--max-upload", c.max_upload, "Largest accepted source")->capture_default_str();
+    app.add_option("--output-retention", c.output_retention, "How long outputs are kept")->capture_default_str();
+    app.add_option("--source-retention", c.source_retention, "How long sources are kept after a job ends")
+        ->capture_default_str();
+    app.add_option("--job-ttl", c.job_ttl, "Default time a job may wait in the queue (0: forever)")
+        ->capture_default_str();
+    app.add_option("--maintenance-interval", c.maintenance_interval, "How often expiry and cleanup run")
+        ->capture_default_str();
+    app.add_option("--source-url-host", c.source_url_hosts, "A host that source_url may fetch from; repeat");
+    app.add_option("--ffprobe", c.ffprobe, "ffprobe program")->capture_default_str();
+    app.add_option("--http-threads", c.http_threads, "HTTP worker threads (long-polls and event streams hold one each)")
+        ->check(CLI::Range(4, 4096))
+        ->capture_default_str();
+}
+
+Status finalize(DispatchConfig& c) {
+    auto colon = c.listen.rfind(':');
+    if (colon == std::string::npos || colon == 0)
+        return Error::invalid("listen", "listen must be HOST:PORT, not '" + c.listen + "'");
+    c.host = c.listen.substr(0, colon);
+    if (c.host.size() > 2 && c.host.front() == '[' && c.host.back() == ']') c.host = c.host.substr(1, c.host.size() - 2);
+    try {
+        size_t used = 0;
+        c.port = std::stoi(c.listen.substr(colon + 1), &used);
+        if (used != c.listen.size() - colon - 1 || c.port < 0 || c.port > 65535) throw std::out_of_range("port");
+    } catch (...) {
+        return Error::invalid("listen", "listen port must be 0..65535 in '" + c.listen + "'");
+    }
+    if (c.data_dir.empty()) return Error::invalid("data-dir", "data-dir must not be empty");
+
+    auto size = config::parse_byte_size(c.max_upload);
+    if (!size) return Error::invalid("max-upload", "max-upload: " + size.error().message);
+    if (*size == 0) return Error::invalid("max-upload", "max-upload must be more than 0");
+    c.max_upload_bytes = *size;
+
+    struct DurationKey {
+        const char* key;
+        const std::string& text;
+        int64_t& out;
+    };
+    int64_t ttl = 0;
+    for (const DurationKey& d : {DurationKey{"output-retention", c.output_retention, c.output_retention_ms},
+                                 DurationKey{"source-retention", c.source_retention, c.source_retention_ms},
+                                 DurationKey{"job-ttl", c.job_ttl, ttl},
+                                 DurationKey{"maintenance-interval", c.maintenance_interval, c.maintenance_interval_ms}}) {
+        auto ms = config::parse_duration_ms(d.text);
+        if (!ms) return Error::invalid(d.key, std::string(d.key) + ": " + ms.error().message);
+        d.out = *ms;
+    }
+    c.job_ttl_ms = ttl > 0 ? std::optional<int64_t>(ttl) : std::nullopt;
+    if (c.maintenance_interval_ms < 10)
+        return Error::invalid("maintenance-interval", "maintenance-interval must be at least 10ms");
+
+    c.pools.clear();
+    for (const auto& spec : c.pool_specs) {
+        auto pool = parse_pool_spec(spec);
+        if (!pool) return pool.error();
+        for (const auto& p : c.pools)
+            if (p.name == pool->name) return Error::invalid("pool", "pool '" + p.name + "' is defined twice");
+        c.pools.push_back(*pool);
+    }
+    if (c.pools.empty()) c.pools.push_back(PoolConfig{"default", std::filesystem::path(c.data_dir) / "pool", {}});
+    for (auto& p : c.pools)
+        if (p.root.is_relative()) p.root = std::filesystem::absolute(p.root);
+
+    auto fmt_ok = c.log_format == "text" || c.log_format == "json";
+    if (!fmt_ok) return Error::invalid("log-format", "log-format must be text or json, not '" + c.log_format + "'");
+    return {};
+}
+
+}  // namespace distconv::dispatch

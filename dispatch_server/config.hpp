@@ -1,0 +1,63 @@
+#pragma once
+// distconv-dispatch's typed configuration: one struct, filled from flags, the INI file and DISTCONV_*
+// variables (common/config.hpp), then finalize()d into checked values. Passed as const& afterwards.
+
+#include "common/error.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace distconv::dispatch {
+
+struct PoolConfig {
+    std::string name;
+    std::filesystem::path root;
+    std::optional<uint64_t> cap_bytes;
+};
+
+// "NAME=DIR" or "NAME=DIR:BYTES" (BYTES like 500G); the name is [a-z0-9_-]{1,32}.
+Result<PoolConfig> parse_pool_spec(const std::string& spec);
+
+struct DispatchConfig {
+    // As given (strings, so the INI and env can use "24h" and "20GiB").
+    std::string listen = "127.0.0.1:8080";
+    std::string data_dir = "distconv-data";
+    std::vector<std::string> pool_specs;
+    std::string max_upload = "20GiB";
+    std::string output_retention = "24h";
+    std::string source_retention = "0s";
+    std::string job_ttl = "0s";  // 0: jobs never expire in the queue
+    std::string maintenance_interval = "30s";
+    std::vector<std::string> source_url_hosts;  // hosts `source_url` may name (none by default)
+    std::string ffprobe = "ffprobe";
+    int http_threads = 64;
+    std::string log_level = "info";
+    std::string log_format = "text";
+    std::string log_file;
+
+    // Derived by finalize().
+    std::string host;
+    int port = 0;
+    std::vector<PoolConfig> pools;
+    uint64_t max_upload_bytes = 0;
+    int64_t output_retention_ms = 0;
+    int64_t source_retention_ms = 0;
+    std::optional<int64_t> job_ttl_ms;
+    int64_t maintenance_interval_ms = 0;
+
+    std::filesystem::path database_path() const { return std::filesystem::path(data_dir) / "dispatch.db"; }
+};
+
+// The options every subcommand understands (data dir, logging) plus the serve options.
+void add_options(CLI::App& app, DispatchConfig& config);
+
+// Checks values and fills the derived fields; errors name the key ("max-upload", "pool").
+// Without any --pool, one pool "default" under <data-dir>/pool is used.
+Status finalize(DispatchConfig& config);
+
+}  // namespace distconv::dispatch

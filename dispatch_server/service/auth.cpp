@@ -1,0 +1,66 @@
+#include "dispatch_server/service/auth.hpp"
+
+#include "common/hash.hpp"
+#include "common/time.hpp"
+
+#include <regex>
+
+namespace distconv::dispatch {
+
+namespace {
+constexpr std::string_view k_key_prefix = "dcv_";
+}
+
+Result<AuthService::CreatedKey> AuthService::create_key(const std::string& name, Role role) {
+    static const std::regex k_name(R"(^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}$)");
+    if (!std::regex_match(name, k_name))
+        return Error::invalid("name", "a key name is 1-64 letters, digits, spaces or ._@- and starts with a letter or digit");
+    std::string secret = std::string(k_key_prefix) + random_token(32);
+    auto record = m_store.create_api_key(name, role, sha256_hex(secret), secret.substr(0, 10));
+    if (!record) return record.error();
+    return CreatedKey{*record, secret};
+}
+
+Result<Principal> AuthService::authenticate(std::string_view header) {
+    constexpr std::string_view k_bearer = "Bearer ";
+    if (header.empty())
+        return Error(ErrorCode::Unauthenticated, "an API key is required: send 'Authorization: Bearer <key>'");
+    if (header.size() <= k_bearer.size() || header.substr(0, k_bearer.size()) != k_bearer)
+        return Error(ErrorCode::Unauthenticated, "the Authorization header must be 'Bearer <key>'");
+    std::string_view secret = header.substr(k_bearer.size());
+    if (secret.size() > 200 || secret.substr(0, k_key_prefix.size()) != k_key_prefix)
+        return Error(ErrorCode::Unauthenticated, "the API key is not valid");
+    std::string hash = sha256_hex(secret);
+    auto key = m_store.find_api_key_by_hash(hash);
+    if (!key || !constant_time_equal(key->key_hash, hash) || key->revoked_at)
+        return Error(ErrorCode::Unauthenticated, "the API key is not valid or was revoked");
+    return Principal{key->id, key->name, key->role};
+}
+
+nlohmann::json AuthService::to_json(const ApiKeyRecord& key) {
+    return nlohmann::json{{"id", key.id},
+                          {"name", key.name},
+                          {"role", std::string(to_string(key.role))},
+                          {"prefix", key.prefix},
+                          {"created_at", format_rfc3339_ms(key.created_at)},
+                          {"revoked_at", key.revoked_at ? nlohmann::json(format_rfc3339_ms(*key.revoked_at))
+                                                        : nlohmann::json(nullptr)}};
+}
+
+Status require_user(const Principal& p) {
+    if (p.role == Role::Engine)
+        return Error(ErrorCode::Forbidden, "engine keys may only use the engine endpoints");
+    return {};
+}
+
+Status require_admin(const Principal& p) {
+    if (p.role != Role::Admin) return Error(ErrorCode::Forbidden, "this needs an admin key");
+    return {};
+}
+
+Status require_engine(const Principal& p) {
+    if (p.role == Role::User) return Error(ErrorCode::Forbidden, "this endpoint is for engine keys");
+    return {};
+}
+
+}  // namespace distconv::dispatch

@@ -1,0 +1,636 @@
+#include "dispatch_server/service/jobs.hpp"
+
+#include "common/fs.hpp"
+#include "common/hash.hpp"
+#include "common/http/client.hpp"
+#include "common/media/ffmpeg_args.hpp"
+#include "common/process.hpp"
+#include "common/ulid.hpp"
+#include "protocol/jobs.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+namespace distconv::dispatch {
+
+namespace stdfs = std::filesystem;
+
+namespace {
+
+// What GET /jobs/{id} shows of the source: container, duration and the streams' codecs.
+nlohmann::json probe_summary(const media::ProbeInfo& info) {
+    nlohmann::json streams = nlohmann::json::array();
+    for (const auto& s : info.streams) {
+        nlohmann::json j{{"index", s.index}, {"codec_type", s.codec_type}, {"codec_name", s.codec_name}};
+        if (s.width) j["width"] = *s.width;
+        if (s.height) j["height"] = *s.height;
+        if (s.fps) j["fps"] = *s.fps;
+        if (s.channels) j["channels"] = *s.channels;
+        if (s.sample_rate) j["sample_rate"] = *s.sample_rate;
+        streams.push_back(j);
+    }
+    nlohmann::json out{{"format_name", info.format_name}, {"streams", streams}};
+    out["duration_seconds"] = info.duration_seconds ? nlohmann::json(*info.duration_seconds) : nlohmann::json();
+    return out;
+}
+
+}  // namespace
+
+// --- FfprobeProber --------------------------------------------------------------------------------
+
+Result<media::ProbeInfo> FfprobeProber::probe(const stdfs::path& file) {
+    auto run = process::run(media::ffprobe_argv(m_ffprobe, file.string()), {std::chrono::seconds(60), 8 << 20});
+    if (!run) return run.error();
+    if (run->timed_out) return Error(ErrorCode::UnsupportedMediaType, "ffprobe took too long to read the source");
+    if (run->exit_code != 0) {
+        std::string why = process::tail_lines(run->err, 3);
+        return Error(ErrorCode::UnsupportedMediaType,
+                     "the source is not a media file ffmpeg can read" + (why.empty() ? "" : ": " + why));
+    }
+    auto info = media::parse_ffprobe_json(run->out);
+    if (!info) return Error(ErrorCode::UnsupportedMediaType, info.error().message);
+    return info;
+}
+
+// --- FileSink -------------------------------------------------------------------------------------
+
+FileSink::~FileSink() {
+    if (m_fd >= 0) ::close(m_fd);
+}
+
+Status FileSink::open(const stdfs::path& path, uint64_t offset) {
+    std::error_code ec;
+    stdfs::create_directories(path.parent_path(), ec);
+    m_fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
+    if (m_fd < 0) return Error(ErrorCode::Internal, "cannot open " + path.filename().string() + ": " + strerror(errno));
+    if (::ftruncate(m_fd, static_cast<off_t>(offset)) != 0 || ::lseek(m_fd, static_cast<off_t>(offset), SEEK_SET) < 0)
+        return Error(ErrorCode::Internal, std::string("cannot position upload: ") + strerror(errno));
+    m_position = offset;
+    return {};
+}
+
+bool FileSink::write(const char* data, size_t size) {
+    if (m_error) return false;
+    if (size > m_limit - std::min(m_limit, m_position)) {
+        m_error = m_limit_error;
+        return false;
+    }
+    while (size > 0) {
+        ssize_t n = ::write(m_fd, data, size);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            m_error = errno == ENOSPC ? Error(ErrorCode::InsufficientStorage, "the storage pool is full")
+                                      : Error(ErrorCode::Internal, std::string("write failed: ") + strerror(errno));
+            return false;
+        }
+        data += n;
+        size -= static_cast<size_t>(n);
+        m_position += static_cast<uint64_t>(n);
+    }
+    return true;
+}
+
+Status FileSink::finish() {
+    if (m_fd < 0) return {};
+    int rc = ::fsync(m_fd);
+    int err = errno;
+    ::close(m_fd);
+    m_fd = -1;
+    if (rc != 0) return Error(ErrorCode::Internal, std::string("fsync failed: ") + strerror(err));
+    return {};
+}
+
+// --- JobService -----------------------------------------------------------------------------------
+
+struct JobService::ParsedJob {
+    protocol::SubmitJobRequest request;
+    media::JobOptions resolved;
+    std::string ffmpeg_command;
+};
+
+JobService::JobService(Store& store, StoragePools& pools, const DispatchConfig& config, Prober& prober,
+                       const Clock& clock, ChangeNotifier& notifier)
+    : m_store(store), m_pools(pools), m_config(config), m_prober(prober), m_clock(clock), m_notifier(notifier) {}
+
+Result<JobService::ParsedJob> JobService::parse_job(const nlohmann::json& job, protocol::SubmitKind kind) const {
+    if (!job.is_object()) return Error::invalid("job", "the job must be a JSON object");
+    auto request = protocol::parse_submit_job_request(job, kind);
+    if (!request) return request.error();
+    auto resolved = media::resolve_options(request->options);
+    if (!resolved) return resolved.error();
+    ParsedJob parsed{*request, *resolved, {}};
+    if (request->source && request->source->size > 0 &&
+        static_cast<uint64_t>(request->source->size) > m_config.max_upload_bytes)
+        return Error(ErrorCode::FileTooLarge,
+                     "the source is larger than this server accepts (" + std::to_string(m_config.max_upload_bytes) +
+                         " bytes)",
+                     {{"field", "source.size"}, {"max_bytes", m_config.max_upload_bytes}});
+    if (request->source_url) {
+        auto st = check_source_url(*request->source_url);
+        if (!st) return st.error();
+    }
+    auto argv = media::build_ffmpeg_argv(*resolved, std::string(protocol::k_input_placeholder),
+                                         std::string(protocol::k_output_placeholder));
+    if (!argv) return argv.error();
+    parsed.ffmpeg_command = media::quote_command(*argv);
+    return parsed;
+}
+
+Status JobService::check_source_url(const std::string& url) const {
+    std::string lower = url;
+    for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::string rest;
+    if (lower.rfind("http://", 0) == 0) rest = url.substr(7);
+    else if (lower.rfind("https://", 0) == 0) rest = url.substr(8);
+    else return Error::invalid("source_url", "source_url must be an http:// or https:// URL");
+    std::string authority = rest.substr(0, rest.find_first_of("/?#"));
+    if (authority.find('@') != std::string::npos)
+        return Error::invalid("source_url", "source_url must not carry credentials");
+    std::string host = authority;
+    if (!host.empty() && host.front() == '[') host = host.substr(1, host.find(']') - 1);
+    else host = host.substr(0, host.find(':'));
+    for (auto& c : host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (const auto& allowed : m_config.source_url_hosts)
+        if (!host.empty() && host == allowed) return {};
+    return Error(ErrorCode::Forbidden, "this server does not fetch from '" + host + "' (an admin allows hosts with --source-url-host)",
+                 {{"field", "source_url"}});
+}
+
+Status JobService::validate_job_json(const nlohmann::json& job) const {
+    auto parsed = parse_job(job, protocol::SubmitKind::Multipart);
+    if (!parsed) return parsed.error();
+    return {};
+}
+
+JobRecord JobService::new_record(const Principal& who, const ParsedJob& parsed,
+                                 const std::optional<std::string>& idempotency_key) const {
+    const auto& req = parsed.request;
+    JobRecord r;
+    r.id = new_ulid();
+    r.owner_key_id = who.key_id;
+    r.state = JobState::AwaitingUpload;
+    r.priority = req.priority;
+    r.options = media::to_json(req.options);
+    r.resolved = media::to_json(parsed.resolved);
+    r.ffmpeg_command = parsed.ffmpeg_command;
+    r.max_attempts = req.max_attempts;
+    if (req.ttl_seconds) r.ttl_ms = *req.ttl_seconds * 1000;
+    r.requirements = nlohmann::json{{"encoders", req.requirements.encoders}, {"tags", req.requirements.tags}};
+    if (req.requirements.hwaccel) r.requirements["hwaccel"] = *req.requirements.hwaccel;
+    r.idempotency_key = idempotency_key;
+    if (req.source) {
+        r.source_size = static_cast<uint64_t>(req.source->size);
+        r.source_sha256 = req.source->sha256;
+        if (req.source->filename) r.source_filename = *req.source->filename;
+    }
+    r.source_url = req.source_url;
+    if (r.source_filename.empty() && req.source_url) {
+        std::string path = req.source_url->substr(0, req.source_url->find_first_of("?#"));
+        r.source_filename = path.substr(path.rfind('/') + 1);
+    }
+    r.output_filename = parsed.resolved.output_filename
+                            ? *parsed.resolved.output_filename
+                            : media::default_output_filename(r.source_filename, parsed.resolved);
+    r.message = req.source_url ? "fetching the source" : "waiting for the source upload";
+    return r;
+}
+
+Result<JobRecord> JobService::submit_json(const Principal& who, const nlohmann::json& job,
+                                          const std::optional<std::string>& idempotency_key) {
+    auto parsed = parse_job(job, protocol::SubmitKind::JsonOnly);
+    if (!parsed) return parsed.error();
+    JobRecord record = new_record(who, *parsed, idempotency_key);
+    // Fail before storing anything when no pool could take the declared source.
+    if (record.source_size) {
+        bool fits = false;
+        for (const auto& c : m_pools.candidates()) {
+            uint64_t reserved = m_store.reserved_bytes(c.name);
+            bool cap_ok = !c.cap_bytes || (*c.cap_bytes >= reserved && *c.cap_bytes - reserved >= *record.source_size);
+            if (cap_ok && c.disk_free_bytes >= *record.source_size) fits = true;
+        }
+        if (!fits)
+            return Error(ErrorCode::InsufficientStorage, "no storage pool has room for the source",
+                         {{"needed_bytes", *record.source_size}});
+    }
+    auto inserted = m_store.insert_job(record);
+    if (!inserted) return inserted.error();
+    if (inserted->id != record.id) return inserted;  // idempotent replay
+    if (record.source_size) {
+        auto pool = m_store.reserve_space(record.id, FileKind::Source, *record.source_size, m_pools.candidates());
+        if (!pool) {
+            JobUpdate u;
+            u.failure_code = "INSUFFICIENT_STORAGE";
+            u.failure_reason = pool.error().message;
+            u.finished_at = m_clock.now_ms();
+            (void)m_store.transition(record.id, {JobState::AwaitingUpload}, JobState::Failed, u, pool.error().message);
+            changed();
+            return pool.error();
+        }
+        JobUpdate u;
+        u.source_path = StoragePools::job_file(record.id, FileKind::Source);
+        auto updated = m_store.update_job(record.id, u);
+        if (!updated) return updated.error();
+        *inserted = *updated;
+    }
+    changed();
+    if (record.source_url) {
+        std::thread(&JobService::fetch_source_url, this, record.id, *record.source_url).detach();
+    }
+    return inserted;
+}
+
+Result<JobRecord> JobService::submit_multipart(const Principal& who, const nlohmann::json& job,
+                                               const StoragePools::Incoming& incoming, uint64_t size,
+                                               const std::string& filename,
+                                               const std::optional<std::string>& idempotency_key) {
+    auto incoming_path = m_pools.resolve(incoming.pool, incoming.relative);
+    auto discard = [&] {
+        std::error_code ec;
+        stdfs::remove(incoming_path, ec);
+        m_pools.release_incoming(incoming);
+    };
+    auto parsed = parse_job(job, protocol::SubmitKind::Multipart);
+    if (!parsed) {
+        discard();
+        return parsed.error();
+    }
+    if (size == 0) {
+        discard();
+        return Error(ErrorCode::UnsupportedMediaType, "the uploaded file is empty", {{"field", "file"}});
+    }
+    if (parsed->request.source && parsed->request.source->sha256) {
+        auto sha = sha256_file(incoming_path);
+        if (!sha || *sha != *parsed->request.source->sha256) {
+            discard();
+            return Error(ErrorCode::InvalidArgument, "the uploaded file does not match source.sha256",
+                         {{"field", "source.sha256"}});
+        }
+    }
+    auto probe = m_prober.probe(incoming_path);
+    if (!probe) {
+        discard();
+        return probe.error();
+    }
+    JobRecord record = new_record(who, *parsed, idempotency_key);
+    record.source_filename = filename;
+    if (!parsed->resolved.output_filename)
+        record.output_filename = media::default_output_filename(filename, parsed->resolved);
+    record.source_size = size;
+    auto inserted = m_store.insert_job(record);
+    if (!inserted) {
+        discard();
+        return inserted.error();
+    }
+    if (inserted->id != record.id) {  // idempotent replay: keep the first job, drop these bytes
+        discard();
+        return inserted;
+    }
+    // The bytes are on disk already: move the in-memory reservation into the store, then the file.
+    m_pools.release_incoming(incoming);
+    std::vector<PoolCandidate> same_pool;
+    for (auto c : m_pools.candidates())
+        if (c.name == incoming.pool) {
+            c.disk_free_bytes = UINT64_MAX;  // already written: only the cap matters
+            same_pool.push_back(c);
+        }
+    auto reserved = m_store.reserve_space(record.id, FileKind::Source, size, same_pool);
+    auto rel = StoragePools::job_file(record.id, FileKind::Source);
+    auto dest = m_pools.resolve(incoming.pool, rel);
+    std::error_code ec;
+    stdfs::create_directories(dest.parent_path(), ec);
+    Status moved = reserved ? fs::durable_rename(incoming_path, dest) : Status(reserved.error());
+    JobUpdate u;
+    if (!moved) {
+        std::error_code rec;
+        stdfs::remove(incoming_path, rec);
+        u.failure_code = "INTERNAL_ERROR";
+        u.failure_reason = "could not store the source: " + moved.error().message;
+        u.finished_at = m_clock.now_ms();
+        (void)m_store.transition(record.id, {JobState::AwaitingUpload}, JobState::Failed, u, *u.failure_reason);
+        changed();
+        return moved.error();
+    }
+    u.source_pool = incoming.pool;
+    u.source_path = rel;
+    u.source_received = size;
+    u.source_probe = probe_summary(*probe);
+    if (probe->duration_seconds) u.duration_seconds = *probe->duration_seconds;
+    u.queued_at = m_clock.now_ms();
+    u.message = "queued";
+    auto queued = m_store.transition(record.id, {JobState::AwaitingUpload}, JobState::Queued, u, "source received");
+    changed();
+    return queued;
+}
+
+Result<JobRecord> JobService::owned(const Principal& who, const std::string& id) {
+    auto job = m_store.get_job(id);
+    // Another user's job is reported as missing: its existence is not theirs to know.
+    if (!job || (!who.is_admin() && job->owner_key_id != who.key_id))
+        return Error(ErrorCode::JobNotFound, "no job with id '" + id + "'", {{"job_id", id}});
+    return *job;
+}
+
+Result<JobRecord> JobService::get(const Principal& who, const std::string& id) { return owned(who, id); }
+
+JobPage JobService::list(const Principal& who, const JobQuery& query, bool all) {
+    JobQuery q = query;
+    if (!(all && who.is_admin())) q.owner_key_id = who.key_id;
+    return m_store.list_jobs(q);
+}
+
+Result<uint64_t> JobService::source_offset(const Principal& who, const std::string& id) {
+    auto job = owned(who, id);
+    if (!job) return job.error();
+    if (job->state != JobState::AwaitingUpload) return job->source_received;
+    auto part = m_pools.resolve(job->source_pool, StoragePools::part_of(job->source_path));
+    std::error_code ec;
+    auto size = part.empty() ? 0 : stdfs::file_size(part, ec);
+    return ec ? uint64_t{0} : static_cast<uint64_t>(size);
+}
+
+Result<SourceUploadPlan> JobService::begin_source_upload(const Principal& who, const std::string& id, uint64_t start,
+                                                         std::optional<uint64_t> content_length,
+                                                         std::optional<uint64_t> total_from_range) {
+    auto job = owned(who, id);
+    if (!job) return job.error();
+    if (job->state != JobState::AwaitingUpload)
+        return Error(ErrorCode::Conflict, "the job is " + std::string(to_string(job->state)) + ", not awaiting an upload",
+                     {{"state", to_string(job->state)}});
+    if (job->source_url) return Error(ErrorCode::Conflict, "this job's source is fetched from its source_url");
+    auto stored = source_offset(who, id);
+    if (!stored) return stored.error();
+    if (start != *stored)
+        return Error(ErrorCode::Conflict,
+                     "the upload must continue at byte " + std::to_string(*stored) + ", not " + std::to_string(start),
+                     {{"offset", *stored}});
+    uint64_t declared = job->source_size.value_or(0);
+    if (total_from_range && job->source_size && *total_from_range != declared)
+        return Error::invalid("Content-Range", "the total in Content-Range (" + std::to_string(*total_from_range) +
+                                                   ") is not the declared source.size (" + std::to_string(declared) + ")");
+    uint64_t limit = job->source_size ? declared : m_config.max_upload_bytes;
+    if (content_length && start + *content_length > limit)
+        return Error(job->source_size ? ErrorCode::InvalidArgument : ErrorCode::FileTooLarge,
+                     "the upload would be larger than " + std::to_string(limit) + " bytes",
+                     {{"field", "Content-Length"}, {"max_bytes", limit}});
+    if (job->source_pool.empty()) {
+        auto pool = m_store.reserve_space(id, FileKind::Source, limit, m_pools.candidates());
+        if (!pool) return pool.error();
+        JobUpdate u;
+        u.source_path = StoragePools::job_file(id, FileKind::Source);
+        auto updated = m_store.update_job(id, u);
+        if (!updated) return updated.error();
+        *job = *updated;
+    }
+    SourceUploadPlan plan;
+    plan.job = *job;
+    plan.part_path = m_pools.resolve(job->source_pool, StoragePools::part_of(job->source_path));
+    plan.offset = start;
+    plan.limit = limit;
+    return plan;
+}
+
+Result<JobRecord> JobService::end_source_upload(const std::string& id, uint64_t end_position, bool request_complete) {
+    auto job = m_store.get_job(id);
+    if (!job) return Error(ErrorCode::JobNotFound, "no job with id '" + id + "'");
+    JobUpdate u;
+    u.source_received = end_position;
+    auto updated = m_store.update_job(id, u);
+    if (!updated) return updated.error();
+    bool complete = job->source_size ? end_position == *job->source_size : request_complete;
+    if (!complete) {
+        changed();
+        return updated;
+    }
+    auto part = m_pools.resolve(job->source_pool, StoragePools::part_of(job->source_path));
+    auto dest = m_pools.resolve(job->source_pool, job->source_path);
+    if (job->source_sha256) {
+        auto sha = sha256_file(part);
+        if (!sha) return sha.error();
+        if (*sha != *job->source_sha256) {
+            // Start over: the bytes are not what was declared.
+            std::error_code ec;
+            stdfs::remove(part, ec);
+            JobUpdate reset;
+            reset.source_received = 0;
+            (void)m_store.update_job(id, reset);
+            return Error(ErrorCode::InvalidArgument,
+                         "the uploaded bytes do not match source.sha256 (got " + *sha + "); upload again from 0",
+                         {{"field", "source.sha256"}, {"offset", 0}});
+        }
+    }
+    auto moved = fs::durable_rename(part, dest);
+    if (!moved) return moved.error();
+    return finish_source(*updated, dest);
+}
+
+Result<JobRecord> JobService::finish_source(const JobRecord& job, const stdfs::path& file) {
+    std::error_code ec;
+    uint64_t size = stdfs::file_size(file, ec);
+    auto probe = m_prober.probe(file);
+    JobUpdate u;
+    u.source_received = size;
+    if (!probe) {
+        u.failure_code = "UNSUPPORTED_MEDIA_TYPE";
+        u.failure_reason = probe.error().message;
+        u.message = "the source is not decodable";
+        u.finished_at = m_clock.now_ms();
+        (void)m_store.transition(job.id, {JobState::AwaitingUpload}, JobState::Failed, u, probe.error().message);
+        changed();
+        return probe.error();
+    }
+    u.source_size = size;
+    u.source_probe = probe_summary(*probe);
+    if (probe->duration_seconds) u.duration_seconds = *probe->duration_seconds;
+    u.queued_at = m_clock.now_ms();
+    u.message = "queued";
+    auto queued = m_store.transition(job.id, {JobState::AwaitingUpload}, JobState::Queued, u, "source received");
+    changed();
+    return queued;
+}
+
+void JobService::fetch_source_url(std::string job_id, std::string url) {
+    auto job = m_store.get_job(job_id);
+    if (!job) return;
+    auto fail = [&](const Error& e) {
+        JobUpdate u;
+        u.failure_code = std::string(error_code_name(e.code));
+        u.failure_reason = "fetching source_url failed: " + e.message;
+        u.finished_at = m_clock.now_ms();
+        (void)m_store.transition(job_id, {JobState::AwaitingUpload}, JobState::Failed, u, *u.failure_reason);
+        changed();
+    };
+    http::ClientOptions opts;
+    opts.connect_timeout = std::chrono::seconds(10);
+    http::Client client(opts);
+    // Learn the size first, so space is reserved before bytes arrive and the size limit holds.
+    http::Request head;
+    head.method = "HEAD";
+    head.path_or_url = url;
+    auto headed = client.request(head);
+    if (!headed) return fail(headed.error());
+    if (headed->status / 100 != 2) return fail(http::error_from_status(headed->status, http::redact_url(url)));
+    uint64_t size = m_config.max_upload_bytes;
+    if (auto cl = headed->headers.get("Content-Length")) {
+        try {
+            size = std::stoull(*cl);
+        } catch (...) {
+        }
+    }
+    if (size > m_config.max_upload_bytes)
+        return fail(Error(ErrorCode::FileTooLarge, "the source at source_url is larger than this server accepts"));
+    auto pool = m_store.reserve_space(job_id, FileKind::Source, size, m_pools.candidates());
+    if (!pool) return fail(pool.error());
+    auto rel = StoragePools::job_file(job_id, FileKind::Source);
+    JobUpdate u;
+    u.source_path = rel;
+    (void)m_store.update_job(job_id, u);
+    // The client writes <dest>.part and renames it to dest once complete (the janitor keeps both).
+    auto dest = m_pools.resolve(*pool, rel);
+    std::error_code ec;
+    stdfs::create_directories(dest.parent_path(), ec);
+    http::DownloadOptions dl;
+    dl.resume = false;
+    auto got = client.download_to_file(url, dest, dl);
+    if (!got) return fail(got.error());
+    if (got->size > m_config.max_upload_bytes) {
+        stdfs::remove(dest, ec);
+        return fail(Error(ErrorCode::FileTooLarge, "the source at source_url is larger than this server accepts"));
+    }
+    auto updated = m_store.get_job(job_id);
+    if (!updated) return;
+    if (updated->source_sha256) {
+        auto sha = sha256_file(dest);
+        if (!sha || *sha != *updated->source_sha256) {
+            stdfs::remove(dest, ec);
+            return fail(Error(ErrorCode::InvalidArgument, "the fetched source does not match source.sha256"));
+        }
+    }
+    (void)finish_source(*updated, dest);
+}
+
+Result<JobRecord> JobService::cancel(const Principal& who, const std::string& id) {
+    auto job = owned(who, id);
+    if (!job) return job.error();
+    JobUpdate u;
+    u.finished_at = m_clock.now_ms();
+    u.failure_code = "canceled";
+    u.message = "canceled by " + who.name;
+    switch (job->state) {
+        case JobState::AwaitingUpload:
+        case JobState::Queued: {
+            auto r = m_store.transition(id, {JobState::AwaitingUpload, JobState::Queued}, JobState::Canceled, u,
+                                        *u.message);
+            if (!r && r.error().code == ErrorCode::Conflict) return cancel(who, id);  // it moved on meanwhile
+            changed();
+            return r;
+        }
+        case JobState::Assigned:
+        case JobState::Running: {
+            JobUpdate c;
+            c.message = "canceling: waiting for the engine to stop";
+            auto r = m_store.transition(id, {JobState::Assigned, JobState::Running}, JobState::Canceling, c,
+                                        "cancel requested by " + who.name);
+            if (!r && r.error().code == ErrorCode::Conflict) return cancel(who, id);
+            changed();
+            return r;
+        }
+        default:
+            return *job;  // canceling or terminal: nothing more to do (cancel is idempotent)
+    }
+}
+
+Result<JobRecord> JobService::retry(const Principal& who, const std::string& id) {
+    auto job = owned(who, id);
+    if (!job) return job.error();
+    if (job->state != JobState::Failed && job->state != JobState::Canceled)
+        return Error(ErrorCode::Conflict, "only failed or canceled jobs can be retried; this one is " +
+                                              std::string(to_string(job->state)),
+                     {{"state", to_string(job->state)}});
+    bool have_source = !job->source_deleted && !job->source_path.empty() &&
+                       stdfs::exists(m_pools.resolve(job->source_pool, job->source_path));
+    if (!have_source)
+        return Error(ErrorCode::Conflict, "the job's source is no longer stored; submit it again",
+                     {{"state", to_string(job->state)}});
+    JobUpdate u;
+    u.attempt_count = 0;
+    u.queued_at = m_clock.now_ms();
+    u.not_before = std::optional<int64_t>{};
+    u.failure_code = "";
+    u.failure_reason = "";
+    u.message = "queued again by " + who.name;
+    u.progress_percent = 0;
+    u.progress = nlohmann::json();
+    u.finished_at = 0;
+    auto r = m_store.transition(id, {JobState::Failed, JobState::Canceled}, JobState::Queued, u, *u.message);
+    changed();
+    return r;
+}
+
+Result<ResultFile> JobService::result(const Principal& who, const std::string& id) {
+    auto job = owned(who, id);
+    if (!job) return job.error();
+    if (job->state != JobState::Completed)
+        return Error(ErrorCode::JobNotReady, "the job is " + std::string(to_string(job->state)) + "; the result is not ready",
+                     {{"state", to_string(job->state)}});
+    auto path = m_pools.resolve(job->output_pool, job->output_path);
+    std::error_code ec;
+    if (job->output_deleted || path.empty() || !stdfs::is_regular_file(path, ec))
+        return Error(ErrorCode::ResultGone, "the result was deleted after its retention time", {{"job_id", id}});
+    ResultFile f;
+    f.path = path;
+    f.size = job->output_size.value_or(stdfs::file_size(path, ec));
+    f.sha256 = job->output_sha256.value_or("");
+    f.filename = job->output_filename;
+    return f;
+}
+
+void JobService::delete_file(const std::string& pool, const std::string& relative) {
+    auto path = m_pools.resolve(pool, relative);
+    if (path.empty()) return;
+    std::error_code ec;
+    stdfs::remove(path, ec);
+    stdfs::remove(path.string() + ".part", ec);
+}
+
+JobService::MaintenanceReport JobService::run_maintenance(std::chrono::seconds orphan_min_age) {
+    MaintenanceReport report;
+    int64_t now = m_clock.now_ms();
+    for (const auto& job : m_store.jobs_past_ttl(now, m_config.job_ttl_ms)) {
+        JobUpdate u;
+        u.failure_code = "expired";
+        u.failure_reason = "the job waited longer than its time to live";
+        u.message = "expired";
+        u.finished_at = now;
+        if (m_store.transition(job.id, {JobState::AwaitingUpload, JobState::Queued}, JobState::Failed, u, "expired"))
+            ++report.expired_jobs;
+    }
+    for (const auto& job : m_store.jobs_with_expired_outputs(now)) {
+        delete_file(job.output_pool, job.output_path);
+        JobUpdate u;
+        u.output_deleted = true;
+        (void)m_store.update_job(job.id, u);
+        (void)m_store.release_space(job.id, FileKind::Output);
+        ++report.outputs_deleted;
+    }
+    for (const auto& job : m_store.terminal_jobs_with_sources()) {
+        if (job.finished_at && *job.finished_at + m_config.source_retention_ms > now) continue;
+        delete_file(job.source_pool, job.source_path);
+        JobUpdate u;
+        u.source_deleted = true;
+        (void)m_store.update_job(job.id, u);
+        (void)m_store.release_space(job.id, FileKind::Source);
+        ++report.sources_deleted;
+    }
+    auto sweep = m_pools.sweep_orphans(m_store.referenced_files(), orphan_min_age);
+    report.orphans_removed = sweep.files_removed;
+    if (report.expired_jobs || report.outputs_deleted || report.sources_deleted) changed();
+    return report;
+}
+
+}  // namespace distconv::dispatch

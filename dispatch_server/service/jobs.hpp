@@ -1,0 +1,162 @@
+#pragma once
+// The user-facing job logic of the dispatch server, free of HTTP: submit (multipart or JSON + upload
+// or source_url), resumable source uploads, status, listing, cancel, retry, result access, and the
+// maintenance passes (queue TTL, retention, orphan sweep). The HTTP layer decodes, calls, encodes.
+
+#include "common/error.hpp"
+#include "common/media/ffprobe.hpp"
+#include "common/time.hpp"
+#include "dispatch_server/config.hpp"
+#include "dispatch_server/pools/pools.hpp"
+#include "dispatch_server/service/auth.hpp"
+#include "dispatch_server/service/notifier.hpp"
+#include "dispatch_server/store/store.hpp"
+#include "protocol/jobs.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace distconv::dispatch {
+
+// Reads media facts from a file (ffprobe in production, a fake in unit tests).
+class Prober {
+public:
+    virtual ~Prober() = default;
+    virtual Result<media::ProbeInfo> probe(const std::filesystem::path& file) = 0;
+};
+
+class FfprobeProber final : public Prober {
+public:
+    explicit FfprobeProber(std::string ffprobe) : m_ffprobe(std::move(ffprobe)) {}
+    Result<media::ProbeInfo> probe(const std::filesystem::path& file) override;
+
+private:
+    std::string m_ffprobe;
+};
+
+// Streams bytes into a pool file at a given offset; the HTTP layer feeds it chunks.
+class FileSink {
+public:
+    FileSink() = default;
+    ~FileSink();
+    FileSink(const FileSink&) = delete;
+    FileSink& operator=(const FileSink&) = delete;
+    // Opens `path` for writing at `offset` (truncating anything after it).
+    Status open(const std::filesystem::path& path, uint64_t offset);
+    // Writes a chunk; fails (and remembers why) once `limit` total bytes would be passed.
+    bool write(const char* data, size_t size);
+    Status finish();  // fsync + close
+    uint64_t position() const { return m_position; }
+    void set_limit(uint64_t limit, Error error_when_exceeded) {
+        m_limit = limit;
+        m_limit_error = std::move(error_when_exceeded);
+    }
+    const std::optional<Error>& error() const { return m_error; }
+
+private:
+    int m_fd = -1;
+    uint64_t m_position = 0;
+    uint64_t m_limit = UINT64_MAX;
+    Error m_limit_error;
+    std::optional<Error> m_error;
+};
+
+// Where a source upload should go and what it may hold (PUT /jobs/{id}/source).
+struct SourceUploadPlan {
+    JobRecord job;
+    std::filesystem::path part_path;
+    uint64_t offset = 0;          // where this request's bytes start
+    uint64_t limit = 0;           // bytes the file may hold at most
+};
+
+struct ResultFile {
+    std::filesystem::path path;
+    uint64_t size = 0;
+    std::string sha256;
+    std::string filename;
+};
+
+class JobService {
+public:
+    JobService(Store& store, StoragePools& pools, const DispatchConfig& config, Prober& prober, const Clock& clock,
+               ChangeNotifier& notifier);
+
+    // --- submit -----------------------------------------------------------------------------------
+    // JSON submit: validates the job, reserves space for the declared source (507 when none fits, 413
+    // above the limit) or starts fetching source_url; the job waits in awaiting_upload.
+    Result<JobRecord> submit_json(const Principal& who, const nlohmann::json& job,
+                                  const std::optional<std::string>& idempotency_key);
+    // Multipart submit, after the HTTP layer streamed the `file` part to `incoming`: validates the job
+    // JSON and the media, stores the job as queued. On error the incoming file is removed and nothing
+    // is stored. The incoming reservation is released in every case.
+    Result<JobRecord> submit_multipart(const Principal& who, const nlohmann::json& job,
+                                       const StoragePools::Incoming& incoming, uint64_t size,
+                                       const std::string& filename,
+                                       const std::optional<std::string>& idempotency_key);
+    // Validation alone (used by the multipart path before bytes are accepted, to fail early).
+    Status validate_job_json(const nlohmann::json& job) const;
+
+    // --- source upload ------------------------------------------------------------------------------
+    // The stored offset of a job's partial source (HEAD /jobs/{id}/source).
+    Result<uint64_t> source_offset(const Principal& who, const std::string& id);
+    // Checks a PUT: state, offset (CONFLICT with details.offset when `start` is not the stored offset),
+    // sizes (FILE_TOO_LARGE), and reserves space if the job has none yet.
+    Result<SourceUploadPlan> begin_source_upload(const Principal& who, const std::string& id, uint64_t start,
+                                                 std::optional<uint64_t> content_length,
+                                                 std::optional<uint64_t> total_from_range);
+    // Records what a PUT wrote; when the source is complete, checks SHA-256 and the media and queues the
+    // job. Returns the job (state awaiting_upload while incomplete).
+    Result<JobRecord> end_source_upload(const std::string& id, uint64_t end_position, bool request_complete);
+
+    // --- read ---------------------------------------------------------------------------------------
+    Result<JobRecord> get(const Principal& who, const std::string& id);
+    JobPage list(const Principal& who, const JobQuery& query, bool all);
+    std::optional<int64_t> queue_position(const std::string& id) { return m_store.queue_position(id); }
+    std::vector<JobEvent> events(const std::string& id, int64_t after) { return m_store.job_events(id, after); }
+
+    // --- change -------------------------------------------------------------------------------------
+    Result<JobRecord> cancel(const Principal& who, const std::string& id);
+    Result<JobRecord> retry(const Principal& who, const std::string& id);
+    // The finished output: JOB_NOT_READY before completion, RESULT_GONE after retention.
+    Result<ResultFile> result(const Principal& who, const std::string& id);
+
+    // --- maintenance --------------------------------------------------------------------------------
+    struct MaintenanceReport {
+        int expired_jobs = 0;
+        int outputs_deleted = 0;
+        int sources_deleted = 0;
+        int orphans_removed = 0;
+    };
+    MaintenanceReport run_maintenance(std::chrono::seconds orphan_min_age = std::chrono::seconds(600));
+
+    Store& store() { return m_store; }
+    StoragePools& pools() { return m_pools; }
+
+private:
+    struct ParsedJob;
+    Result<ParsedJob> parse_job(const nlohmann::json& job, protocol::SubmitKind kind) const;
+    Status check_source_url(const std::string& url) const;
+    JobRecord new_record(const Principal& who, const ParsedJob& parsed,
+                         const std::optional<std::string>& idempotency_key) const;
+    // Checks sha/media of a complete source file and moves the job to queued (or failed, when
+    // `fail_job_on_bad_media`).
+    Result<JobRecord> finish_source(const JobRecord& job, const std::filesystem::path& file);
+    void fetch_source_url(std::string job_id, std::string url);
+    void delete_file(const std::string& pool, const std::string& relative);
+    Result<JobRecord> owned(const Principal& who, const std::string& id);
+    void changed() { m_notifier.notify(); }
+
+    Store& m_store;
+    StoragePools& m_pools;
+    const DispatchConfig& m_config;
+    Prober& m_prober;
+    const Clock& m_clock;
+    ChangeNotifier& m_notifier;
+};
+
+}  // namespace distconv::dispatch
