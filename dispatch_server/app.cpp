@@ -3,12 +3,14 @@
 #include "dispatch_server/api/http_api.hpp"
 #include "dispatch_server/pools/pools.hpp"
 #include "dispatch_server/service/auth.hpp"
+#include "dispatch_server/service/engines.hpp"
 #include "dispatch_server/service/jobs.hpp"
 #include "dispatch_server/service/notifier.hpp"
 #include "dispatch_server/store/store.hpp"
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <thread>
 
@@ -23,6 +25,7 @@ struct DispatchServer::Impl {
     ChangeNotifier notifier;
     std::unique_ptr<AuthService> auth;
     std::unique_ptr<JobService> jobs;
+    std::unique_ptr<EngineService> engines;
     std::unique_ptr<HttpApi> api;
     int port = 0;
 
@@ -30,8 +33,26 @@ struct DispatchServer::Impl {
     std::condition_variable cv;
     bool stopping = false;
     std::thread maintenance;
+    std::thread rescuer;
 
     Impl(const DispatchConfig& c, std::shared_ptr<const Clock> clk) : config(c), clock(std::move(clk)), prober(c.ffprobe) {}
+
+    // Ends expired leases and silent engines' work often enough that a lost job waits at most about a
+    // quarter of a lease beyond its expiry.
+    void rescue_loop() {
+        auto interval = std::chrono::milliseconds(std::clamp<int64_t>(config.lease_ms / 4, 50, 1000));
+        std::unique_lock lock(mutex);
+        while (!stopping) {
+            lock.unlock();
+            try {
+                engines->rescue();
+            } catch (const std::exception& e) {
+                spdlog::error("rescue failed: {}", e.what());
+            }
+            lock.lock();
+            cv.wait_for(lock, interval, [&] { return stopping; });
+        }
+    }
 
     void maintenance_loop() {
         std::unique_lock lock(mutex);
@@ -67,7 +88,10 @@ Result<std::unique_ptr<DispatchServer>> DispatchServer::create(const DispatchCon
     impl->auth = std::make_unique<AuthService>(*impl->store);
     impl->jobs = std::make_unique<JobService>(*impl->store, *impl->pools, impl->config, impl->prober, *impl->clock,
                                               impl->notifier);
-    impl->api = std::make_unique<HttpApi>(ApiServices{*impl->auth, *impl->jobs, impl->notifier, impl->config});
+    impl->engines = std::make_unique<EngineService>(*impl->store, *impl->pools, impl->config, *impl->clock,
+                                                    impl->notifier);
+    impl->api = std::make_unique<HttpApi>(
+        ApiServices{*impl->auth, *impl->jobs, impl->notifier, impl->config, impl->engines.get()});
     auto port = impl->api->bind(config.host, config.port);
     if (!port) return port.error();
     impl->port = *port;
@@ -79,17 +103,20 @@ DispatchServer::DispatchServer(std::unique_ptr<Impl> impl) : m_impl(std::move(im
 DispatchServer::~DispatchServer() {
     stop();
     if (m_impl->maintenance.joinable()) m_impl->maintenance.join();
+    if (m_impl->rescuer.joinable()) m_impl->rescuer.join();
 }
 
 int DispatchServer::port() const { return m_impl->port; }
 
 void DispatchServer::run() {
     m_impl->maintenance = std::thread([this] { m_impl->maintenance_loop(); });
+    m_impl->rescuer = std::thread([this] { m_impl->rescue_loop(); });
     spdlog::info("distconv-dispatch serving on {}:{} (data in {})", m_impl->config.host, m_impl->port,
                  m_impl->config.data_dir);
     m_impl->api->serve();
     stop();
     if (m_impl->maintenance.joinable()) m_impl->maintenance.join();
+    if (m_impl->rescuer.joinable()) m_impl->rescuer.join();
     spdlog::info("distconv-dispatch stopped");
 }
 
@@ -105,5 +132,6 @@ void DispatchServer::stop() {
 Store& DispatchServer::store() { return *m_impl->store; }
 JobService& DispatchServer::jobs() { return *m_impl->jobs; }
 AuthService& DispatchServer::auth() { return *m_impl->auth; }
+EngineService& DispatchServer::engines() { return *m_impl->engines; }
 
 }  // namespace distconv::dispatch

@@ -13,6 +13,7 @@ namespace distconv::dispatch {
 class Store;
 class JobService;
 class AuthService;
+class EngineService;
 
 class DispatchServer {
 public:
@@ -32,6 +33,7 @@ public:
     Store& store();
     JobService& jobs();
     AuthService& auth();
+    EngineService& engines();
 
 private:
     struct Impl;

@@ -47,6 +47,18 @@ void add_options(CLI::App& app, DispatchConfig& c) {
         ->capture_default_str();
     app.add_option("--source-url-host", c.source_url_hosts, "A host that source_url may fetch from; repeat");
     app.add_option("--ffprobe", c.ffprobe, "ffprobe program")->capture_default_str();
+    app.add_option("--ffmpeg", c.ffmpeg, "ffmpeg program (finishes streamed MP4 outputs)")->capture_default_str();
+    app.add_option("--lease-timeout", c.lease_timeout, "An assignment's lease without progress or heartbeats")
+        ->capture_default_str();
+    app.add_option("--heartbeat-interval", c.heartbeat_interval, "How often engines are told to heartbeat")
+        ->capture_default_str();
+    app.add_option("--engine-offline-after", c.engine_offline_after, "Silence after which an engine is offline")
+        ->capture_default_str();
+    app.add_option("--retry-backoff", c.retry_backoff, "First delay before retrying a transient failure")
+        ->capture_default_str();
+    app.add_option("--retry-backoff-max", c.retry_backoff_max, "Longest retry delay")->capture_default_str();
+    app.add_option("--transfer-reserve", c.transfer_reserve, "Disk an engine keeps free in file mode")
+        ->capture_default_str();
     app.add_option("--http-threads", c.http_threads, "HTTP worker threads (long-polls and event streams hold one each)")
         ->check(CLI::Range(4, 4096))
         ->capture_default_str();
@@ -81,7 +93,12 @@ Status finalize(DispatchConfig& c) {
     for (const DurationKey& d : {DurationKey{"output-retention", c.output_retention, c.output_retention_ms},
                                  DurationKey{"source-retention", c.source_retention, c.source_retention_ms},
                                  DurationKey{"job-ttl", c.job_ttl, ttl},
-                                 DurationKey{"maintenance-interval", c.maintenance_interval, c.maintenance_interval_ms}}) {
+                                 DurationKey{"maintenance-interval", c.maintenance_interval, c.maintenance_interval_ms},
+                                 DurationKey{"lease-timeout", c.lease_timeout, c.lease_ms},
+                                 DurationKey{"heartbeat-interval", c.heartbeat_interval, c.heartbeat_interval_ms},
+                                 DurationKey{"engine-offline-after", c.engine_offline_after, c.engine_offline_ms},
+                                 DurationKey{"retry-backoff", c.retry_backoff, c.retry_backoff_ms},
+                                 DurationKey{"retry-backoff-max", c.retry_backoff_max, c.retry_backoff_max_ms}}) {
         auto ms = config::parse_duration_ms(d.text);
         if (!ms) return Error::invalid(d.key, std::string(d.key) + ": " + ms.error().message);
         d.out = *ms;
@@ -89,6 +106,13 @@ Status finalize(DispatchConfig& c) {
     c.job_ttl_ms = ttl > 0 ? std::optional<int64_t>(ttl) : std::nullopt;
     if (c.maintenance_interval_ms < 10)
         return Error::invalid("maintenance-interval", "maintenance-interval must be at least 10ms");
+
+    if (c.lease_ms < 100) return Error::invalid("lease-timeout", "lease-timeout must be at least 100ms");
+    if (c.heartbeat_interval_ms < 100 || c.heartbeat_interval_ms >= c.lease_ms)
+        return Error::invalid("heartbeat-interval", "heartbeat-interval must be at least 100ms and shorter than lease-timeout");
+    auto reserve = config::parse_byte_size(c.transfer_reserve);
+    if (!reserve) return Error::invalid("transfer-reserve", "transfer-reserve: " + reserve.error().message);
+    c.transfer_reserve_bytes = *reserve;
 
     c.pools.clear();
     for (const auto& spec : c.pool_specs) {

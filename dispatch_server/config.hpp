@@ -35,10 +35,18 @@ struct DispatchConfig {
     std::string maintenance_interval = "30s";
     std::vector<std::string> source_url_hosts;  // hosts `source_url` may name (none by default)
     std::string ffprobe = "ffprobe";
+    std::string ffmpeg = "ffmpeg";  // finishes stream-mode MP4 outputs (-c copy, faststart)
     int http_threads = 64;
     std::string log_level = "info";
     std::string log_format = "text";
     std::string log_file;
+    // Engines.
+    std::string lease_timeout = "30s";        // an assignment ends when neither progress nor heartbeats arrive
+    std::string heartbeat_interval = "5s";    // what engines are told to use
+    std::string engine_offline_after = "30s"; // no heartbeat for this long: offline, its work rescued
+    std::string retry_backoff = "5s";         // first delay before a transient failure is retried (doubles)
+    std::string retry_backoff_max = "5m";
+    std::string transfer_reserve = "1GiB";    // free disk an engine keeps beyond source + output in file mode
 
     // Derived by finalize().
     std::string host;
@@ -49,6 +57,12 @@ struct DispatchConfig {
     int64_t source_retention_ms = 0;
     std::optional<int64_t> job_ttl_ms;
     int64_t maintenance_interval_ms = 0;
+    int64_t lease_ms = 0;
+    int64_t heartbeat_interval_ms = 0;
+    int64_t engine_offline_ms = 0;
+    int64_t retry_backoff_ms = 0;
+    int64_t retry_backoff_max_ms = 0;
+    uint64_t transfer_reserve_bytes = 0;
 
     std::filesystem::path database_path() const { return std::filesystem::path(data_dir) / "dispatch.db"; }
 };

@@ -5,6 +5,7 @@
 #include "common/time.hpp"
 #include "common/media/options.hpp"
 #include "dispatch_server/api/encode.hpp"
+#include "dispatch_server/api/engine_api.hpp"
 #include "dispatch_server/api/http_util.hpp"
 #include "dispatch_server/config.hpp"
 #include "dispatch_server/service/auth.hpp"
@@ -126,6 +127,7 @@ struct HttpApi::Impl {
             spdlog::debug("{} {} -> {}", req.method, req.path, res.status);
         });
 
+        if (s.engines) install_engine_routes(router, s.auth, *s.engines);
         router.add("GET", "/healthz", [](const httplib::Request&, httplib::Response& res) {
             send_json(res, 200, {{"status", "ok"}});
         });

@@ -13,6 +13,7 @@ namespace distconv::dispatch {
 class AuthService;
 class JobService;
 class ChangeNotifier;
+class EngineService;
 struct DispatchConfig;
 
 struct ApiServices {
@@ -20,6 +21,7 @@ struct ApiServices {
     JobService& jobs;
     ChangeNotifier& notifier;
     const DispatchConfig& config;
+    EngineService* engines = nullptr;  // the engine protocol's routes, when set
 };
 
 class HttpApi {

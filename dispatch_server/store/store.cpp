@@ -964,4 +964,331 @@ Status Store::release_space(const std::string& job_id, FileKind kind) {
     }
 }
 
+// --- Engines and attempts --------------------------------------------------------------------------
+
+namespace {
+
+constexpr const char* k_engine_columns =
+    "id, key_id, hostname, version, slots, state, capabilities, tags, benchmark_score, free_disk_bytes, load, "
+    "cpu_temp, memory, registered_at, last_seen_at, drain";
+
+EngineRecord read_engine(const Stmt& s) {
+    EngineRecord e;
+    int c = 0;
+    e.id = s.text(c++);
+    e.key_id = s.text(c++);
+    e.hostname = s.text(c++);
+    e.version = s.text(c++);
+    e.slots = s.i32(c++);
+    e.state = s.text(c++);
+    e.capabilities = s.json(c++);
+    if (!e.capabilities.is_object()) e.capabilities = nlohmann::json::object();
+    auto tags = s.json(c++);
+    if (tags.is_array())
+        for (const auto& t : tags)
+            if (t.is_string()) e.tags.push_back(t.get<std::string>());
+    e.benchmark_score = s.opt_dbl(c++);
+    e.free_disk_bytes = s.opt_i64(c++).value_or(0);
+    e.load_average = s.opt_dbl(c++);
+    e.cpu_temperature_c = s.opt_dbl(c++);
+    e.memory = s.json(c++);
+    e.registered_at = s.i64(c++);
+    e.last_seen_at = s.i64(c++);
+    e.drain = s.boolean(c++);
+    return e;
+}
+
+constexpr const char* k_attempt_columns =
+    "id, job_id, attempt_no, engine_id, fencing_token, state, transfer_mode, started_at, lease_expires_at, "
+    "finished_at, exit_code, error_class, message";
+
+AttemptRecord read_attempt(const Stmt& s) {
+    AttemptRecord a;
+    int c = 0;
+    a.id = s.text(c++);
+    a.job_id = s.text(c++);
+    a.attempt_no = s.i32(c++);
+    a.engine_id = s.text(c++);
+    a.fencing_token = s.i64(c++);
+    a.state = s.text(c++);
+    a.transfer_mode = s.text(c++);
+    a.started_at = s.i64(c++);
+    a.lease_expires_at = s.opt_i64(c++);
+    a.finished_at = s.opt_i64(c++);
+    if (auto code = s.opt_i64(c++)) a.exit_code = static_cast<int>(*code);
+    a.error_class = s.opt_text(c++);
+    a.message = s.text(c++);
+    return a;
+}
+
+Error lease_lost(const std::string& attempt_id) {
+    return Error(ErrorCode::LeaseLost,
+                 "assignment " + attempt_id + " no longer holds its job (lease expired, job reassigned or finished)",
+                 {{"assignment_id", attempt_id}});
+}
+
+}  // namespace
+
+Result<EngineRecord> Store::insert_engine(const EngineRecord& engine) {
+    std::lock_guard lock(m_impl->mutex);
+    try {
+        EngineRecord e = engine;
+        if (e.id.empty()) e.id = new_ulid();
+        e.registered_at = m_impl->now();
+        e.last_seen_at = e.registered_at;
+        auto s = m_impl->prepare(std::string("INSERT INTO engines (") + k_engine_columns +
+                                 ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+        s.bind(e.id).bind(e.key_id.empty() ? Value(nullptr) : Value(e.key_id));
+        s << e.hostname << e.version << e.slots
+          << e.state << e.capabilities << nlohmann::json(e.tags) << e.benchmark_score << e.free_disk_bytes
+          << e.load_average << e.cpu_temperature_c << e.memory << e.registered_at << e.last_seen_at << e.drain;
+        s.run();
+        return e;
+    } catch (const SqlError& e) {
+        return internal_error("insert_engine", e);
+    }
+}
+
+std::optional<EngineRecord> Store::get_engine(const std::string& id) {
+    std::lock_guard lock(m_impl->mutex);
+    try {
+        auto s = m_impl->prepare(std::string("SELECT ") + k_engine_columns + " FROM engines WHERE id = ?");
+        s << id;
+        if (!s.step()) return std::nullopt;
+        return read_engine(s);
+    } catch (const SqlError& e) {
+        log_error("get_engine", e);
+        return std::nullopt;
+    }
+}
+
+std::vector<EngineRecord> Store::list_engines() {
+    std::lock_guard lock(m_impl->mutex);
+    std::vector<EngineRecord> out;
+    try {
+        auto s = m_impl->prepare(std::string("SELECT ") + k_engine_columns + " FROM engines ORDER BY id");
+        while (s.step()) out.push_back(read_engine(s));
+    } catch (const SqlError& e) {
+        log_error("list_engines", e);
+    }
+    return out;
+}
+
+Status Store::update_engine(const EngineRecord& e) {
+    std::lock_guard lock(m_impl->mutex);
+    try {
+        auto s = m_impl->prepare(
+            "UPDATE engines SET hostname = ?, version = ?, slots = ?, state = ?, capabilities = ?, tags = ?, "
+            "benchmark_score = ?, free_disk_bytes = ?, load = ?, cpu_temp = ?, memory = ?, last_seen_at = ?, drain = ? "
+            "WHERE id = ?");
+        s << e.hostname << e.version << e.slots << e.state << e.capabilities << nlohmann::json(e.tags)
+          << e.benchmark_score << e.free_disk_bytes << e.load_average << e.cpu_temperature_c << e.memory
+          << e.last_seen_at << e.drain << e.id;
+        s.run();
+        if (sqlite3_changes(m_impl->db) == 0) return Error(ErrorCode::NotFound, "no engine with id '" + e.id + "'");
+        return {};
+    } catch (const SqlError& err) {
+        return internal_error("update_engine", err);
+    }
+}
+
+Result<std::optional<std::pair<JobRecord, AttemptRecord>>> Store::claim_job(const std::string& engine_id,
+                                                                            int64_t lease_ms,
+                                                                            const ClaimChooser& choose,
+                                                                            int max_candidates) {
+    std::lock_guard lock(m_impl->mutex);
+    auto& impl = *m_impl;
+    using Claimed = std::optional<std::pair<JobRecord, AttemptRecord>>;
+    try {
+        Transaction tx(impl.db);
+        const int64_t now = impl.now();
+        std::vector<ClaimCandidate> candidates;
+        {
+            auto s = impl.prepare(
+                std::string("SELECT ") + k_job_columns +
+                ", (SELECT COUNT(*) FROM jobs o WHERE o.owner_key_id = jobs.owner_key_id"
+                "   AND o.state IN ('assigned', 'running', 'canceling'))"
+                ", (SELECT a.engine_id FROM attempts a WHERE a.job_id = jobs.id ORDER BY a.attempt_no DESC LIMIT 1)"
+                " FROM jobs WHERE state = 'queued' AND (not_before IS NULL OR not_before <= ?)"
+                " ORDER BY priority DESC, created_at ASC, id ASC LIMIT ?");
+            s << now << int64_t{max_candidates};
+            while (s.step()) {
+                ClaimCandidate c;
+                c.job = read_job(s);
+                c.owner_running = s.i32(43);
+                c.last_engine = s.opt_text(44);
+                candidates.push_back(std::move(c));
+            }
+        }
+        if (candidates.empty()) return Claimed{};
+        auto choice = choose(candidates);
+        if (!choice || choice->index >= candidates.size()) return Claimed{};
+        const JobRecord& job = candidates[choice->index].job;
+
+        int64_t token = 1;
+        int attempt_no = 1;
+        {
+            auto s = impl.prepare(
+                "SELECT COALESCE(MAX(fencing_token), 0) + 1, COALESCE(MAX(attempt_no), 0) + 1 FROM attempts WHERE job_id = ?");
+            s << job.id;
+            s.step();
+            token = s.i64(0);
+            attempt_no = s.i32(1);
+        }
+        JobUpdate u;
+        u.attempt_count = job.attempt_count + 1;
+        u.message = "assigned to an engine";
+        u.not_before = std::optional<int64_t>{};
+        if (!job.started_at || *job.started_at <= 0) u.started_at = now;
+        if (impl.update_row(job.id, u, JobState::Assigned) == 0) return Claimed{};
+        AttemptRecord a;
+        a.id = new_ulid();
+        a.job_id = job.id;
+        a.attempt_no = attempt_no;
+        a.engine_id = engine_id;
+        a.fencing_token = token;
+        a.state = "active";
+        a.transfer_mode = choice->transfer_mode;
+        a.started_at = now;
+        a.lease_expires_at = now + lease_ms;
+        {
+            auto s = impl.prepare(std::string("INSERT INTO attempts (") + k_attempt_columns +
+                                  ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
+            s << a.id << a.job_id << a.attempt_no << a.engine_id << a.fencing_token << a.state << a.transfer_mode
+              << a.started_at << a.lease_expires_at << a.finished_at << nullptr << a.error_class << a.message;
+            s.run();
+        }
+        impl.insert_event(job.id, "state", JobState::Queued, JobState::Assigned,
+                          "assigned to engine " + engine_id + " (attempt " + std::to_string(attempt_no) + ")", nullptr);
+        auto updated = impl.get_job(job.id);
+        tx.commit();
+        if (!updated) return Error(ErrorCode::Internal, "job vanished during a claim");
+        return Claimed{std::make_pair(*updated, a)};
+    } catch (const SqlError& e) {
+        return internal_error("claim_job", e);
+    }
+}
+
+std::optional<AttemptRecord> Store::get_attempt(const std::string& id) {
+    std::lock_guard lock(m_impl->mutex);
+    try {
+        auto s = m_impl->prepare(std::string("SELECT ") + k_attempt_columns + " FROM attempts WHERE id = ?");
+        s << id;
+        if (!s.step()) return std::nullopt;
+        return read_attempt(s);
+    } catch (const SqlError& e) {
+        log_error("get_attempt", e);
+        return std::nullopt;
+    }
+}
+
+std::vector<AttemptRecord> Store::attempts_for_job(const std::string& job_id) {
+    std::lock_guard lock(m_impl->mutex);
+    std::vector<AttemptRecord> out;
+    try {
+        auto s = m_impl->prepare(std::string("SELECT ") + k_attempt_columns +
+                                 " FROM attempts WHERE job_id = ? ORDER BY attempt_no");
+        s << job_id;
+        while (s.step()) out.push_back(read_attempt(s));
+    } catch (const SqlError& e) {
+        log_error("attempts_for_job", e);
+    }
+    return out;
+}
+
+std::vector<AttemptRecord> Store::active_attempts(const std::optional<std::string>& engine_id) {
+    std::lock_guard lock(m_impl->mutex);
+    std::vector<AttemptRecord> out;
+    try {
+        auto s = m_impl->prepare(std::string("SELECT ") + k_attempt_columns +
+                                 " FROM attempts WHERE state = 'active' AND (?1 IS NULL OR engine_id = ?1) ORDER BY id");
+        s << engine_id;
+        while (s.step()) out.push_back(read_attempt(s));
+    } catch (const SqlError& e) {
+        log_error("active_attempts", e);
+    }
+    return out;
+}
+
+std::vector<AttemptRecord> Store::expired_attempts(int64_t now) {
+    std::lock_guard lock(m_impl->mutex);
+    std::vector<AttemptRecord> out;
+    try {
+        auto s = m_impl->prepare(std::string("SELECT ") + k_attempt_columns +
+                                 " FROM attempts WHERE state = 'active' AND lease_expires_at < ? ORDER BY id");
+        s << now;
+        while (s.step()) out.push_back(read_attempt(s));
+    } catch (const SqlError& e) {
+        log_error("expired_attempts", e);
+    }
+    return out;
+}
+
+Result<AttemptRecord> Store::extend_lease(const std::string& attempt_id, int64_t fencing_token, int64_t lease_until) {
+    std::lock_guard lock(m_impl->mutex);
+    try {
+        auto s = m_impl->prepare(
+            "UPDATE attempts SET lease_expires_at = MAX(COALESCE(lease_expires_at, 0), ?) "
+            "WHERE id = ? AND fencing_token = ? AND state = 'active'");
+        s << lease_until << attempt_id << fencing_token;
+        s.run();
+        if (sqlite3_changes(m_impl->db) == 0) return lease_lost(attempt_id);
+        auto g = m_impl->prepare(std::string("SELECT ") + k_attempt_columns + " FROM attempts WHERE id = ?");
+        g << attempt_id;
+        g.step();
+        return read_attempt(g);
+    } catch (const SqlError& e) {
+        return internal_error("extend_lease", e);
+    }
+}
+
+Result<JobRecord> Store::end_attempt(const std::string& attempt_id, int64_t fencing_token, const AttemptEnd& end) {
+    std::lock_guard lock(m_impl->mutex);
+    auto& impl = *m_impl;
+    try {
+        Transaction tx(impl.db);
+        AttemptRecord a;
+        {
+            auto s = impl.prepare(std::string("SELECT ") + k_attempt_columns + " FROM attempts WHERE id = ?");
+            s << attempt_id;
+            if (!s.step()) return Error(ErrorCode::NotFound, "no assignment with id '" + attempt_id + "'");
+            a = read_attempt(s);
+        }
+        if (a.state != "active" || a.fencing_token != fencing_token) return lease_lost(attempt_id);
+        auto job = impl.get_job(a.job_id);
+        if (!job) return Error(ErrorCode::JobNotFound, "job " + a.job_id + " not found");
+        // A newer attempt of the same job holds the lease: this one is stale whatever its own row says.
+        {
+            auto s = impl.prepare("SELECT MAX(fencing_token) FROM attempts WHERE job_id = ?");
+            s << a.job_id;
+            s.step();
+            if (s.i64(0) != fencing_token) return lease_lost(attempt_id);
+        }
+        if (!protocol::can_transition(job->state, end.job_to))
+            return Error(ErrorCode::Conflict,
+                         "job is " + std::string(to_string(job->state)) + " and cannot become " +
+                             std::string(to_string(end.job_to)),
+                         {{"state", std::string(to_string(job->state))}});
+        {
+            auto s = impl.prepare(
+                "UPDATE attempts SET state = ?, finished_at = ?, exit_code = ?, error_class = ?, message = ? WHERE id = ?");
+            s << end.attempt_state << impl.now();
+            if (end.exit_code)
+                s << int64_t{*end.exit_code};
+            else
+                s << nullptr;
+            s << end.error_class << end.message << attempt_id;
+            s.run();
+        }
+        impl.update_row(a.job_id, end.job_changes, end.job_to);
+        impl.insert_event(a.job_id, "state", job->state, end.job_to, end.event_message, nullptr);
+        auto updated = impl.get_job(a.job_id);
+        tx.commit();
+        if (!updated) return Error(ErrorCode::Internal, "job vanished while ending an attempt");
+        return *updated;
+    } catch (const SqlError& e) {
+        return internal_error("end_attempt", e);
+    }
+}
+
 }  // namespace distconv::dispatch

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -156,6 +157,67 @@ struct PoolCandidate {
 
 enum class FileKind { Source, Output };
 
+// An engine as registered; refreshed by heartbeats. state: idle | busy | draining | offline.
+struct EngineRecord {
+    std::string id;
+    std::string key_id;
+    std::string hostname;
+    std::string version;
+    int slots = 1;
+    std::string state = "idle";
+    nlohmann::json capabilities = nlohmann::json::object();  // {ffmpeg_version, encoders, decoders, hwaccels}
+    std::vector<std::string> tags;
+    std::optional<double> benchmark_score;
+    int64_t free_disk_bytes = 0;
+    std::optional<double> load_average;
+    std::optional<double> cpu_temperature_c;
+    nlohmann::json memory;  // {total_bytes, available_bytes} or null
+    int64_t registered_at = 0;
+    int64_t last_seen_at = 0;
+    bool drain = false;
+};
+
+// One attempt at a job: one assignment to one engine, under a lease and a fencing token.
+// state: active | completed | failed | lost | canceled.
+struct AttemptRecord {
+    std::string id;  // the assignment id
+    std::string job_id;
+    int attempt_no = 1;
+    std::string engine_id;
+    int64_t fencing_token = 0;  // grows with every attempt of a job; only the newest may act
+    std::string state = "active";
+    std::string transfer_mode = "file";
+    int64_t started_at = 0;
+    std::optional<int64_t> lease_expires_at;
+    std::optional<int64_t> finished_at;
+    std::optional<int> exit_code;
+    std::optional<std::string> error_class;
+    std::string message;
+};
+
+// A queued job offered to a claiming engine, with what the scheduler weighs.
+struct ClaimCandidate {
+    JobRecord job;
+    int owner_running = 0;                  // the owner's jobs assigned/running now (fair share)
+    std::optional<std::string> last_engine;  // the engine of the job's previous attempt
+};
+struct ClaimChoice {
+    size_t index = 0;  // into the candidates
+    std::string transfer_mode = "file";
+};
+using ClaimChooser = std::function<std::optional<ClaimChoice>(const std::vector<ClaimCandidate>&)>;
+
+// How an attempt ends, and what happens to its job, in one transaction (Store::end_attempt).
+struct AttemptEnd {
+    std::string attempt_state;  // completed | failed | lost | canceled
+    std::optional<int> exit_code;
+    std::optional<std::string> error_class;
+    std::string message;
+    JobState job_to = JobState::Queued;
+    JobUpdate job_changes;
+    std::string event_message;
+};
+
 class Store {
 public:
     // Opens (creating if needed) the database at `path` and runs pending migrations.
@@ -228,6 +290,31 @@ public:
                                       const std::vector<PoolCandidate>& candidates);
     // Drops a job's reservation of that kind (sets *_reserved to 0).
     Status release_space(const std::string& job_id, FileKind kind);
+
+    // --- Engines and attempts -------------------------------------------------------------------
+    Result<EngineRecord> insert_engine(const EngineRecord& engine);
+    std::optional<EngineRecord> get_engine(const std::string& id);
+    std::vector<EngineRecord> list_engines();
+    // Writes every field but id, key_id and registered_at.
+    Status update_engine(const EngineRecord& engine);
+
+    // One transaction: reads up to `max_candidates` claimable queued jobs (not_before passed) in
+    // priority, then age order, lets `choose` pick one, moves it to assigned, and records a new active
+    // attempt with the next fencing token and a lease until now + lease_ms. nullopt: nothing chosen.
+    Result<std::optional<std::pair<JobRecord, AttemptRecord>>> claim_job(const std::string& engine_id, int64_t lease_ms,
+                                                                         const ClaimChooser& choose,
+                                                                         int max_candidates = 200);
+    std::optional<AttemptRecord> get_attempt(const std::string& id);
+    std::vector<AttemptRecord> attempts_for_job(const std::string& job_id);
+    // Active attempts, of one engine or of all.
+    std::vector<AttemptRecord> active_attempts(const std::optional<std::string>& engine_id = std::nullopt);
+    // Active attempts whose lease ended before `now`.
+    std::vector<AttemptRecord> expired_attempts(int64_t now);
+    // Extends an active attempt's lease; LEASE_LOST when it is not active or the token is not its own.
+    Result<AttemptRecord> extend_lease(const std::string& attempt_id, int64_t fencing_token, int64_t lease_until);
+    // Ends an active attempt (checked against its token: LEASE_LOST otherwise) and moves its job from
+    // its current state (assigned, running or canceling) to end.job_to with end.job_changes.
+    Result<JobRecord> end_attempt(const std::string& attempt_id, int64_t fencing_token, const AttemptEnd& end);
 
 private:
     struct Impl;

@@ -1,0 +1,177 @@
+#include "dispatch_server/api/engine_api.hpp"
+
+#include "dispatch_server/service/auth.hpp"
+#include "dispatch_server/service/engines.hpp"
+#include "dispatch_server/service/jobs.hpp"
+#include "protocol/json_fields.hpp"
+
+namespace distconv::dispatch {
+
+using namespace http_util;
+
+namespace {
+
+template <typename T>
+Result<T> parse_body(const httplib::Request& req, Result<T> (*parse)(const nlohmann::json&, const std::string&)) {
+    auto json = nlohmann::json::parse(req.body, nullptr, false);
+    if (json.is_discarded()) return Error::invalid("body", "the body is not valid JSON");
+    return parse(json, "");
+}
+
+Result<std::optional<int64_t>> fencing_header(const httplib::Request& req, bool required) {
+    const std::string name(protocol::k_fencing_token_header);
+    if (!req.has_header(name)) {
+        if (required) return Error::invalid(name, name + " is required");
+        return std::optional<int64_t>{};
+    }
+    auto v = parse_u64(req.get_header_value(name));
+    if (!v || *v > static_cast<uint64_t>(INT64_MAX)) return Error::invalid(name, name + " must be a positive integer");
+    return std::optional<int64_t>(static_cast<int64_t>(*v));
+}
+
+std::string base_url_of(const httplib::Request& req) {
+    std::string host = req.get_header_value("Host");
+    if (host.empty()) host = req.local_addr + ":" + std::to_string(req.local_port);
+    return std::string(req.ssl ? "https" : "http") + "://" + host;
+}
+
+}  // namespace
+
+void install_engine_routes(Router& router, AuthService& auth, EngineService& engines) {
+    router.add("GET", "/api/v1/engines", [&](const httplib::Request& req, httplib::Response& res) {
+        if (!authorize(auth, req, res, require_user)) return;
+        send_json(res, 200, protocol::items_to_json(engines.list_engines()));
+    });
+    router.add("POST", "/api/v1/engines", [&](const httplib::Request& req, httplib::Response& res) {
+        auto who = authorize(auth, req, res, require_engine);
+        if (!who) return;
+        auto body = parse_body(req, protocol::parse_engine_registration);
+        if (!body) return send_error(res, body.error());
+        auto reply = engines.register_engine(*who, *body);
+        if (!reply) return send_error(res, reply.error());
+        send_json(res, 201, protocol::to_json(*reply));
+    });
+    router.add("POST", "/api/v1/engines/" + k_id + "/heartbeat", [&](const httplib::Request& req, httplib::Response& res) {
+        auto who = authorize(auth, req, res, require_engine);
+        if (!who) return;
+        auto body = parse_body(req, protocol::parse_heartbeat);
+        if (!body) return send_error(res, body.error());
+        auto reply = engines.heartbeat(*who, req.matches[1], *body);
+        if (!reply) return send_error(res, reply.error());
+        send_json(res, 200, protocol::to_json(*reply));
+    });
+    router.add("POST", "/api/v1/engines/" + k_id + "/claim", [&](const httplib::Request& req, httplib::Response& res) {
+        auto who = authorize(auth, req, res, require_engine);
+        if (!who) return;
+        auto body = parse_body(req, protocol::parse_claim_request);
+        if (!body) return send_error(res, body.error());
+        auto assignment = engines.claim(*who, req.matches[1], *body, base_url_of(req));
+        if (!assignment) return send_error(res, assignment.error());
+        if (!*assignment) {
+            res.status = 204;
+            return;
+        }
+        send_json(res, 200, protocol::to_json(**assignment));
+    });
+    for (const char* action : {"drain", "undrain"}) {
+        bool drain = std::string(action) == "drain";
+        router.add("POST", "/api/v1/engines/" + k_id + "/" + action,
+                   [&, drain](const httplib::Request& req, httplib::Response& res) {
+                       if (!authorize(auth, req, res, require_admin)) return;
+                       auto info = engines.set_drain(req.matches[1], drain);
+                       if (!info) return send_error(res, info.error());
+                       send_json(res, 200, protocol::to_json(*info));
+                   });
+    }
+    router.add("POST", "/api/v1/assignments/" + k_id + "/progress", [&](const httplib::Request& req, httplib::Response& res) {
+        auto who = authorize(auth, req, res, require_engine);
+        if (!who) return;
+        auto body = parse_body(req, protocol::parse_progress_report);
+        if (!body) return send_error(res, body.error());
+        auto reply = engines.progress(*who, req.matches[1], *body);
+        if (!reply) return send_error(res, reply.error());
+        send_json(res, 200, protocol::to_json(*reply));
+    });
+    router.add("GET", "/api/v1/assignments/" + k_id + "/source", [&](const httplib::Request& req, httplib::Response& res) {
+        auto who = authorize(auth, req, res, require_engine);
+        if (!who) return;
+        auto token = fencing_header(req, false);
+        if (!token) return send_error(res, token.error());
+        auto file = engines.source(*who, req.matches[1], *token);
+        if (!file) return send_error(res, file.error());
+        res.set_header("Accept-Ranges", "bytes");
+        if (!file->sha256.empty()) res.set_header("ETag", "\"" + file->sha256 + "\"");
+        auto range = parse_range(req.get_header_value("Range"), file->size);
+        if (!range) {
+            res.set_header("Content-Range", "bytes */" + std::to_string(file->size));
+            return send_error(res, range.error());
+        }
+        if (!*range) {
+            res.status = 200;
+            return send_file_range(res, file->path, 0, file->size, "application/octet-stream");
+        }
+        const auto& r = **range;
+        res.status = 206;
+        res.set_header("Content-Range", "bytes " + std::to_string(r.first) + "-" + std::to_string(r.last) + "/" +
+                                            std::to_string(file->size));
+        send_file_range(res, file->path, r.first, r.last - r.first + 1, "application/octet-stream");
+    });
+    // HEAD on the output: httplib routes HEAD to GET handlers, so GET answers the stored offset too.
+    router.add("GET", "/api/v1/assignments/" + k_id + "/output", [&](const httplib::Request& req, httplib::Response& res) {
+        auto who = authorize(auth, req, res, require_engine);
+        if (!who) return;
+        auto token = fencing_header(req, true);
+        if (!token) return send_error(res, token.error());
+        auto offset = engines.output_offset(*who, req.matches[1], **token);
+        if (!offset) return send_error(res, offset.error());
+        res.set_header(std::string(protocol::k_upload_offset_header), std::to_string(*offset));
+        send_json(res, 200, protocol::to_json(protocol::OutputUploadStatus{req.matches[1], static_cast<int64_t>(*offset)}));
+    });
+    router.add_streaming(
+        "PUT", "/api/v1/assignments/" + k_id + "/output",
+        [&](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+            auto who = authorize(auth, req, res, require_engine);
+            if (!who) return;
+            std::string aid = req.matches[1];
+            auto token = fencing_header(req, true);
+            if (!token) return send_error(res, token.error());
+            auto range = parse_content_range(req.get_header_value("Content-Range"));
+            if (!range) return send_error(res, range.error());
+            uint64_t start = *range ? (*range)->first : 0;
+            auto plan = engines.begin_output_upload(*who, aid, **token, start);
+            if (!plan) return send_error(res, plan.error());
+            FileSink sink;
+            if (auto st = sink.open(plan->part_path, plan->offset); !st) return send_error(res, st.error());
+            sink.set_limit(plan->limit, Error(ErrorCode::FileTooLarge, "the output is larger than this server accepts"));
+            bool ok = reader([&](const char* data, size_t len) { return sink.write(data, len); });
+            auto finished = sink.finish();
+            res.set_header(std::string(protocol::k_upload_offset_header), std::to_string(sink.position()));
+            if (sink.error()) return send_error(res, *sink.error());
+            if (!finished) return send_error(res, finished.error());
+            if (!ok)
+                return send_error(res, Error::invalid("body", "the upload was cut off at byte " +
+                                                                  std::to_string(sink.position())));
+            send_json(res, 200,
+                      protocol::to_json(protocol::OutputUploadStatus{aid, static_cast<int64_t>(sink.position())}));
+        });
+    router.add("POST", "/api/v1/assignments/" + k_id + "/complete", [&](const httplib::Request& req, httplib::Response& res) {
+        auto who = authorize(auth, req, res, require_engine);
+        if (!who) return;
+        auto body = parse_body(req, protocol::parse_complete_request);
+        if (!body) return send_error(res, body.error());
+        auto ack = engines.complete(*who, req.matches[1], *body);
+        if (!ack) return send_error(res, ack.error());
+        send_json(res, 200, protocol::to_json(*ack));
+    });
+    router.add("POST", "/api/v1/assignments/" + k_id + "/fail", [&](const httplib::Request& req, httplib::Response& res) {
+        auto who = authorize(auth, req, res, require_engine);
+        if (!who) return;
+        auto body = parse_body(req, protocol::parse_fail_request);
+        if (!body) return send_error(res, body.error());
+        auto ack = engines.fail(*who, req.matches[1], *body);
+        if (!ack) return send_error(res, ack.error());
+        send_json(res, 200, protocol::to_json(*ack));
+    });
+}
+
+}  // namespace distconv::dispatch

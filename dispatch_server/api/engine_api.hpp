@@ -1,0 +1,13 @@
+#pragma once
+// Routes of the engine protocol (/engines, /assignments) over the shared router.
+
+#include "dispatch_server/api/http_util.hpp"
+
+namespace distconv::dispatch {
+
+class AuthService;
+class EngineService;
+
+void install_engine_routes(http_util::Router& router, AuthService& auth, EngineService& engines);
+
+}  // namespace distconv::dispatch

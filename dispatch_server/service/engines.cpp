@@ -1,0 +1,508 @@
+#include "dispatch_server/service/engines.hpp"
+
+#include "common/fs.hpp"
+#include "common/hash.hpp"
+#include "common/media/ffmpeg_args.hpp"
+#include "common/media/options.hpp"
+#include "common/process.hpp"
+#include "dispatch_server/scheduler/scheduler.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <random>
+
+namespace distconv::dispatch {
+
+namespace stdfs = std::filesystem;
+
+namespace {
+
+double random01() {
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+}
+
+protocol::Timestamp ts(int64_t ms) { return protocol::Timestamp(std::chrono::seconds(ms / 1000)); }
+
+bool is_mp4_family(const std::string& container) {
+    return container == "mp4" || container == "mov" || container == "m4a";
+}
+
+std::string engine_state_name(protocol::EngineState s) { return std::string(protocol::to_string(s)); }
+
+}  // namespace
+
+EngineService::EngineService(Store& store, StoragePools& pools, const DispatchConfig& config, const Clock& clock,
+                             ChangeNotifier& notifier)
+    : m_store(store), m_pools(pools), m_config(config), m_clock(clock), m_notifier(notifier) {}
+
+Result<EngineRecord> EngineService::owned_engine(const Principal& who, const std::string& engine_id) {
+    auto e = m_store.get_engine(engine_id);
+    if (!e || (!who.is_admin() && e->key_id != who.key_id))
+        return Error(ErrorCode::NotFound, "no engine with id '" + engine_id + "'; register again",
+                     {{"engine_id", engine_id}});
+    return *e;
+}
+
+Result<AttemptRecord> EngineService::owned_attempt(const Principal& who, const std::string& assignment_id) {
+    auto a = m_store.get_attempt(assignment_id);
+    if (!a) return Error(ErrorCode::NotFound, "no assignment with id '" + assignment_id + "'");
+    auto e = m_store.get_engine(a->engine_id);
+    if (!e || (!who.is_admin() && e->key_id != who.key_id))
+        return Error(ErrorCode::NotFound, "no assignment with id '" + assignment_id + "'");
+    return *a;
+}
+
+Result<protocol::EngineRegistrationReply> EngineService::register_engine(const Principal& who,
+                                                                         const protocol::EngineRegistration& r) {
+    EngineRecord e;
+    e.key_id = who.key_id;
+    e.hostname = r.hostname;
+    e.version = r.version;
+    e.slots = r.slots;
+    e.state = "idle";
+    e.capabilities = protocol::to_json(r.capabilities);
+    e.tags = r.tags;
+    e.benchmark_score = r.benchmark_score;
+    e.free_disk_bytes = r.free_disk_bytes;
+    auto inserted = m_store.insert_engine(e);
+    if (!inserted) return inserted.error();
+    spdlog::info("engine {} registered: host {}, {} slot(s), score {}", inserted->id, r.hostname, r.slots,
+                 r.benchmark_score ? std::to_string(*r.benchmark_score) : "none");
+    protocol::EngineRegistrationReply reply;
+    reply.engine_id = inserted->id;
+    reply.heartbeat_interval_seconds = static_cast<int>(std::max<int64_t>(1, m_config.heartbeat_interval_ms / 1000));
+    reply.lease_seconds = static_cast<int>(std::max<int64_t>(1, m_config.lease_ms / 1000));
+    return reply;
+}
+
+Result<protocol::HeartbeatReply> EngineService::heartbeat(const Principal& who, const std::string& engine_id,
+                                                          const protocol::Heartbeat& hb) {
+    auto engine = owned_engine(who, engine_id);
+    if (!engine) return engine.error();
+    int64_t now = m_clock.now_ms();
+    EngineRecord e = *engine;
+    e.state = e.drain ? "draining" : engine_state_name(hb.state);
+    e.load_average = hb.load_average;
+    e.free_disk_bytes = hb.free_disk_bytes;
+    e.memory = hb.memory ? protocol::to_json(*hb.memory) : nlohmann::json();
+    e.cpu_temperature_c = hb.cpu_temperature_c;
+    if (hb.benchmark_score) e.benchmark_score = hb.benchmark_score;
+    e.last_seen_at = now;
+    if (auto st = m_store.update_engine(e); !st) return st.error();
+
+    protocol::HeartbeatReply reply;
+    reply.drain = e.drain;
+    for (const auto& aid : hb.running_assignments) {
+        auto a = m_store.get_attempt(aid);
+        if (!a || a->engine_id != engine_id || a->state != "active") {
+            reply.cancel.push_back(aid);  // unknown here, lost, or finished: the engine must stop it
+            continue;
+        }
+        auto job = m_store.get_job(a->job_id);
+        if (job && job->state == JobState::Canceling) {
+            reply.cancel.push_back(aid);
+            (void)end_unfinished(*a, "canceled", false, "canceled by the user", "", std::nullopt, "");
+            continue;
+        }
+        (void)m_store.extend_lease(aid, a->fencing_token, now + m_config.lease_ms);
+    }
+    return reply;
+}
+
+Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal& who, const std::string& engine_id,
+                                                                 const protocol::ClaimRequest& request,
+                                                                 const std::string& base_url) {
+    using Out = std::optional<protocol::Assignment>;
+    auto engine = owned_engine(who, engine_id);
+    if (!engine) return engine.error();
+    auto deadline = std::chrono::steady_clock::now() +
+                    std::chrono::seconds(std::clamp(request.wait_seconds, 0, protocol::k_max_claim_wait_seconds));
+    while (true) {
+        uint64_t generation = m_notifier.generation();
+        auto e = m_store.get_engine(engine_id);
+        if (!e) return Error(ErrorCode::NotFound, "no engine with id '" + engine_id + "'");
+        e->last_seen_at = m_clock.now_ms();
+        if (request.free_disk_bytes) e->free_disk_bytes = *request.free_disk_bytes;
+        if (e->state == "offline") e->state = "idle";
+        (void)m_store.update_engine(*e);
+        if (e->drain || m_notifier.closed()) return Out{};
+        auto active = m_store.active_attempts(engine_id);
+        int free_slots = std::min(request.free_slots, e->slots - static_cast<int>(active.size()));
+        if (free_slots <= 0) return Out{};
+
+        std::vector<EngineRecord> online;
+        for (const auto& other : m_store.list_engines())
+            if (other.state != "offline") online.push_back(other);
+        EngineProfile profile = profile_of(*e, online, m_config.transfer_reserve_bytes);
+        auto claimed = m_store.claim_job(engine_id, m_config.lease_ms, [&](const std::vector<ClaimCandidate>& c) {
+            return choose_job(c, profile);
+        });
+        if (!claimed) return claimed.error();
+        if (*claimed) {
+            const auto& [job, attempt] = **claimed;
+            changed();
+            auto options = media::parse_job_options(job.resolved);
+            if (!options) return options.error();
+            media::ArgvSettings settings;
+            settings.streamable = attempt.transfer_mode == "stream";
+            auto argv = media::build_ffmpeg_argv(*options, std::string(protocol::k_input_placeholder),
+                                                 std::string(protocol::k_output_placeholder), settings);
+            if (!argv) return argv.error();
+            protocol::Assignment a;
+            a.assignment_id = attempt.id;
+            a.job_id = job.id;
+            a.fencing_token = attempt.fencing_token;
+            a.lease_seconds = static_cast<int>(std::max<int64_t>(1, m_config.lease_ms / 1000));
+            a.lease_expires_at = ts(attempt.lease_expires_at.value_or(0));
+            a.ffmpeg_argv.assign(argv->begin() + 1, argv->end());
+            a.options = *options;
+            a.source_url = base_url + std::string(protocol::k_api_prefix) + "/assignments/" + attempt.id + "/source";
+            a.source_size = static_cast<int64_t>(job.source_size.value_or(job.source_received));
+            a.source_sha256 = job.source_sha256;
+            a.transfer_mode = attempt.transfer_mode == "stream" ? protocol::TransferMode::Stream
+                                                                 : protocol::TransferMode::File;
+            a.output_container = options->container.value_or("mp4");
+            a.output_filename = job.output_filename;
+            a.duration_seconds = job.duration_seconds;
+            spdlog::info("job {} assigned to engine {} (assignment {}, token {}, {} mode)", job.id, engine_id,
+                         attempt.id, attempt.fencing_token, attempt.transfer_mode);
+            return Out{a};
+        }
+        auto now = std::chrono::steady_clock::now();
+        if (now >= deadline) return Out{};
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
+        // Wake on any change (a job queued, a backoff ending is caught by the 1 s cap).
+        m_notifier.wait_for_change(generation, std::min(left, std::chrono::milliseconds(1000)));
+    }
+}
+
+Result<protocol::ProgressReply> EngineService::progress(const Principal& who, const std::string& assignment_id,
+                                                        const protocol::ProgressReport& report) {
+    auto a = owned_attempt(who, assignment_id);
+    if (!a) return a.error();
+    auto job = m_store.get_job(a->job_id);
+    if (!job) return Error(ErrorCode::JobNotFound, "job not found");
+    protocol::ProgressReply reply;
+    if (job->state == JobState::Canceling) {
+        auto ended = end_unfinished(*a, "canceled", false, "canceled by the user", "", std::nullopt, "");
+        if (!ended) return ended.error();
+        reply.continue_ = false;
+        reply.lease_expires_at = ts(m_clock.now_ms());
+        return reply;
+    }
+    int64_t now = m_clock.now_ms();
+    auto extended = m_store.extend_lease(assignment_id, report.fencing_token, now + m_config.lease_ms);
+    if (!extended) return extended.error();
+    reply.lease_expires_at = ts(*extended->lease_expires_at);
+
+    JobUpdate u;
+    double percent = std::clamp(report.percent, 0.0, 100.0);
+    u.progress_percent = percent;
+    nlohmann::json p = nlohmann::json::object();
+    p["phase"] = std::string(protocol::to_string(report.phase));
+    if (report.fps) p["fps"] = *report.fps;
+    if (report.speed) p["speed"] = *report.speed;
+    if (report.eta_seconds) p["eta_seconds"] = *report.eta_seconds;
+    if (report.out_time_seconds) p["out_time_seconds"] = *report.out_time_seconds;
+    u.progress = p;
+    u.message = std::string(protocol::to_string(report.phase));
+    if (job->state == JobState::Assigned) {
+        auto moved = m_store.transition(job->id, {JobState::Assigned}, JobState::Running, u, "transcoding started");
+        if (!moved) return moved.error();
+    } else {
+        // One progress event per whole percent keeps the event log small.
+        std::optional<nlohmann::json> event;
+        if (static_cast<int>(percent) != static_cast<int>(job->progress_percent)) {
+            nlohmann::json ev = p;
+            ev["percent"] = percent;
+            event = ev;
+        }
+        auto updated = m_store.update_job(job->id, u, event);
+        if (!updated) return updated.error();
+    }
+    changed();
+    return reply;
+}
+
+Result<AssignmentFile> EngineService::source(const Principal& who, const std::string& assignment_id,
+                                             std::optional<int64_t> fencing_token) {
+    auto a = owned_attempt(who, assignment_id);
+    if (!a) return a.error();
+    if (a->state != "active" || (fencing_token && *fencing_token != a->fencing_token))
+        return Error(ErrorCode::LeaseLost, "assignment " + assignment_id + " no longer holds its job");
+    auto job = m_store.get_job(a->job_id);
+    if (!job) return Error(ErrorCode::JobNotFound, "job not found");
+    auto path = m_pools.resolve(job->source_pool, job->source_path);
+    std::error_code ec;
+    if (path.empty() || job->source_deleted || !stdfs::is_regular_file(path, ec))
+        return Error(ErrorCode::ResultGone, "the job's source is no longer stored");
+    AssignmentFile f;
+    f.path = path;
+    f.size = stdfs::file_size(path, ec);
+    f.sha256 = job->source_sha256.value_or("");
+    return f;
+}
+
+std::string EngineService::output_relpath(const AttemptRecord& a) const {
+    // One file per attempt: a late engine's bytes can never mix with the current attempt's.
+    return "jobs/" + a.job_id + "/output.t" + std::to_string(a.fencing_token);
+}
+
+Result<uint64_t> EngineService::output_offset(const Principal& who, const std::string& assignment_id,
+                                              int64_t fencing_token) {
+    auto a = owned_attempt(who, assignment_id);
+    if (!a) return a.error();
+    if (a->state != "active" || a->fencing_token != fencing_token)
+        return Error(ErrorCode::LeaseLost, "assignment " + assignment_id + " no longer holds its job");
+    auto job = m_store.get_job(a->job_id);
+    if (!job || job->output_pool.empty()) return uint64_t{0};
+    auto part = m_pools.resolve(job->output_pool, StoragePools::part_of(output_relpath(*a)));
+    std::error_code ec;
+    auto size = stdfs::file_size(part, ec);
+    return ec ? uint64_t{0} : static_cast<uint64_t>(size);
+}
+
+Result<OutputUploadPlan> EngineService::begin_output_upload(const Principal& who, const std::string& assignment_id,
+                                                            int64_t fencing_token, uint64_t start) {
+    auto stored = output_offset(who, assignment_id, fencing_token);
+    if (!stored) return stored.error();
+    if (start != *stored)
+        return Error(ErrorCode::Conflict,
+                     "the output must continue at byte " + std::to_string(*stored) + ", not " + std::to_string(start),
+                     {{"offset", *stored}});
+    auto a = m_store.get_attempt(assignment_id);
+    auto job = m_store.get_job(a->job_id);
+    if (!job) return Error(ErrorCode::JobNotFound, "job not found");
+    if (job->output_pool.empty()) {
+        // Reserve an estimate (the source's size) before the first byte; complete() fixes it to the real size.
+        uint64_t estimate = std::max<uint64_t>(job->source_size.value_or(job->source_received), 1 << 20);
+        auto pool = m_store.reserve_space(job->id, FileKind::Output, estimate, m_pools.candidates());
+        if (!pool) return pool.error();
+    }
+    job = m_store.get_job(a->job_id);
+    OutputUploadPlan plan;
+    plan.part_path = m_pools.resolve(job->output_pool, StoragePools::part_of(output_relpath(*a)));
+    plan.offset = start;
+    plan.limit = m_config.max_upload_bytes;
+    return plan;
+}
+
+Result<protocol::AssignmentAck> EngineService::complete(const Principal& who, const std::string& assignment_id,
+                                                        const protocol::CompleteRequest& request) {
+    auto a = owned_attempt(who, assignment_id);
+    if (!a) return a.error();
+    auto job = m_store.get_job(a->job_id);
+    if (!job) return Error(ErrorCode::JobNotFound, "job not found");
+    // A repeated complete for the same token answers the same.
+    if (a->state == "completed" && a->fencing_token == request.fencing_token && job->state == JobState::Completed)
+        return protocol::AssignmentAck{job->id, job->state};
+    if (a->state != "active" || a->fencing_token != request.fencing_token)
+        return Error(ErrorCode::LeaseLost, "assignment " + assignment_id + " no longer holds its job");
+    if (job->state == JobState::Canceling) {
+        auto ended = end_unfinished(*a, "canceled", false, "canceled by the user", "", std::nullopt, "");
+        if (!ended) return ended.error();
+        return protocol::AssignmentAck{ended->id, ended->state};
+    }
+    if (job->output_pool.empty())
+        return Error::invalid("output_size", "no output was uploaded for this assignment");
+    auto part = m_pools.resolve(job->output_pool, StoragePools::part_of(output_relpath(*a)));
+    std::error_code ec;
+    uint64_t size = stdfs::file_size(part, ec);
+    if (ec || size != static_cast<uint64_t>(request.output_size))
+        return Error::invalid("output_size", "the server holds " + std::to_string(ec ? 0 : size) +
+                                                 " bytes of output, not " + std::to_string(request.output_size) +
+                                                 "; upload the rest");
+    auto sha = sha256_file(part);
+    if (!sha) return sha.error();
+    if (*sha != request.output_sha256) {
+        stdfs::remove(part, ec);
+        return Error::invalid("output_sha256", "the stored output's SHA-256 is " + *sha + "; upload it again from 0");
+    }
+    std::string final_rel = StoragePools::job_file(job->id, FileKind::Output);
+    auto final_path = m_pools.resolve(job->output_pool, final_rel);
+    std::string container = job->resolved.is_object() ? job->resolved.value("container", "mp4") : "mp4";
+    if (a->transfer_mode == "stream" && is_mp4_family(container)) {
+        // The engine streamed fragmented MP4; the user asked for a plain MP4: remux with the index up front.
+        auto tmp = final_path.string() + ".faststart";
+        auto run = process::run({m_config.ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i",
+                                 part.string(), "-map", "0", "-c", "copy", "-movflags", "+faststart", "-f",
+                                 media::container_muxer(container), tmp},
+                                {std::chrono::minutes(30), 1 << 20});
+        if (!run || run->exit_code != 0) {
+            stdfs::remove(tmp, ec);
+            return Error(ErrorCode::Internal, "finishing the streamed MP4 failed: " +
+                                                  (run ? process::tail_lines(run->err, 3) : run.error().message));
+        }
+        stdfs::remove(part, ec);
+        if (auto st = fs::durable_rename(tmp, final_path); !st) return st.error();
+        auto new_sha = sha256_file(final_path);
+        if (!new_sha) return new_sha.error();
+        sha = new_sha;
+        size = stdfs::file_size(final_path, ec);
+    } else {
+        if (auto st = fs::fsync_path(part); !st) return st.error();
+        if (auto st = fs::durable_rename(part, final_path); !st) return st.error();
+    }
+    int64_t now = m_clock.now_ms();
+    AttemptEnd end;
+    end.attempt_state = "completed";
+    end.exit_code = 0;
+    end.message = "completed";
+    end.job_to = JobState::Completed;
+    end.job_changes.output_path = final_rel;
+    end.job_changes.output_size = size;
+    end.job_changes.output_sha256 = *sha;
+    end.job_changes.output_expires_at = now + m_config.output_retention_ms;
+    end.job_changes.progress_percent = 100.0;
+    end.job_changes.finished_at = now;
+    end.job_changes.message = "completed";
+    end.event_message = "completed by engine " + a->engine_id;
+    auto done = m_store.end_attempt(assignment_id, request.fencing_token, end);
+    if (!done) {
+        stdfs::remove(final_path, ec);
+        return done.error();
+    }
+    // Keep the reservation equal to what is stored.
+    std::vector<PoolCandidate> same;
+    for (auto c : m_pools.candidates())
+        if (c.name == job->output_pool) {
+            c.disk_free_bytes = UINT64_MAX;
+            c.cap_bytes.reset();
+            same.push_back(c);
+        }
+    (void)m_store.reserve_space(job->id, FileKind::Output, size, same);
+    spdlog::info("job {} completed by engine {} ({} bytes)", job->id, a->engine_id, size);
+    changed();
+    return protocol::AssignmentAck{done->id, done->state};
+}
+
+Result<JobRecord> EngineService::end_unfinished(const AttemptRecord& a, const std::string& attempt_state,
+                                                bool permanent, const std::string& reason,
+                                                const std::string& stderr_tail, std::optional<int> exit_code,
+                                                const std::string& error_class) {
+    auto job = m_store.get_job(a.job_id);
+    if (!job) return Error(ErrorCode::JobNotFound, "job not found");
+    int64_t now = m_clock.now_ms();
+    AttemptEnd end;
+    end.attempt_state = attempt_state;
+    end.exit_code = exit_code;
+    if (!error_class.empty()) end.error_class = error_class;
+    end.message = reason;
+    end.job_changes.progress = nlohmann::json();
+    if (job->state == JobState::Canceling) {
+        end.attempt_state = "canceled";
+        end.job_to = JobState::Canceled;
+        end.job_changes.finished_at = now;
+        end.job_changes.failure_code = "canceled";
+        end.job_changes.message = "canceled";
+        end.event_message = "canceled; the engine stopped";
+    } else if (permanent || job->attempt_count >= job->max_attempts) {
+        end.job_to = JobState::Failed;
+        end.job_changes.finished_at = now;
+        end.job_changes.failure_code = permanent ? "TRANSCODE_FAILED" : "attempts_exhausted";
+        std::string why = permanent ? reason
+                                    : "gave up after " + std::to_string(job->attempt_count) + " attempt(s): " + reason;
+        std::string tail = process::tail_lines(stderr_tail, 12);
+        end.job_changes.failure_reason = tail.empty() ? why : why + "\n" + tail;
+        end.job_changes.message = "failed";
+        end.event_message = why;
+    } else {
+        int64_t delay = retry_backoff_ms(job->attempt_count, m_config.retry_backoff_ms, m_config.retry_backoff_max_ms,
+                                         random01());
+        end.job_to = JobState::Queued;
+        end.job_changes.not_before = std::optional<int64_t>(now + delay);
+        end.job_changes.queued_at = now;
+        end.job_changes.progress_percent = 0.0;
+        end.job_changes.message = "retrying in " + std::to_string(delay / 1000) + " s after: " + reason;
+        end.event_message = "requeued after: " + reason;
+    }
+    auto r = m_store.end_attempt(a.id, a.fencing_token, end);
+    if (r) {
+        spdlog::info("job {} attempt {} on engine {} ended ({}): {} -> {}", a.job_id, a.attempt_no, a.engine_id,
+                     attempt_state, reason, to_string(r->state));
+        std::error_code ec;
+        if (!job->output_pool.empty())
+            stdfs::remove(m_pools.resolve(job->output_pool, StoragePools::part_of(output_relpath(a))), ec);
+        changed();
+    }
+    return r;
+}
+
+Result<protocol::AssignmentAck> EngineService::fail(const Principal& who, const std::string& assignment_id,
+                                                    const protocol::FailRequest& request) {
+    auto a = owned_attempt(who, assignment_id);
+    if (!a) return a.error();
+    if (a->state != "active" || a->fencing_token != request.fencing_token)
+        return Error(ErrorCode::LeaseLost, "assignment " + assignment_id + " no longer holds its job");
+    bool permanent = request.error_class == protocol::ErrorClass::Permanent;
+    std::string reason = request.message.empty() ? "the engine reported a failure" : request.message;
+    if (request.exit_code) reason += " (exit code " + std::to_string(*request.exit_code) + ")";
+    auto r = end_unfinished(*a, "failed", permanent, reason, request.stderr_tail, request.exit_code,
+                            std::string(protocol::to_string(request.error_class)));
+    if (!r) return r.error();
+    return protocol::AssignmentAck{r->id, r->state};
+}
+
+protocol::EngineInfo EngineService::to_info(const EngineRecord& e) {
+    protocol::EngineInfo info;
+    info.engine_id = e.id;
+    info.hostname = e.hostname;
+    info.version = e.version;
+    info.state = protocol::parse_engine_state(e.state).value_or(protocol::EngineState::Offline);
+    info.drain_requested = e.drain;
+    info.slots = e.slots;
+    for (const auto& a : m_store.active_attempts(e.id)) info.running_assignments.push_back(a.id);
+    if (auto caps = protocol::parse_capabilities(e.capabilities)) info.capabilities = *caps;
+    info.tags = e.tags;
+    info.benchmark_score = e.benchmark_score;
+    info.free_disk_bytes = e.free_disk_bytes;
+    info.load_average = e.load_average;
+    if (e.memory.is_object())
+        if (auto m = protocol::parse_memory(e.memory)) info.memory = *m;
+    info.cpu_temperature_c = e.cpu_temperature_c;
+    info.registered_at = ts(e.registered_at);
+    info.last_seen_at = ts(e.last_seen_at);
+    return info;
+}
+
+std::vector<protocol::EngineInfo> EngineService::list_engines() {
+    std::vector<protocol::EngineInfo> out;
+    for (const auto& e : m_store.list_engines()) out.push_back(to_info(e));
+    return out;
+}
+
+Result<protocol::EngineInfo> EngineService::set_drain(const std::string& engine_id, bool drain) {
+    auto e = m_store.get_engine(engine_id);
+    if (!e) return Error(ErrorCode::NotFound, "no engine with id '" + engine_id + "'");
+    e->drain = drain;
+    if (drain && e->state != "offline") e->state = "draining";
+    if (!drain && e->state == "draining") e->state = "idle";
+    if (auto st = m_store.update_engine(*e); !st) return st.error();
+    changed();
+    return to_info(*e);
+}
+
+EngineService::RescueReport EngineService::rescue() {
+    RescueReport report;
+    int64_t now = m_clock.now_ms();
+    for (const auto& a : m_store.expired_attempts(now)) {
+        if (end_unfinished(a, "lost", false, "the lease expired (no progress or heartbeat from the engine)", "",
+                           std::nullopt, "transient"))
+            ++report.leases_expired;
+    }
+    for (auto e : m_store.list_engines()) {
+        if (e.state == "offline" || now - e.last_seen_at <= m_config.engine_offline_ms) continue;
+        e.state = "offline";
+        (void)m_store.update_engine(e);
+        ++report.engines_offline;
+        spdlog::warn("engine {} ({}) is offline: no heartbeat for {} s", e.id, e.hostname, (now - e.last_seen_at) / 1000);
+        for (const auto& a : m_store.active_attempts(e.id))
+            (void)end_unfinished(a, "lost", false, "engine " + e.hostname + " went offline", "", std::nullopt,
+                                 "transient");
+    }
+    if (report.leases_expired || report.engines_offline) changed();
+    return report;
+}
+
+}  // namespace distconv::dispatch

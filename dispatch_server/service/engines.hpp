@@ -1,0 +1,87 @@
+#pragma once
+// The engine side of the protocol, free of HTTP: registration, heartbeats, long-poll claims,
+// progress under a lease, output uploads, complete/fail with fencing tokens, and the rescuer that
+// ends expired leases and silent engines' work (requeue with backoff, or fail).
+
+#include "common/error.hpp"
+#include "common/time.hpp"
+#include "dispatch_server/config.hpp"
+#include "dispatch_server/pools/pools.hpp"
+#include "dispatch_server/service/auth.hpp"
+#include "dispatch_server/service/notifier.hpp"
+#include "dispatch_server/store/store.hpp"
+#include "protocol/engines.hpp"
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+namespace distconv::dispatch {
+
+struct AssignmentFile {
+    std::filesystem::path path;
+    uint64_t size = 0;
+    std::string sha256;  // may be empty
+};
+
+struct OutputUploadPlan {
+    std::filesystem::path part_path;
+    uint64_t offset = 0;
+    uint64_t limit = 0;
+};
+
+class EngineService {
+public:
+    EngineService(Store& store, StoragePools& pools, const DispatchConfig& config, const Clock& clock,
+                  ChangeNotifier& notifier);
+
+    Result<protocol::EngineRegistrationReply> register_engine(const Principal& who, const protocol::EngineRegistration& r);
+    Result<protocol::HeartbeatReply> heartbeat(const Principal& who, const std::string& engine_id,
+                                               const protocol::Heartbeat& hb);
+    // Long-poll: waits up to the request's wait_seconds for a job; nullopt means no work (204).
+    // `base_url` ("http://host:port") makes the assignment's absolute source_url.
+    Result<std::optional<protocol::Assignment>> claim(const Principal& who, const std::string& engine_id,
+                                                      const protocol::ClaimRequest& request, const std::string& base_url);
+    Result<protocol::ProgressReply> progress(const Principal& who, const std::string& assignment_id,
+                                             const protocol::ProgressReport& report);
+    // The source file of an assignment (the token, when given, must be current).
+    Result<AssignmentFile> source(const Principal& who, const std::string& assignment_id,
+                                  std::optional<int64_t> fencing_token);
+    Result<uint64_t> output_offset(const Principal& who, const std::string& assignment_id, int64_t fencing_token);
+    Result<OutputUploadPlan> begin_output_upload(const Principal& who, const std::string& assignment_id,
+                                                 int64_t fencing_token, uint64_t start);
+    Result<protocol::AssignmentAck> complete(const Principal& who, const std::string& assignment_id,
+                                             const protocol::CompleteRequest& request);
+    Result<protocol::AssignmentAck> fail(const Principal& who, const std::string& assignment_id,
+                                         const protocol::FailRequest& request);
+
+    std::vector<protocol::EngineInfo> list_engines();
+    Result<protocol::EngineInfo> set_drain(const std::string& engine_id, bool drain);
+
+    struct RescueReport {
+        int leases_expired = 0;
+        int engines_offline = 0;
+    };
+    // Ends expired leases and the work of engines silent past engine-offline-after.
+    RescueReport rescue();
+
+private:
+    Result<EngineRecord> owned_engine(const Principal& who, const std::string& engine_id);
+    Result<AttemptRecord> owned_attempt(const Principal& who, const std::string& assignment_id);
+    // The end of an attempt that did not complete: canceled when the job was being canceled, requeued
+    // with backoff while attempts remain, else failed.
+    Result<JobRecord> end_unfinished(const AttemptRecord& attempt, const std::string& attempt_state,
+                                     bool permanent, const std::string& reason, const std::string& stderr_tail,
+                                     std::optional<int> exit_code, const std::string& error_class);
+    std::string output_relpath(const AttemptRecord& a) const;
+    protocol::EngineInfo to_info(const EngineRecord& e);
+    void changed() { m_notifier.notify(); }
+
+    Store& m_store;
+    StoragePools& m_pools;
+    const DispatchConfig& m_config;
+    const Clock& m_clock;
+    ChangeNotifier& m_notifier;
+};
+
+}  // namespace distconv::dispatch
