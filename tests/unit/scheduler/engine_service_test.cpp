@@ -1,0 +1,251 @@
+// EngineService over a real store and pool, with a clock the test moves: leases, fencing tokens,
+// retries with backoff, cancel through progress, offline engines.
+#include "dispatch_server/service/engines.hpp"
+#include "dispatch_server/service/jobs.hpp"
+#include "tests/support/test_support.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace distconv;
+using namespace distconv::dispatch;
+
+namespace {
+
+class FakeClock : public Clock {
+public:
+    SystemTime now() const override { return from_unix_ms(m_ms); }
+    void advance(int64_t ms) { m_ms += ms; }
+
+private:
+    int64_t m_ms = 1'800'000'000'000;
+};
+
+// Cancel never probes media; any call would be a bug.
+class NoProber : public Prober {
+public:
+    Result<media::ProbeInfo> probe(const std::filesystem::path&) override {
+        return Error(ErrorCode::Internal, "not expected");
+    }
+};
+
+class EngineServiceTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        config.data_dir = dir.path().string();
+        config.listen = "127.0.0.1:0";
+        config.lease_timeout = "10s";
+        config.heartbeat_interval = "2s";
+        config.engine_offline_after = "30s";
+        config.retry_backoff = "1s";
+        ASSERT_TRUE(finalize(config).ok());
+        auto opened = Store::open(config.database_path(), clock);
+        ASSERT_TRUE(opened.ok());
+        store = std::move(*opened);
+        pools = std::make_unique<StoragePools>(config.pools);
+        ASSERT_TRUE(pools->prepare().ok());
+        engines = std::make_unique<EngineService>(*store, *pools, config, clock, notifier);
+        auto user_key = store->create_api_key("user", Role::User, "h1", "p1");
+        auto engine_key = store->create_api_key("engine", Role::Engine, "h2", "p2");
+        user = Principal{user_key->id, "user", Role::User};
+        engine_principal = Principal{engine_key->id, "engine", Role::Engine};
+        protocol::EngineRegistration reg;
+        reg.hostname = "box";
+        reg.version = "0.1.0";
+        reg.slots = 1;
+        reg.capabilities.encoders = {"libx264", "aac"};
+        reg.free_disk_bytes = 100ll << 30;
+        engine_id = engines->register_engine(engine_principal, reg)->engine_id;
+    }
+
+    // A queued job whose source file is in the pool.
+    std::string queued_job(int max_attempts = 3) {
+        JobRecord j;
+        j.owner_key_id = user.key_id;
+        j.state = JobState::Queued;
+        j.max_attempts = max_attempts;
+        j.resolved = media::to_json(*media::resolve_options({}));
+        j.output_filename = "out.mp4";
+        j.source_size = 4;
+        auto inserted = store->insert_job(j);
+        JobUpdate u;
+        u.source_pool = "default";
+        u.source_path = StoragePools::job_file(inserted->id, FileKind::Source);
+        std::filesystem::create_directories(pools->resolve("default", u.source_path->substr(0, u.source_path->rfind('/'))));
+        test::write_file(pools->resolve("default", *u.source_path), "data");
+        EXPECT_TRUE(store->update_job(inserted->id, u).ok());
+        notifier.notify();
+        return inserted->id;
+    }
+
+    protocol::Assignment claim() {
+        protocol::ClaimRequest req;
+        req.wait_seconds = 0;
+        auto a = engines->claim(engine_principal, engine_id, req, "http://127.0.0.1:1");
+        EXPECT_TRUE(a.ok());
+        EXPECT_TRUE(a->has_value());
+        return **a;
+    }
+
+    test::TempDir dir;
+    FakeClock clock;
+    DispatchConfig config;
+    std::unique_ptr<Store> store;
+    std::unique_ptr<StoragePools> pools;
+    ChangeNotifier notifier;
+    std::unique_ptr<EngineService> engines;
+    Principal user, engine_principal;
+    std::string engine_id;
+};
+
+}  // namespace
+
+TEST_F(EngineServiceTest, ClaimGivesAnAssignmentWithArgvAndToken) {
+    auto job = queued_job();
+    auto a = claim();
+    EXPECT_EQ(a.job_id, job);
+    EXPECT_EQ(a.fencing_token, 1);
+    EXPECT_EQ(a.transfer_mode, protocol::TransferMode::File);
+    EXPECT_NE(std::find(a.ffmpeg_argv.begin(), a.ffmpeg_argv.end(), "{input}"), a.ffmpeg_argv.end());
+    EXPECT_EQ(a.ffmpeg_argv.back(), "{output}");
+    EXPECT_EQ(a.source_url, "http://127.0.0.1:1/api/v1/assignments/" + a.assignment_id + "/source");
+    EXPECT_EQ(store->get_job(job)->state, JobState::Assigned);
+    // One slot: a second claim gets nothing even with another job queued.
+    queued_job();
+    protocol::ClaimRequest req;
+    req.wait_seconds = 0;
+    EXPECT_FALSE(engines->claim(engine_principal, engine_id, req, "")->has_value());
+}
+
+TEST_F(EngineServiceTest, ExpiredLeaseRequeuesWithBackoffAndTheOldTokenIsLost) {
+    auto job = queued_job();
+    auto first = claim();
+    clock.advance(11'000);
+    EXPECT_EQ(engines->rescue().leases_expired, 1);
+    auto j = store->get_job(job);
+    EXPECT_EQ(j->state, JobState::Queued);
+    ASSERT_TRUE(j->not_before.has_value());
+    EXPECT_GT(*j->not_before, clock.now_ms());
+    // Not claimable during the backoff.
+    protocol::ClaimRequest req;
+    req.wait_seconds = 0;
+    EXPECT_FALSE(engines->claim(engine_principal, engine_id, req, "")->has_value());
+    clock.advance(5'000);
+    auto second = claim();
+    EXPECT_EQ(second.fencing_token, 2);
+    // The late first attempt can neither report nor finish.
+    protocol::ProgressReport p;
+    p.fencing_token = first.fencing_token;
+    EXPECT_EQ(engines->progress(engine_principal, first.assignment_id, p).error().code, ErrorCode::LeaseLost);
+    protocol::CompleteRequest c;
+    c.fencing_token = first.fencing_token;
+    EXPECT_EQ(engines->complete(engine_principal, first.assignment_id, c).error().code, ErrorCode::LeaseLost);
+    EXPECT_EQ(engines->begin_output_upload(engine_principal, first.assignment_id, 1, 0).error().code,
+              ErrorCode::LeaseLost);
+}
+
+TEST_F(EngineServiceTest, ProgressExtendsTheLeaseAndMovesToRunning) {
+    auto job = queued_job();
+    auto a = claim();
+    clock.advance(8'000);
+    protocol::ProgressReport p;
+    p.fencing_token = a.fencing_token;
+    p.percent = 40;
+    p.fps = 50;
+    auto reply = engines->progress(engine_principal, a.assignment_id, p);
+    ASSERT_TRUE(reply.ok()) << reply.error().to_string();
+    EXPECT_TRUE(reply->continue_);
+    EXPECT_EQ(store->get_job(job)->state, JobState::Running);
+    EXPECT_DOUBLE_EQ(store->get_job(job)->progress_percent, 40);
+    clock.advance(8'000);  // 16 s after the claim, 8 s after progress: still leased
+    EXPECT_EQ(engines->rescue().leases_expired, 0);
+    clock.advance(3'000);
+    EXPECT_EQ(engines->rescue().leases_expired, 1);
+}
+
+TEST_F(EngineServiceTest, PermanentFailureFailsAtOnceTransientRetriesUntilAttemptsRunOut) {
+    auto job = queued_job(2);
+    auto a = claim();
+    protocol::FailRequest f;
+    f.fencing_token = a.fencing_token;
+    f.error_class = protocol::ErrorClass::Transient;
+    f.message = "network";
+    EXPECT_EQ(engines->fail(engine_principal, a.assignment_id, f)->state, JobState::Queued);
+    clock.advance(60'000);
+    auto b = claim();
+    f.fencing_token = b.fencing_token;
+    EXPECT_EQ(engines->fail(engine_principal, b.assignment_id, f)->state, JobState::Failed);
+    EXPECT_EQ(store->get_job(job)->failure_code, "attempts_exhausted");
+
+    auto job2 = queued_job();
+    auto c = claim();
+    protocol::FailRequest perm;
+    perm.fencing_token = c.fencing_token;
+    perm.error_class = protocol::ErrorClass::Permanent;
+    perm.exit_code = 1;
+    perm.message = "ffmpeg rejected the input";
+    perm.stderr_tail = "line1\nin.mp4: Invalid data found when processing input\n";
+    EXPECT_EQ(engines->fail(engine_principal, c.assignment_id, perm)->state, JobState::Failed);
+    auto failed = store->get_job(job2);
+    EXPECT_EQ(failed->failure_code, "TRANSCODE_FAILED");
+    EXPECT_NE(failed->failure_reason.find("Invalid data found"), std::string::npos);
+    EXPECT_NE(failed->failure_reason.find("exit code 1"), std::string::npos);
+}
+
+TEST_F(EngineServiceTest, CancelReachesTheEngineThroughProgressAndHeartbeat) {
+    NoProber prober;
+    JobService jobs(*store, *pools, config, prober, clock, notifier);
+    auto job = queued_job();
+    auto a = claim();
+    ASSERT_EQ(jobs.cancel(user, job)->state, JobState::Canceling);
+    protocol::ProgressReport p;
+    p.fencing_token = a.fencing_token;
+    auto reply = engines->progress(engine_principal, a.assignment_id, p);
+    ASSERT_TRUE(reply.ok());
+    EXPECT_FALSE(reply->continue_);
+    EXPECT_EQ(store->get_job(job)->state, JobState::Canceled);
+
+    auto job2 = queued_job();
+    auto b = claim();
+    ASSERT_EQ(jobs.cancel(user, job2)->state, JobState::Canceling);
+    protocol::Heartbeat hb;
+    hb.running_assignments = {b.assignment_id, "UNKNOWN"};
+    auto hr = engines->heartbeat(engine_principal, engine_id, hb);
+    ASSERT_TRUE(hr.ok());
+    EXPECT_EQ(hr->cancel.size(), 2u);
+    EXPECT_EQ(store->get_job(job2)->state, JobState::Canceled);
+}
+
+TEST_F(EngineServiceTest, SilentEngineGoesOfflineAndItsWorkIsRequeued) {
+    auto job = queued_job();
+    claim();
+    clock.advance(9'000);
+    protocol::Heartbeat hb;  // a heartbeat that does not list the assignment does not extend it
+    ASSERT_TRUE(engines->heartbeat(engine_principal, engine_id, hb).ok());
+    clock.advance(31'000);
+    auto report = engines->rescue();
+    EXPECT_EQ(report.engines_offline, 1);
+    EXPECT_EQ(store->get_job(job)->state, JobState::Queued);
+    EXPECT_EQ(store->get_engine(engine_id)->state, "offline");
+}
+
+TEST_F(EngineServiceTest, DrainedEngineGetsNoWork) {
+    queued_job();
+    ASSERT_TRUE(engines->set_drain(engine_id, true).ok());
+    protocol::ClaimRequest req;
+    req.wait_seconds = 0;
+    EXPECT_FALSE(engines->claim(engine_principal, engine_id, req, "")->has_value());
+    ASSERT_TRUE(engines->set_drain(engine_id, false).ok());
+    EXPECT_TRUE(engines->claim(engine_principal, engine_id, req, "")->has_value());
+}
+
+TEST_F(EngineServiceTest, AnotherEnginesKeyCannotTouchTheEngine) {
+    auto other = store->create_api_key("other", Role::Engine, "h3", "p3");
+    Principal intruder{other->id, "other", Role::Engine};
+    protocol::Heartbeat hb;
+    EXPECT_EQ(engines->heartbeat(intruder, engine_id, hb).error().code, ErrorCode::NotFound);
+    queued_job();
+    auto a = claim();
+    protocol::ProgressReport p;
+    p.fencing_token = a.fencing_token;
+    EXPECT_EQ(engines->progress(intruder, a.assignment_id, p).error().code, ErrorCode::NotFound);
+}
