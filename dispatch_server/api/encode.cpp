@@ -42,7 +42,7 @@ int percent_of(const JobRecord& job) {
 }  // namespace
 
 protocol::JobResource to_resource(const JobRecord& job, const std::string& owner_name,
-                                  std::optional<int64_t> queue_position) {
+                                  std::optional<int64_t> queue_position, const std::vector<AttemptRecord>& attempts) {
     protocol::JobResource r;
     r.job_id = job.id;
     r.state = job.state;
@@ -57,6 +57,20 @@ protocol::JobResource to_resource(const JobRecord& job, const std::string& owner
     if (job.requirements.is_object()) {
         auto req = protocol::parse_requirements(job.requirements);
         if (req) r.requirements = *req;
+    }
+    for (const auto& a : attempts) {
+        protocol::Attempt out;
+        out.attempt = a.attempt_no;
+        out.assignment_id = a.id;
+        out.engine_id = a.engine_id;
+        out.fencing_token = a.fencing_token;
+        out.transfer_mode = a.transfer_mode == "stream" ? protocol::TransferMode::Stream : protocol::TransferMode::File;
+        out.started_at = to_timestamp(a.started_at);
+        out.finished_at = opt_ts(a.finished_at);
+        out.exit_code = a.exit_code;
+        if (a.error_class) out.error_class = protocol::parse_error_class(*a.error_class);
+        out.message = non_empty(a.message);
+        r.attempts.push_back(out);
     }
     r.source.filename = non_empty(job.source_filename);
     if (job.source_size) r.source.size = static_cast<int64_t>(*job.source_size);

@@ -47,7 +47,8 @@ struct HttpApi::Impl {
         return key ? key->name : job.owner_key_id;
     }
     nlohmann::json resource_json(const JobRecord& job) {
-        return protocol::to_json(to_resource(job, owner_name(job), s.jobs.queue_position(job.id)));
+        return protocol::to_json(
+            to_resource(job, owner_name(job), s.jobs.queue_position(job.id), s.jobs.store().attempts_for_job(job.id)));
     }
     void send_job(httplib::Response& res, int status, const JobRecord& job) {
         res.set_header("ETag", job_etag(job));
