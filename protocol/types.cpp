@@ -1,5 +1,8 @@
 #include "protocol/types.hpp"
 
+#include "common/hash.hpp"
+#include "common/time.hpp"
+
 #include <array>
 #include <cstdio>
 #include <utility>
@@ -89,24 +92,10 @@ std::optional<Role> parse_role(std::string_view text) {
     return lookup(k_roles, text);
 }
 
-bool is_sha256_hex(std::string_view text) {
-    if (text.size() != 64) return false;
-    for (char c : text)
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-    return true;
-}
+bool is_sha256_hex(std::string_view text) { return distconv::is_sha256_hex(text); }
 
 std::string format_timestamp(Timestamp t) {
-    using namespace std::chrono;
-    const auto day = floor<days>(t);
-    const year_month_day ymd{day};
-    const hh_mm_ss hms{t - day};
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02dZ", static_cast<int>(ymd.year()),
-                  static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
-                  static_cast<int>(hms.hours().count()), static_cast<int>(hms.minutes().count()),
-                  static_cast<int>(hms.seconds().count()));
-    return buf;
+    return format_rfc3339_ms(std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count());
 }
 
 std::optional<Timestamp> parse_timestamp(std::string_view s) {
