@@ -1,0 +1,1037 @@
+#include "submission_client/app.hpp"
+
+#include "common/config.hpp"
+#include "common/hash.hpp"
+#include "common/http/client.hpp"
+#include "protocol/protocol.hpp"
+#include "submission_client/core.hpp"
+#include "submission_client/sse_stream.hpp"
+
+#include <CLI/CLI.hpp>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <thread>
+
+namespace distconv::client {
+namespace {
+
+namespace stdfs = std::filesystem;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+volatile std::sig_atomic_t g_interrupted = 0;
+
+extern "C" void on_sigint(int) {
+    g_interrupted = 1;
+}
+
+bool interrupted() {
+    return g_interrupted != 0;
+}
+
+// Sleeps up to `d`, waking early on Ctrl-C.
+void nap(std::chrono::milliseconds d) {
+    auto until = Clock::now() + d;
+    while (!interrupted() && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+}
+
+double seconds_since(Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// ------------------------------------------------------------------------------------------------
+// Options
+
+struct GlobalOptions {
+    std::string server = "http://127.0.0.1:8080";
+    std::string key;
+    bool json = false;
+    std::string ca_cert;
+    bool allow_insecure = false;
+};
+
+struct SubmitOptions {
+    std::vector<std::string> files;
+    std::string output;
+    std::string output_dir;
+    TranscodeFlags flags;
+    bool wait = false;
+    bool detach = false;
+    bool force = false;
+};
+
+struct ListOptions {
+    std::string state;
+    bool all = false;
+    int limit = protocol::k_default_list_limit;
+};
+
+struct DownloadCommandOptions {
+    std::string job_id;
+    std::string output;
+    bool force = false;
+};
+
+// Exit early with a code after printing what went wrong.
+struct Failure {
+    int code;
+};
+
+// ------------------------------------------------------------------------------------------------
+// A single status line on stderr, redrawn in place on a terminal.
+
+class StatusLine {
+  public:
+    explicit StatusLine(bool enabled) : m_enabled(enabled) {}
+    ~StatusLine() { finish(); }
+    void update(const std::string& text, bool force = false) {
+        if (!m_enabled) return;
+        auto now = Clock::now();
+        if (!force && m_drawn && now - m_last < std::chrono::milliseconds(100)) return;
+        m_last = now;
+        m_drawn = true;
+        std::cerr << "\r" << text << "\x1b[K" << std::flush;
+    }
+    void finish() {
+        if (m_enabled && m_drawn) std::cerr << "\n" << std::flush;
+        m_drawn = false;
+    }
+
+  private:
+    bool m_enabled;
+    bool m_drawn = false;
+    Clock::time_point m_last{};
+};
+
+// ------------------------------------------------------------------------------------------------
+// The session: the HTTP client and how to talk to the user.
+
+class Session {
+  public:
+    explicit Session(const GlobalOptions& g) : m_g(g) {
+        http::ClientOptions o;
+        o.base_url = api_base_url(g.server);
+        o.api_key = g.key;
+        o.ca_file = g.ca_cert;
+        o.retry.max_attempts = 3;
+        m_client = std::make_unique<http::Client>(o);
+        m_tty_err = ::isatty(STDERR_FILENO) == 1;
+        m_tty_out = ::isatty(STDOUT_FILENO) == 1;
+    }
+
+    const GlobalOptions& g() const { return m_g; }
+    http::Client& http() { return *m_client; }
+    bool bars() const { return m_tty_err && m_tty_out; }  // no bars when either stream is piped
+    bool json_mode() const { return m_g.json; }
+
+    // A 2xx answer's JSON, or throws Failure after printing the server's error.
+    json call(const std::string& method, const std::string& path, const std::optional<json>& body = std::nullopt) {
+        auto r = m_client->call_json(method, path, body);
+        if (!r) fail(r.error());
+        return *r;
+    }
+
+    [[noreturn]] void fail(const Error& e) const {
+        std::cerr << error_line(e) << "\n";
+        if (e.code == ErrorCode::Unauthenticated && m_g.key.empty())
+            std::cerr << "distconv: hint: pass --key or set DISTCONV_API_KEY\n";
+        throw Failure{exit_code_for(e)};
+    }
+
+    void print_json(const json& j) const { std::cout << j.dump(2) << "\n"; }
+
+  private:
+    GlobalOptions m_g;
+    std::unique_ptr<http::Client> m_client;
+    bool m_tty_err = false;
+    bool m_tty_out = false;
+};
+
+template <typename T>
+T decode(Session& s, Result<T> r) {
+    if (!r) {
+        Error e = std::move(r).error();
+        e.message = "unexpected answer from the server: " + e.message;
+        e.code = ErrorCode::Internal;
+        s.fail(e);
+    }
+    return std::move(r).value();
+}
+
+std::string opt_str(const std::optional<std::string>& s, const std::string& fallback = "-") {
+    return s ? *s : fallback;
+}
+
+std::string ts(protocol::Timestamp t) {
+    return protocol::format_timestamp(t);
+}
+
+std::string ts(const std::optional<protocol::Timestamp>& t) {
+    return t ? protocol::format_timestamp(*t) : "-";
+}
+
+// ------------------------------------------------------------------------------------------------
+// Following jobs
+
+void apply_status(JobView& v, const protocol::JobStatus& st) {
+    v.state = std::string(protocol::to_string(st.state));
+    v.percent = st.progress_percent;
+    v.fps = st.fps;
+    v.speed = st.speed;
+    v.eta_seconds = st.eta_seconds;
+    v.queue_position = st.queue_position;
+    v.message = st.message.value_or("");
+}
+
+JobView make_view(const std::string& id, const std::string& label, const std::string& state) {
+    JobView v;
+    v.job_id = id;
+    v.label = label;
+    v.state = state;
+    return v;
+}
+
+bool is_terminal_name(const std::string& state) {
+    auto s = protocol::parse_job_state(state);
+    return s && protocol::is_terminal(*s);
+}
+
+Result<protocol::JobStatus> fetch_status(Session& s, const std::string& id) {
+    auto r = s.http().call_json("GET", "/jobs/" + id + "/status");
+    if (!r) return r.error();
+    return protocol::parse_job_status(*r);
+}
+
+// Prints a plain line whenever the state changes (when bars are off).
+class PlainReporter {
+  public:
+    void report(const JobView& v) {
+        auto& last = m_last[v.job_id];
+        if (last == v.state) return;
+        last = v.state;
+        std::cerr << format_job_line(v, false) << "\n" << std::flush;
+    }
+
+  private:
+    std::map<std::string, std::string> m_last;
+};
+
+// Follows one job to a terminal state: the events stream first, polling /status every second
+// when the stream fails or ends early. Returns with the view unfinished when interrupted.
+Result<JobView> follow_one(Session& s, JobView view) {
+    StatusLine line(s.bars());
+    PlainReporter plain;
+    auto show = [&](bool force = false) {
+        if (s.bars()) line.update(format_job_line(view, true), force);
+        else plain.report(view);
+    };
+    show(true);
+    bool done = false;
+    SseHandler handler = [&](const SseEvent& ev) {
+        auto j = json::parse(ev.data, nullptr, false);
+        if (j.is_discarded()) return true;
+        if (ev.event == protocol::k_state_event) {
+            auto st = protocol::parse_state_event(j);
+            if (!st) return true;
+            view.state = std::string(protocol::to_string(st->state));
+            view.percent = st->progress_percent;
+            view.message = st->message.value_or("");
+            if (st->state != protocol::JobState::Running) view.fps = view.speed = view.eta_seconds = std::nullopt;
+            if (protocol::is_terminal(st->state)) done = true;
+            show(true);
+        } else if (ev.event == protocol::k_progress_event) {
+            auto p = protocol::parse_progress_event(j);
+            if (!p) return true;
+            view.percent = p->progress_percent;
+            view.fps = p->fps;
+            view.speed = p->speed;
+            view.eta_seconds = p->eta_seconds;
+            show();
+        }
+        return !done;
+    };
+    auto streamed = read_sse(s.http().options(), s.http().url_for("/jobs/" + view.job_id + "/events"), handler,
+                             [] { return interrupted(); });
+    if (!streamed && (streamed.error().code == ErrorCode::Unauthenticated ||
+                      streamed.error().code == ErrorCode::Forbidden || streamed.error().code == ErrorCode::JobNotFound))
+        return streamed.error();
+    while (!done && !interrupted()) {
+        auto st = fetch_status(s, view.job_id);
+        if (!st) {
+            if (st.error().code != ErrorCode::Unavailable) return st.error();
+        } else {
+            apply_status(view, *st);
+            show(true);
+            if (protocol::is_terminal(st->state)) break;
+        }
+        nap(std::chrono::seconds(1));
+    }
+    if (!interrupted()) {
+        // The terminal state's details (failure message) come from the status object.
+        if (auto st = fetch_status(s, view.job_id)) {
+            int percent = view.percent;
+            apply_status(view, *st);
+            if (st->state != protocol::JobState::Completed) view.percent = percent;
+        }
+    }
+    line.finish();
+    if (!s.bars() && !interrupted()) plain.report(view);
+    return view;
+}
+
+// Follows several jobs by polling, one line each (redrawn together on a terminal).
+void follow_many(Session& s, std::vector<JobView>& views) {
+    PlainReporter plain;
+    bool drawn = false;
+    auto draw = [&] {
+        if (!s.bars()) {
+            for (const auto& v : views) plain.report(v);
+            return;
+        }
+        if (drawn) std::cerr << "\x1b[" << views.size() << "A";
+        for (const auto& v : views) std::cerr << "\r" << format_job_line(v, true) << "\x1b[K\n";
+        std::cerr << std::flush;
+        drawn = true;
+    };
+    while (!interrupted()) {
+        bool all_done = true;
+        for (auto& v : views) {
+            if (is_terminal_name(v.state)) continue;
+            auto st = fetch_status(s, v.job_id);
+            if (!st) {
+                if (st.error().code != ErrorCode::Unavailable) s.fail(st.error());
+                all_done = false;
+                continue;
+            }
+            apply_status(v, *st);
+            if (!is_terminal_name(v.state)) all_done = false;
+        }
+        draw();
+        if (all_done) break;
+        nap(std::chrono::seconds(1));
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Download
+
+struct Downloaded {
+    uint64_t size = 0;
+    uint64_t resumed_from = 0;
+    std::string sha256;
+};
+
+// Downloads a completed job's result to `out` (resuming out.part) and checks its SHA-256.
+Result<Downloaded> download_result(Session& s, const std::string& job_id, const stdfs::path& out,
+                                   const std::string& label) {
+    auto job_json = s.http().call_json("GET", "/jobs/" + job_id);
+    if (!job_json) return job_json.error();
+    auto job = protocol::parse_job_resource(*job_json);
+    if (!job) return job.error();
+    if (job->state != protocol::JobState::Completed)
+        return Error(ErrorCode::JobNotReady,
+                     "job " + job_id + " is " + std::string(protocol::to_string(job->state)) + "; there is no result to download");
+    http::DownloadOptions opts;
+    if (job->output.sha256) opts.headers.emplace_back("If-Range", "\"" + *job->output.sha256 + "\"");
+    StatusLine line(s.bars());
+    auto started = Clock::now();
+    uint64_t base = 0;
+    bool first = true;
+    // Rate over what moved in this run, not the bytes already on disk.
+    opts.progress = [&](uint64_t done, uint64_t total) {
+        if (first) {
+            base = done;
+            first = false;
+        }
+        if (interrupted()) return false;
+        double elapsed = seconds_since(started);
+        uint64_t moved = done - std::min(done, base);
+        std::string text = "download " + label + "  " + format_transfer_line(moved, total > base ? total - base : 0, elapsed);
+        if (base > 0) text += "  (resumed at " + format_bytes(base) + ")";
+        line.update(text);
+        return true;
+    };
+    std::error_code ec;
+    if (!out.parent_path().empty()) stdfs::create_directories(out.parent_path(), ec);
+    auto r = s.http().download_to_file("/jobs/" + job_id + "/result", out, opts);
+    line.finish();
+    if (!r) return r.error();
+    auto sha = sha256_file(out);
+    if (!sha) return sha.error();
+    std::string expected = job->output.sha256.value_or("");
+    if (auto etag = r->headers.get("ETag")) {
+        std::string e = *etag;
+        if (e.size() >= 2 && e.front() == '"' && e.back() == '"') e = e.substr(1, e.size() - 2);
+        if (is_sha256_hex(e)) expected = e;
+    }
+    if (!expected.empty() && expected != *sha) {
+        stdfs::remove(out, ec);
+        return Error(ErrorCode::Internal, "the downloaded file's SHA-256 (" + *sha + ") does not match the server's (" +
+                                              expected + "); removed " + out.string());
+    }
+    return Downloaded{r->size, r->resumed_from, *sha};
+}
+
+// ------------------------------------------------------------------------------------------------
+// submit
+
+struct Planned {
+    stdfs::path input;
+    stdfs::path output;
+    std::string container;
+    std::string job_id;
+    std::string state;
+    std::string error;  // when this file failed
+    int exit = 0;
+};
+
+Result<protocol::JobResource> upload_one(Session& s, const Planned& p, const TranscodeFlags& flags) {
+    auto job = build_job_json(flags, p.container, p.output.filename().string());
+    if (!job) return job.error();
+    std::FILE* f = std::fopen(p.input.c_str(), "rb");
+    if (!f) return Error::invalid("file", "cannot open " + p.input.string());
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> closer(f, std::fclose);
+    std::error_code ec;
+    uint64_t size = stdfs::file_size(p.input, ec);
+    auto framing = make_multipart_framing(job->dump(), p.input.filename().string(), random_boundary());
+    auto body = std::make_shared<MultipartBody>(framing, f);
+    http::Upload up;
+    up.method = "POST";
+    up.path_or_url = "/jobs";
+    up.content_type = framing.content_type();
+    StatusLine line(s.bars());
+    auto started = Clock::now();
+    const uint64_t head = framing.head.size();
+    up.progress = [&](uint64_t done, uint64_t) {
+        if (interrupted()) return false;
+        uint64_t file_done = done > head ? std::min(done - head, size) : 0;
+        line.update("upload " + p.input.filename().string() + "  " +
+                    format_transfer_line(file_done, size, seconds_since(started)));
+        return true;
+    };
+    auto r = s.http().upload_callback(
+        up, [body](char* buf, size_t n) { return body->read(buf, n); }, framing.content_length(size));
+    if (r) line.update("upload " + p.input.filename().string() + "  " + format_transfer_line(size, size, seconds_since(started)), true);
+    line.finish();
+    if (!r) return r.error();
+    if (auto e = r->api_error()) return *e;
+    auto j = r->json();
+    if (!j) return j.error();
+    return protocol::parse_job_resource(*j);
+}
+
+int run_submit(Session& s, SubmitOptions& o) {
+    if (o.files.size() > 1 && !o.output.empty())
+        s.fail(Error::invalid("output", "-o/--output names one file: with several inputs use --output-dir"));
+    std::optional<stdfs::path> explicit_out;
+    if (!o.output.empty()) explicit_out = stdfs::path(o.output);
+    std::optional<stdfs::path> out_dir;
+    if (!o.output_dir.empty()) {
+        out_dir = stdfs::path(o.output_dir);
+        std::error_code ec;
+        if (!stdfs::is_directory(*out_dir, ec)) s.fail(Error::invalid("output-dir", o.output_dir + " is not a directory"));
+    }
+    auto container = resolve_container(o.flags, explicit_out);
+    if (!container) s.fail(container.error());
+
+    std::vector<Planned> plan;
+    std::set<std::string> outputs;
+    for (const auto& f : o.files) {
+        Planned p;
+        p.input = f;
+        p.container = *container;
+        p.output = explicit_out ? *explicit_out : derive_output_path(p.input, *container, out_dir);
+        std::error_code ec;
+        if (!o.detach && stdfs::exists(p.output, ec) && !o.force)
+            s.fail(Error::invalid("output", p.output.string() + " already exists (use --force to overwrite)"));
+        if (!outputs.insert(stdfs::absolute(p.output, ec).lexically_normal().string()).second)
+            s.fail(Error::invalid("output", "two inputs would both be written to " + p.output.string()));
+        plan.push_back(p);
+    }
+
+    std::signal(SIGINT, on_sigint);
+    int worst = k_exit_ok;
+    auto note_exit = [&](int code) {
+        if (code == k_exit_interrupted || worst == k_exit_interrupted) worst = k_exit_interrupted;
+        else worst = std::max(worst, code);
+    };
+
+    for (auto& p : plan) {
+        if (interrupted()) break;
+        auto job = upload_one(s, p, o.flags);
+        if (interrupted()) {
+            note_exit(k_exit_interrupted);
+            break;
+        }
+        if (!job) {
+            // One file refused: the others still go (a batch is not all-or-nothing).
+            std::cerr << error_line(job.error()) << " (" << p.input.string() << ")\n";
+            p.error = job.error().to_string();
+            p.state = "error";
+            p.exit = exit_code_for(job.error());
+            note_exit(p.exit);
+            if (p.exit == k_exit_unreachable) break;
+            continue;
+        }
+        p.job_id = job->job_id;
+        p.state = std::string(protocol::to_string(job->state));
+        if (!s.json_mode()) std::cout << p.input.string() << " -> " << p.job_id << "\n" << std::flush;
+    }
+
+    auto cancel_open = [&] {
+        for (auto& p : plan) {
+            if (p.job_id.empty() || is_terminal_name(p.state)) continue;
+            auto r = s.http().call_json("DELETE", "/jobs/" + p.job_id);
+            if (r) {
+                auto c = protocol::parse_cancel_reply(*r);
+                if (c) p.state = std::string(protocol::to_string(c->state));
+                std::cerr << "distconv: canceled " << p.job_id << " (" << p.state << ")\n";
+            } else {
+                std::cerr << error_line(r.error()) << "\n";
+            }
+        }
+    };
+
+    auto emit_json = [&] {
+        if (!s.json_mode()) return;
+        json jobs = json::array();
+        for (const auto& p : plan) {
+            json j{{"job_id", p.job_id.empty() ? json(nullptr) : json(p.job_id)},
+                   {"input", p.input.string()},
+                   {"output", p.output.string()},
+                   {"state", p.state}};
+            if (!p.error.empty()) j["error"] = p.error;
+            jobs.push_back(j);
+        }
+        s.print_json(json{{"jobs", jobs}});
+    };
+
+    if (interrupted()) {
+        cancel_open();
+        emit_json();
+        return k_exit_interrupted;
+    }
+    if (o.detach) {
+        emit_json();
+        return worst;
+    }
+
+    // Follow.
+    std::vector<JobView> views;
+    for (const auto& p : plan)
+        if (!p.job_id.empty()) views.push_back(make_view(p.job_id, p.input.filename().string(), p.state));
+    if (views.size() == 1) {
+        auto v = follow_one(s, views.front());
+        if (!v) s.fail(v.error());
+        views.front() = *v;
+    } else if (!views.empty()) {
+        follow_many(s, views);
+    }
+    if (interrupted()) {
+        for (auto& p : plan)
+            for (const auto& v : views)
+                if (v.job_id == p.job_id) p.state = v.state;
+        cancel_open();
+        emit_json();
+        return k_exit_interrupted;
+    }
+
+    for (auto& p : plan) {
+        if (p.job_id.empty()) continue;
+        for (const auto& v : views)
+            if (v.job_id == p.job_id) {
+                p.state = v.state;
+                if (v.state != "completed") p.error = v.message;
+            }
+        if (p.state != "completed") {
+            std::cerr << "distconv: job " << p.job_id << " (" << p.input.string() << ") " << p.state
+                      << (p.error.empty() ? "" : ": " + p.error) << "\n";
+            note_exit(k_exit_job_failed);
+            continue;
+        }
+        auto d = download_result(s, p.job_id, p.output, p.output.filename().string());
+        if (interrupted()) {
+            note_exit(k_exit_interrupted);
+            break;
+        }
+        if (!d) {
+            std::cerr << error_line(d.error()) << "\n";
+            p.error = d.error().to_string();
+            note_exit(exit_code_for(d.error()) == k_exit_usage ? k_exit_job_failed : exit_code_for(d.error()));
+            continue;
+        }
+        if (!s.json_mode())
+            std::cout << p.output.string() << "  " << format_bytes(d->size) << "  sha256 " << d->sha256 << " ok\n";
+    }
+    emit_json();
+    return worst;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Other commands
+
+int run_status(Session& s, const std::string& id) {
+    json j = s.call("GET", "/jobs/" + id + "/status");
+    if (s.json_mode()) {
+        s.print_json(j);
+    } else {
+        auto st = decode(s, protocol::parse_job_status(j));
+        std::cout << "job       " << st.job_id << "\n"
+                  << "state     " << protocol::to_string(st.state) << "\n"
+                  << "progress  " << st.progress_percent << "%\n";
+        if (st.queue_position) std::cout << "queue     position " << *st.queue_position << "\n";
+        if (st.fps) std::cout << "fps       " << *st.fps << "\n";
+        if (st.speed) std::cout << "speed     " << *st.speed << "x\n";
+        if (st.eta_seconds) std::cout << "eta       " << format_duration(*st.eta_seconds) << "\n";
+        if (st.message) std::cout << "message   " << *st.message << "\n";
+        std::cout << "created   " << ts(st.created_at) << "\n"
+                  << "started   " << ts(st.started_at) << "\n"
+                  << "finished  " << ts(st.finished_at) << "\n";
+    }
+    return k_exit_ok;
+}
+
+int run_list(Session& s, const ListOptions& o) {
+    std::string path = "/jobs?limit=" + std::to_string(o.limit);
+    if (!o.state.empty()) path += "&state=" + o.state;
+    if (o.all) path += "&all=true";
+    json j = s.call("GET", path);
+    if (s.json_mode()) {
+        s.print_json(j);
+        return k_exit_ok;
+    }
+    auto list = decode(s, protocol::parse_job_list(j));
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& it : list.items) {
+        std::vector<std::string> row{it.job_id, std::string(protocol::to_string(it.state)),
+                                     std::to_string(it.progress_percent) + "%", it.output_filename, ts(it.created_at)};
+        if (o.all) row.insert(row.begin() + 1, it.owner);
+        rows.push_back(row);
+    }
+    std::vector<std::string> headers{"ID", "STATE", "PROGRESS", "OUTPUT", "CREATED"};
+    if (o.all) headers.insert(headers.begin() + 1, "OWNER");
+    std::cout << render_table(headers, rows);
+    if (list.total > static_cast<int64_t>(list.items.size()))
+        std::cout << "(" << list.items.size() << " of " << list.total << " jobs; use --limit to see more)\n";
+    return k_exit_ok;
+}
+
+int run_watch(Session& s, const std::vector<std::string>& ids) {
+    std::signal(SIGINT, on_sigint);
+    std::vector<JobView> views;
+    for (const auto& id : ids) {
+        auto st = fetch_status(s, id);
+        if (!st) s.fail(st.error());
+        JobView v = make_view(id, id, "");
+        apply_status(v, *st);
+        views.push_back(v);
+    }
+    if (views.size() == 1) {
+        auto v = follow_one(s, views.front());
+        if (!v) s.fail(v.error());
+        views.front() = *v;
+    } else {
+        follow_many(s, views);
+    }
+    if (interrupted()) return k_exit_interrupted;
+    if (s.json_mode()) {
+        json items = json::array();
+        for (const auto& v : views) items.push_back({{"job_id", v.job_id}, {"state", v.state}, {"message", v.message}});
+        s.print_json(json{{"items", items}});
+    }
+    for (const auto& v : views)
+        if (v.state != "completed") return k_exit_job_failed;
+    return k_exit_ok;
+}
+
+int run_cancel(Session& s, const std::vector<std::string>& ids) {
+    json answers = json::array();
+    for (const auto& id : ids) {
+        json j = s.call("DELETE", "/jobs/" + id);
+        answers.push_back(j);
+        if (!s.json_mode()) {
+            auto c = decode(s, protocol::parse_cancel_reply(j));
+            std::cout << c.job_id << "  " << protocol::to_string(c.state) << "\n";
+        }
+    }
+    if (s.json_mode()) s.print_json(answers.size() == 1 ? answers[0] : json{{"items", answers}});
+    return k_exit_ok;
+}
+
+int run_retry(Session& s, const std::string& id) {
+    json j = s.call("POST", "/jobs/" + id + "/retry");
+    if (s.json_mode()) {
+        s.print_json(j);
+    } else {
+        auto job = decode(s, protocol::parse_job_resource(j));
+        std::cout << job.job_id << "  " << protocol::to_string(job.state) << "\n";
+    }
+    return k_exit_ok;
+}
+
+int run_download(Session& s, const DownloadCommandOptions& o) {
+    std::signal(SIGINT, on_sigint);
+    stdfs::path out = o.output;
+    if (out.empty()) {
+        json j = s.call("GET", "/jobs/" + o.job_id);
+        auto job = decode(s, protocol::parse_job_resource(j));
+        out = job.output.filename.empty() ? stdfs::path(o.job_id) : stdfs::path(job.output.filename);
+    }
+    std::error_code ec;
+    if (stdfs::exists(out, ec) && !o.force)
+        s.fail(Error::invalid("output", out.string() + " already exists (use --force to overwrite)"));
+    auto d = download_result(s, o.job_id, out, out.filename().string());
+    if (interrupted()) {
+        std::cerr << "distconv: interrupted; run the same command again to resume from " << out.string() << ".part\n";
+        return k_exit_interrupted;
+    }
+    if (!d) s.fail(d.error());
+    if (s.json_mode())
+        s.print_json(json{{"job_id", o.job_id}, {"output", out.string()}, {"size", d->size}, {"sha256", d->sha256},
+                      {"resumed_from", d->resumed_from}});
+    else
+        std::cout << out.string() << "  " << format_bytes(d->size) << "  sha256 " << d->sha256 << " ok"
+                  << (d->resumed_from ? "  (resumed at " + format_bytes(d->resumed_from) + ")" : "") << "\n";
+    return k_exit_ok;
+}
+
+int run_engines(Session& s) {
+    json j = s.call("GET", "/engines");
+    if (s.json_mode()) {
+        s.print_json(j);
+        return k_exit_ok;
+    }
+    auto items = decode(s, protocol::parse_items<protocol::EngineInfo>(
+                               j, [](const json& x, const std::string& p) { return protocol::parse_engine_info(x, p); }));
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& e : items) {
+        char score[32] = "-";
+        if (e.benchmark_score) std::snprintf(score, sizeof score, "%.1f", *e.benchmark_score);
+        rows.push_back({e.engine_id, e.hostname, std::string(protocol::to_string(e.state)),
+                        std::to_string(e.running_assignments.size()) + "/" + std::to_string(e.slots), score,
+                        format_bytes(static_cast<uint64_t>(std::max<int64_t>(e.free_disk_bytes, 0))), ts(e.last_seen_at)});
+    }
+    std::cout << render_table({"ID", "HOST", "STATE", "SLOTS", "SCORE", "FREE DISK", "LAST SEEN"}, rows);
+    return k_exit_ok;
+}
+
+int run_pools(Session& s) {
+    json j = s.call("GET", "/pools");
+    if (s.json_mode()) {
+        s.print_json(j);
+        return k_exit_ok;
+    }
+    auto items = decode(s, protocol::parse_items<protocol::Pool>(
+                               j, [](const json& x, const std::string& p) { return protocol::parse_pool(x, p); }));
+    auto b = [](int64_t v) { return format_bytes(static_cast<uint64_t>(std::max<int64_t>(v, 0))); };
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& p : items)
+        rows.push_back({p.name, b(p.used_bytes), b(p.reserved_bytes), b(p.free_bytes),
+                        p.capacity_bytes ? b(*p.capacity_bytes) : "-", p.writable ? "yes" : "no", opt_str(p.path, "")});
+    std::cout << render_table({"NAME", "USED", "RESERVED", "FREE", "CAPACITY", "WRITABLE", "PATH"}, rows);
+    return k_exit_ok;
+}
+
+int run_presets(Session& s) {
+    json j = s.call("GET", "/presets");
+    if (s.json_mode()) {
+        s.print_json(j);
+        return k_exit_ok;
+    }
+    auto items = decode(s, protocol::parse_items<protocol::Preset>(
+                               j, [](const json& x, const std::string& p) { return protocol::parse_preset(x, p); }));
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& p : items)
+        rows.push_back({p.name, opt_str(p.options.container), opt_str(p.options.video.codec), opt_str(p.options.audio.codec),
+                        p.description});
+    std::cout << render_table({"NAME", "CONTAINER", "VIDEO", "AUDIO", "DESCRIPTION"}, rows);
+    return k_exit_ok;
+}
+
+int run_keys_create(Session& s, const std::string& name, const std::string& role) {
+    json j = s.call("POST", "/keys", json{{"name", name}, {"role", role}});
+    if (s.json_mode()) {
+        s.print_json(j);
+        return k_exit_ok;
+    }
+    auto k = decode(s, protocol::parse_created_key(j));
+    // The secret alone on stdout (for $(...)); what it is on stderr.
+    std::cerr << "created key " << k.info.key_id << " (" << k.info.name << ", " << protocol::to_string(k.info.role)
+              << "); it is shown only this once\n";
+    std::cout << k.key << "\n";
+    return k_exit_ok;
+}
+
+int run_keys_list(Session& s, bool all) {
+    json j = s.call("GET", all ? "/keys?all=true" : "/keys");
+    if (s.json_mode()) {
+        s.print_json(j);
+        return k_exit_ok;
+    }
+    auto items = decode(s, protocol::parse_items<protocol::ApiKeyInfo>(
+                               j, [](const json& x, const std::string& p) { return protocol::parse_api_key_info(x, p); }));
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& k : items)
+        rows.push_back({k.key_id, k.name, std::string(protocol::to_string(k.role)), k.prefix + "…", ts(k.created_at),
+                        ts(k.last_used_at), k.revoked ? "yes" : "no"});
+    std::cout << render_table({"ID", "NAME", "ROLE", "PREFIX", "CREATED", "LAST USED", "REVOKED"}, rows);
+    return k_exit_ok;
+}
+
+int run_keys_revoke(Session& s, const std::string& id) {
+    json j = s.call("DELETE", "/keys/" + id);
+    if (s.json_mode()) {
+        s.print_json(j);
+    } else {
+        auto k = decode(s, protocol::parse_api_key_info(j));
+        std::cout << "revoked " << k.key_id << " (" << k.name << ")\n";
+    }
+    return k_exit_ok;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Interactive menu (no subcommand on a terminal)
+
+std::string ask(const std::string& prompt) {
+    std::cout << prompt << std::flush;
+    std::string line;
+    if (!std::getline(std::cin, line)) return "q";
+    auto b = line.find_first_not_of(" \t");
+    auto e = line.find_last_not_of(" \t\r");
+    return b == std::string::npos ? "" : line.substr(b, e - b + 1);
+}
+
+int run_menu(const GlobalOptions& g) {
+    std::cout << "distconv " << " — server " << g.server << "\n";
+    int last = k_exit_ok;
+    for (;;) {
+        g_interrupted = 0;
+        std::cout << "\n  1  submit a file\n  2  my jobs\n  3  all jobs (admin)\n  4  engines\n  5  download a result\n"
+                     "  q  quit\n";
+        std::string choice = ask("> ");
+        if (choice == "q" || choice == "quit") return last;
+        try {
+            Session s(g);
+            if (choice == "1") {
+                SubmitOptions o;
+                std::string file = ask("file to transcode: ");
+                if (file.empty()) continue;
+                std::error_code ec;
+                if (!stdfs::is_regular_file(file, ec)) {
+                    std::cout << "no such file: " << file << "\n";
+                    continue;
+                }
+                o.files = {file};
+                std::string preset = ask("preset (Enter for the default, h264-web): ");
+                if (!preset.empty()) o.flags.preset = preset;
+                std::string out = ask("output file (Enter to put it next to the input): ");
+                if (!out.empty()) o.output = out;
+                last = run_submit(s, o);
+            } else if (choice == "2") {
+                last = run_list(s, ListOptions{});
+            } else if (choice == "3") {
+                ListOptions o;
+                o.all = true;
+                last = run_list(s, o);
+            } else if (choice == "4") {
+                last = run_engines(s);
+            } else if (choice == "5") {
+                DownloadCommandOptions o;
+                o.job_id = ask("job id: ");
+                if (o.job_id.empty()) continue;
+                o.output = ask("save as (Enter for the job's output name): ");
+                last = run_download(s, o);
+            } else if (!choice.empty()) {
+                std::cout << "choose 1-5 or q\n";
+            }
+        } catch (const Failure& f) {
+            last = f.code;
+        }
+    }
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------------
+
+int client_main(int argc, char** argv) {
+    CLI::App app{"distconv: submit videos to a distconv dispatch server and fetch the results", "distconv"};
+    app.fallthrough();  // global flags may also come after the subcommand
+    app.require_subcommand(0, 1);
+    app.footer(
+        "Examples:\n"
+        "  distconv submit clip.mov                      # upload, wait, download clip.mp4\n"
+        "  distconv submit *.mkv --preset h264-web --output-dir out/ --detach\n"
+        "  distconv list --state running\n"
+        "\n"
+        "Server and key: --server/--key, DISTCONV_SERVER/DISTCONV_API_KEY, or ~/.config/distconv/client.ini.\n"
+        "Exit codes: 0 ok, 1 job failed or canceled, 2 usage, 3 server unreachable or key refused, 130 interrupted.");
+
+    GlobalOptions g;
+    app.add_option("--server", g.server, "Dispatch server URL")->envname("DISTCONV_SERVER")->capture_default_str();
+    app.add_option("--key", g.key, "API key (sent as a Bearer token)")->envname("DISTCONV_API_KEY");
+    app.add_flag("--json", g.json, "Print one JSON document on stdout instead of tables");
+    app.add_option("--ca-cert", g.ca_cert, "CA bundle to verify the server's TLS certificate")->check(CLI::ExistingFile);
+    app.add_flag("--allow-insecure", g.allow_insecure, "Allow sending the key over plain http to a non-loopback host");
+
+    // submit
+    SubmitOptions submit;
+    auto* sub = app.add_subcommand("submit", "Upload media files, transcode them and download the results");
+    sub->add_option("files", submit.files, "Input media files")->required()->check(CLI::ExistingFile);
+    auto* out_opt = sub->add_option("-o,--output", submit.output, "Output file (one input only)");
+    sub->add_option("--output-dir", submit.output_dir, "Directory for the outputs (default: next to each input)")
+        ->excludes(out_opt);
+    auto* preset_opt = sub->add_option("--preset", "Named preset (see `distconv presets`)");
+    auto* vcodec_opt = sub->add_option("--video-codec", "Video codec: libx264, libx265, libvpx-vp9, libaom-av1, copy, none ...");
+    auto* crf_opt = sub->add_option("--crf", "Constant rate factor (quality; lower is better)")->check(CLI::Range(0, 63));
+    auto* bitrate_opt = sub->add_option("--bitrate", "Video bitrate, e.g. 3M or 800k");
+    auto* scale_opt = sub->add_option("--scale", "Scale to W:H, e.g. 1280:720 or -2:720");
+    auto* fps_opt = sub->add_option("--fps", "Frame rate, e.g. 30 or 30000/1001");
+    auto* acodec_opt = sub->add_option("--audio-codec", "Audio codec: aac, libopus, libmp3lame, flac, copy, none ...");
+    auto* abitrate_opt = sub->add_option("--audio-bitrate", "Audio bitrate, e.g. 128k");
+    auto* container_opt = sub->add_option("--container", "Output container: mp4, mkv, webm, mov, ts, m4a, mp3, ogg, flac");
+    auto* prio_opt = sub->add_option("--priority", "Priority -100..100 (higher runs first)")->check(CLI::Range(-100, 100));
+    auto* wait_flag = sub->add_flag("--wait", submit.wait, "Wait for the jobs and download the results (the default)");
+    sub->add_flag("--detach", submit.detach, "Print the job ids and exit without waiting")->excludes(wait_flag);
+    sub->add_flag("--force", submit.force, "Overwrite existing output files");
+    sub->footer(
+        "Examples:\n"
+        "  distconv submit clip.mov                         # -> clip.mp4 next to it\n"
+        "  distconv submit clip.mov -o small.mkv --video-codec libx265 --crf 28 --scale -2:720\n"
+        "  distconv submit a.mov b.mov c.mov --output-dir out/ --detach --json");
+
+    std::string id_arg;
+    auto* status_cmd = app.add_subcommand("status", "Show a job's state and progress");
+    status_cmd->add_option("id", id_arg, "Job id")->required();
+    status_cmd->footer("Example:\n  distconv status 01J9Z3K6Q8M1V7T2W4X5Y6Z7A8");
+
+    ListOptions list;
+    auto* list_cmd = app.add_subcommand("list", "List your jobs, newest first");
+    list_cmd->add_option("--state", list.state, "Only jobs in this state (queued, running, completed, failed ...)")
+        ->check(CLI::IsMember({"awaiting_upload", "queued", "assigned", "running", "canceling", "completed", "failed",
+                               "canceled"}));
+    list_cmd->add_flag("--all", list.all, "Everyone's jobs (admin key)");
+    list_cmd->add_option("--limit", list.limit, "At most this many jobs (1-500)")
+        ->check(CLI::Range(1, protocol::k_max_list_limit))
+        ->capture_default_str();
+    list_cmd->footer("Examples:\n  distconv list\n  distconv list --state failed --limit 10 --json");
+
+    std::vector<std::string> ids;
+    auto* watch_cmd = app.add_subcommand("watch", "Follow jobs until they finish (without downloading)");
+    watch_cmd->add_option("ids", ids, "Job ids")->required();
+    watch_cmd->footer("Example:\n  distconv watch 01J9Z3K6Q8M1V7T2W4X5Y6Z7A8");
+
+    auto* cancel_cmd = app.add_subcommand("cancel", "Cancel jobs");
+    cancel_cmd->add_option("ids", ids, "Job ids")->required();
+    cancel_cmd->footer("Example:\n  distconv cancel 01J9Z3K6Q8M1V7T2W4X5Y6Z7A8");
+
+    auto* retry_cmd = app.add_subcommand("retry", "Queue a failed or canceled job again");
+    retry_cmd->add_option("id", id_arg, "Job id")->required();
+    retry_cmd->footer("Example:\n  distconv retry 01J9Z3K6Q8M1V7T2W4X5Y6Z7A8");
+
+    DownloadCommandOptions download;
+    auto* download_cmd = app.add_subcommand("download", "Download a completed job's result (resumes an interrupted one)");
+    download_cmd->add_option("id", download.job_id, "Job id")->required();
+    download_cmd->add_option("-o,--output", download.output, "Output file (default: the job's output name here)");
+    download_cmd->add_flag("--force", download.force, "Overwrite an existing file");
+    download_cmd->footer("Example:\n  distconv download 01J9Z3K6Q8M1V7T2W4X5Y6Z7A8 -o result.mp4");
+
+    auto* engines_cmd = app.add_subcommand("engines", "List the transcoding engines");
+    engines_cmd->footer("Example:\n  distconv engines --json");
+    auto* pools_cmd = app.add_subcommand("pools", "List the storage pools and their free space");
+    pools_cmd->footer("Example:\n  distconv pools");
+    auto* presets_cmd = app.add_subcommand("presets", "List the named presets");
+    presets_cmd->footer("Example:\n  distconv presets");
+
+    auto* keys_cmd = app.add_subcommand("keys", "Manage API keys (admin key)");
+    keys_cmd->require_subcommand(1);
+    keys_cmd->footer("Examples:\n  distconv keys create --name alice --role user\n  distconv keys list\n"
+                     "  distconv keys revoke alice");
+    std::string key_name, key_role = "user";
+    bool keys_all = false;
+    auto* kcreate = keys_cmd->add_subcommand("create", "Create a key; prints the secret once");
+    kcreate->add_option("--name", key_name, "Key name ([A-Za-z0-9._@-], 1-64)")->required();
+    kcreate->add_option("--role", key_role, "Role")->check(CLI::IsMember({"admin", "user", "engine"}))->capture_default_str();
+    kcreate->footer("Example:\n  distconv keys create --name alice --role user");
+    auto* klist = keys_cmd->add_subcommand("list", "List keys (never their secrets)");
+    klist->add_flag("--all", keys_all, "Include revoked keys");
+    klist->footer("Example:\n  distconv keys list --json");
+    auto* krevoke = keys_cmd->add_subcommand("revoke", "Revoke a key by id or name");
+    krevoke->add_option("id", id_arg, "Key id or name")->required();
+    krevoke->footer("Example:\n  distconv keys revoke alice");
+
+    std::string home = std::getenv("HOME") ? std::getenv("HOME") : "";
+    config::SourceSettings sources;
+    if (!home.empty()) sources.default_files = {home + "/.config/distconv/client.ini"};
+    config::add_sources(app, sources);
+
+    auto parsed = config::parse(app, argc, argv, std::cout);
+    if (!parsed) {
+        std::cerr << error_line(parsed.error()) << "\nRun with --help for more information.\n";
+        return k_exit_usage;
+    }
+    if (*parsed == config::Outcome::ExitSuccess) return k_exit_ok;
+
+    if (auto st = check_key_transport(g.server, !g.key.empty(), g.allow_insecure); !st) {
+        std::cerr << error_line(st.error()) << "\n";
+        return k_exit_usage;
+    }
+
+    auto set_flags = [&] {
+        auto str = [](CLI::Option* o) -> std::optional<std::string> {
+            if (o->count() == 0) return std::nullopt;
+            return o->as<std::string>();
+        };
+        submit.flags.preset = str(preset_opt);
+        submit.flags.video_codec = str(vcodec_opt);
+        if (crf_opt->count()) submit.flags.crf = crf_opt->as<int>();
+        submit.flags.bitrate = str(bitrate_opt);
+        submit.flags.scale = str(scale_opt);
+        submit.flags.fps = str(fps_opt);
+        submit.flags.audio_codec = str(acodec_opt);
+        submit.flags.audio_bitrate = str(abitrate_opt);
+        submit.flags.container = str(container_opt);
+        if (prio_opt->count()) submit.flags.priority = prio_opt->as<int>();
+    };
+
+    try {
+        if (app.get_subcommands().empty()) {
+            if (::isatty(STDIN_FILENO) == 1) return run_menu(g);
+            std::cerr << app.help() << "distconv: a subcommand is required (stdin is not a terminal, so no menu)\n";
+            return k_exit_usage;
+        }
+        Session s(g);
+        if (sub->parsed()) {
+            set_flags();
+            return run_submit(s, submit);
+        }
+        if (status_cmd->parsed()) return run_status(s, id_arg);
+        if (list_cmd->parsed()) return run_list(s, list);
+        if (watch_cmd->parsed()) return run_watch(s, ids);
+        if (cancel_cmd->parsed()) return run_cancel(s, ids);
+        if (retry_cmd->parsed()) return run_retry(s, id_arg);
+        if (download_cmd->parsed()) return run_download(s, download);
+        if (engines_cmd->parsed()) return run_engines(s);
+        if (pools_cmd->parsed()) return run_pools(s);
+        if (presets_cmd->parsed()) return run_presets(s);
+        if (kcreate->parsed()) return run_keys_create(s, key_name, key_role);
+        if (klist->parsed()) return run_keys_list(s, keys_all);
+        if (krevoke->parsed()) return run_keys_revoke(s, id_arg);
+    } catch (const Failure& f) {
+        return f.code;
+    }
+    std::cerr << app.help();
+    return k_exit_usage;
+}
+
+}  // namespace distconv::client
