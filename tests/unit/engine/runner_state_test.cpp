@@ -1,0 +1,327 @@
+// The real process runner against tests/fake/fake-ffmpeg.sh, the state file, and the executor
+// driving a fake server through whole assignments.
+
+#include "common/hash.hpp"
+#include "tests/support/test_support.hpp"
+#include "transcoding_engine/engine.hpp"
+#include "transcoding_engine/executor.hpp"
+#include "transcoding_engine/runner.hpp"
+#include "transcoding_engine/state_store.hpp"
+
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <unistd.h>
+
+using namespace distconv;
+using namespace distconv::engine;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string k_fake = std::string(DISTCONV_SOURCE_DIR) + "/tests/fake/fake-ffmpeg.sh";
+const std::string k_progress = std::string(DISTCONV_SOURCE_DIR) + "/tests/data/media/progress_x264.txt";
+
+}  // namespace
+
+TEST(Runner, StreamsStdoutAndReportsExitCodeAndStderr) {
+    PosixRunner runner;
+    RunSpec spec;
+    spec.argv = {k_fake, "out"};
+    spec.env = {{"FAKE_FFMPEG_PROGRESS", k_progress}, {"FAKE_FFMPEG_EXIT", "3"}, {"FAKE_FFMPEG_STDERR", "boom"}};
+    auto p = runner.start(spec);
+    ASSERT_TRUE(p) << p.error().to_string();
+    std::string out;
+    auto r = (*p)->wait([&](std::string_view chunk) { out += chunk; });
+    EXPECT_EQ(r.exit_code, 3);
+    EXPECT_FALSE(r.signal);
+    EXPECT_EQ(r.stderr_tail, "boom\n");
+    EXPECT_EQ(out, test::read_file(k_progress));
+}
+
+TEST(Runner, TerminateKillsTheProcessGroup) {
+    PosixRunner runner;
+    RunSpec spec;
+    // Ignores SIGTERM (so it needs the SIGKILL) and leaves a child in its group.
+    spec.argv = {"sh", "-c", "trap '' TERM; sleep 30 & echo ready; wait; sleep 30"};
+    auto p = runner.start(spec);
+    ASSERT_TRUE(p);
+    int pid = (*p)->pid();
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = (*p)->wait([&](std::string_view) { (*p)->terminate(200ms); });
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+    EXPECT_TRUE(r.killed);
+    EXPECT_EQ(r.signal, SIGKILL);
+    // Nothing left in the group (a killed child may linger a moment as a zombie of its reaper).
+    EXPECT_TRUE(test::wait_until([&] { return ::kill(-pid, 0) != 0; }, 3s));
+}
+
+TEST(Runner, OutputPipeIsFd3AndMissingProgramIsAnError) {
+    PosixRunner runner;
+    RunSpec spec;
+    spec.argv = {k_fake, "pipe:3"};
+    spec.env = {{"FAKE_FFMPEG_OUTPUT", "streamed bytes"}};
+    spec.output_pipe = true;
+    auto p = runner.start(spec);
+    ASSERT_TRUE(p);
+    std::string data;
+    std::thread reader([&] {
+        char buf[64];
+        ssize_t n;
+        while ((n = read((*p)->output_fd(), buf, sizeof buf)) > 0) data.append(buf, static_cast<size_t>(n));
+    });
+    auto r = (*p)->wait({});
+    reader.join();
+    EXPECT_EQ(r.exit_code, 0);
+    EXPECT_EQ(data, "streamed bytes");
+    RunSpec missing;
+    missing.argv = {"/nonexistent/ffmpeg"};
+    EXPECT_FALSE(runner.start(missing));
+}
+
+TEST(StateStore, KeepsEngineIdAndAssignmentsAcrossReopen) {
+    test::TempDir dir;
+    {
+        auto s = StateStore::open(dir / "engine.db");
+        ASSERT_TRUE(s);
+        EXPECT_FALSE((*s)->engine_id());
+        ASSERT_TRUE((*s)->set_engine_id("E1"));
+        ASSERT_TRUE((*s)->record_assignment({"A1", "J1", 4, "received", (dir / "a1").string(), 0}));
+        ASSERT_TRUE((*s)->record_assignment({"A2", "J2", 5, "received", "", 0}));
+        ASSERT_TRUE((*s)->update_state("A1", "transcoding"));
+        ASSERT_TRUE((*s)->remove_assignment("A2"));
+    }
+    auto s = StateStore::open(dir / "engine.db");
+    ASSERT_TRUE(s);
+    EXPECT_EQ((*s)->engine_id(), "E1");
+    auto rows = (*s)->assignments();
+    ASSERT_TRUE(rows);
+    ASSERT_EQ(rows->size(), 1u);
+    EXPECT_EQ((*rows)[0].assignment_id, "A1");
+    EXPECT_EQ((*rows)[0].fencing_token, 4);
+    EXPECT_EQ((*rows)[0].state, "transcoding");
+}
+
+namespace {
+
+// A scripted server: records every call.
+class FakeApi final : public EngineApi {
+  public:
+    std::mutex m;
+    std::vector<protocol::ProgressReport> progress_reports;
+    std::vector<protocol::FailRequest> fails;
+    std::vector<std::string> fail_ids;
+    std::optional<protocol::CompleteRequest> completed;
+    std::string uploaded;
+    std::string source_content = "source bytes";
+    bool continue_ = true;
+    bool lease_lost = false;
+    StateStore* state = nullptr;  // to check the record exists while acting
+    bool recorded_while_downloading = false;
+
+    Result<protocol::EngineRegistrationReply> register_engine(const protocol::EngineRegistration&) override {
+        return protocol::EngineRegistrationReply{"E-new", 5, 30};
+    }
+    Result<protocol::HeartbeatReply> heartbeat(const std::string&, const protocol::Heartbeat&) override {
+        return protocol::HeartbeatReply{};
+    }
+    Result<std::optional<protocol::Assignment>> claim(const std::string&, const protocol::ClaimRequest&,
+                                                      const std::function<bool()>&) override {
+        return std::optional<protocol::Assignment>();
+    }
+    Result<protocol::ProgressReply> progress(const std::string&, const protocol::ProgressReport& r) override {
+        std::lock_guard l(m);
+        progress_reports.push_back(r);
+        if (lease_lost) return Error(ErrorCode::LeaseLost, "stale");
+        protocol::ProgressReply reply;
+        reply.continue_ = continue_ || r.phase != protocol::ProgressPhase::Transcoding;
+        return reply;
+    }
+    Status download_source(const protocol::Assignment& a, const std::filesystem::path& dest,
+                           const http::ProgressFn& p) override {
+        if (state) {
+            auto rows = state->assignments();
+            recorded_while_downloading = rows && rows->size() == 1 && (*rows)[0].assignment_id == a.assignment_id;
+        }
+        test::write_file(dest, source_content);
+        if (p) p(source_content.size(), source_content.size());
+        return {};
+    }
+    Status upload_output_file(const protocol::Assignment&, const std::filesystem::path& file,
+                              const http::ProgressFn&) override {
+        uploaded = test::read_file(file);
+        return {};
+    }
+    Status upload_output_stream(const protocol::Assignment&, http::BodyReader reader) override {
+        char buf[7];
+        size_t n;
+        while ((n = reader(buf, sizeof buf)) > 0) {
+            if (n == http::k_read_abort) return Error(ErrorCode::Unavailable, "aborted");
+            uploaded.append(buf, n);
+        }
+        return {};
+    }
+    Result<protocol::AssignmentAck> complete(const std::string&, const protocol::CompleteRequest& r) override {
+        completed = r;
+        return protocol::AssignmentAck{"J", protocol::JobState::Completed};
+    }
+    Result<protocol::AssignmentAck> fail(const std::string& id, const protocol::FailRequest& r) override {
+        std::lock_guard l(m);
+        fails.push_back(r);
+        fail_ids.push_back(id);
+        return protocol::AssignmentAck{"J", protocol::JobState::Queued};
+    }
+    std::string source_url(const protocol::Assignment&) const override { return "http://127.0.0.1:1/src"; }
+};
+
+struct Harness {
+    test::TempDir dir;
+    FakeApi api;
+    PosixRunner runner;
+    std::unique_ptr<StateStore> state;
+    protocol::Assignment a;
+    Harness() {
+        state = StateStore::open(dir / "engine.db").value();
+        api.state = state.get();
+        a.assignment_id = "A1";
+        a.job_id = "J1";
+        a.fencing_token = 9;
+        a.ffmpeg_argv = {"-i", "{input}", "{output}"};
+        a.source_size = static_cast<std::int64_t>(api.source_content.size());
+        a.source_sha256 = sha256_hex(api.source_content);
+        a.output_container = "mp4";
+        a.duration_seconds = 2.0;
+    }
+    Executor executor(std::vector<std::pair<std::string, std::string>> env) {
+        // The fake reads its settings from the environment it inherits.
+        for (auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+        ExecutorSettings s;
+        s.work_dir = dir.path();
+        s.ffmpeg = k_fake;
+        s.api_key = "KEY";
+        s.progress_interval = 0ms;
+        s.kill_grace = 200ms;
+        return Executor(api, runner, *state, s);
+    }
+    ~Harness() {
+        for (auto* k : {"FAKE_FFMPEG_PROGRESS", "FAKE_FFMPEG_EXIT", "FAKE_FFMPEG_STDERR", "FAKE_FFMPEG_OUTPUT",
+                        "FAKE_FFMPEG_SLEEP"})
+            unsetenv(k);
+    }
+};
+
+}  // namespace
+
+TEST(Executor, FileModeDownloadsTranscodesUploadsAndCompletes) {
+    Harness h;
+    auto ex = h.executor({{"FAKE_FFMPEG_PROGRESS", k_progress}, {"FAKE_FFMPEG_OUTPUT", "encoded!"}});
+    ActiveAssignment active(h.a);
+    EXPECT_EQ(ex.run(active), AssignmentOutcome::Completed);
+    EXPECT_TRUE(h.api.recorded_while_downloading);
+    EXPECT_EQ(h.api.uploaded, "encoded!");
+    ASSERT_TRUE(h.api.completed);
+    EXPECT_EQ(h.api.completed->fencing_token, 9);
+    EXPECT_EQ(h.api.completed->output_size, 8);
+    EXPECT_EQ(h.api.completed->output_sha256, sha256_hex("encoded!"));
+    bool saw_transcoding = false, saw_download = false;
+    for (const auto& r : h.api.progress_reports) {
+        EXPECT_EQ(r.fencing_token, 9);
+        saw_transcoding |= r.phase == protocol::ProgressPhase::Transcoding && r.percent > 0;
+        saw_download |= r.phase == protocol::ProgressPhase::Downloading;
+    }
+    EXPECT_TRUE(saw_transcoding);
+    EXPECT_TRUE(saw_download);
+    EXPECT_TRUE(h.api.fails.empty());
+    EXPECT_FALSE(std::filesystem::exists(ex.assignment_dir("A1")));  // files cleaned
+    EXPECT_TRUE(h.state->assignments()->empty());                   // record forgotten
+}
+
+TEST(Executor, RejectedOptionsFailPermanentWithStderrTail) {
+    Harness h;
+    auto ex = h.executor({{"FAKE_FFMPEG_EXIT", "1"}, {"FAKE_FFMPEG_STDERR", "Unknown encoder 'libnope'"}});
+    ActiveAssignment active(h.a);
+    EXPECT_EQ(ex.run(active), AssignmentOutcome::Failed);
+    ASSERT_EQ(h.api.fails.size(), 1u);
+    EXPECT_EQ(h.api.fails[0].error_class, protocol::ErrorClass::Permanent);
+    EXPECT_EQ(h.api.fails[0].exit_code, 1);
+    EXPECT_NE(h.api.fails[0].stderr_tail.find("Unknown encoder"), std::string::npos);
+    EXPECT_FALSE(h.api.completed);
+}
+
+TEST(Executor, ChecksumMismatchFailsTransientWithoutRunningFfmpeg) {
+    Harness h;
+    h.a.source_sha256 = std::string(64, '0');
+    auto ex = h.executor({{"FAKE_FFMPEG_OUTPUT", "x"}});
+    ActiveAssignment active(h.a);
+    EXPECT_EQ(ex.run(active), AssignmentOutcome::Failed);
+    ASSERT_EQ(h.api.fails.size(), 1u);
+    EXPECT_EQ(h.api.fails[0].error_class, protocol::ErrorClass::Transient);
+    EXPECT_TRUE(h.api.uploaded.empty());
+}
+
+TEST(Executor, ContinueFalseKillsFfmpegAndNeverCompletes) {
+    Harness h;
+    h.api.continue_ = false;
+    auto ex = h.executor({{"FAKE_FFMPEG_PROGRESS", k_progress}, {"FAKE_FFMPEG_SLEEP", "5"}});
+    ActiveAssignment active(h.a);
+    auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(ex.run(active), AssignmentOutcome::Canceled);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 4s);  // not the 5 s the fake sleeps per block
+    EXPECT_FALSE(h.api.completed);
+    ASSERT_EQ(h.api.fails.size(), 1u);
+    EXPECT_EQ(h.api.fails[0].message, "canceled");
+}
+
+TEST(Executor, LeaseLostStopsSilently) {
+    Harness h;
+    h.api.lease_lost = true;
+    auto ex = h.executor({{"FAKE_FFMPEG_PROGRESS", k_progress}, {"FAKE_FFMPEG_SLEEP", "5"}});
+    ActiveAssignment active(h.a);
+    EXPECT_EQ(ex.run(active), AssignmentOutcome::LeaseLost);
+    EXPECT_TRUE(h.api.fails.empty());
+    EXPECT_FALSE(h.api.completed);
+}
+
+TEST(Executor, StreamModeUploadsWhatFfmpegWritesToFd3) {
+    Harness h;
+    h.a.transfer_mode = protocol::TransferMode::Stream;
+    auto ex = h.executor({{"FAKE_FFMPEG_PROGRESS", k_progress}, {"FAKE_FFMPEG_OUTPUT", "matroska bytes"}});
+    ActiveAssignment active(h.a);
+    EXPECT_EQ(ex.run(active), AssignmentOutcome::Completed);
+    EXPECT_EQ(h.api.uploaded, "matroska bytes");
+    ASSERT_TRUE(h.api.completed);
+    EXPECT_EQ(h.api.completed->output_sha256, sha256_hex("matroska bytes"));
+}
+
+TEST(Engine, RecoveryReportsOrphansAndCleansTheirFiles) {
+    Harness h;
+    auto orphan_dir = h.dir / "assignments" / "OLD";
+    test::write_file(orphan_dir / "source", "partial");
+    test::write_file(h.dir / "assignments" / "STRAY" / "x", "no record");
+    ASSERT_TRUE(h.state->record_assignment({"OLD", "J0", 3, "transcoding", orphan_dir.string(), 0}));
+    ASSERT_TRUE(h.state->set_engine_id("E-old"));
+    class NoSys final : public SystemInfo {
+        std::string hostname() const override { return "h"; }
+        std::optional<double> load_average() const override { return std::nullopt; }
+        std::int64_t free_disk_bytes(const std::filesystem::path&) const override { return 1; }
+        std::optional<protocol::Memory> memory() const override { return std::nullopt; }
+        std::optional<double> cpu_temperature_c() const override { return std::nullopt; }
+    } sys;
+    EngineSettings es;
+    es.work_dir = h.dir.path();
+    es.executor.work_dir = h.dir.path();
+    Engine engine(h.api, h.runner, *h.state, sys, es, {}, std::nullopt);
+    ASSERT_TRUE(engine.ensure_registered());
+    EXPECT_EQ(engine.engine_id(), "E-old");  // reused, not registered again
+    EXPECT_TRUE(engine.recover());
+    ASSERT_EQ(h.api.fails.size(), 1u);
+    EXPECT_EQ(h.api.fail_ids[0], "OLD");
+    EXPECT_EQ(h.api.fails[0].fencing_token, 3);
+    EXPECT_EQ(h.api.fails[0].error_class, protocol::ErrorClass::Transient);
+    EXPECT_EQ(h.api.fails[0].message, "engine restarted");
+    EXPECT_FALSE(std::filesystem::exists(orphan_dir));
+    EXPECT_FALSE(std::filesystem::exists(h.dir / "assignments" / "STRAY"));
+    EXPECT_TRUE(h.state->assignments()->empty());
+    ASSERT_TRUE(engine.ensure_registered(true));
+    EXPECT_EQ(h.state->engine_id(), "E-new");
+}

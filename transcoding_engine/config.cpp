@@ -1,0 +1,89 @@
+#include "transcoding_engine/config.hpp"
+
+#include "common/config.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+namespace distconv::engine {
+
+void add_options(CLI::App& app, EngineConfig& c) {
+    app.add_option("--server", c.server, "Dispatch server URL, e.g. http://127.0.0.1:8080");
+    app.add_option("--key", c.key, "Engine API key")->envname("DISTCONV_API_KEY");
+    app.add_option("--work-dir", c.work_dir, "Directory for the state file and the assignments' files");
+    app.add_option("--slots", c.slots, "Assignments run at the same time")->check(CLI::Range(1, 256))->capture_default_str();
+    app.add_option("--ffmpeg", c.ffmpeg, "ffmpeg program")->capture_default_str();
+    app.add_option("--ffprobe", c.ffprobe, "ffprobe program")->capture_default_str();
+    app.add_option("--tag", c.tags, "A tag jobs can require (repeat)");
+    app.add_option("--ca-cert", c.ca_cert, "Extra CA bundle for https");
+    app.add_option("--heartbeat-interval", c.heartbeat_interval, "Time between heartbeats")->capture_default_str();
+    app.add_option("--claim-wait", c.claim_wait, "Long-poll wait of a claim")->capture_default_str();
+    app.add_option("--reserve-disk", c.reserve_disk, "Disk space to keep free in the work dir")->capture_default_str();
+    app.add_option("--drain-timeout", c.drain_timeout, "How long running work may finish after SIGTERM")
+        ->capture_default_str();
+    app.add_option("--log-level", c.log_level, "trace|debug|info|warn|error")->capture_default_str();
+    app.add_option("--log-format", c.log_format, "text|json")->capture_default_str();
+    app.add_option("--log-file", c.log_file, "Log to this file instead of stderr");
+    app.add_option("--benchmark", c.benchmark, "Run the reference encode at start (on|off)")->capture_default_str();
+    app.add_option("--hostname", c.hostname, "Hostname to report (default: the machine's)");
+    app.add_flag("--allow-insecure", c.allow_insecure, "Allow sending the key over plain http to another host");
+    app.add_option("--max-load", c.max_load, "Claim nothing while the 1-minute load is above this (0: off)")
+        ->capture_default_str();
+}
+
+std::optional<UrlParts> parse_server_url(const std::string& url) {
+    auto sep = url.find("://");
+    if (sep == std::string::npos) return std::nullopt;
+    UrlParts parts;
+    parts.scheme = url.substr(0, sep);
+    std::transform(parts.scheme.begin(), parts.scheme.end(), parts.scheme.begin(),
+                   [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    if (parts.scheme != "http" && parts.scheme != "https") return std::nullopt;
+    std::string rest = url.substr(sep + 3);
+    rest = rest.substr(0, rest.find_first_of("/?#"));
+    if (auto at = rest.rfind('@'); at != std::string::npos) rest = rest.substr(at + 1);
+    if (!rest.empty() && rest.front() == '[') {
+        auto close = rest.find(']');
+        if (close == std::string::npos) return std::nullopt;
+        parts.host = rest.substr(1, close - 1);
+    } else {
+        parts.host = rest.substr(0, rest.find(':'));
+    }
+    if (parts.host.empty()) return std::nullopt;
+    return parts;
+}
+
+bool is_loopback_host(const std::string& host) {
+    return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+Status finalize(EngineConfig& c) {
+    if (c.server.empty()) return Error::invalid("server", "server is required (--server URL)");
+    while (!c.server.empty() && c.server.back() == '/') c.server.pop_back();
+    auto url = parse_server_url(c.server);
+    if (!url) return Error::invalid("server", "server must be an http:// or https:// URL, not '" + c.server + "'");
+    if (c.key.empty()) return Error::invalid("key", "key is required (--key or DISTCONV_API_KEY)");
+    if (url->scheme == "http" && !is_loopback_host(url->host) && !c.allow_insecure)
+        return Error::invalid("server", "refusing to send the key over plain http to " + url->host +
+                                            "; use https or --allow-insecure");
+    if (c.work_dir.empty()) return Error::invalid("work-dir", "work-dir is required");
+    if (c.slots < 1 || c.slots > 256) return Error::invalid("slots", "slots must be 1..256");
+    c.api_base = c.server + "/api/v1";
+
+    auto hb = config::parse_duration_ms(c.heartbeat_interval);
+    if (!hb || *hb <= 0) return Error::invalid("heartbeat-interval", "heartbeat-interval must be a positive duration");
+    c.heartbeat_interval_ms = std::chrono::milliseconds(*hb);
+    auto wait = config::parse_duration_ms(c.claim_wait);
+    if (!wait || *wait < 0 || *wait > 60000) return Error::invalid("claim-wait", "claim-wait must be 0..60s");
+    c.claim_wait_seconds = static_cast<int>(*wait / 1000);
+    auto reserve = config::parse_byte_size(c.reserve_disk);
+    if (!reserve) return Error::invalid("reserve-disk", "reserve-disk: " + reserve.error().message);
+    c.reserve_disk_bytes = *reserve;
+    auto drain = config::parse_duration_ms(c.drain_timeout);
+    if (!drain || *drain < 0) return Error::invalid("drain-timeout", "drain-timeout must be a duration");
+    c.drain_timeout_ms = std::chrono::milliseconds(*drain);
+    if (c.max_load < 0) return Error::invalid("max-load", "max-load must not be negative");
+    return {};
+}
+
+}  // namespace distconv::engine

@@ -1,0 +1,154 @@
+#include "transcoding_engine/engine_api.hpp"
+
+#include <atomic>
+
+namespace distconv::engine {
+namespace {
+
+std::string fencing(const protocol::Assignment& a) { return std::to_string(a.fencing_token); }
+
+}  // namespace
+
+HttpEngineApi::HttpEngineApi(const HttpEngineApiOptions& options) : m_server(options.server) {
+    http::ClientOptions co;
+    co.base_url = options.server + std::string(protocol::k_api_prefix);
+    co.api_key = options.api_key;
+    co.ca_file = options.ca_file;
+    co.user_agent = "distconv-engine/0.1";
+    m_client = std::make_unique<http::Client>(co);
+}
+
+Result<nlohmann::json> HttpEngineApi::post(const std::string& path, const nlohmann::json& body, bool retry) {
+    http::Request req;
+    req.method = "POST";
+    req.path_or_url = path;
+    req.body = body.dump();
+    req.content_type = "application/json";
+    req.retry = retry;
+    req.timeout = std::chrono::seconds(60);
+    auto r = http::expect_success(m_client->request(req));
+    if (!r) return r.error();
+    return r->json();
+}
+
+Result<protocol::EngineRegistrationReply> HttpEngineApi::register_engine(const protocol::EngineRegistration& reg) {
+    auto j = post("/engines", protocol::to_json(reg), false);
+    if (!j) return j.error();
+    return protocol::parse_engine_registration_reply(*j);
+}
+
+Result<protocol::HeartbeatReply> HttpEngineApi::heartbeat(const std::string& engine_id, const protocol::Heartbeat& hb) {
+    // A heartbeat is cheap to repeat and the next one comes soon anyway: no retries here.
+    auto j = post("/engines/" + engine_id + "/heartbeat", protocol::to_json(hb), false);
+    if (!j) return j.error();
+    return protocol::parse_heartbeat_reply(*j);
+}
+
+Result<std::optional<protocol::Assignment>> HttpEngineApi::claim(const std::string& engine_id,
+                                                                 const protocol::ClaimRequest& request,
+                                                                 const std::function<bool()>& abort) {
+    http::Request req;
+    req.method = "POST";
+    req.path_or_url = "/engines/" + engine_id + "/claim";
+    req.body = protocol::to_json(request).dump();
+    req.content_type = "application/json";
+    req.retry = false;  // a retried claim could take a second job the first answer already named
+    req.timeout = std::chrono::seconds(request.wait_seconds + 15);
+    if (abort) req.progress = [&abort](uint64_t, uint64_t) { return !abort(); };
+    auto r = http::expect_success(m_client->request(req));
+    if (!r) return r.error();
+    if (r->status == 204) return std::optional<protocol::Assignment>();
+    auto j = r->json();
+    if (!j) return j.error();
+    auto a = protocol::parse_assignment(*j);
+    if (!a) return a.error();
+    return std::optional<protocol::Assignment>(std::move(*a));
+}
+
+Result<protocol::ProgressReply> HttpEngineApi::progress(const std::string& assignment_id,
+                                                        const protocol::ProgressReport& report) {
+    auto j = post("/assignments/" + assignment_id + "/progress", protocol::to_json(report), true);
+    if (!j) return j.error();
+    return protocol::parse_progress_reply(*j);
+}
+
+std::string HttpEngineApi::source_url(const protocol::Assignment& a) const {
+    if (a.source_url.rfind("http://", 0) == 0 || a.source_url.rfind("https://", 0) == 0) return a.source_url;
+    if (!a.source_url.empty() && a.source_url.front() == '/') return m_server + a.source_url;
+    return m_server + std::string(protocol::k_api_prefix) + "/assignments/" + a.assignment_id + "/source";
+}
+
+Status HttpEngineApi::download_source(const protocol::Assignment& a, const std::filesystem::path& dest,
+                                      const http::ProgressFn& progress) {
+    http::DownloadOptions opts;
+    opts.resume = true;
+    opts.headers.emplace_back(std::string(protocol::k_fencing_token_header), fencing(a));
+    opts.progress = progress;
+    auto r = m_client->download_to_file(source_url(a), dest, opts);
+    if (!r) return r.error();
+    return {};
+}
+
+Status HttpEngineApi::upload_output_file(const protocol::Assignment& a, const std::filesystem::path& file,
+                                         const http::ProgressFn& progress) {
+    const std::string path = "/assignments/" + a.assignment_id + "/output";
+    std::error_code ec;
+    const uint64_t total = std::filesystem::file_size(file, ec);
+    if (ec) return Error(ErrorCode::Internal, "output " + file.string() + ": " + ec.message());
+    // Ask what the server already has (an earlier attempt of this same assignment may have been cut).
+    uint64_t offset = 0;
+    http::Request head;
+    head.method = "HEAD";
+    head.path_or_url = path;
+    head.headers.emplace_back(std::string(protocol::k_fencing_token_header), fencing(a));
+    auto h = m_client->request(head);
+    if (h && h->status == 409) return Error(ErrorCode::LeaseLost, "lease lost for " + a.assignment_id);
+    if (h && h->success())
+        if (auto v = h->header(protocol::k_upload_offset_header)) {
+            try {
+                offset = std::stoull(*v);
+            } catch (...) {
+                offset = 0;
+            }
+        }
+    if (offset > total) offset = 0;
+    http::Upload up;
+    up.method = "PUT";
+    up.path_or_url = path;
+    up.headers.emplace_back(std::string(protocol::k_fencing_token_header), fencing(a));
+    if (offset > 0 && total > 0)
+        up.headers.emplace_back("Content-Range", "bytes " + std::to_string(offset) + "-" + std::to_string(total - 1) +
+                                                     "/" + std::to_string(total));
+    up.progress = progress;
+    if (offset == total && total > 0) return {};
+    auto r = http::expect_success(m_client->upload_file(up, file, offset));
+    if (!r) return r.error();
+    return {};
+}
+
+Status HttpEngineApi::upload_output_stream(const protocol::Assignment& a, http::BodyReader reader) {
+    http::Upload up;
+    up.method = "PUT";
+    up.path_or_url = "/assignments/" + a.assignment_id + "/output";
+    up.headers.emplace_back(std::string(protocol::k_fencing_token_header), fencing(a));
+    auto r = http::expect_success(m_client->upload_callback(up, std::move(reader)));
+    if (!r) return r.error();
+    return {};
+}
+
+Result<protocol::AssignmentAck> HttpEngineApi::complete(const std::string& assignment_id,
+                                                        const protocol::CompleteRequest& request) {
+    // Idempotent for the same token (see the spec), so retrying is safe.
+    auto j = post("/assignments/" + assignment_id + "/complete", protocol::to_json(request), true);
+    if (!j) return j.error();
+    return protocol::parse_assignment_ack(*j);
+}
+
+Result<protocol::AssignmentAck> HttpEngineApi::fail(const std::string& assignment_id,
+                                                    const protocol::FailRequest& request) {
+    auto j = post("/assignments/" + assignment_id + "/fail", protocol::to_json(request), true);
+    if (!j) return j.error();
+    return protocol::parse_assignment_ack(*j);
+}
+
+}  // namespace distconv::engine

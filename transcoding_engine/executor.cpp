@@ -1,0 +1,384 @@
+#include "transcoding_engine/executor.hpp"
+
+#include "common/hash.hpp"
+#include "common/media/ffmpeg_args.hpp"
+#include "common/media/progress.hpp"
+#include "common/process.hpp"
+#include "transcoding_engine/failure.hpp"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <thread>
+
+namespace distconv::engine {
+
+using protocol::Assignment;
+using protocol::ErrorClass;
+using protocol::ProgressPhase;
+
+void ActiveAssignment::stop(StopReason reason, std::chrono::milliseconds grace) {
+    int expected = static_cast<int>(StopReason::None);
+    m_reason.compare_exchange_strong(expected, static_cast<int>(reason));
+    std::lock_guard lock(m_mutex);
+    m_grace = grace;
+    if (m_process) m_process->terminate(grace);
+}
+
+void ActiveAssignment::attach(RunningProcess* process) {
+    std::lock_guard lock(m_mutex);
+    m_process = process;
+    // A stop that came while nothing ran still applies to what starts now.
+    if (m_process && stopping()) m_process->terminate(m_grace);
+}
+
+std::string_view to_string(AssignmentOutcome o) {
+    switch (o) {
+        case AssignmentOutcome::Completed: return "completed";
+        case AssignmentOutcome::Failed: return "failed";
+        case AssignmentOutcome::Canceled: return "canceled";
+        case AssignmentOutcome::LeaseLost: return "lease_lost";
+        case AssignmentOutcome::HandedBack: return "handed_back";
+    }
+    return "unknown";
+}
+
+namespace {
+
+std::vector<std::string> with_progress(std::vector<std::string> args) {
+    if (std::find(args.begin(), args.end(), "-progress") == args.end())
+        args.insert(args.begin(), {"-progress", "pipe:1", "-nostats"});
+    return args;
+}
+
+}  // namespace
+
+std::vector<std::string> build_file_argv(const Assignment& a, const std::string& ffmpeg, const std::string& input,
+                                         const std::string& output) {
+    std::vector<std::string> argv = {ffmpeg};
+    auto args = with_progress(protocol::substitute_placeholders(a.ffmpeg_argv, input, output));
+    argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+}
+
+std::vector<std::string> build_stream_argv(const Assignment& a, const std::string& ffmpeg,
+                                           const std::string& source_url, const std::string& api_key) {
+    std::vector<std::string> args = with_progress(a.ffmpeg_argv);
+    // The -i whose value is {input} gets the headers (they apply to the next input only).
+    for (size_t i = 0; i + 1 < args.size(); ++i) {
+        if (args[i] == "-i" && args[i + 1] == protocol::k_input_placeholder) {
+            std::string headers = "Authorization: Bearer " + api_key + "\r\n" +
+                                  std::string(protocol::k_fencing_token_header) + ": " +
+                                  std::to_string(a.fencing_token) + "\r\n";
+            args.insert(args.begin() + static_cast<std::ptrdiff_t>(i), {"-headers", headers});
+            break;
+        }
+    }
+    args = protocol::substitute_placeholders(args, source_url, "pipe:3");
+    std::vector<std::string> argv = {ffmpeg};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+}
+
+// Per-attempt state: the throttled progress reporter.
+struct Executor::Attempt {
+    Attempt(Executor& e, ActiveAssignment& a) : ex(e), active(a) {}
+    Executor& ex;
+    ActiveAssignment& active;
+    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point last_report{};
+    std::optional<ProgressPhase> last_phase;
+    double last_out_time = 0;
+
+    // Sends a report when the phase changed, at 100 %, or when the interval passed. A
+    // continue:false or LEASE_LOST answer stops the assignment.
+    void report(ProgressPhase phase, double percent, const media::ProgressUpdate* u = nullptr) {
+        auto now = std::chrono::steady_clock::now();
+        bool due = !last_phase || *last_phase != phase || percent >= 100.0 ||
+                   now - last_report >= ex.m_settings.progress_interval;
+        if (!due || active.stopping()) return;
+        last_report = now;
+        last_phase = phase;
+        protocol::ProgressReport r;
+        r.fencing_token = active.assignment().fencing_token;
+        r.phase = phase;
+        r.percent = std::clamp(percent, 0.0, 100.0);
+        if (u) {
+            r.out_time_seconds = u->out_time_seconds;
+            r.fps = u->fps;
+            r.speed = u->speed;
+            r.eta_seconds = u->eta_seconds;
+            last_out_time = u->out_time_seconds;
+        }
+        auto reply = ex.m_api.progress(active.id(), r);
+        if (!reply) {
+            if (reply.error().code == ErrorCode::LeaseLost) {
+                spdlog::warn("assignment {}: lease lost, stopping", active.id());
+                active.stop(StopReason::LeaseLost, ex.m_settings.kill_grace);
+            } else if (reply.error().code == ErrorCode::NotFound) {
+                active.stop(StopReason::LeaseLost, ex.m_settings.kill_grace);
+            } else {
+                spdlog::warn("assignment {}: progress report failed: {}", active.id(), reply.error().to_string());
+            }
+            return;
+        }
+        if (!reply->continue_) {
+            spdlog::info("assignment {}: canceled by the server", active.id());
+            active.stop(StopReason::Canceled, ex.m_settings.kill_grace);
+        }
+    }
+};
+
+AssignmentOutcome Executor::run(ActiveAssignment& active) {
+    const Assignment& a = active.assignment();
+    const auto dir = assignment_dir(a.assignment_id);
+    AssignmentRecord rec{a.assignment_id, a.job_id, a.fencing_token, "received", dir.string(), 0};
+    // Recorded before anything else happens, so a crash from here on is found at the next start.
+    if (auto st = m_state.record_assignment(rec); !st) {
+        spdlog::error("assignment {}: {}", a.assignment_id, st.error().to_string());
+        return report_failure(active, std::nullopt, "", ErrorClass::Transient,
+                              "engine state file: " + st.error().message);
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    AssignmentOutcome outcome;
+    if (ec) {
+        outcome = report_failure(active, std::nullopt, "", ErrorClass::Transient,
+                                 "cannot create " + dir.string() + ": " + ec.message());
+    } else {
+        Attempt at(*this, active);
+        spdlog::info("assignment {} (job {}, token {}, {} mode): starting", a.assignment_id, a.job_id,
+                     a.fencing_token, protocol::to_string(a.transfer_mode));
+        outcome = a.transfer_mode == protocol::TransferMode::Stream ? run_stream(active, at) : run_file(active, at);
+    }
+    std::filesystem::remove_all(dir, ec);
+    if (auto st = m_state.remove_assignment(a.assignment_id); !st)
+        spdlog::warn("assignment {}: {}", a.assignment_id, st.error().to_string());
+    spdlog::info("assignment {}: {}", a.assignment_id, to_string(outcome));
+    return outcome;
+}
+
+AssignmentOutcome Executor::finish_stopped(ActiveAssignment& active) {
+    switch (active.stop_reason()) {
+        case StopReason::LeaseLost: return AssignmentOutcome::LeaseLost;
+        case StopReason::Canceled:
+            // Tells the server the engine has stopped, so a canceling job can become canceled.
+            (void)report_failure(active, std::nullopt, "", ErrorClass::Transient, "canceled");
+            return AssignmentOutcome::Canceled;
+        case StopReason::Draining:
+            (void)report_failure(active, std::nullopt, "", ErrorClass::Transient, "engine draining");
+            return AssignmentOutcome::HandedBack;
+        case StopReason::None: break;
+    }
+    return AssignmentOutcome::Failed;
+}
+
+AssignmentOutcome Executor::report_failure(ActiveAssignment& active, std::optional<int> exit_code,
+                                           const std::string& stderr_tail, ErrorClass cls,
+                                           const std::string& message) {
+    (void)m_state.update_state(active.id(), "failing");
+    protocol::FailRequest f;
+    f.fencing_token = active.assignment().fencing_token;
+    f.exit_code = exit_code;
+    f.stderr_tail = stderr_tail.size() > protocol::k_max_stderr_tail_bytes
+                        ? stderr_tail.substr(stderr_tail.size() - protocol::k_max_stderr_tail_bytes)
+                        : stderr_tail;
+    f.error_class = cls;
+    f.message = message;
+    auto r = m_api.fail(active.id(), f);
+    if (!r) {
+        if (r.error().code == ErrorCode::LeaseLost) return AssignmentOutcome::LeaseLost;
+        spdlog::warn("assignment {}: reporting the failure: {}", active.id(), r.error().to_string());
+    }
+    spdlog::info("assignment {}: failed ({}): {}", active.id(), protocol::to_string(cls), message);
+    return AssignmentOutcome::Failed;
+}
+
+namespace {
+
+// How ffmpeg's exit reads as a failure message.
+std::string exit_message(const RunResult& r) {
+    if (r.exit_code) return "ffmpeg exited with status " + std::to_string(*r.exit_code);
+    if (r.signal) return "ffmpeg was killed by signal " + std::to_string(*r.signal);
+    return "ffmpeg ended abnormally";
+}
+
+}  // namespace
+
+AssignmentOutcome Executor::run_file(ActiveAssignment& active, Attempt& at) {
+    const Assignment& a = active.assignment();
+    const auto dir = assignment_dir(a.assignment_id);
+    const auto input = dir / "source";
+    const std::string ext = a.output_container.empty() ? "out" : a.output_container;
+    const auto output = dir / ("output." + ext);
+
+    // 1. Download with resume, then check size and SHA-256.
+    (void)m_state.update_state(a.assignment_id, "downloading");
+    at.report(ProgressPhase::Downloading, 0);
+    auto dl = m_api.download_source(a, input, [&](uint64_t done, uint64_t total) {
+        if (active.stopping()) return false;
+        uint64_t size = total ? total : static_cast<uint64_t>(std::max<std::int64_t>(a.source_size, 1));
+        at.report(ProgressPhase::Downloading, 100.0 * static_cast<double>(done) / static_cast<double>(size));
+        return !active.stopping();
+    });
+    if (active.stopping()) return finish_stopped(active);
+    if (!dl) {
+        if (dl.error().code == ErrorCode::LeaseLost) return AssignmentOutcome::LeaseLost;
+        return report_failure(active, std::nullopt, "", ErrorClass::Transient,
+                              "source download failed: " + dl.error().message);
+    }
+    std::error_code ec;
+    auto size = std::filesystem::file_size(input, ec);
+    if (ec || (a.source_size > 0 && size != static_cast<uint64_t>(a.source_size)))
+        return report_failure(active, std::nullopt, "", ErrorClass::Transient,
+                              "source size " + std::to_string(size) + " differs from " + std::to_string(a.source_size));
+    if (a.source_sha256) {
+        auto sha = sha256_file(input);
+        if (!sha || *sha != *a.source_sha256)
+            return report_failure(active, std::nullopt, "", ErrorClass::Transient, "source SHA-256 mismatch");
+    }
+
+    // 2. Transcode.
+    (void)m_state.update_state(a.assignment_id, "transcoding");
+    RunSpec spec;
+    spec.argv = build_file_argv(a, m_settings.ffmpeg, input.string(), output.string());
+    spec.env = {{"SVT_LOG", "1"}};
+    spdlog::info("assignment {}: {}", a.assignment_id, media::quote_command(spec.argv));
+    auto started = m_runner.start(spec);
+    if (!started)
+        return report_failure(active, std::nullopt, "", ErrorClass::Transient,
+                              "cannot start ffmpeg: " + started.error().message);
+    auto& proc = *started;
+    active.attach(proc.get());
+    media::ProgressParser parser(media::expected_output_duration(a.duration_seconds, a.options));
+    at.report(ProgressPhase::Transcoding, 0);
+    RunResult rr = proc->wait([&](std::string_view chunk) {
+        for (const auto& u : parser.feed(chunk)) at.report(ProgressPhase::Transcoding, u.percent.value_or(0), &u);
+    });
+    active.detach();
+    if (active.stopping()) return finish_stopped(active);
+    if (rr.exit_code != 0) {
+        auto cls = classify_failure(rr.exit_code, rr.stderr_tail);
+        return report_failure(active, rr.exit_code, process::tail_lines(rr.stderr_tail, 40), cls, exit_message(rr));
+    }
+    at.report(ProgressPhase::Transcoding, 100);
+    if (active.stopping()) return finish_stopped(active);
+
+    // 3. Upload with resume, then complete.
+    (void)m_state.update_state(a.assignment_id, "uploading");
+    auto out_size = std::filesystem::file_size(output, ec);
+    if (ec) return report_failure(active, 0, "", ErrorClass::Transient, "ffmpeg wrote no output file");
+    auto up = m_api.upload_output_file(a, output, [&](uint64_t done, uint64_t) {
+        at.report(ProgressPhase::Uploading, 100.0 * static_cast<double>(done) / static_cast<double>(std::max<uint64_t>(out_size, 1)));
+        return !active.stopping();
+    });
+    if (active.stopping()) return finish_stopped(active);
+    if (!up) {
+        if (up.error().code == ErrorCode::LeaseLost) return AssignmentOutcome::LeaseLost;
+        return report_failure(active, std::nullopt, "", ErrorClass::Transient, "output upload failed: " + up.error().message);
+    }
+    auto sha = sha256_file(output);
+    if (!sha) return report_failure(active, std::nullopt, "", ErrorClass::Transient, sha.error().message);
+    (void)m_state.update_state(a.assignment_id, "completing");
+    protocol::CompleteRequest c;
+    c.fencing_token = a.fencing_token;
+    c.output_size = static_cast<std::int64_t>(out_size);
+    c.output_sha256 = *sha;
+    if (at.last_out_time > 0) c.duration_seconds = at.last_out_time;
+    c.elapsed_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - at.started).count();
+    auto done = m_api.complete(a.assignment_id, c);
+    if (!done) {
+        if (done.error().code == ErrorCode::LeaseLost) return AssignmentOutcome::LeaseLost;
+        return report_failure(active, std::nullopt, "", ErrorClass::Transient, "complete failed: " + done.error().message);
+    }
+    return AssignmentOutcome::Completed;
+}
+
+AssignmentOutcome Executor::run_stream(ActiveAssignment& active, Attempt& at) {
+    const Assignment& a = active.assignment();
+    (void)m_state.update_state(a.assignment_id, "transcoding");
+    RunSpec spec;
+    spec.argv = build_stream_argv(a, m_settings.ffmpeg, m_api.source_url(a), m_settings.api_key);
+    spec.env = {{"SVT_LOG", "1"}};
+    spec.output_pipe = true;
+    {
+        // The key is in the argv (for -headers): mask it before logging.
+        auto shown = spec.argv;
+        for (auto& arg : shown)
+            if (auto pos = arg.find(m_settings.api_key); !m_settings.api_key.empty() && pos != std::string::npos)
+                arg.replace(pos, m_settings.api_key.size(), "***");
+        spdlog::info("assignment {}: {}", a.assignment_id, media::quote_command(shown));
+    }
+    auto started = m_runner.start(spec);
+    if (!started)
+        return report_failure(active, std::nullopt, "", ErrorClass::Transient,
+                              "cannot start ffmpeg: " + started.error().message);
+    auto& proc = *started;
+    active.attach(proc.get());
+
+    // The upload runs on its own thread, reading fd 3 as ffmpeg writes it.
+    Sha256 hash;
+    std::int64_t streamed = 0;
+    Status upload_status;
+    std::atomic<bool> upload_failed{false};
+    const int fd = proc->output_fd();
+    std::thread uploader([&] {
+        upload_status = m_api.upload_output_stream(a, [&](char* buf, size_t n) -> size_t {
+            while (true) {
+                if (active.stopping()) return http::k_read_abort;
+                pollfd p{fd, POLLIN, 0};
+                int r = poll(&p, 1, 200);
+                if (r < 0 && errno == EINTR) continue;
+                if (r == 0) continue;
+                ssize_t got = read(fd, buf, n);
+                if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+                if (got <= 0) return 0;  // ffmpeg closed its output: the body ends
+                hash.update(buf, static_cast<size_t>(got));
+                streamed += got;
+                return static_cast<size_t>(got);
+            }
+        });
+        if (!upload_status) {
+            upload_failed = true;
+            proc->terminate(m_settings.kill_grace);  // nobody reads fd 3 any more: ffmpeg would block
+        }
+    });
+    media::ProgressParser parser(media::expected_output_duration(a.duration_seconds, a.options));
+    at.report(ProgressPhase::Transcoding, 0);
+    RunResult rr = proc->wait([&](std::string_view chunk) {
+        for (const auto& u : parser.feed(chunk)) at.report(ProgressPhase::Transcoding, u.percent.value_or(0), &u);
+    });
+    uploader.join();
+    active.detach();
+    if (active.stopping()) return finish_stopped(active);
+    if (upload_failed) {
+        if (upload_status.error().code == ErrorCode::LeaseLost) return AssignmentOutcome::LeaseLost;
+        return report_failure(active, std::nullopt, process::tail_lines(rr.stderr_tail, 40), ErrorClass::Transient,
+                              "output upload failed: " + upload_status.error().message);
+    }
+    if (rr.exit_code != 0) {
+        auto cls = classify_failure(rr.exit_code, rr.stderr_tail);
+        return report_failure(active, rr.exit_code, process::tail_lines(rr.stderr_tail, 40), cls, exit_message(rr));
+    }
+    at.report(ProgressPhase::Transcoding, 100);
+    if (active.stopping()) return finish_stopped(active);
+    (void)m_state.update_state(a.assignment_id, "completing");
+    protocol::CompleteRequest c;
+    c.fencing_token = a.fencing_token;
+    c.output_size = streamed;
+    c.output_sha256 = hash.hex_digest();
+    if (at.last_out_time > 0) c.duration_seconds = at.last_out_time;
+    c.elapsed_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - at.started).count();
+    auto done = m_api.complete(a.assignment_id, c);
+    if (!done) {
+        if (done.error().code == ErrorCode::LeaseLost) return AssignmentOutcome::LeaseLost;
+        return report_failure(active, std::nullopt, "", ErrorClass::Transient, "complete failed: " + done.error().message);
+    }
+    return AssignmentOutcome::Completed;
+}
+
+}  // namespace distconv::engine

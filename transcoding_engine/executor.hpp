@@ -1,0 +1,90 @@
+#pragma once
+// Runs one assignment from claim to complete/fail: records it in the state file first, moves the
+// bytes (file or stream mode), runs ffmpeg, reports progress, and always cleans its files.
+
+#include "protocol/engines.hpp"
+#include "transcoding_engine/engine_api.hpp"
+#include "transcoding_engine/runner.hpp"
+#include "transcoding_engine/state_store.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace distconv::engine {
+
+enum class StopReason { None, Canceled, LeaseLost, Draining };
+
+// An assignment in flight: other threads (heartbeat answers, drain) ask it to stop.
+class ActiveAssignment {
+  public:
+    explicit ActiveAssignment(protocol::Assignment a) : m_assignment(std::move(a)) {}
+    const protocol::Assignment& assignment() const { return m_assignment; }
+    const std::string& id() const { return m_assignment.assignment_id; }
+
+    // The first reason wins; a running ffmpeg is terminated (SIGTERM, then SIGKILL after `grace`).
+    void stop(StopReason reason, std::chrono::milliseconds grace = std::chrono::seconds(3));
+    StopReason stop_reason() const { return static_cast<StopReason>(m_reason.load()); }
+    bool stopping() const { return stop_reason() != StopReason::None; }
+
+    void attach(RunningProcess* process);
+    void detach() { attach(nullptr); }
+
+  private:
+    protocol::Assignment m_assignment;
+    std::atomic<int> m_reason{static_cast<int>(StopReason::None)};
+    std::mutex m_mutex;
+    RunningProcess* m_process = nullptr;
+    std::chrono::milliseconds m_grace{3000};
+};
+
+enum class AssignmentOutcome { Completed, Failed, Canceled, LeaseLost, HandedBack };
+std::string_view to_string(AssignmentOutcome o);
+
+struct ExecutorSettings {
+    std::filesystem::path work_dir;  // assignments live in <work_dir>/assignments/<id>
+    std::string ffmpeg = "ffmpeg";
+    std::string api_key;  // for ffmpeg's -headers in stream mode
+    std::chrono::milliseconds progress_interval{1000};
+    std::chrono::milliseconds kill_grace{3000};
+};
+
+// argv for file mode: ffmpeg + the assignment's argv with {input}/{output} replaced, and
+// "-progress pipe:1 -nostats" added when the server's argv lacks -progress.
+std::vector<std::string> build_file_argv(const protocol::Assignment& a, const std::string& ffmpeg,
+                                         const std::string& input, const std::string& output);
+// argv for stream mode: {input} is the source URL, the key (and fencing token) reach ffmpeg as
+// -headers right before the -i that reads it, and the output goes to fd 3 ("pipe:3").
+std::vector<std::string> build_stream_argv(const protocol::Assignment& a, const std::string& ffmpeg,
+                                           const std::string& source_url, const std::string& api_key);
+
+class Executor {
+  public:
+    Executor(EngineApi& api, FfmpegRunner& runner, StateStore& state, ExecutorSettings settings)
+        : m_api(api), m_runner(runner), m_state(state), m_settings(std::move(settings)) {}
+
+    AssignmentOutcome run(ActiveAssignment& active);
+
+    std::filesystem::path assignment_dir(const std::string& assignment_id) const {
+        return m_settings.work_dir / "assignments" / assignment_id;
+    }
+
+  private:
+    struct Attempt;
+    AssignmentOutcome run_file(ActiveAssignment& active, Attempt& at);
+    AssignmentOutcome run_stream(ActiveAssignment& active, Attempt& at);
+    AssignmentOutcome finish_stopped(ActiveAssignment& active);
+    AssignmentOutcome report_failure(ActiveAssignment& active, std::optional<int> exit_code,
+                                     const std::string& stderr_tail, protocol::ErrorClass cls,
+                                     const std::string& message);
+
+    EngineApi& m_api;
+    FfmpegRunner& m_runner;
+    StateStore& m_state;
+    ExecutorSettings m_settings;
+};
+
+}  // namespace distconv::engine
