@@ -30,7 +30,7 @@ struct DispatchConfig {
     std::vector<std::string> pool_specs;
     std::string max_upload = "20GiB";
     std::string output_retention = "24h";
-    std::string source_retention = "0s";
+    std::string source_retention = "1h";
     std::string job_ttl = "0s";  // 0: jobs never expire in the queue
     std::string maintenance_interval = "30s";
     std::vector<std::string> source_url_hosts;  // hosts `source_url` may name (none by default)

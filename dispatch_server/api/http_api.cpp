@@ -78,14 +78,17 @@ struct HttpApi::Impl {
                 if (req.has_header("Content-Length")) {
                     auto len = parse_u64(req.get_header_value("Content-Length"));
                     if (!len) {
+                        close_after_answer(req, res);
                         send_error(res, Error::invalid("Content-Length", "Content-Length is not a number"));
                         return httplib::Server::HandlerResponse::Handled;
                     }
                     if (*len > k_max_json_body) {
+                        close_after_answer(req, res);  // the body is not read
                         send_error(res, Error(ErrorCode::FileTooLarge, "JSON bodies are limited to 1 MiB"));
                         return httplib::Server::HandlerResponse::Handled;
                     }
                 } else if (req.has_header("Transfer-Encoding")) {
+                    close_after_answer(req, res);
                     send_error(res, Error::invalid("Content-Length",
                                                    "send a Content-Length: chunked bodies are for uploads only"));
                     return httplib::Server::HandlerResponse::Handled;
@@ -96,6 +99,11 @@ struct HttpApi::Impl {
         server.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req,
                                                                              httplib::Response& res) {
             if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;  // already an envelope
+            // A refused request's body may be unread: end the connection rather than parse it as a request.
+            // So is a request httplib could not parse (bad request line, headers too large).
+            if (req.has_header("Content-Length") || req.has_header("Transfer-Encoding") || res.status == 400 ||
+                res.status == 413 || res.status == 414 || res.status == 431)
+                close_after_answer(req, res);
             if (res.status == 404 || res.status == 400) {
                 auto allowed = router.methods_for(req.path);
                 bool method_known = std::find(allowed.begin(), allowed.end(), req.method) != allowed.end() ||
@@ -137,6 +145,8 @@ struct HttpApi::Impl {
         router.add_streaming("POST", "/api/v1/jobs",
                       [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
                           submit(req, res, reader);
+                          // Errors may come before the body was read (401, 507...): do not reuse the connection.
+                          if (res.status >= 400) close_after_answer(req, res);
                       });
         router.add("GET", "/api/v1/jobs", [this](const httplib::Request& req, httplib::Response& res) { list(req, res); });
         router.add("GET", "/api/v1/jobs/" + k_id, [this](const httplib::Request& req, httplib::Response& res) {
@@ -160,6 +170,7 @@ struct HttpApi::Impl {
         router.add_streaming("PUT", "/api/v1/jobs/" + k_id + "/source",
                       [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
                           upload_source(req, res, reader, req.matches[1]);
+                          if (res.status >= 400) close_after_answer(req, res);
                       });
         router.add("GET", "/api/v1/jobs/" + k_id + "/result", [this](const httplib::Request& req, httplib::Response& res) {
             result(req, res, req.matches[1]);
@@ -441,20 +452,29 @@ struct HttpApi::Impl {
                        const std::string& id) {
         auto who = user(req, res);
         if (!who) return;
+        // Every answer carries Upload-Offset (the spec), refusals too, so a client can resync.
+        auto refuse = [&](const Error& e) {
+            if (auto at = s.jobs.source_offset(*who, id))
+                res.set_header(std::string(protocol::k_upload_offset_header), std::to_string(*at));
+            send_error(res, e);
+        };
         auto range = parse_content_range(req.get_header_value("Content-Range"));
-        if (!range) return send_error(res, range.error());
+        if (!range) return refuse(range.error());
         std::optional<uint64_t> length;
         if (req.has_header("Content-Length")) {
             length = parse_u64(req.get_header_value("Content-Length"));
-            if (!length) return send_error(res, Error::invalid("Content-Length", "Content-Length is not a number"));
+            if (!length) return refuse(Error::invalid("Content-Length", "Content-Length is not a number"));
         }
         uint64_t start = *range ? (*range)->first : 0;
         if (*range && length && (*range)->last - (*range)->first + 1 != *length)
-            return send_error(res, Error::invalid("Content-Range", "Content-Range does not match Content-Length"));
+            return refuse(Error::invalid("Content-Range", "Content-Range does not match Content-Length"));
         auto plan = s.jobs.begin_source_upload(*who, id, start, length, *range ? (*range)->total : std::nullopt);
-        if (!plan) return send_error(res, plan.error());
+        if (!plan) return refuse(plan.error());
         FileSink sink;
-        if (auto st = sink.open(plan->part_path, plan->offset); !st) return send_error(res, st.error());
+        if (auto st = sink.open(plan->part_path, plan->offset); !st) {
+            s.jobs.abandon_source_upload(id);
+            return refuse(st.error());
+        }
         sink.set_limit(plan->limit, Error(ErrorCode::FileTooLarge,
                                           "the upload is larger than the declared or allowed size (" +
                                               std::to_string(plan->limit) + " bytes)",

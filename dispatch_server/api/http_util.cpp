@@ -21,6 +21,14 @@ void send_error(httplib::Response& res, const Error& error) {
     if (error.code == ErrorCode::Unauthenticated) res.set_header("WWW-Authenticate", "Bearer");
 }
 
+void close_after_answer(const httplib::Request& req, httplib::Response& res) {
+    // httplib decides from the request's Connection header whether to keep the connection.
+    auto& headers = const_cast<httplib::Request&>(req).headers;
+    headers.erase("Connection");
+    headers.emplace("Connection", "close");
+    res.set_header("Connection", "close");
+}
+
 Error error_for_status(int status) {
     switch (status) {
         case 400: return Error(ErrorCode::InvalidArgument, "the request is malformed");

@@ -28,6 +28,9 @@ inline const std::string k_id = "([0-9A-Za-z]{1,64})";  // a path segment holdin
 
 void send_json(httplib::Response& res, int status, const nlohmann::json& body);
 void send_error(httplib::Response& res, const Error& error);
+// For answers sent before the request body was read (streaming routes): the unread bytes would be
+// parsed as the next request on a kept-alive connection, so this connection ends after the answer.
+void close_after_answer(const httplib::Request& req, httplib::Response& res);
 Error error_for_status(int status);
 std::optional<uint64_t> parse_u64(const std::string& s);
 

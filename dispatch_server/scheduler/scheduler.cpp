@@ -73,6 +73,30 @@ bool meets_requirements(const JobRecord& job, const EngineProfile& engine) {
     return true;
 }
 
+std::string describe_requirements(const JobRecord& job) {
+    std::set<std::string> encoders;
+    for (const char* section : {"video", "audio"})
+        if (auto codec = codec_of(job.resolved, section)) encoders.insert(*codec);
+    std::set<std::string> tags;
+    std::string hwaccel;
+    if (job.requirements.is_object()) {
+        auto extra = string_set(job.requirements.value("encoders", nlohmann::json::array()));
+        encoders.insert(extra.begin(), extra.end());
+        tags = string_set(job.requirements.value("tags", nlohmann::json::array()));
+        if (job.requirements.contains("hwaccel") && job.requirements["hwaccel"].is_string())
+            hwaccel = job.requirements["hwaccel"].get<std::string>();
+    }
+    auto join = [](const std::set<std::string>& items) {
+        std::string out;
+        for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
+        return out;
+    };
+    std::string out = "encoders " + (encoders.empty() ? std::string("none") : join(encoders));
+    if (!tags.empty()) out += "; tags " + join(tags);
+    if (!hwaccel.empty()) out += "; hwaccel " + hwaccel;
+    return out;
+}
+
 std::string choose_transfer_mode(uint64_t source_size, uint64_t free_disk_bytes, uint64_t reserve_bytes) {
     // Saturating sum: source + an output estimate the size of the source + the reserve.
     uint64_t need = source_size;

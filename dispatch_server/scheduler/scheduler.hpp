@@ -29,6 +29,9 @@ EngineProfile profile_of(const EngineRecord& engine, const std::vector<EngineRec
 // required encoders, hwaccel and tags.
 bool meets_requirements(const JobRecord& job, const EngineProfile& engine);
 
+// What the job needs of an engine, for messages: "encoders libx265, aac; tags gpu".
+std::string describe_requirements(const JobRecord& job);
+
 // "file" when the engine's free disk holds the source, an output estimate (the source size) and the
 // reserve; otherwise "stream".
 std::string choose_transfer_mode(uint64_t source_size, uint64_t free_disk_bytes, uint64_t reserve_bytes);

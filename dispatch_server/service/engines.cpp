@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <random>
 
 namespace distconv::dispatch {
@@ -483,6 +484,38 @@ Result<protocol::EngineInfo> EngineService::set_drain(const std::string& engine_
     return to_info(*e);
 }
 
+int EngineService::explain_unplaceable_jobs() {
+    static const std::string k_prefix = "waiting: no online engine";
+    std::vector<EngineProfile> profiles;
+    auto all = m_store.list_engines();
+    std::vector<EngineRecord> online;
+    for (const auto& e : all)
+        if (e.state != "offline") online.push_back(e);
+    for (const auto& e : online) profiles.push_back(profile_of(e, online, m_config.transfer_reserve_bytes));
+    JobQuery q;
+    q.state = JobState::Queued;
+    q.limit = 500;
+    int unplaceable = 0;
+    for (const auto& job : m_store.list_jobs(q).items) {
+        bool placeable = std::any_of(profiles.begin(), profiles.end(),
+                                     [&](const EngineProfile& p) { return meets_requirements(job, p); });
+        std::string message;
+        if (!placeable) {
+            ++unplaceable;
+            message = online.empty() ? k_prefix + " is registered yet"
+                                     : k_prefix + " has what this job needs (" + describe_requirements(job) + ")";
+        } else if (job.message.rfind(k_prefix, 0) == 0) {
+            message = "queued";
+        }
+        if (!message.empty() && message != job.message) {
+            JobUpdate u;
+            u.message = message;
+            (void)m_store.update_job(job.id, u);
+        }
+    }
+    return unplaceable;
+}
+
 EngineService::RescueReport EngineService::rescue() {
     RescueReport report;
     int64_t now = m_clock.now_ms();
@@ -501,6 +534,7 @@ EngineService::RescueReport EngineService::rescue() {
             (void)end_unfinished(a, "lost", false, "engine " + e.hostname + " went offline", "", std::nullopt,
                                  "transient");
     }
+    report.jobs_unplaceable = explain_unplaceable_jobs();
     if (report.leases_expired || report.engines_offline) changed();
     return report;
 }

@@ -61,11 +61,14 @@ public:
     struct RescueReport {
         int leases_expired = 0;
         int engines_offline = 0;
+        int jobs_unplaceable = 0;  // queued jobs no online engine can run (their message says why)
     };
     // Ends expired leases and the work of engines silent past engine-offline-after.
     RescueReport rescue();
 
 private:
+    // Sets the status message of queued jobs that no online engine can run, and clears it once one can.
+    int explain_unplaceable_jobs();
     Result<EngineRecord> owned_engine(const Principal& who, const std::string& engine_id);
     Result<AttemptRecord> owned_attempt(const Principal& who, const std::string& assignment_id);
     // The end of an attempt that did not complete: canceled when the job was being canceled, requeued

@@ -201,6 +201,24 @@ JobRecord JobService::new_record(const Principal& who, const ParsedJob& parsed,
     return r;
 }
 
+namespace {
+
+// An Idempotency-Key names one request: the same key with different contents is a client bug, not a
+// retry (409 CONFLICT, as the spec says), rather than silently answering the first job.
+Result<JobRecord> replay_or_conflict(const JobRecord& existing, const JobRecord& wanted) {
+    bool same = existing.options == wanted.options && existing.priority == wanted.priority &&
+                existing.max_attempts == wanted.max_attempts && existing.ttl_ms == wanted.ttl_ms &&
+                existing.requirements == wanted.requirements && existing.source_size == wanted.source_size &&
+                existing.source_sha256 == wanted.source_sha256 && existing.source_url == wanted.source_url;
+    if (!same)
+        return Error(ErrorCode::Conflict,
+                     "this Idempotency-Key was used for a different request (job " + existing.id + ")",
+                     {{"field", "Idempotency-Key"}, {"job_id", existing.id}});
+    return existing;
+}
+
+}  // namespace
+
 Result<JobRecord> JobService::submit_json(const Principal& who, const nlohmann::json& job,
                                           const std::optional<std::string>& idempotency_key) {
     auto parsed = parse_job(job, protocol::SubmitKind::JsonOnly);
@@ -220,7 +238,7 @@ Result<JobRecord> JobService::submit_json(const Principal& who, const nlohmann::
     }
     auto inserted = m_store.insert_job(record);
     if (!inserted) return inserted.error();
-    if (inserted->id != record.id) return inserted;  // idempotent replay
+    if (inserted->id != record.id) return replay_or_conflict(*inserted, record);  // idempotent replay
     if (record.source_size) {
         auto pool = m_store.reserve_space(record.id, FileKind::Source, *record.source_size, m_pools.candidates());
         if (!pool) {
@@ -289,7 +307,7 @@ Result<JobRecord> JobService::submit_multipart(const Principal& who, const nlohm
     }
     if (inserted->id != record.id) {  // idempotent replay: keep the first job, drop these bytes
         discard();
-        return inserted;
+        return replay_or_conflict(*inserted, record);
     }
     // The bytes are on disk already: move the in-memory reservation into the store, then the file.
     m_pools.release_incoming(incoming);
@@ -359,32 +377,48 @@ Result<SourceUploadPlan> JobService::begin_source_upload(const Principal& who, c
                                                          std::optional<uint64_t> total_from_range) {
     auto job = owned(who, id);
     if (!job) return job.error();
+    {
+        std::lock_guard lock(m_uploads_mutex);
+        if (!m_uploads.insert(id).second)
+            return Error(ErrorCode::Conflict, "another upload to this job is still in progress; retry shortly",
+                         {{"state", to_string(job->state)}});
+    }
+    // From here on every error path must drop the marker again.
+    auto release = [&](Error e) -> Result<SourceUploadPlan> {
+        abandon_source_upload(id);
+        return e;
+    };
+    job = owned(who, id);  // read again: an upload that just ended may have queued it
+    if (!job) return release(job.error());
     if (job->state != JobState::AwaitingUpload)
-        return Error(ErrorCode::Conflict, "the job is " + std::string(to_string(job->state)) + ", not awaiting an upload",
-                     {{"state", to_string(job->state)}});
-    if (job->source_url) return Error(ErrorCode::Conflict, "this job's source is fetched from its source_url");
+        return release(Error(ErrorCode::Conflict,
+                             "the job is " + std::string(to_string(job->state)) + ", not awaiting an upload",
+                             {{"state", to_string(job->state)}}));
+    if (job->source_url) return release(Error(ErrorCode::Conflict, "this job's source is fetched from its source_url"));
     auto stored = source_offset(who, id);
-    if (!stored) return stored.error();
-    if (start != *stored)
-        return Error(ErrorCode::Conflict,
+    if (!stored) return release(stored.error());
+    // Byte 0 always starts over (the spec: a PUT without Content-Range drops an earlier partial upload).
+    if (start != 0 && start != *stored)
+        return release(Error(ErrorCode::Conflict,
                      "the upload must continue at byte " + std::to_string(*stored) + ", not " + std::to_string(start),
-                     {{"offset", *stored}});
+                     {{"offset", *stored}}));
     uint64_t declared = job->source_size.value_or(0);
     if (total_from_range && job->source_size && *total_from_range != declared)
-        return Error::invalid("Content-Range", "the total in Content-Range (" + std::to_string(*total_from_range) +
-                                                   ") is not the declared source.size (" + std::to_string(declared) + ")");
+        return release(Error::invalid("Content-Range", "the total in Content-Range (" + std::to_string(*total_from_range) +
+                                                           ") is not the declared source.size (" +
+                                                           std::to_string(declared) + ")"));
     uint64_t limit = job->source_size ? declared : m_config.max_upload_bytes;
     if (content_length && start + *content_length > limit)
-        return Error(job->source_size ? ErrorCode::InvalidArgument : ErrorCode::FileTooLarge,
-                     "the upload would be larger than " + std::to_string(limit) + " bytes",
-                     {{"field", "Content-Length"}, {"max_bytes", limit}});
+        return release(Error(job->source_size ? ErrorCode::InvalidArgument : ErrorCode::FileTooLarge,
+                             "the upload would be larger than " + std::to_string(limit) + " bytes",
+                             {{"field", "Content-Length"}, {"max_bytes", limit}}));
     if (job->source_pool.empty()) {
         auto pool = m_store.reserve_space(id, FileKind::Source, limit, m_pools.candidates());
-        if (!pool) return pool.error();
+        if (!pool) return release(pool.error());
         JobUpdate u;
         u.source_path = StoragePools::job_file(id, FileKind::Source);
         auto updated = m_store.update_job(id, u);
-        if (!updated) return updated.error();
+        if (!updated) return release(updated.error());
         *job = *updated;
     }
     SourceUploadPlan plan;
@@ -395,7 +429,18 @@ Result<SourceUploadPlan> JobService::begin_source_upload(const Principal& who, c
     return plan;
 }
 
+void JobService::abandon_source_upload(const std::string& id) {
+    std::lock_guard lock(m_uploads_mutex);
+    m_uploads.erase(id);
+}
+
 Result<JobRecord> JobService::end_source_upload(const std::string& id, uint64_t end_position, bool request_complete) {
+    // The bytes are on disk (or not): a next PUT may start once this one has recorded its offset.
+    struct Done {
+        JobService& s;
+        const std::string& id;
+        ~Done() { s.abandon_source_upload(id); }
+    } done{*this, id};
     auto job = m_store.get_job(id);
     if (!job) return Error(ErrorCode::JobNotFound, "no job with id '" + id + "'");
     JobUpdate u;
@@ -575,6 +620,13 @@ Result<JobRecord> JobService::retry(const Principal& who, const std::string& id)
 Result<ResultFile> JobService::result(const Principal& who, const std::string& id) {
     auto job = owned(who, id);
     if (!job) return job.error();
+    // A failed job will never have a result: say why instead of "not ready" (the spec's 422).
+    if (job->state == JobState::Failed)
+        return Error(ErrorCode::TranscodeFailed,
+                     "the job failed" + (job->failure_reason.empty() ? std::string() : ": " + job->failure_reason),
+                     {{"state", to_string(job->state)},
+                      {"failure_code", job->failure_code},
+                      {"failure_reason", job->failure_reason}});
     if (job->state != JobState::Completed)
         return Error(ErrorCode::JobNotReady, "the job is " + std::string(to_string(job->state)) + "; the result is not ready",
                      {{"state", to_string(job->state)}});

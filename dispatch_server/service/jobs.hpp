@@ -18,6 +18,8 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <optional>
 #include <string>
 
@@ -112,6 +114,8 @@ public:
     // Records what a PUT wrote; when the source is complete, checks SHA-256 and the media and queues the
     // job. Returns the job (state awaiting_upload while incomplete).
     Result<JobRecord> end_source_upload(const std::string& id, uint64_t end_position, bool request_complete);
+    // Ends a begun upload that wrote nothing (the HTTP layer could not open the file).
+    void abandon_source_upload(const std::string& id);
 
     // --- read ---------------------------------------------------------------------------------------
     Result<JobRecord> get(const Principal& who, const std::string& id);
@@ -150,6 +154,11 @@ private:
     void delete_file(const std::string& pool, const std::string& relative);
     Result<JobRecord> owned(const Principal& who, const std::string& id);
     void changed() { m_notifier.notify(); }
+
+    // Jobs with a PUT in progress: a second PUT (a client retrying while the first is still being
+    // read) would write into the same .part file, so it gets 409 until the first one ends.
+    std::mutex m_uploads_mutex;
+    std::set<std::string> m_uploads;
 
     Store& m_store;
     StoragePools& m_pools;
