@@ -12,6 +12,8 @@
 #include "tests/support/test_support.hpp"
 
 #include <gtest/gtest.h>
+
+#include <algorithm>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -565,6 +567,46 @@ TEST_F(CliEngineTest, JobTheEnginesFfmpegRejectsExitsOne) {
     ASSERT_EQ(r.code, 1) << r.err << "\nengine:\n" << m_engine->err();
     EXPECT_NE(r.err.find("failed"), std::string::npos) << r.err;
     EXPECT_FALSE(stdfs::exists(m_dir / "bad.mkv"));
+}
+
+// True while some process runs ffmpeg with an argument under `dir` (the engine's work dir).
+bool ffmpeg_running_under(const stdfs::path& dir) {
+    std::error_code ec;
+    for (const auto& entry : stdfs::directory_iterator("/proc", ec)) {
+        std::string cmdline = test::read_file(entry.path() / "cmdline");
+        if (cmdline.empty()) continue;
+        std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+        if (cmdline.rfind("ffmpeg", 0) == 0 || cmdline.find("/ffmpeg ") != std::string::npos)
+            if (cmdline.find(dir.string()) != std::string::npos) return true;
+    }
+    return false;
+}
+
+TEST_F(CliEngineTest, CtrlCWhileTranscodingCancelsTheJobAndStopsFfmpeg) {
+    start_engine();
+    // Long enough to still be transcoding when the interrupt comes.
+    ASSERT_TRUE(test::make_test_clip(m_dir / "long.mp4", 30.0, 640, 360));
+    auto child = start({"submit", (m_dir / "long.mp4").string(), "-o", (m_dir / "long.out.mkv").string(),
+                        "--video-codec", "libx265", "--crf", "30"});
+    std::string id;
+    ASSERT_TRUE(test::wait_until(
+        [&] {
+            auto page = m_server->store().list_jobs({});
+            if (page.items.empty()) return false;
+            id = page.items.front().id;
+            return m_server->store().get_job(id)->state == JobState::Running;
+        },
+        std::chrono::seconds(60)))
+        << child->err() << "\nengine:\n" << m_engine->err();
+    ASSERT_TRUE(test::wait_until([&] { return ffmpeg_running_under(m_dir / "engine"); }, std::chrono::seconds(10)));
+    child->signal(SIGINT);
+    EXPECT_EQ(child->wait(std::chrono::seconds(20)), 130) << child->err();
+    auto interrupted = std::chrono::steady_clock::now();
+    EXPECT_TRUE(test::wait_until([&] { return !ffmpeg_running_under(m_dir / "engine"); }, std::chrono::seconds(5)));
+    EXPECT_LT(std::chrono::steady_clock::now() - interrupted, std::chrono::seconds(3));
+    EXPECT_TRUE(test::wait_until([&] { return state_of(id) == JobState::Canceled; }, std::chrono::seconds(10)))
+        << to_string(state_of(id));
+    EXPECT_FALSE(stdfs::exists(m_dir / "long.out.mkv"));
 }
 
 }  // namespace

@@ -19,7 +19,8 @@ class FlowTest : public ::testing::Test {
 protected:
     void SetUp() override {
         ASSERT_FALSE(small_clip_bytes().empty()) << "ffmpeg could not make the test clip";
-        server = std::make_unique<InProcessServer>(dir / "data");
+        // Sources go at the first maintenance pass after a job ends (the default keeps them 1 h).
+        server = std::make_unique<InProcessServer>(dir / "data", [](dispatch::DispatchConfig& c) { c.source_retention = "0s"; });
         alice_key = server->key("alice", Role::User);
     }
     test::TempDir dir;
@@ -185,7 +186,7 @@ TEST_F(FlowTest, EventsStreamCancelAndRetry) {
     EXPECT_EQ(resumed.body.find("id: " + std::to_string(all_events.front().id) + "\n"), std::string::npos);
     EXPECT_NE(resumed.body.find("id: " + std::to_string(all_events.back().id) + "\n"), std::string::npos) << resumed.body;
 
-    // Source retention (0s by default) deletes a terminal job's source at the next maintenance pass;
+    // Source retention (0s in this fixture) deletes a terminal job's source at the next maintenance pass;
     // a retry then says why it cannot run.
     server->jobs().run_maintenance();
     auto late = call(c, "POST", "/jobs/" + id + "/retry");
