@@ -65,7 +65,8 @@ void add_sources(CLI::App& app, const SourceSettings& settings) {
     collect_options(app, options);
     for (CLI::Option* opt : options) {
         const auto& lnames = opt->get_lnames();
-        if (lnames.empty() || lnames.front() == "config" || lnames.front() == "help") continue;
+        if (lnames.empty() || lnames.front() == "config" || lnames.front() == "help" || lnames.front() == "version")
+            continue;
         if (opt->get_envname().empty()) opt->envname(env_name_for(settings.env_prefix, lnames.front()));
     }
 }

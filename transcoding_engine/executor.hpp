@@ -49,7 +49,10 @@ struct ExecutorSettings {
     std::string ffmpeg = "ffmpeg";
     std::string api_key;  // for ffmpeg's -headers in stream mode
     std::chrono::milliseconds progress_interval{1000};
-    std::chrono::milliseconds kill_grace{3000};
+    // SIGTERM to SIGKILL when an assignment is stopped. Short: a stopped ffmpeg's output is thrown
+    // away, and on SIGTERM ffmpeg first flushes its encoders (a second or more with x264's lookahead),
+    // which a cancel must not wait for.
+    std::chrono::milliseconds kill_grace{500};
 };
 
 // argv for file mode: ffmpeg + the assignment's argv with {input}/{output} replaced, and

@@ -14,7 +14,7 @@ protocol::ErrorClass classify_failure(std::optional<int> exit_code, std::string_
         "Cannot allocate memory",  "Resource temporarily unavailable", "Broken pipe", "Too many open files"};
     for (auto pattern : k_transient)
         if (stderr_text.find(pattern) != std::string_view::npos) return protocol::ErrorClass::Transient;
-    static constexpr std::array<std::string_view, 18> k_permanent = {
+    static constexpr std::array<std::string_view, 19> k_permanent = {
         "Invalid data found when processing input",
         "Unknown encoder",
         "Unknown decoder",
@@ -32,6 +32,7 @@ protocol::ErrorClass classify_failure(std::optional<int> exit_code, std::string_
         "Error initializing output stream",
         "Invalid frame size",
         "Decoding requested, but no decoder found",
+        "Cannot determine format of input stream",  // not one frame of the source could be decoded
         "Server returned 4",  // the source is gone or forbidden; a retry cannot fix that
     };
     for (auto pattern : k_permanent)
