@@ -3,6 +3,7 @@
 #include "common/process.hpp"
 
 #include <chrono>
+#include <future>
 #include <sstream>
 
 namespace distconv::engine {
@@ -74,17 +75,22 @@ Result<protocol::Capabilities> probe_capabilities(const std::string& ffmpeg) {
             return Error(ErrorCode::Unavailable, ffmpeg + " " + what + " exited with " + std::to_string(r->exit_code));
         return r->out;
     };
+    // The four queries run at once: the engine's start (and so its crash report) waits on them.
+    auto version_f = std::async(std::launch::async, query, "-version");
+    auto encoders_f = std::async(std::launch::async, query, "-encoders");
+    auto decoders_f = std::async(std::launch::async, query, "-decoders");
+    auto hwaccels_f = std::async(std::launch::async, query, "-hwaccels");
+    auto version = version_f.get();
+    auto encoders = encoders_f.get();
+    auto decoders = decoders_f.get();
+    auto hwaccels = hwaccels_f.get();
     protocol::Capabilities caps;
-    auto version = query("-version");
     if (!version) return version.error();
     caps.ffmpeg_version = parse_ffmpeg_version(*version);
-    auto encoders = query("-encoders");
     if (!encoders) return encoders.error();
     caps.encoders = parse_codec_list(*encoders);
-    auto decoders = query("-decoders");
     if (!decoders) return decoders.error();
     caps.decoders = parse_codec_list(*decoders);
-    auto hwaccels = query("-hwaccels");
     if (!hwaccels) return hwaccels.error();
     caps.hwaccels = parse_hwaccels(*hwaccels);
     if (caps.encoders.empty()) return Error(ErrorCode::Unavailable, ffmpeg + " lists no encoders");

@@ -219,7 +219,9 @@ TEST(EngineFaults, EngineRestartedAfterSigkillRequeuesItsOrphanedAssignmentAtOnc
                                   << " ms\n" << engine->log();
     EXPECT_EQ(j["attempts"][0].value("error_class", ""), "transient") << j.dump();
     EXPECT_NE(engine->log().find("interrupted by a restart"), std::string::npos) << engine->log();
-    EXPECT_FALSE(std::filesystem::exists(c.work_dir("engine1") / "assignments" / old_assignment));
+    // The report goes first, the clean-up right after it.
+    EXPECT_TRUE(test::wait_until(
+        [&] { return !std::filesystem::exists(c.work_dir("engine1") / "assignments" / old_assignment); }, 5s));
     // The engine kept its identity across the restart.
     EXPECT_EQ(c.engines().size(), 1u) << c.engines().dump();
 

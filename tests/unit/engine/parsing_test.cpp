@@ -61,6 +61,7 @@ TEST(FailureClass, PermanentForRejectedOptionsAndUndecodableInput) {
     EXPECT_EQ(classify_failure(1, "Unknown encoder 'libfoo'"), ErrorClass::Permanent);
     EXPECT_EQ(classify_failure(1, "Error while opening encoder for output stream #0:0"), ErrorClass::Permanent);
     EXPECT_EQ(classify_failure(8, "Invalid argument"), ErrorClass::Permanent);
+    EXPECT_EQ(classify_failure(1, "Cannot determine format of input stream 0:0 after EOF"), ErrorClass::Permanent);
 }
 
 TEST(FailureClass, TransientForSignalsDiskAndNetwork) {
