@@ -11,15 +11,6 @@ namespace {
 
 using nlohmann::json;
 
-std::optional<double> parse_double(std::string_view text) {
-    if (text.empty() || text == "N/A") return std::nullopt;
-    double v = 0;
-    auto res = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (res.ec != std::errc() || res.ptr != text.data() + text.size() || !std::isfinite(v))
-        return std::nullopt;
-    return v;
-}
-
 // A number that ffprobe may print as a JSON number or as a string; nullopt for "N/A" and junk.
 std::optional<double> number_field(const json& obj, const char* key) {
     auto it = obj.find(key);
@@ -28,7 +19,7 @@ std::optional<double> number_field(const json& obj, const char* key) {
         double v = it->get<double>();
         return std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
     }
-    if (it->is_string()) return parse_double(it->get_ref<const std::string&>());
+    if (it->is_string()) return parse_ffmpeg_number(it->get_ref<const std::string&>());
     return std::nullopt;
 }
 
@@ -76,11 +67,21 @@ const StreamInfo* ProbeInfo::first_audio() const {
     return nullptr;
 }
 
+std::optional<double> parse_ffmpeg_number(std::string_view text) {
+    while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+    while (!text.empty() && (text.back() == ' ' || text.back() == '\t' || text.back() == '\r')) text.remove_suffix(1);
+    if (text.empty() || text == "N/A") return std::nullopt;
+    double v = 0;
+    auto res = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (res.ec != std::errc() || res.ptr != text.data() + text.size() || !std::isfinite(v)) return std::nullopt;
+    return v;
+}
+
 std::optional<double> parse_rational(std::string_view text) {
     auto slash = text.find('/');
-    if (slash == std::string_view::npos) return positive(parse_double(text));
-    auto num = parse_double(text.substr(0, slash));
-    auto den = parse_double(text.substr(slash + 1));
+    if (slash == std::string_view::npos) return positive(parse_ffmpeg_number(text));
+    auto num = parse_ffmpeg_number(text.substr(0, slash));
+    auto den = parse_ffmpeg_number(text.substr(slash + 1));
     if (!num || !den || *den == 0) return std::nullopt;
     return positive(*num / *den);
 }

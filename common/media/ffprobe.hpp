@@ -46,6 +46,9 @@ Result<ProbeInfo> parse_ffprobe_json(std::string_view json);
 // {ffprobe, "-v", "error", "-print_format", "json", "-show_format", "-show_streams", file}
 std::vector<std::string> ffprobe_argv(const std::string& ffprobe, const std::string& file);
 
+// A number as ffmpeg and ffprobe print them ("1.000000", " 25 "); nullopt for "N/A", junk and inf/nan.
+std::optional<double> parse_ffmpeg_number(std::string_view text);
+
 // "30000/1001" -> 29.97..., "25" -> 25; nullopt for "0/0", "N/A" and garbage.
 std::optional<double> parse_rational(std::string_view text);
 

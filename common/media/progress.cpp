@@ -1,5 +1,7 @@
 #include "common/media/progress.hpp"
 
+#include "common/media/ffprobe.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -16,16 +18,6 @@ std::string_view trim(std::string_view s) {
     return s;
 }
 
-std::optional<double> parse_number(std::string_view text) {
-    text = trim(text);
-    if (text.empty() || text == "N/A") return std::nullopt;
-    double v = 0;
-    auto res = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (res.ec != std::errc() || res.ptr != text.data() + text.size() || !std::isfinite(v))
-        return std::nullopt;
-    return v;
-}
-
 std::optional<double> non_negative(std::optional<double> v) {
     if (v && *v >= 0) return v;
     return std::nullopt;
@@ -36,7 +28,7 @@ std::optional<double> parse_with_suffix(std::string_view text, std::string_view 
     text = trim(text);
     if (text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix)
         text.remove_suffix(suffix.size());
-    return non_negative(parse_number(text));
+    return non_negative(parse_ffmpeg_number(text));
 }
 
 }  // namespace
@@ -49,7 +41,7 @@ std::optional<double> parse_clock_time(std::string_view text) {
     while (n < 3) {
         auto colon = text.find(':');
         auto piece = colon == std::string_view::npos ? text : text.substr(0, colon);
-        auto v = parse_number(piece);
+        auto v = parse_ffmpeg_number(piece);
         if (!v || *v < 0) return std::nullopt;
         parts[n++] = *v;
         if (colon == std::string_view::npos) break;
@@ -97,22 +89,22 @@ void ProgressParser::handle_line(std::string_view line, std::vector<ProgressUpda
     if (key == "progress") {
         finish_block(value == "end", out);
     } else if (key == "out_time_us") {
-        m_out_time_us = non_negative(parse_number(value));
+        m_out_time_us = non_negative(parse_ffmpeg_number(value));
     } else if (key == "out_time_ms") {
         // Despite its name, ffmpeg writes microseconds here too (same value as out_time_us).
-        m_out_time_ms = non_negative(parse_number(value));
+        m_out_time_ms = non_negative(parse_ffmpeg_number(value));
     } else if (key == "out_time") {
         m_out_time_text = parse_clock_time(value);
     } else if (key == "frame") {
-        if (auto v = non_negative(parse_number(value))) m_block.frame = static_cast<std::int64_t>(*v);
+        if (auto v = non_negative(parse_ffmpeg_number(value))) m_block.frame = static_cast<std::int64_t>(*v);
     } else if (key == "fps") {
-        m_block.fps = non_negative(parse_number(value));
+        m_block.fps = non_negative(parse_ffmpeg_number(value));
     } else if (key == "speed") {
         m_block.speed = parse_with_suffix(value, "x");
     } else if (key == "bitrate") {
         m_block.bitrate_kbps = parse_with_suffix(value, "kbits/s");
     } else if (key == "total_size") {
-        if (auto v = non_negative(parse_number(value))) m_block.total_size = static_cast<std::int64_t>(*v);
+        if (auto v = non_negative(parse_ffmpeg_number(value))) m_block.total_size = static_cast<std::int64_t>(*v);
     }
     // Unknown keys (stream_0_0_q, dup_frames, drop_frames, ...) are ignored.
 }

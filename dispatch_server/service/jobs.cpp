@@ -337,11 +337,15 @@ Result<JobRecord> JobService::submit_multipart(const Principal& who, const nlohm
     u.source_pool = incoming.pool;
     u.source_path = rel;
     u.source_received = size;
-    u.source_probe = probe_summary(*probe);
-    if (probe->duration_seconds) u.duration_seconds = *probe->duration_seconds;
+    return queue_probed(record.id, *probe, u);
+}
+
+Result<JobRecord> JobService::queue_probed(const std::string& id, const media::ProbeInfo& probe, JobUpdate u) {
+    u.source_probe = probe_summary(probe);
+    if (probe.duration_seconds) u.duration_seconds = *probe.duration_seconds;
     u.queued_at = m_clock.now_ms();
     u.message = "queued";
-    auto queued = m_store.transition(record.id, {JobState::AwaitingUpload}, JobState::Queued, u, "source received");
+    auto queued = m_store.transition(id, {JobState::AwaitingUpload}, JobState::Queued, u, "source received");
     changed();
     return queued;
 }
@@ -490,13 +494,7 @@ Result<JobRecord> JobService::finish_source(const JobRecord& job, const stdfs::p
         return probe.error();
     }
     u.source_size = size;
-    u.source_probe = probe_summary(*probe);
-    if (probe->duration_seconds) u.duration_seconds = *probe->duration_seconds;
-    u.queued_at = m_clock.now_ms();
-    u.message = "queued";
-    auto queued = m_store.transition(job.id, {JobState::AwaitingUpload}, JobState::Queued, u, "source received");
-    changed();
-    return queued;
+    return queue_probed(job.id, *probe, u);
 }
 
 void JobService::fetch_source_url(std::string job_id, std::string url) {
