@@ -321,10 +321,19 @@ struct HttpApi::Impl {
         auto who = user(req, res);
         if (!who) return;
         JobQuery q;
-        if (req.has_param("state")) {
-            auto st = protocol::parse_job_state(req.get_param_value("state"));
-            if (!st) return send_error(res, Error::invalid("state", "unknown state '" + req.get_param_value("state") + "'"));
-            q.state = *st;
+        // state=queued,running or state=queued&state=running
+        for (size_t i = 0; i < req.get_param_value_count("state"); ++i) {
+            std::string list = req.get_param_value("state", i);
+            size_t start = 0;
+            while (start <= list.size()) {
+                size_t comma = list.find(',', start);
+                std::string name = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+                auto st = protocol::parse_job_state(name);
+                if (!st) return send_error(res, Error::invalid("state", "unknown state '" + name + "'"));
+                q.states.push_back(*st);
+                if (comma == std::string::npos) break;
+                start = comma + 1;
+            }
         }
         if (req.has_param("limit")) {
             auto limit = parse_u64(req.get_param_value("limit"));

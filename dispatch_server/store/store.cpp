@@ -698,6 +698,14 @@ JobPage Store::list_jobs(const JobQuery& query) {
         where += " AND state = ?";
         params.emplace_back(std::string(to_string(*query.state)));
     }
+    if (!query.states.empty()) {
+        where += " AND state IN (";
+        for (size_t i = 0; i < query.states.size(); ++i) {
+            where += i ? ", ?" : "?";
+            params.emplace_back(std::string(to_string(query.states[i])));
+        }
+        where += ")";
+    }
     try {
         {
             auto s = m_impl->prepare("SELECT COUNT(*) FROM jobs " + where);

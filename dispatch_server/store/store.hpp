@@ -138,6 +138,7 @@ struct JobEvent {
 struct JobQuery {
     std::optional<std::string> owner_key_id;  // nullopt: all owners (admins)
     std::optional<JobState> state;
+    std::vector<JobState> states;             // any of these (when not empty)
     int limit = 50;
     std::optional<std::string> cursor;        // the id of the last item of the previous page
 };

@@ -133,6 +133,11 @@ TEST_F(FlowTest, ListPagingAndStateFilter) {
     auto canceled = body_json(call(c, "GET", "/jobs?state=canceled"));
     ASSERT_EQ(canceled["total"], 1);
     EXPECT_EQ(canceled["items"][0]["job_id"], ids[0]);
+    // Several states: comma-separated or repeated.
+    EXPECT_EQ(body_json(call(c, "GET", "/jobs?state=queued,canceled"))["total"], 5);
+    EXPECT_EQ(body_json(call(c, "GET", "/jobs?state=queued&state=canceled"))["total"], 5);
+    EXPECT_EQ(body_json(call(c, "GET", "/jobs?state=running,failed"))["total"], 0);
+    EXPECT_EQ(call(c, "GET", "/jobs?state=queued,nope").status, 400);
 }
 
 TEST_F(FlowTest, EventsStreamCancelAndRetry) {
