@@ -141,6 +141,7 @@ struct HttpApi::Impl {
             send_json(res, 200, {{"status", "ok"}});
         });
         router.add("GET", "/readyz", [this](const httplib::Request&, httplib::Response& res) { readyz(res); });
+        router.add("GET", "/metrics", [this](const httplib::Request&, httplib::Response& res) { metrics(res); });
 
         router.add_streaming("POST", "/api/v1/jobs",
                       [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
@@ -196,6 +197,30 @@ struct HttpApi::Impl {
             if (!r) return send_error(res, r.error());
             send_json(res, 200, protocol::to_json(to_key_info(*r)));
         });
+    }
+
+    // Prometheus text format 0.0.4.
+    void metrics(httplib::Response& res) {
+        auto& store = s.jobs.store();
+        std::string out =
+            "# HELP distconv_jobs Jobs by state.\n# TYPE distconv_jobs gauge\n";
+        auto by_state = store.count_by_state();
+        for (auto state : protocol::k_all_job_states) {
+            int64_t n = by_state.count(state) ? by_state.at(state) : 0;
+            out += "distconv_jobs{state=\"" + std::string(protocol::to_string(state)) + "\"} " + std::to_string(n) + "\n";
+        }
+        int64_t queued = by_state.count(JobState::Queued) ? by_state.at(JobState::Queued) : 0;
+        out += "# HELP distconv_queue_depth Jobs waiting for an engine.\n# TYPE distconv_queue_depth gauge\n";
+        out += "distconv_queue_depth " + std::to_string(queued) + "\n";
+        std::map<std::string, int> engines{{"idle", 0}, {"busy", 0}, {"draining", 0}, {"offline", 0}};
+        for (const auto& e : store.list_engines()) ++engines[e.state];
+        out += "# HELP distconv_engines Engines by state.\n# TYPE distconv_engines gauge\n";
+        for (const auto& [state, n] : engines)
+            out += "distconv_engines{state=\"" + state + "\"} " + std::to_string(n) + "\n";
+        out += "# HELP distconv_assignments_active Assignments holding a lease.\n# TYPE distconv_assignments_active gauge\n";
+        out += "distconv_assignments_active " + std::to_string(store.active_attempts().size()) + "\n";
+        res.status = 200;
+        res.set_content(out, "text/plain; version=0.0.4");
     }
 
     void readyz(httplib::Response& res) {

@@ -335,6 +335,13 @@ TEST_F(FlowTest, PresetsAndPools) {
     EXPECT_FALSE(items[0].contains("path"));  // only admins see paths
     auto health = call(c, "GET", "http://127.0.0.1:" + std::to_string(server->port()) + "/healthz");
     EXPECT_EQ(health.status, 200);
+    // Metrics need no key; the queue shows the job this test's fixture made (if any) and every state.
+    auto metrics = call(c, "GET", "http://127.0.0.1:" + std::to_string(server->port()) + "/metrics");
+    ASSERT_EQ(metrics.status, 200);
+    for (const char* line : {"# TYPE distconv_jobs gauge", "distconv_jobs{state=\"awaiting_upload\"} ",
+                             "distconv_queue_depth ", "distconv_engines{state=\"idle\"} 0",
+                             "distconv_assignments_active 0"})
+        EXPECT_NE(metrics.body.find(line), std::string::npos) << line << "\n" << metrics.body;
 }
 
 }  // namespace
