@@ -103,6 +103,8 @@ int engine_main(int argc, char** argv) {
     es.reserve_disk_bytes = cfg.reserve_disk_bytes;
     es.drain_timeout = cfg.drain_timeout_ms;
     es.max_load = cfg.max_load;
+    es.min_free_memory_bytes = cfg.min_free_memory_bytes;
+    es.executor.cpu_set = cfg.cpu_set;
     es.executor.work_dir = cfg.work_dir;
     es.executor.ffmpeg = cfg.ffmpeg;
     es.executor.api_key = cfg.key;

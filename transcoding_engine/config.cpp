@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include <regex>
+
 namespace distconv::engine {
 
 void add_options(CLI::App& app, EngineConfig& c) {
@@ -29,6 +31,9 @@ void add_options(CLI::App& app, EngineConfig& c) {
     app.add_flag("--allow-insecure", c.allow_insecure, "Allow sending the key over plain http to another host");
     app.add_option("--max-load", c.max_load, "Claim nothing while the 1-minute load is above this (0: off)")
         ->capture_default_str();
+    app.add_option("--min-free-memory", c.min_free_memory, "Claim nothing while available memory is below this (0: off)")
+        ->capture_default_str();
+    app.add_option("--cpu-set", c.cpu_set, "Pin ffmpeg to these CPUs, taskset-style (e.g. 0-3,6)");
 }
 
 std::optional<UrlParts> parse_server_url(const std::string& url) {
@@ -83,6 +88,12 @@ Status finalize(EngineConfig& c) {
     if (!drain || *drain < 0) return Error::invalid("drain-timeout", "drain-timeout must be a duration");
     c.drain_timeout_ms = std::chrono::milliseconds(*drain);
     if (c.max_load < 0) return Error::invalid("max-load", "max-load must not be negative");
+    auto memory = config::parse_byte_size(c.min_free_memory);
+    if (!memory) return Error::invalid("min-free-memory", "min-free-memory: " + memory.error().message);
+    c.min_free_memory_bytes = *memory;
+    static const std::regex k_cpu_set(R"(^[0-9]{1,4}(-[0-9]{1,4})?(,[0-9]{1,4}(-[0-9]{1,4})?)*$)");
+    if (!c.cpu_set.empty() && !std::regex_match(c.cpu_set, k_cpu_set))
+        return Error::invalid("cpu-set", "cpu-set must be a CPU list like 0-3,6, not '" + c.cpu_set + "'");
     return {};
 }
 

@@ -33,11 +33,14 @@ struct EngineConfig {
     std::string hostname;
     bool allow_insecure = false;
     double max_load = 0;  // 0: no limit
+    std::string min_free_memory = "0";  // claim nothing while available memory is below this (0: off)
+    std::string cpu_set;                  // pin ffmpeg to these CPUs (taskset list, e.g. 0-3,6)
 
     // Derived by finalize().
     std::string api_base;  // server + "/api/v1"
     std::chrono::milliseconds heartbeat_interval_ms{5000};
     int claim_wait_seconds = 30;
+    std::uint64_t min_free_memory_bytes = 0;
     std::uint64_t reserve_disk_bytes = 1ull << 30;
     std::chrono::milliseconds drain_timeout_ms{300000};
 };

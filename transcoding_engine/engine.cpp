@@ -55,10 +55,21 @@ std::int64_t Engine::reported_free_disk() const {
     return std::max<std::int64_t>(free, 0);
 }
 
+bool machine_overloaded(const SystemInfo& sys, double max_load, std::uint64_t min_free_memory) {
+    if (max_load > 0) {
+        auto load = sys.load_average();
+        if (load && *load > max_load) return true;
+    }
+    if (min_free_memory > 0) {
+        auto memory = sys.memory();
+        if (memory && static_cast<std::uint64_t>(std::max<std::int64_t>(memory->available_bytes, 0)) < min_free_memory)
+            return true;
+    }
+    return false;
+}
+
 bool Engine::overloaded() const {
-    if (m_settings.max_load <= 0) return false;
-    auto load = m_sys.load_average();
-    return load && *load > m_settings.max_load;
+    return machine_overloaded(m_sys, m_settings.max_load, m_settings.min_free_memory_bytes);
 }
 
 bool Engine::sleep_unless_draining(std::chrono::milliseconds d) {

@@ -34,6 +34,7 @@ struct EngineSettings {
     std::uint64_t reserve_disk_bytes = 0;
     std::chrono::milliseconds drain_timeout{300000};
     double max_load = 0;  // 0: no limit
+    std::uint64_t min_free_memory_bytes = 0;  // 0: no limit
     ExecutorSettings executor;
 };
 
@@ -46,6 +47,10 @@ struct HeartbeatInputs {
     std::optional<double> benchmark_score;
     std::uint64_t reserve_disk_bytes = 0;
 };
+// Backpressure: true while the machine's load is above max_load or its available memory below
+// min_free_memory (each 0 = no limit); an overloaded engine reports busy and claims nothing.
+bool machine_overloaded(const SystemInfo& sys, double max_load, std::uint64_t min_free_memory);
+
 protocol::Heartbeat build_heartbeat(const HeartbeatInputs& in, const SystemInfo& sys,
                                     const std::filesystem::path& work_dir);
 

@@ -57,6 +57,12 @@ std::vector<std::string> with_progress(std::vector<std::string> args) {
 
 }  // namespace
 
+std::vector<std::string> with_cpu_set(std::vector<std::string> argv, const std::string& cpu_set) {
+    if (cpu_set.empty()) return argv;
+    argv.insert(argv.begin(), {"taskset", "-c", cpu_set});
+    return argv;
+}
+
 std::vector<std::string> build_file_argv(const Assignment& a, const std::string& ffmpeg, const std::string& input,
                                          const std::string& output) {
     std::vector<std::string> argv = {ffmpeg};
@@ -245,7 +251,7 @@ AssignmentOutcome Executor::run_file(ActiveAssignment& active, Attempt& at) {
     // 2. Transcode.
     (void)m_state.update_state(a.assignment_id, "transcoding");
     RunSpec spec;
-    spec.argv = build_file_argv(a, m_settings.ffmpeg, input.string(), output.string());
+    spec.argv = with_cpu_set(build_file_argv(a, m_settings.ffmpeg, input.string(), output.string()), m_settings.cpu_set);
     spec.env = {{"SVT_LOG", "1"}};
     spdlog::info("assignment {}: {}", a.assignment_id, media::quote_command(spec.argv));
     auto started = m_runner.start(spec);
@@ -302,7 +308,8 @@ AssignmentOutcome Executor::run_stream(ActiveAssignment& active, Attempt& at) {
     const Assignment& a = active.assignment();
     (void)m_state.update_state(a.assignment_id, "transcoding");
     RunSpec spec;
-    spec.argv = build_stream_argv(a, m_settings.ffmpeg, m_api.source_url(a), m_settings.api_key);
+    spec.argv =
+        with_cpu_set(build_stream_argv(a, m_settings.ffmpeg, m_api.source_url(a), m_settings.api_key), m_settings.cpu_set);
     spec.env = {{"SVT_LOG", "1"}};
     spec.output_pipe = true;
     {

@@ -48,12 +48,17 @@ struct ExecutorSettings {
     std::filesystem::path work_dir;  // assignments live in <work_dir>/assignments/<id>
     std::string ffmpeg = "ffmpeg";
     std::string api_key;  // for ffmpeg's -headers in stream mode
+    std::string cpu_set;  // when set, ffmpeg runs under `taskset -c <cpu_set>`
     std::chrono::milliseconds progress_interval{1000};
     // SIGTERM to SIGKILL when an assignment is stopped. Short: a stopped ffmpeg's output is thrown
     // away, and on SIGTERM ffmpeg first flushes its encoders (a second or more with x264's lookahead),
     // which a cancel must not wait for.
     std::chrono::milliseconds kill_grace{500};
 };
+
+// Prefixes argv with `taskset -c LIST` when a CPU set is configured (taskset execs ffmpeg in place, so
+// the pid and process group stay ffmpeg's).
+std::vector<std::string> with_cpu_set(std::vector<std::string> argv, const std::string& cpu_set);
 
 // argv for file mode: ffmpeg + the assignment's argv with {input}/{output} replaced, and
 // "-progress pipe:1 -nostats" added when the server's argv lacks -progress.

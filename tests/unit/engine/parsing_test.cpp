@@ -161,6 +161,34 @@ class FakeSystem final : public SystemInfo {
 
 }  // namespace
 
+TEST(Backpressure, LoadAndMemoryLimits) {
+    FakeSystem sys;  // load 0.5, 50 bytes available
+    EXPECT_FALSE(machine_overloaded(sys, 0, 0));
+    EXPECT_FALSE(machine_overloaded(sys, 1.0, 10));
+    EXPECT_TRUE(machine_overloaded(sys, 0.25, 0));
+    EXPECT_TRUE(machine_overloaded(sys, 0, 100));
+}
+
+TEST(Argv, CpuSetPinsFfmpegWithTaskset) {
+    std::vector<std::string> argv{"ffmpeg", "-i", "in", "out"};
+    EXPECT_EQ(with_cpu_set(argv, ""), argv);
+    EXPECT_EQ(with_cpu_set(argv, "0-1,3"),
+              (std::vector<std::string>{"taskset", "-c", "0-1,3", "ffmpeg", "-i", "in", "out"}));
+    EngineConfig c;
+    c.server = "http://127.0.0.1:9";
+    c.key = "k";
+    c.work_dir = "/tmp/x";
+    c.cpu_set = "0-3,6";
+    c.min_free_memory = "512M";
+    ASSERT_TRUE(finalize(c));
+    EXPECT_EQ(c.min_free_memory_bytes, 512ull << 20);
+    c.cpu_set = "0-3;rm";
+    EXPECT_EQ(finalize(c).error().details["field"], "cpu-set");
+    c.cpu_set = "";
+    c.min_free_memory = "lots";
+    EXPECT_EQ(finalize(c).error().details["field"], "min-free-memory");
+}
+
 TEST(Heartbeat, PayloadFollowsTheEngineSituation) {
     FakeSystem sys;
     HeartbeatInputs in;
