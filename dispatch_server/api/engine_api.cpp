@@ -83,6 +83,12 @@ void install_engine_routes(Router& router, AuthService& auth, EngineService& eng
                        send_json(res, 200, protocol::to_json(*info));
                    });
     }
+    router.add("POST", "/api/v1/engines/" + k_id + "/benchmark", [&](const httplib::Request& req, httplib::Response& res) {
+        if (!authorize(auth, req, res, require_admin)) return;
+        auto info = engines.request_benchmark(req.matches[1]);
+        if (!info) return send_error(res, info.error());
+        send_json(res, 202, protocol::to_json(*info));
+    });
     router.add("POST", "/api/v1/assignments/" + k_id + "/progress", [&](const httplib::Request& req, httplib::Response& res) {
         auto who = authorize(auth, req, res, require_engine);
         if (!who) return;

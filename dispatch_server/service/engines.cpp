@@ -90,9 +90,11 @@ Result<protocol::HeartbeatReply> EngineService::heartbeat(const Principal& who, 
     e.cpu_temperature_c = hb.cpu_temperature_c;
     if (hb.benchmark_score) e.benchmark_score = hb.benchmark_score;
     e.last_seen_at = now;
+    protocol::HeartbeatReply reply;
+    reply.rerun_benchmark = e.rerun_benchmark;  // asked once; this answer carries it
+    e.rerun_benchmark = false;
     if (auto st = m_store.update_engine(e); !st) return st.error();
 
-    protocol::HeartbeatReply reply;
     reply.drain = e.drain;
     for (const auto& aid : hb.running_assignments) {
         auto a = m_store.get_attempt(aid);
@@ -514,6 +516,14 @@ int EngineService::explain_unplaceable_jobs() {
         }
     }
     return unplaceable;
+}
+
+Result<protocol::EngineInfo> EngineService::request_benchmark(const std::string& engine_id) {
+    auto e = m_store.get_engine(engine_id);
+    if (!e) return Error(ErrorCode::NotFound, "no engine with id '" + engine_id + "'");
+    e->rerun_benchmark = true;
+    if (auto st = m_store.update_engine(*e); !st) return st.error();
+    return to_info(*e);
 }
 
 EngineService::RescueReport EngineService::rescue() {

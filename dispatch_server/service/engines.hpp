@@ -57,6 +57,8 @@ public:
 
     std::vector<protocol::EngineInfo> list_engines();
     Result<protocol::EngineInfo> set_drain(const std::string& engine_id, bool drain);
+    // The engine's next heartbeat answer asks it to re-run its benchmark.
+    Result<protocol::EngineInfo> request_benchmark(const std::string& engine_id);
 
     struct RescueReport {
         int leases_expired = 0;

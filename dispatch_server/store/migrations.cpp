@@ -122,11 +122,17 @@ CREATE INDEX attempts_engine_state ON attempts(engine_id, state);
 CREATE INDEX attempts_lease ON attempts(state, lease_expires_at);
 )sql";
 
+// 2: an admin can ask an engine to re-run its benchmark; the next heartbeat answer carries it.
+constexpr const char* k_migration_2 = R"sql(
+ALTER TABLE engines ADD COLUMN rerun_benchmark INTEGER NOT NULL DEFAULT 0;
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& store_migrations() {
     static const std::vector<Migration> migrations = {
         {1, k_migration_1},
+        {2, k_migration_2},
     };
     return migrations;
 }

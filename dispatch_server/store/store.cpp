@@ -978,7 +978,7 @@ namespace {
 
 constexpr const char* k_engine_columns =
     "id, key_id, hostname, version, slots, state, capabilities, tags, benchmark_score, free_disk_bytes, load, "
-    "cpu_temp, memory, registered_at, last_seen_at, drain";
+    "cpu_temp, memory, registered_at, last_seen_at, drain, rerun_benchmark";
 
 EngineRecord read_engine(const Stmt& s) {
     EngineRecord e;
@@ -1003,6 +1003,7 @@ EngineRecord read_engine(const Stmt& s) {
     e.registered_at = s.i64(c++);
     e.last_seen_at = s.i64(c++);
     e.drain = s.boolean(c++);
+    e.rerun_benchmark = s.boolean(c++);
     return e;
 }
 
@@ -1045,11 +1046,12 @@ Result<EngineRecord> Store::insert_engine(const EngineRecord& engine) {
         e.registered_at = m_impl->now();
         e.last_seen_at = e.registered_at;
         auto s = m_impl->prepare(std::string("INSERT INTO engines (") + k_engine_columns +
-                                 ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+                                 ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
         s.bind(e.id).bind(e.key_id.empty() ? Value(nullptr) : Value(e.key_id));
         s << e.hostname << e.version << e.slots
           << e.state << e.capabilities << nlohmann::json(e.tags) << e.benchmark_score << e.free_disk_bytes
-          << e.load_average << e.cpu_temperature_c << e.memory << e.registered_at << e.last_seen_at << e.drain;
+          << e.load_average << e.cpu_temperature_c << e.memory << e.registered_at << e.last_seen_at << e.drain
+          << e.rerun_benchmark;
         s.run();
         return e;
     } catch (const SqlError& e) {
@@ -1087,11 +1089,11 @@ Status Store::update_engine(const EngineRecord& e) {
     try {
         auto s = m_impl->prepare(
             "UPDATE engines SET hostname = ?, version = ?, slots = ?, state = ?, capabilities = ?, tags = ?, "
-            "benchmark_score = ?, free_disk_bytes = ?, load = ?, cpu_temp = ?, memory = ?, last_seen_at = ?, drain = ? "
-            "WHERE id = ?");
+            "benchmark_score = ?, free_disk_bytes = ?, load = ?, cpu_temp = ?, memory = ?, last_seen_at = ?, drain = ?, "
+            "rerun_benchmark = ? WHERE id = ?");
         s << e.hostname << e.version << e.slots << e.state << e.capabilities << nlohmann::json(e.tags)
           << e.benchmark_score << e.free_disk_bytes << e.load_average << e.cpu_temperature_c << e.memory
-          << e.last_seen_at << e.drain << e.id;
+          << e.last_seen_at << e.drain << e.rerun_benchmark << e.id;
         s.run();
         if (sqlite3_changes(m_impl->db) == 0) return Error(ErrorCode::NotFound, "no engine with id '" + e.id + "'");
         return {};

@@ -176,6 +176,7 @@ struct EngineRecord {
     int64_t registered_at = 0;
     int64_t last_seen_at = 0;
     bool drain = false;
+    bool rerun_benchmark = false;  // asked by an admin; cleared once a heartbeat answer carried it
 };
 
 // One attempt at a job: one assignment to one engine, under a lease and a fencing token.

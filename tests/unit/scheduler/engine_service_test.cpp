@@ -238,6 +238,18 @@ TEST_F(EngineServiceTest, DrainedEngineGetsNoWork) {
     EXPECT_TRUE(engines->claim(engine_principal, engine_id, req, "")->has_value());
 }
 
+TEST_F(EngineServiceTest, BenchmarkRerunIsAskedOnceThroughTheHeartbeat) {
+    protocol::Heartbeat hb;
+    EXPECT_FALSE(engines->heartbeat(engine_principal, engine_id, hb)->rerun_benchmark);
+    ASSERT_TRUE(engines->request_benchmark(engine_id).ok());
+    EXPECT_TRUE(engines->heartbeat(engine_principal, engine_id, hb)->rerun_benchmark);
+    EXPECT_FALSE(engines->heartbeat(engine_principal, engine_id, hb)->rerun_benchmark);
+    hb.benchmark_score = 42.5;
+    ASSERT_TRUE(engines->heartbeat(engine_principal, engine_id, hb).ok());
+    EXPECT_DOUBLE_EQ(*store->get_engine(engine_id)->benchmark_score, 42.5);
+    EXPECT_EQ(engines->request_benchmark("NOPE").error().code, ErrorCode::NotFound);
+}
+
 TEST_F(EngineServiceTest, AnotherEnginesKeyCannotTouchTheEngine) {
     auto other = store->create_api_key("other", Role::Engine, "h3", "p3");
     Principal intruder{other->id, "other", Role::Engine};
