@@ -395,8 +395,9 @@ TEST_F(CliServerTest, SubmitWaitFollowsEventsAndDownloads) {
     std::string id;
     ASSERT_TRUE(test::wait_until(
         [&] {
+            // A multipart job is stored first and queued once its source is in place: wait for queued.
             for (const auto& j : m_server->store().list_jobs({}).items)
-                if (j.id != spare) id = j.id;
+                if (j.id != spare && j.state == JobState::Queued) id = j.id;
             return !id.empty();
         },
         std::chrono::seconds(20)));
@@ -425,7 +426,8 @@ TEST_F(CliServerTest, BatchWaitFollowsAllAndDownloadsEach) {
     ASSERT_TRUE(test::wait_until(
         [&] {
             ids.clear();
-            for (const auto& j : m_server->store().list_jobs({}).items) ids.push_back(j.id);
+            for (const auto& j : m_server->store().list_jobs({}).items)
+                if (j.state == JobState::Queued) ids.push_back(j.id);
             return ids.size() == 2;
         },
         std::chrono::seconds(20)));
@@ -450,8 +452,9 @@ TEST_F(CliServerTest, FailedJobExitsOne) {
     std::string id;
     ASSERT_TRUE(test::wait_until(
         [&] {
+            // A multipart job is stored first and queued once its source is in place: wait for queued.
             for (const auto& j : m_server->store().list_jobs({}).items)
-                if (j.id != spare) id = j.id;
+                if (j.id != spare && j.state == JobState::Queued) id = j.id;
             return !id.empty();
         },
         std::chrono::seconds(20)));
