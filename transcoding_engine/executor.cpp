@@ -215,6 +215,11 @@ std::string exit_message(const RunResult& r) {
 
 }  // namespace
 
+AssignmentOutcome Executor::report_ffmpeg_exit(ActiveAssignment& active, const RunResult& rr) {
+    return report_failure(active, rr.exit_code, process::tail_lines(rr.stderr_tail, 40),
+                          classify_failure(rr.exit_code, rr.stderr_tail), exit_message(rr));
+}
+
 AssignmentOutcome Executor::run_file(ActiveAssignment& active, Attempt& at) {
     const Assignment& a = active.assignment();
     const auto dir = assignment_dir(a.assignment_id);
@@ -267,10 +272,7 @@ AssignmentOutcome Executor::run_file(ActiveAssignment& active, Attempt& at) {
     });
     active.detach();
     if (active.stopping()) return finish_stopped(active);
-    if (rr.exit_code != 0) {
-        auto cls = classify_failure(rr.exit_code, rr.stderr_tail);
-        return report_failure(active, rr.exit_code, process::tail_lines(rr.stderr_tail, 40), cls, exit_message(rr));
-    }
+    if (rr.exit_code != 0) return report_ffmpeg_exit(active, rr);
     at.report(ProgressPhase::Transcoding, 100);
     if (active.stopping()) return finish_stopped(active);
 
@@ -367,10 +369,7 @@ AssignmentOutcome Executor::run_stream(ActiveAssignment& active, Attempt& at) {
         return report_failure(active, std::nullopt, process::tail_lines(rr.stderr_tail, 40), ErrorClass::Transient,
                               "output upload failed: " + upload_status.error().message);
     }
-    if (rr.exit_code != 0) {
-        auto cls = classify_failure(rr.exit_code, rr.stderr_tail);
-        return report_failure(active, rr.exit_code, process::tail_lines(rr.stderr_tail, 40), cls, exit_message(rr));
-    }
+    if (rr.exit_code != 0) return report_ffmpeg_exit(active, rr);
     at.report(ProgressPhase::Transcoding, 100);
     if (active.stopping()) return finish_stopped(active);
     (void)m_state.update_state(a.assignment_id, "completing");

@@ -85,6 +85,8 @@ class Executor {
     AssignmentOutcome run_file(ActiveAssignment& active, Attempt& at);
     AssignmentOutcome run_stream(ActiveAssignment& active, Attempt& at);
     AssignmentOutcome finish_stopped(ActiveAssignment& active);
+    // ffmpeg ended badly: fail the assignment, permanent or transient as its exit and stderr say.
+    AssignmentOutcome report_ffmpeg_exit(ActiveAssignment& active, const RunResult& rr);
     AssignmentOutcome report_failure(ActiveAssignment& active, std::optional<int> exit_code,
                                      const std::string& stderr_tail, protocol::ErrorClass cls,
                                      const std::string& message);
