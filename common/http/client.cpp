@@ -245,7 +245,8 @@ int on_progress(void* user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ult
     const curl_off_t now = a.progress_upload ? ulnow : dlnow;
     const curl_off_t total = a.progress_upload ? ultotal : dltotal;
     const uint64_t done = a.progress_base + static_cast<uint64_t>(std::max<curl_off_t>(now, 0));
-    if (done == a.last_done) return 0;  // curl calls often; callers hear only of changes
+    // The caller hears every call, changed or not: a long-poll that receives nothing must still be
+    // abortable (an engine that drains stops waiting for work at once).
     a.last_done = done;
     const uint64_t all = total > 0 ? a.progress_base + static_cast<uint64_t>(total) : 0;
     if (!a.transfer->progress(done, all)) {

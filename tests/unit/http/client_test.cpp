@@ -411,6 +411,28 @@ TEST_F(HttpClientTest, RequestTimeoutIsUnavailableAndQuick) {
     EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
 }
 
+TEST_F(HttpClientTest, AnIdleLongPollCanBeAbortedByTheCaller) {
+    server->Get("/api/v1/hang", [&](const httplib::Request&, httplib::Response& res) {
+        gate.wait(20s);
+        res.set_content("late", "text/plain");
+    });
+    start();
+    http::Client client(options());
+    std::atomic<bool> abort{false};
+    http::Request req;
+    req.path_or_url = "/hang";
+    req.retry = false;
+    req.timeout = 60s;
+    req.progress = [&](uint64_t, uint64_t) { return !abort.load(); };
+    std::thread aborter([&] { abort = true; });
+    auto r = client.request(req);
+    aborter.join();
+    // Nothing ever arrived, yet the caller's "stop" was heard (libcurl asks about once a second).
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find("aborted by the caller"), std::string::npos) << r.error().message;
+    gate.open();
+}
+
 TEST_F(HttpClientTest, ConnectTimeoutIsUnavailable) {
     // A listener with a full backlog that never accepts: further SYNs are dropped, so connect() hangs.
     int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
