@@ -1,7 +1,9 @@
 #include "transcoding_engine/cli.hpp"
 
 #include "common/config.hpp"
+#include "common/http/client.hpp"
 #include "common/logging.hpp"
+#include "common/systemd.hpp"
 #include "transcoding_engine/capabilities.hpp"
 #include "transcoding_engine/config.hpp"
 #include "transcoding_engine/engine.hpp"
@@ -122,7 +124,15 @@ int engine_main(int argc, char** argv) {
             else engine.stop_now();
         }
     });
-    int rc = engine.run();
+    // Local set-up is done (state file, capabilities, benchmark): the engine now registers and keeps
+    // retrying until the dispatch server answers, which may take a while after a boot.
+    systemd::notify_ready("registering with " + http::redact_url(cfg.server));
+    int rc = 0;
+    {
+        systemd::Watchdog watchdog([&engine] { return engine.responsive(); });
+        rc = engine.run();
+    }
+    systemd::notify_stopping();
     pthread_kill(signal_thread.native_handle(), SIGUSR2);
     signal_thread.join();
     return rc;

@@ -1,5 +1,7 @@
 #include "transcoding_engine/engine.hpp"
 
+#include "common/systemd.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <random>
@@ -204,8 +206,26 @@ Status Engine::heartbeat_once() {
     return {};
 }
 
+void Engine::tick() {
+    m_last_tick_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::steady_clock::now().time_since_epoch())
+                         .count();
+}
+
+bool Engine::responsive() const {
+    int64_t last = m_last_tick_ms.load();
+    if (last == 0 || m_finished) return true;
+    int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now().time_since_epoch())
+                      .count();
+    // Registration retries wait up to 30 s, heartbeats one interval (plus a slow server's answer).
+    int64_t limit = 120000 + 3 * static_cast<int64_t>(m_settings.heartbeat_interval.count());
+    return now - last < limit;
+}
+
 void Engine::heartbeat_loop() {
     while (!m_finished) {
+        tick();
         if (auto st = heartbeat_once(); !st) spdlog::warn("heartbeat: {}", st.error().to_string());
         std::unique_lock lock(m_mutex);
         m_cv.wait_for(lock, m_settings.heartbeat_interval, [&] { return m_finished.load(); });
@@ -258,13 +278,16 @@ int Engine::run() {
     std::filesystem::create_directories(m_settings.work_dir / "assignments", ec);
     // Register first (recovery needs no id, but the server must be up to hear about it anyway).
     for (int attempt = 1; !m_draining; ++attempt) {
+        tick();
         auto st = ensure_registered();
         if (st) break;
         spdlog::warn("registration: {} (retrying)", st.error().to_string());
         sleep_unless_draining(std::chrono::milliseconds(std::min(30000, 500 * (1 << std::min(attempt, 6)))));
     }
     if (m_draining) return 0;
-    for (int attempt = 1; !recover() && !m_draining; ++attempt)
+    systemd::notify_status("registered as engine " + engine_id() + " (" + std::to_string(m_settings.slots) +
+                           " slot(s))");
+    for (int attempt = 1; (tick(), !recover()) && !m_draining; ++attempt)
         sleep_unless_draining(std::chrono::milliseconds(std::min(30000, 500 * (1 << std::min(attempt, 6)))));
 
     std::thread heartbeat([this] { heartbeat_loop(); });

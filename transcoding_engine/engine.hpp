@@ -78,6 +78,9 @@ class Engine {
     // One heartbeat round: send, then act on the answer (cancel, drain, benchmark).
     Status heartbeat_once();
     std::vector<std::string> running_assignments() const;
+    // True while the engine's control loop (registration, then heartbeats) keeps turning: what the
+    // systemd watchdog checks. A dispatch server that cannot be reached does not make it false.
+    bool responsive() const;
 
   private:
     void worker_loop(int index);
@@ -104,6 +107,8 @@ class Engine {
     std::atomic<bool> m_stop_now{false};
     std::atomic<bool> m_server_drain{false};
     std::atomic<bool> m_finished{false};
+    std::atomic<int64_t> m_last_tick_ms{0};  // steady clock, when the control loop last went round
+    void tick();
     std::mutex m_register_mutex;
 };
 
