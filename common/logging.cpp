@@ -6,9 +6,16 @@
 #include <spdlog/sinks/stdout_sinks.h>
 
 #include <regex>
+#include <utility>
+#include <vector>
 
 namespace distconv::logging {
 namespace {
+
+std::vector<std::pair<std::string, std::string>>& context() {
+    thread_local std::vector<std::pair<std::string, std::string>> fields;
+    return fields;
+}
 
 class RedactingFormatter final : public spdlog::formatter {
 public:
@@ -24,9 +31,11 @@ public:
                              {"level", std::string(level.data(), level.size())},
                              {"logger", m_program},
                              {"msg", text}};
+            for (const auto& [key, value] : context()) j[key] = value;
             line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         } else {
             line = ts + " " + std::string(level.data(), level.size()) + " [" + m_program + "] " + text;
+            for (const auto& [key, value] : context()) line += " " + key + "=" + value;
         }
         line.push_back('\n');
         dest.append(line.data(), line.data() + line.size());
@@ -42,6 +51,17 @@ private:
 };
 
 }  // namespace
+
+void set_context(std::string key, std::string value) {
+    for (auto& [k, v] : context())
+        if (k == key) {
+            v = std::move(value);
+            return;
+        }
+    context().emplace_back(std::move(key), std::move(value));
+}
+
+void clear_context() { context().clear(); }
 
 Result<Format> parse_format(std::string_view name) {
     if (name == "text") return Format::Text;

@@ -26,6 +26,11 @@ Result<spdlog::level::level_enum> parse_level(std::string_view name);
 // Installs the default logger. Safe to call more than once (the last call wins).
 Status setup(const Settings& settings);
 
+// Fields added to every line this thread logs until cleared (e.g. request_id, job_id): text lines end
+// with " key=value", JSON lines carry them as members.
+void set_context(std::string key, std::string value);
+void clear_context();
+
 // Masks secrets in free text: "Bearer abc" → "Bearer ***", "dcv_…" keys, "key=…"/"token=…"/
 // "password=…" query or INI values, and "user:pass@" in URLs.
 std::string redact(std::string_view text);

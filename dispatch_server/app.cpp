@@ -1,6 +1,8 @@
 #include "dispatch_server/app.hpp"
 
+#include "common/systemd.hpp"
 #include "dispatch_server/api/http_api.hpp"
+#include "dispatch_server/metrics/metrics.hpp"
 #include "dispatch_server/pools/pools.hpp"
 #include "dispatch_server/service/auth.hpp"
 #include "dispatch_server/service/engines.hpp"
@@ -23,6 +25,7 @@ struct DispatchServer::Impl {
     std::unique_ptr<StoragePools> pools;
     FfprobeProber prober;
     ChangeNotifier notifier;
+    Metrics metrics;
     std::unique_ptr<AuthService> auth;
     std::unique_ptr<JobService> jobs;
     std::unique_ptr<EngineService> engines;
@@ -89,9 +92,9 @@ Result<std::unique_ptr<DispatchServer>> DispatchServer::create(const DispatchCon
     impl->jobs = std::make_unique<JobService>(*impl->store, *impl->pools, impl->config, impl->prober, *impl->clock,
                                               impl->notifier);
     impl->engines = std::make_unique<EngineService>(*impl->store, *impl->pools, impl->config, *impl->clock,
-                                                    impl->notifier);
+                                                    impl->notifier, &impl->metrics);
     impl->api = std::make_unique<HttpApi>(
-        ApiServices{*impl->auth, *impl->jobs, impl->notifier, impl->config, impl->engines.get()});
+        ApiServices{*impl->auth, *impl->jobs, impl->notifier, impl->config, impl->engines.get(), &impl->metrics});
     auto port = impl->api->bind(config.host, config.port);
     if (!port) return port.error();
     impl->port = *port;
@@ -111,10 +114,20 @@ int DispatchServer::port() const { return m_impl->port; }
 void DispatchServer::run() {
     m_impl->maintenance = std::thread([this] { m_impl->maintenance_loop(); });
     m_impl->rescuer = std::thread([this] { m_impl->rescue_loop(); });
-    spdlog::info("distconv-dispatch serving on {}:{} (data in {})", m_impl->config.host, m_impl->port,
-                 m_impl->config.data_dir);
-    m_impl->api->serve();
-    stop();
+    std::string where = std::string(m_impl->config.tls_cert.empty() ? "http" : "https") + "://" + m_impl->config.host +
+                        ":" + std::to_string(m_impl->port);
+    spdlog::info("distconv-dispatch serving on {} (data in {})", where, m_impl->config.data_dir);
+    // The listener is bound: connections queue until serve() accepts them, so systemd may go on.
+    systemd::notify_ready("serving on " + where);
+    {
+        // Pings only while the store answers (a wedged database lock means a restart).
+        systemd::Watchdog watchdog([this] {
+            (void)m_impl->store->count_by_state();
+            return true;
+        });
+        m_impl->api->serve();
+        stop();
+    }
     if (m_impl->maintenance.joinable()) m_impl->maintenance.join();
     if (m_impl->rescuer.joinable()) m_impl->rescuer.join();
     spdlog::info("distconv-dispatch stopped");
@@ -123,6 +136,7 @@ void DispatchServer::run() {
 void DispatchServer::stop() {
     {
         std::lock_guard lock(m_impl->mutex);
+        if (!m_impl->stopping) systemd::notify_stopping();
         m_impl->stopping = true;
     }
     m_impl->cv.notify_all();

@@ -2,6 +2,7 @@
 
 #include "common/config.hpp"
 
+#include <fstream>
 #include <regex>
 
 namespace distconv::dispatch {
@@ -36,6 +37,8 @@ void add_options(CLI::App& app, DispatchConfig& c) {
     app.add_option("--log-format", c.log_format, "text|json")->capture_default_str();
     app.add_option("--log-file", c.log_file, "Log to this file instead of stderr");
     app.add_option("--listen", c.listen, "HOST:PORT to serve on (port 0 picks a free one)")->capture_default_str();
+    app.add_option("--tls-cert", c.tls_cert, "PEM certificate (chain) to serve HTTPS with (needs --tls-key)");
+    app.add_option("--tls-key", c.tls_key, "PEM private key of --tls-cert");
     app.add_option("--pool", c.pool_specs, "Storage pool NAME=DIR[:BYTES]; repeat for several");
     app.add_option("--max-upload", c.max_upload, "Largest accepted source")->capture_default_str();
     app.add_option("--output-retention", c.output_retention, "How long outputs are kept")->capture_default_str();
@@ -78,6 +81,13 @@ Status finalize(DispatchConfig& c) {
         return Error::invalid("listen", "listen port must be 0..65535 in '" + c.listen + "'");
     }
     if (c.data_dir.empty()) return Error::invalid("data-dir", "data-dir must not be empty");
+    if (c.tls_cert.empty() != c.tls_key.empty())
+        return Error::invalid(c.tls_cert.empty() ? "tls-cert" : "tls-key", "tls-cert and tls-key go together: set both or neither");
+    for (const auto& [key, path] : {std::pair<const char*, const std::string&>{"tls-cert", c.tls_cert}, {"tls-key", c.tls_key}}) {
+        if (path.empty()) continue;
+        std::ifstream in(path);
+        if (!in) return Error::invalid(key, std::string(key) + ": cannot read '" + path + "'");
+    }
 
     auto size = config::parse_byte_size(c.max_upload);
     if (!size) return Error::invalid("max-upload", "max-upload: " + size.error().message);

@@ -26,6 +26,8 @@ Result<PoolConfig> parse_pool_spec(const std::string& spec);
 struct DispatchConfig {
     // As given (strings, so the INI and env can use "24h" and "20GiB").
     std::string listen = "127.0.0.1:8080";
+    std::string tls_cert;  // PEM certificate (chain); with tls_key the server speaks HTTPS only
+    std::string tls_key;   // PEM private key
     std::string data_dir = "distconv-data";
     std::vector<std::string> pool_specs;
     std::string max_upload = "20GiB";

@@ -8,6 +8,7 @@
 #include "dispatch_server/api/engine_api.hpp"
 #include "dispatch_server/api/http_util.hpp"
 #include "dispatch_server/config.hpp"
+#include "dispatch_server/metrics/metrics.hpp"
 #include "dispatch_server/service/auth.hpp"
 #include "dispatch_server/service/jobs.hpp"
 #include "dispatch_server/service/notifier.hpp"
@@ -29,11 +30,53 @@ using namespace http_util;
 
 struct HttpApi::Impl {
     ApiServices s;
-    httplib::Server server;
+    std::unique_ptr<httplib::Server> server_ptr;
+    httplib::Server& server;
     Router router{server};
     std::atomic<bool> stopping{false};
 
-    explicit Impl(ApiServices services) : s(services) {}
+    static std::unique_ptr<httplib::Server> make_server(const DispatchConfig& config) {
+        if (config.tls_cert.empty()) return std::make_unique<httplib::Server>();
+        return std::make_unique<httplib::SSLServer>(config.tls_cert.c_str(), config.tls_key.c_str());
+    }
+
+    explicit Impl(ApiServices services) : s(services), server_ptr(make_server(services.config)), server(*server_ptr) {}
+
+    // Every request gets an id (the client's X-Request-Id when sensible), echoed in the answer and
+    // attached to every log line written while it is served, with the job or engine it names.
+    void begin_request(const httplib::Request& req, httplib::Response& res) {
+        auto& trace = current_request();
+        trace = RequestTrace{};
+        trace.start = std::chrono::steady_clock::now();
+        trace.request_id = request_id_for(req.get_header_value("X-Request-Id"));
+        res.set_header("X-Request-Id", trace.request_id);
+        logging::clear_context();
+        logging::set_context("request_id", trace.request_id);
+        static const std::regex ids("^/api/v1/(jobs|engines|assignments)/([0-9A-Za-z]{1,64})(/.*)?$");
+        std::smatch m;
+        if (std::regex_match(req.path, m, ids)) {
+            std::string kind = m[1];
+            logging::set_context(kind == "jobs" ? "job_id" : kind == "engines" ? "engine_id" : "assignment_id", m[2]);
+        }
+    }
+
+    void end_request(const httplib::Request& req, const httplib::Response& res) {
+        auto& trace = current_request();
+        if (trace.request_id.empty()) {  // refused before routing (a request httplib could not parse)
+            trace.request_id = request_id_for("");
+            trace.start = std::chrono::steady_clock::now();
+        }
+        double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - trace.start).count();
+        uint64_t in = trace.bytes_received + req.body.size();
+        uint64_t out = trace.bytes_sent + res.body.size();
+        if (s.metrics) s.metrics->request_served(req.method, trace.route, res.status, seconds, in, out);
+        auto level = res.status >= 500 ? spdlog::level::warn : spdlog::level::info;
+        spdlog::log(level, "{} {} -> {} in {:.1f} ms ({} bytes in, {} out) from {}", req.method, req.path, res.status,
+                    seconds * 1000.0, in, out, req.remote_addr);
+        logging::clear_context();
+        trace = RequestTrace{};
+    }
 
     std::optional<Principal> user(const httplib::Request& req, httplib::Response& res) {
         return authorize(s.auth, req, res, require_user);
@@ -67,6 +110,7 @@ struct HttpApi::Impl {
     // --- routes -----------------------------------------------------------------------------------
     void install() {
         server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+            begin_request(req, res);
             // Range is handled by our own handlers; httplib must not slice bodies (errors included).
             const_cast<httplib::Request&>(req).ranges.clear();
             if (stopping) {
@@ -132,9 +176,7 @@ struct HttpApi::Impl {
             spdlog::error("unhandled exception in {} {}: {}", req.method, req.path, what);
             send_error(res, Error(ErrorCode::Internal, "internal error"));
         });
-        server.set_logger([](const httplib::Request& req, const httplib::Response& res) {
-            spdlog::debug("{} {} -> {}", req.method, req.path, res.status);
-        });
+        server.set_logger([this](const httplib::Request& req, const httplib::Response& res) { end_request(req, res); });
 
         if (s.engines) install_engine_routes(router, s.auth, *s.engines);
         router.add("GET", "/healthz", [](const httplib::Request&, httplib::Response& res) {
@@ -199,37 +241,32 @@ struct HttpApi::Impl {
         });
     }
 
-    // Prometheus text format 0.0.4.
+    // Prometheus text format 0.0.4: gauges read from the store now, counters and histograms kept in memory.
     void metrics(httplib::Response& res) {
         auto& store = s.jobs.store();
-        std::string out =
-            "# HELP distconv_jobs Jobs by state.\n# TYPE distconv_jobs gauge\n";
+        MetricGauges g;
         auto by_state = store.count_by_state();
         for (auto state : protocol::k_all_job_states) {
             int64_t n = by_state.count(state) ? by_state.at(state) : 0;
-            out += "distconv_jobs{state=\"" + std::string(protocol::to_string(state)) + "\"} " + std::to_string(n) + "\n";
+            g.jobs_by_state.emplace_back(std::string(protocol::to_string(state)), n);
         }
-        int64_t queued = by_state.count(JobState::Queued) ? by_state.at(JobState::Queued) : 0;
-        out += "# HELP distconv_queue_depth Jobs waiting for an engine.\n# TYPE distconv_queue_depth gauge\n";
-        out += "distconv_queue_depth " + std::to_string(queued) + "\n";
-        std::map<std::string, int> engines{{"idle", 0}, {"busy", 0}, {"draining", 0}, {"offline", 0}};
+        g.queue_depth = by_state.count(JobState::Queued) ? by_state.at(JobState::Queued) : 0;
+        std::map<std::string, int64_t> engines{{"idle", 0}, {"busy", 0}, {"draining", 0}, {"offline", 0}};
         for (const auto& e : store.list_engines()) ++engines[e.state];
-        out += "# HELP distconv_engines Engines by state.\n# TYPE distconv_engines gauge\n";
-        for (const auto& [state, n] : engines)
-            out += "distconv_engines{state=\"" + state + "\"} " + std::to_string(n) + "\n";
-        out += "# HELP distconv_assignments_active Assignments holding a lease.\n# TYPE distconv_assignments_active gauge\n";
-        out += "distconv_assignments_active " + std::to_string(store.active_attempts().size()) + "\n";
+        g.engines_by_state.assign(engines.begin(), engines.end());
+        g.assignments_active = static_cast<int64_t>(store.active_attempts().size());
+        static const Metrics empty;
         res.status = 200;
-        res.set_content(out, "text/plain; version=0.0.4");
+        res.set_content((s.metrics ? *s.metrics : empty).render(g), "text/plain; version=0.0.4; charset=utf-8");
     }
 
     void readyz(httplib::Response& res) {
         protocol::Readiness r;
         auto pools = s.jobs.pools().check_writable();
         r.checks.push_back({"pools", pools.ok(), pools.ok() ? "writable" : pools.error().message});
-        bool db = s.jobs.store().schema_version() > 0;
-        r.checks.push_back({"database", db, db ? "open" : "not open"});
-        r.ready = pools.ok() && db && !stopping;
+        auto db = s.jobs.store().check_writable();
+        r.checks.push_back({"database", db.ok(), db.ok() ? "writable" : db.error().message});
+        r.ready = pools.ok() && db.ok() && !stopping;
         send_json(res, r.ready ? 200 : 503, protocol::to_json(r));
     }
 
@@ -616,6 +653,13 @@ HttpApi::HttpApi(ApiServices services) : m_impl(std::make_unique<Impl>(services)
 HttpApi::~HttpApi() { stop(); }
 
 Result<int> HttpApi::bind(const std::string& host, int port) {
+    if (!m_impl->server.is_valid()) {
+        const auto& c = m_impl->s.config;
+        return Error(ErrorCode::InvalidArgument,
+                     "cannot load the TLS certificate '" + c.tls_cert + "' and key '" + c.tls_key +
+                         "': both must be PEM files, readable, and the key must belong to the certificate",
+                     {{"field", "tls-cert"}});
+    }
     int bound = port == 0 ? m_impl->server.bind_to_any_port(host) : (m_impl->server.bind_to_port(host, port) ? port : -1);
     if (bound <= 0) return Error(ErrorCode::Unavailable, "cannot listen on " + host + ":" + std::to_string(port));
     return bound;

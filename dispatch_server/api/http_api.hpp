@@ -14,6 +14,7 @@ class AuthService;
 class JobService;
 class ChangeNotifier;
 class EngineService;
+class Metrics;
 struct DispatchConfig;
 
 struct ApiServices {
@@ -22,6 +23,7 @@ struct ApiServices {
     ChangeNotifier& notifier;
     const DispatchConfig& config;
     EngineService* engines = nullptr;  // the engine protocol's routes, when set
+    Metrics* metrics = nullptr;        // request counters and /metrics, when set
 };
 
 class HttpApi {
@@ -31,7 +33,8 @@ public:
     HttpApi(const HttpApi&) = delete;
     HttpApi& operator=(const HttpApi&) = delete;
 
-    // Binds host:port (port 0 picks a free one) and returns the bound port.
+    // Binds host:port (port 0 picks a free one) and returns the bound port. With config.tls_cert and
+    // tls_key set the server speaks HTTPS only; a certificate or key that cannot be loaded is an error here.
     Result<int> bind(const std::string& host, int port);
     // Serves until stop(); returns when the listener has closed.
     void serve();

@@ -1,5 +1,6 @@
 #include "dispatch_server/api/http_util.hpp"
 
+#include "common/hash.hpp"
 #include "dispatch_server/service/auth.hpp"
 
 #include <fcntl.h>
@@ -137,14 +138,37 @@ void send_file_range(httplib::Response& res, const std::filesystem::path& path, 
             std::vector<char> buf(std::min<size_t>(len, 1 << 20));
             ssize_t n = ::pread(*holder, buf.data(), buf.size(), static_cast<off_t>(first + offset));
             if (n <= 0) return false;
+            current_request().bytes_sent += static_cast<uint64_t>(n);
             return sink.write(buf.data(), static_cast<size_t>(n));
         },
         [holder](bool) { ::close(*holder); });
 }
 
 
-void Router::add(const std::string& method, const std::string& pattern, httplib::Server::Handler handler) {
+RequestTrace& current_request() {
+    thread_local RequestTrace trace;
+    return trace;
+}
+
+std::string request_id_for(const std::string& value) {
+    bool ok = !value.empty() && value.size() <= 128;
+    for (unsigned char c : value) ok = ok && (std::isalnum(c) || c == '.' || c == '_' || c == ':' || c == '-');
+    return ok ? value : random_token(12);
+}
+
+std::string Router::display_name(const std::string& pattern) {
+    std::string out = pattern;
+    for (size_t at = out.find(k_id); at != std::string::npos; at = out.find(k_id, at))
+        out.replace(at, k_id.size(), "{id}");
+    return out;
+}
+
+void Router::add(const std::string& method, const std::string& pattern, httplib::Server::Handler h) {
     m_routes.push_back({method, std::regex(pattern)});
+    auto handler = [name = display_name(pattern), h = std::move(h)](const httplib::Request& req, httplib::Response& res) {
+        current_request().route = name;
+        h(req, res);
+    };
     if (method == "GET") m_server.Get(pattern, std::move(handler));
     else if (method == "POST") m_server.Post(pattern, std::move(handler));
     else if (method == "PUT") m_server.Put(pattern, std::move(handler));
@@ -152,8 +176,25 @@ void Router::add(const std::string& method, const std::string& pattern, httplib:
 }
 
 void Router::add_streaming(const std::string& method, const std::string& pattern,
-                           httplib::Server::HandlerWithContentReader handler) {
+                           httplib::Server::HandlerWithContentReader h) {
     m_routes.push_back({method, std::regex(pattern)});
+    auto handler = [name = display_name(pattern), h = std::move(h)](const httplib::Request& req, httplib::Response& res,
+                                                                    const httplib::ContentReader& reader) {
+        auto& trace = current_request();
+        trace.route = name;
+        auto counting = [&trace](httplib::ContentReceiver receiver) {
+            return [&trace, receiver = std::move(receiver)](const char* data, size_t len) {
+                trace.bytes_received += len;
+                return receiver(data, len);
+            };
+        };
+        httplib::ContentReader counted(
+            [&](httplib::ContentReceiver receiver) { return reader(counting(std::move(receiver))); },
+            [&](httplib::MultipartContentHeader header, httplib::ContentReceiver receiver) {
+                return reader(std::move(header), counting(std::move(receiver)));
+            });
+        h(req, res, counted);
+    };
     m_streaming.push_back({method, std::regex(pattern)});
     if (method == "POST") m_server.Post(pattern, std::move(handler));
     else if (method == "PUT") m_server.Put(pattern, std::move(handler));

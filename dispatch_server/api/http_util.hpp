@@ -8,6 +8,7 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -53,6 +54,20 @@ std::string content_disposition(const std::string& filename);
 void send_file_range(httplib::Response& res, const std::filesystem::path& path, uint64_t first, uint64_t length,
                      const std::string& content_type);
 
+// Facts about the request being served on this thread: httplib runs the pre-routing handler, the
+// route's handler, a content provider and the logger on the worker thread that read the request.
+struct RequestTrace {
+    std::string request_id;
+    std::string route = "unmatched";  // the route's pattern with "{id}" for id segments
+    std::chrono::steady_clock::time_point start{};
+    uint64_t bytes_received = 0;  // streamed request bodies (uploads)
+    uint64_t bytes_sent = 0;      // streamed response bodies (file downloads)
+};
+RequestTrace& current_request();
+// "X-Request-Id" when it is 1-128 characters of [A-Za-z0-9._:-], else a new random id.
+std::string request_id_for(const std::string& header_value);
+
+// Records the route name for metrics and logs, and counts streamed upload bytes.
 class Router {
 public:
     explicit Router(httplib::Server& server) : m_server(server) {}
@@ -67,6 +82,7 @@ private:
         std::string method;
         std::regex pattern;
     };
+    static std::string display_name(const std::string& pattern);
     httplib::Server& m_server;
     std::vector<Route> m_routes;
     std::vector<Route> m_streaming;

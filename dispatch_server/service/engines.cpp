@@ -34,8 +34,8 @@ std::string engine_state_name(protocol::EngineState s) { return std::string(prot
 }  // namespace
 
 EngineService::EngineService(Store& store, StoragePools& pools, const DispatchConfig& config, const Clock& clock,
-                             ChangeNotifier& notifier)
-    : m_store(store), m_pools(pools), m_config(config), m_clock(clock), m_notifier(notifier) {}
+                             ChangeNotifier& notifier, Metrics* metrics)
+    : m_store(store), m_pools(pools), m_config(config), m_clock(clock), m_notifier(notifier), m_metrics(metrics) {}
 
 Result<EngineRecord> EngineService::owned_engine(const Principal& who, const std::string& engine_id) {
     auto e = m_store.get_engine(engine_id);
@@ -145,6 +145,9 @@ Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal
         if (*claimed) {
             const auto& [job, attempt] = **claimed;
             changed();
+            if (m_metrics)
+                m_metrics->job_assigned(static_cast<double>(attempt.started_at - job.queued_at.value_or(attempt.started_at)) /
+                                        1000.0);
             auto options = media::parse_job_options(job.resolved);
             if (!options) return options.error();
             media::ArgvSettings settings;
@@ -375,6 +378,7 @@ Result<protocol::AssignmentAck> EngineService::complete(const Principal& who, co
             same.push_back(c);
         }
     (void)m_store.reserve_space(job->id, FileKind::Output, size, same);
+    if (m_metrics) m_metrics->job_completed(static_cast<double>(now - a->started_at) / 1000.0);
     spdlog::info("job {} completed by engine {} ({} bytes)", job->id, a->engine_id, size);
     changed();
     return protocol::AssignmentAck{done->id, done->state};
@@ -427,6 +431,7 @@ Result<JobRecord> EngineService::end_unfinished(const AttemptRecord& a, const st
         std::error_code ec;
         if (!job->output_pool.empty())
             stdfs::remove(m_pools.resolve(job->output_pool, StoragePools::part_of(output_relpath(a))), ec);
+        if (m_metrics && r->state == JobState::Queued) m_metrics->job_requeued();
         changed();
     }
     return r;
@@ -545,6 +550,10 @@ EngineService::RescueReport EngineService::rescue() {
                                  "transient");
     }
     report.jobs_unplaceable = explain_unplaceable_jobs();
+    if (m_metrics) {
+        m_metrics->lease_expired(report.leases_expired);
+        m_metrics->engine_went_offline(report.engines_offline);
+    }
     if (report.leases_expired || report.engines_offline) changed();
     return report;
 }

@@ -6,6 +6,7 @@
 #include "common/error.hpp"
 #include "common/time.hpp"
 #include "dispatch_server/config.hpp"
+#include "dispatch_server/metrics/metrics.hpp"
 #include "dispatch_server/pools/pools.hpp"
 #include "dispatch_server/service/auth.hpp"
 #include "dispatch_server/service/notifier.hpp"
@@ -33,7 +34,7 @@ struct OutputUploadPlan {
 class EngineService {
 public:
     EngineService(Store& store, StoragePools& pools, const DispatchConfig& config, const Clock& clock,
-                  ChangeNotifier& notifier);
+                  ChangeNotifier& notifier, Metrics* metrics = nullptr);
 
     Result<protocol::EngineRegistrationReply> register_engine(const Principal& who, const protocol::EngineRegistration& r);
     Result<protocol::HeartbeatReply> heartbeat(const Principal& who, const std::string& engine_id,
@@ -87,6 +88,7 @@ private:
     const DispatchConfig& m_config;
     const Clock& m_clock;
     ChangeNotifier& m_notifier;
+    Metrics* m_metrics;
 };
 
 }  // namespace distconv::dispatch

@@ -127,12 +127,21 @@ constexpr const char* k_migration_2 = R"sql(
 ALTER TABLE engines ADD COLUMN rerun_benchmark INTEGER NOT NULL DEFAULT 0;
 )sql";
 
+// 3: /readyz proves the database takes writes by updating this one row.
+constexpr const char* k_migration_3 = R"sql(
+CREATE TABLE write_check (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    checked_at  INTEGER NOT NULL
+);
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& store_migrations() {
     static const std::vector<Migration> migrations = {
         {1, k_migration_1},
         {2, k_migration_2},
+        {3, k_migration_3},
     };
     return migrations;
 }

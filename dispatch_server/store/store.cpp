@@ -478,6 +478,23 @@ Result<std::unique_ptr<Store>> Store::open(const std::filesystem::path& path, co
 
 int Store::schema_version() const { return m_impl->version; }
 
+Status Store::check_writable(std::chrono::milliseconds wait) {
+    std::lock_guard lock(m_impl->mutex);
+    sqlite3_busy_timeout(m_impl->db, static_cast<int>(wait.count()));
+    Status result;
+    try {
+        auto s = m_impl->prepare(
+            "INSERT INTO write_check (id, checked_at) VALUES (1, ?) "
+            "ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at");
+        s << m_impl->clock.now_ms();
+        s.run();
+    } catch (const SqlError& e) {
+        result = Error(ErrorCode::Unavailable, std::string("the database does not take writes: ") + e.what());
+    }
+    sqlite3_busy_timeout(m_impl->db, 5000);
+    return result;
+}
+
 bool Store::integrity_ok() {
     std::lock_guard lock(m_impl->mutex);
     try {

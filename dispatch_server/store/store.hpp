@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -231,6 +232,9 @@ public:
     int schema_version() const;
     // `PRAGMA integrity_check` == "ok".
     bool integrity_ok();
+    // Commits a one-row write (waiting at most `wait` for a lock held by another writer): an error when
+    // the database cannot take writes (read-only, disk full, locked, corrupt).
+    Status check_writable(std::chrono::milliseconds wait = std::chrono::milliseconds(1000));
     // Online backup of the whole database to `dest` (SQLite backup API).
     Status backup_to(const std::filesystem::path& dest);
 

@@ -25,6 +25,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -248,7 +249,9 @@ class ChildServer {
 public:
     ChildServer(const stdfs::path& data_dir, std::vector<std::string> extra_args = {}) {
         std::vector<std::string> args_s{dispatch_binary(), "serve", "--data-dir", data_dir.string(), "--listen",
-                                        "127.0.0.1:0", "--log-level", "warn", "--http-threads", "8"};
+                                        "127.0.0.1:0", "--http-threads", "8"};
+        if (std::find(extra_args.begin(), extra_args.end(), "--log-level") == extra_args.end())
+            args_s.insert(args_s.end(), {"--log-level", "warn"});
         args_s.insert(args_s.end(), extra_args.begin(), extra_args.end());
         int out_pipe[2];
         if (::pipe(out_pipe) != 0) throw std::runtime_error("pipe");

@@ -43,7 +43,7 @@ protected:
         store = std::move(*opened);
         pools = std::make_unique<StoragePools>(config.pools);
         ASSERT_TRUE(pools->prepare().ok());
-        engines = std::make_unique<EngineService>(*store, *pools, config, clock, notifier);
+        engines = std::make_unique<EngineService>(*store, *pools, config, clock, notifier, &metrics);
         auto user_key = store->create_api_key("user", Role::User, "h1", "p1");
         auto engine_key = store->create_api_key("engine", Role::Engine, "h2", "p2");
         user = Principal{user_key->id, "user", Role::User};
@@ -92,6 +92,7 @@ protected:
     std::unique_ptr<Store> store;
     std::unique_ptr<StoragePools> pools;
     ChangeNotifier notifier;
+    Metrics metrics;
     std::unique_ptr<EngineService> engines;
     Principal user, engine_principal;
     std::string engine_id;
@@ -132,6 +133,13 @@ TEST_F(EngineServiceTest, ExpiredLeaseRequeuesWithBackoffAndTheOldTokenIsLost) {
     clock.advance(5'000);
     auto second = claim();
     EXPECT_EQ(second.fencing_token, 2);
+    // Counted for /metrics: two hand-outs (the second waited 5 s in the queue), one expiry, one retry.
+    auto text = metrics.render({});
+    EXPECT_NE(text.find("distconv_assignments_total 2\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("distconv_lease_expiries_total 1\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("distconv_job_retries_total 1\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("distconv_queue_wait_seconds_bucket{le=\"1\"} 1\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("distconv_queue_wait_seconds_bucket{le=\"5\"} 2\n"), std::string::npos) << text;
     // The late first attempt can neither report nor finish.
     protocol::ProgressReport p;
     p.fencing_token = first.fencing_token;
