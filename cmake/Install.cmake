@@ -7,7 +7,7 @@
 #   <prefix>/share/doc/distconv/        README.md, LICENSE, docs/*.md, openapi.yaml, examples/
 #   <prefix>/share/distconv/            gen-certs.sh
 #
-# The units name /usr/bin: they are rewritten at install time for the prefix actually installed to.
+# The units name /usr/bin and /usr/share/doc: they are rewritten at install time for the prefix actually installed to.
 # The configuration lives in /etc/distconv whatever the prefix, as the units expect; turn
 # DISTCONV_INSTALL_SYSTEM_FILES off to install without anything outside the prefix (no /etc).
 
@@ -42,6 +42,7 @@ foreach(unit distconv-dispatch.service distconv-engine.service)
   install(CODE "
     file(READ \"${PROJECT_SOURCE_DIR}/scripts/systemd/${unit}\" text)
     string(REPLACE \"/usr/bin/\" \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_BINDIR}/\" text \"\${text}\")
+    string(REPLACE \"file:///usr/share/doc/distconv/\" \"file://\${CMAKE_INSTALL_PREFIX}/${DISTCONV_DOC_DIR}/\" text \"\${text}\")
     # One staging copy per destination: installs to several places may run at once (cpack, tests).
     string(MD5 where \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}\")
     file(WRITE \"${PROJECT_BINARY_DIR}/systemd/\${where}/${unit}\" \"\${text}\")

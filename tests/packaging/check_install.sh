@@ -32,6 +32,8 @@ grep -qx "ExecStart=$prefix/bin/distconv-dispatch serve --config /etc/distconv/d
 grep -qx "ExecStart=$prefix/bin/distconv-engine --config /etc/distconv/engine.ini" \
   "$root$prefix/lib/systemd/system/distconv-engine.service" || fail "the engine unit does not start $prefix/bin/distconv-engine"
 ! grep -q /usr/bin "$unit" || fail "the dispatch unit still names /usr/bin"
+grep -qx "Documentation=file://$prefix/share/doc/distconv/operations.md" "$unit" ||
+  fail "the dispatch unit's Documentation= is not under $prefix: $(grep ^Documentation "$unit")"
 
 # The installed dispatch accepts the installed config (the path the unit's ExecStartPre checks).
 "$root$prefix/bin/distconv-dispatch" check-config --config "$root/etc/distconv/dispatch.ini" >/dev/null ||
