@@ -266,6 +266,8 @@ Error aborted_error(const Transfer& t) {
 
 Error transport_error(const Transfer& t, CURLcode code, const char* errbuf) {
     std::string what = errbuf && *errbuf ? std::string(errbuf) : std::string(curl_easy_strerror(code));
+    if (code == CURLE_PEER_FAILED_VERIFICATION)
+        what += "; the server's TLS certificate is not trusted: pass the CA that signed it with --ca-cert FILE";
     Error e(ErrorCode::Unavailable, what + " (" + t.method + " " + redact_url(t.url) + ")",
             nlohmann::json{{"curl_code", static_cast<int>(code)}, {"url", redact_url(t.url)}});
     e.retryable = is_transient(code);
