@@ -557,7 +557,7 @@ TEST(FaultHarness, RandomFaultScheduleKeepsEveryJobExactlyOnce) {
     // Submissions go through the proxy while faults happen; spread over the fault window.
     std::vector<Submitted> submitted(jobs);
     std::mutex submitted_mutex;
-    std::atomic<bool> stop_submitting{false};
+    std::atomic<bool> submissions_done{false};
     int64_t window_ms = 0;
     for (const auto& f : schedule) window_ms += f.gap.count() + 1000;
     std::vector<std::chrono::milliseconds> submit_gaps;
@@ -568,7 +568,7 @@ TEST(FaultHarness, RandomFaultScheduleKeepsEveryJobExactlyOnce) {
         submit_gaps.push_back(std::chrono::milliseconds(submit_rng() % (2 * std::max<int64_t>(1, window_ms / std::max(1, jobs)) + 1)));
     }
     std::thread submitter([&] {
-        for (int i = 0; i < jobs && !stop_submitting; ++i) {
+        for (int i = 0; i < jobs; ++i) {
             std::this_thread::sleep_for(submit_gaps[i]);
             // A client retries a failed submit with the same Idempotency-Key; six tries a second apart, then
             // gives up (a pool at its cap answers 507 for as long as it is full).
@@ -587,6 +587,7 @@ TEST(FaultHarness, RandomFaultScheduleKeepsEveryJobExactlyOnce) {
                 std::this_thread::sleep_for(1s);
             }
         }
+        submissions_done = true;
     });
 
     // The faults, in order.
@@ -600,6 +601,8 @@ TEST(FaultHarness, RandomFaultScheduleKeepsEveryJobExactlyOnce) {
         std::cout << "fault " << i << " " << describe(f) << (ok ? " applied" : " skipped")
                   << (note.empty() ? "" : " (" + note + ")") << std::endl;
     }
+    // Engines down or stopped by the last faults come back while the last submissions go in.
+    while (!submissions_done) h.wait_ticking(100ms);
     submitter.join();
     h.resume_everything();
     const auto faults_done = SteadyClock::now();
@@ -772,4 +775,31 @@ TEST(FaultHarness, RandomFaultScheduleKeepsEveryJobExactlyOnce) {
         if (s.job_id.empty())
             std::cout << "submit " << s.idempotency_key << " not acknowledged after " << s.tries
                       << " tries, last answer: " << s.last_answer << std::endl;
+}
+
+// Found by the harness: an output upload cut midway made the HTTP client retry the PUT from the
+// offset it started at, the server (holding the bytes that did arrive) answered 409, and the attempt
+// failed. The engine now asks the server's offset again and continues within the same attempt.
+TEST(FaultHarness, OutputUploadCutMidwayContinuesWithinTheSameAttempt) {
+    Harness h(1, 1);
+    auto clip = h.dir() / "clip.mp4";
+    ASSERT_TRUE(test::make_test_clip(clip, 1.0, 160, 120));
+    h.proxy().arm(needle_of("output"), fault::FaultProxy::Action::CutUpload);
+    auto c = h.client(h.proxy_url());
+    std::string answer;
+    auto id = submit(*c, clip, job_json(job_specs()[0]), "cut-output-1", &answer);
+    ASSERT_FALSE(id.empty()) << answer;
+    nlohmann::json j;
+    ASSERT_TRUE(test::wait_until(
+        [&] {
+            auto r = h.client(h.direct_url())->get("/jobs/" + id);
+            if (!r || !r->success()) return false;
+            j = nlohmann::json::parse(r->body, nullptr, false);
+            return j.is_object() && is_terminal(j.value("state", ""));
+        },
+        60s))
+        << j.dump();
+    EXPECT_TRUE(h.proxy().fired());
+    EXPECT_EQ(j.value("state", ""), "completed") << j.dump();
+    EXPECT_EQ(j["attempts"].size(), 1u) << j.dump();
 }
