@@ -534,6 +534,12 @@ TEST(FaultHarness, RandomFaultScheduleKeepsEveryJobExactlyOnce) {
     const int restarts = env_int("DISTCONV_FAULT_DISPATCH_RESTARTS", 4);
     const int engines = std::max(1, env_int("DISTCONV_FAULT_ENGINES", 3));
     const auto drain_timeout = std::chrono::seconds(env_int("DISTCONV_FAULT_DRAIN_SECONDS", 120));
+    const std::string report_path = std::getenv("DISTCONV_FAULT_REPORT") ? std::getenv("DISTCONV_FAULT_REPORT") : "";
+    // The daemons read DISTCONV_* settings from the environment and warn about unknown ones.
+    for (const char* v : {"DISTCONV_FAULT_SEED", "DISTCONV_FAULT_JOBS", "DISTCONV_FAULT_FAULTS",
+                          "DISTCONV_FAULT_DISPATCH_RESTARTS", "DISTCONV_FAULT_ENGINES", "DISTCONV_FAULT_DRAIN_SECONDS",
+                          "DISTCONV_FAULT_REPORT"})
+        unsetenv(v);
     std::cout << "fault harness: seed=" << seed << " jobs=" << jobs << " faults=" << faults
               << " dispatch_restarts=" << restarts << " engines=" << engines
               << "  (replay: DISTCONV_FAULT_SEED=" << seed << ")" << std::endl;
@@ -767,7 +773,7 @@ TEST(FaultHarness, RandomFaultScheduleKeepsEveryJobExactlyOnce) {
         {"total_seconds", std::chrono::duration<double>(SteadyClock::now() - started).count()},
     };
     std::cout << "fault harness report: " << report.dump() << std::endl;
-    if (const char* out = std::getenv("DISTCONV_FAULT_REPORT"); out && *out) std::ofstream(out) << report.dump(2) << "\n";
+    if (!report_path.empty()) std::ofstream(report_path) << report.dump(2) << "\n";
     EXPECT_EQ(lost, 0);
     EXPECT_EQ(duplicated, 0);
     // Unacknowledged submits are allowed (e.g. 507 while every pool is at its cap); they are listed.
