@@ -95,35 +95,42 @@ Status HttpEngineApi::upload_output_file(const protocol::Assignment& a, const st
     std::error_code ec;
     const uint64_t total = std::filesystem::file_size(file, ec);
     if (ec) return Error(ErrorCode::Internal, "output " + file.string() + ": " + ec.message());
-    // Ask what the server already has (an earlier attempt of this same assignment may have been cut).
-    uint64_t offset = 0;
-    http::Request head;
-    head.method = "HEAD";
-    head.path_or_url = path;
-    head.headers.emplace_back(std::string(protocol::k_fencing_token_header), fencing(a));
-    auto h = m_client->request(head);
-    if (h && h->status == 409) return Error(ErrorCode::LeaseLost, "lease lost for " + a.assignment_id);
-    if (h && h->success())
-        if (auto v = h->header(protocol::k_upload_offset_header)) {
-            try {
-                offset = std::stoull(*v);
-            } catch (...) {
-                offset = 0;
+    // Ask what the server already has (an earlier attempt of this same assignment may have been cut),
+    // then send the rest. When the server holds more than we were told (the HTTP client retried a cut
+    // PUT from the same offset after part of it had arrived), it answers 409 CONFLICT: ask again.
+    Error last(ErrorCode::Internal, "output upload not attempted");
+    for (int round = 0; round < 3; ++round) {
+        uint64_t offset = 0;
+        http::Request head;
+        head.method = "HEAD";
+        head.path_or_url = path;
+        head.headers.emplace_back(std::string(protocol::k_fencing_token_header), fencing(a));
+        auto h = m_client->request(head);
+        if (h && h->status == 409) return Error(ErrorCode::LeaseLost, "lease lost for " + a.assignment_id);
+        if (h && h->success())
+            if (auto v = h->header(protocol::k_upload_offset_header)) {
+                try {
+                    offset = std::stoull(*v);
+                } catch (...) {
+                    offset = 0;
+                }
             }
-        }
-    if (offset > total) offset = 0;
-    http::Upload up;
-    up.method = "PUT";
-    up.path_or_url = path;
-    up.headers.emplace_back(std::string(protocol::k_fencing_token_header), fencing(a));
-    if (offset > 0 && total > 0)
-        up.headers.emplace_back("Content-Range", "bytes " + std::to_string(offset) + "-" + std::to_string(total - 1) +
-                                                     "/" + std::to_string(total));
-    up.progress = progress;
-    if (offset == total && total > 0) return {};
-    auto r = http::expect_success(m_client->upload_file(up, file, offset));
-    if (!r) return r.error();
-    return {};
+        if (offset > total) offset = 0;
+        http::Upload up;
+        up.method = "PUT";
+        up.path_or_url = path;
+        up.headers.emplace_back(std::string(protocol::k_fencing_token_header), fencing(a));
+        if (offset > 0 && total > 0)
+            up.headers.emplace_back("Content-Range", "bytes " + std::to_string(offset) + "-" +
+                                                         std::to_string(total - 1) + "/" + std::to_string(total));
+        up.progress = progress;
+        if (offset == total && total > 0) return {};
+        auto r = http::expect_success(m_client->upload_file(up, file, offset));
+        if (r) return {};
+        if (r.error().code != ErrorCode::Conflict) return r.error();
+        last = r.error();
+    }
+    return last;
 }
 
 Status HttpEngineApi::upload_output_stream(const protocol::Assignment& a, http::BodyReader reader) {
