@@ -215,7 +215,9 @@ TEST(EngineFaults, EngineRestartedAfterSigkillRequeuesItsOrphanedAssignmentAtOnc
     std::cout << "[   info   ] requeued "
               << std::chrono::duration_cast<std::chrono::milliseconds>(requeued_after).count()
               << " ms after the restart\n";
-    EXPECT_LT(requeued_after, 1s) << std::chrono::duration_cast<std::chrono::milliseconds>(requeued_after).count()
+    // Far below the 30 s lease and offline timeouts: only the restarted engine's report explains it.
+    // (Not a speed target: on a busy machine the restart itself takes a second or more.)
+    EXPECT_LT(requeued_after, 10s) << std::chrono::duration_cast<std::chrono::milliseconds>(requeued_after).count()
                                   << " ms\n" << engine->log();
     EXPECT_EQ(j["attempts"][0].value("error_class", ""), "transient") << j.dump();
     EXPECT_NE(engine->log().find("interrupted by a restart"), std::string::npos) << engine->log();
