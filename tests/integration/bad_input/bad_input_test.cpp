@@ -73,10 +73,26 @@ Reply parse_reply(const std::string& raw, bool timed_out) {
     return r;
 }
 
+// True when `raw` holds one whole answer (headers and the body its framing announces).
+bool answer_complete(const std::string& raw, bool head_request) {
+    auto head_end = raw.find("\r\n\r\n");
+    if (head_end == std::string::npos) return false;
+    if (head_request) return true;
+    auto r = parse_reply(raw.substr(0, head_end + 4), false);
+    if (r.status == 204 || r.status == 304) return true;
+    if (lower(r.headers["transfer-encoding"]) == "chunked")
+        return raw.size() >= head_end + 9 && raw.compare(raw.size() - 5, 5, "0\r\n\r\n") == 0;
+    if (!r.headers.count("content-length")) return false;
+    return raw.size() - head_end - 4 >= std::strtoull(r.headers["content-length"].c_str(), nullptr, 10);
+}
+
 // Sends `request` (reading whatever the server answers meanwhile, so an early refusal is not lost to a
-// reset) and reads until the server closes or `timeout` passes. With `half_close` the client shuts
-// its sending side after the request, so a body shorter than its Content-Length ends at once.
-Reply exchange(int port, const std::string& request, std::chrono::milliseconds timeout, bool half_close = false) {
+// reset) and reads until one whole answer arrived (or, with `read_to_close`, until the server closes)
+// or `timeout` passes. With `half_close` the client shuts its sending side after the request, so a
+// body shorter than its Content-Length ends at once.
+Reply exchange(int port, const std::string& request, std::chrono::milliseconds timeout, bool half_close = false,
+               bool read_to_close = false) {
+    const bool head_request = request.rfind("HEAD ", 0) == 0;
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -103,6 +119,10 @@ Reply exchange(int port, const std::string& request, std::chrono::milliseconds t
                 break;
             }
             received.append(buf, static_cast<size_t>(n));
+            if (!read_to_close && answer_complete(received, head_request)) {
+                closed = true;
+                break;
+            }
         }
         if (sending && (p.revents & POLLOUT)) {
             ssize_t n = ::send(fd, request.data() + sent, std::min<size_t>(request.size() - sent, 65536),
@@ -182,6 +202,7 @@ struct Built {
     std::string wire;
     std::string description;
     bool half_close = false;
+    bool read_to_close = false;
 };
 
 std::string content_from(const json& j, const std::string& prefix, const Vars& vars, bool* given) {
@@ -194,7 +215,9 @@ std::string content_from(const json& j, const std::string& prefix, const Vars& v
 }
 
 Built build_request(const json& c, const Vars& vars, const std::map<std::string, std::string>& keys) {
-    if (c.contains("raw")) return {content_of_file(c["raw"].get<std::string>(), vars), "raw", c.value("half_close", false)};
+    if (c.contains("raw"))
+        return {content_of_file(c["raw"].get<std::string>(), vars), "raw", c.value("half_close", false),
+                c.value("read_to_close", false)};
     std::string method = c.value("method", "GET");
     std::string path = expand(c.at("path").get<std::string>(), vars);
     std::vector<std::pair<std::string, std::string>> headers;
@@ -249,7 +272,7 @@ Built build_request(const json& c, const Vars& vars, const std::map<std::string,
     }
     if (!has_header("Connection")) wire += "Connection: close\r\n";
     wire += "\r\n" + body;
-    return {wire, method + " " + path.substr(0, 120), c.value("half_close", false)};
+    return {wire, method + " " + path.substr(0, 120), c.value("half_close", false), c.value("read_to_close", false)};
 }
 
 // --- checks ---------------------------------------------------------------------------------------
@@ -300,22 +323,24 @@ std::map<std::string, std::string> outside_pools(const stdfs::path& root, const 
 
 class BadInputRun {
 public:
-    BadInputRun() : m_server(prepare(), server_args()) {
-        m_vars["port"] = std::to_string(m_server.port());
+    BadInputRun() {
+        auto data = prepare();
+        m_server = std::make_unique<ChildServer>(data, server_args());
+        m_vars["port"] = std::to_string(m_server->port());
         m_vars["sentinel"] = (m_root / "sentinel").string();
         m_vars["data_dir"] = (m_root / "data").string();
         m_vars["pool_dir"] = (m_root / "pools" / "main").string();
     }
 
-    int port() const { return m_server.port(); }
-    pid_t pid() const { return m_server.pid(); }
+    int port() const { return m_server->port(); }
+    pid_t pid() const { return m_server->pid(); }
     Vars& vars() { return m_vars; }
     const std::map<std::string, std::string>& keys() const { return m_keys; }
     const stdfs::path& root() const { return m_root; }
 
     Reply send(const json& c, const Vars& vars, std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
         auto built = build_request(c, vars, m_keys);
-        return exchange(port(), built.wire, timeout, built.half_close);
+        return exchange(port(), built.wire, timeout, built.half_close, built.read_to_close);
     }
     // A request written as a case (setup steps, fixtures); returns the parsed body.
     json must(const json& c, const Vars& vars, int status) {
@@ -358,7 +383,7 @@ private:
     test::TempDir m_dir;
     stdfs::path m_root;
     std::map<std::string, std::string> m_keys;
-    ChildServer m_server;
+    std::unique_ptr<ChildServer> m_server;
     Vars m_vars;
 };
 
@@ -456,6 +481,12 @@ TEST(BadInputCorpus, EveryCaseAnswersAsExpectedAndNothingOutsideThePoolsChanges)
     for (const auto& name : {"claimed_job", "engine_id", "assignment_id", "queued_job", "awaiting_job", "bob_job"})
         ASSERT_FALSE(vars[name].empty()) << name;
 
+    // The server really uses the pool the snapshot leaves out.
+    auto pools = run.must({{"method", "GET"}, {"path", "/api/v1/pools"}, {"auth", "admin"}}, vars, 200);
+    ASSERT_EQ(pools["items"].size(), 1u) << pools.dump();
+    ASSERT_EQ(pools["items"][0].value("path", ""), vars["pool_dir"]) << pools.dump();
+    ASSERT_TRUE(stdfs::exists(stdfs::path(vars["pool_dir"]) / "jobs" / vars["queued_job"] / "source"));
+
     const std::vector<std::string> kept_jobs = {vars["claimed_job"], vars["queued_job"], vars["awaiting_job"], vars["bob_job"]};
     auto jobs_snapshot = [&] {
         std::map<std::string, std::string> out;
@@ -511,6 +542,8 @@ TEST(BadInputCorpus, EveryCaseAnswersAsExpectedAndNothingOutsideThePoolsChanges)
         if (r.timed_out) fail("the server did not finish answering in time (a hang)");
         if (!status_matches(expect.at("status"), r.status))
             fail("status " + std::to_string(r.status) + ", expected " + expect.at("status").dump());
+        if (std::getenv("DISTCONV_CORPUS_VERBOSE"))
+            std::cout << "[ case    ] " << name << " -> " << r.status << " " << r.body.substr(0, 160) << "\n";
         auto body = parse_body(r);
         if (expect.contains("code")) {
             std::string code;
