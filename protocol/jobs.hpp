@@ -35,6 +35,8 @@ struct SourceDeclaration {
 
 inline constexpr int k_default_priority = 0;
 inline constexpr int k_default_max_attempts = 3;
+// The longest ttl_seconds a job may ask for (10 years): kept in milliseconds, it must not overflow.
+inline constexpr std::int64_t k_max_ttl_seconds = 315'360'000;
 
 // Multipart: the source is the `file` part (source_url not allowed). JsonOnly: exactly one of
 // `source` and `source_url` is required.
@@ -44,7 +46,7 @@ enum class SubmitKind { Multipart, JsonOnly };
 struct SubmitJobRequest {
     media::JobOptions options;
     int priority = k_default_priority;  // -100..100, higher first
-    std::optional<std::int64_t> ttl_seconds;
+    std::optional<std::int64_t> ttl_seconds;  // 1..k_max_ttl_seconds
     int max_attempts = k_default_max_attempts;  // 1..20
     Requirements requirements;
     std::optional<SourceDeclaration> source;

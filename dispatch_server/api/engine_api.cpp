@@ -13,9 +13,9 @@ namespace {
 
 template <typename T>
 Result<T> parse_body(const httplib::Request& req, Result<T> (*parse)(const nlohmann::json&, const std::string&)) {
-    auto json = nlohmann::json::parse(req.body, nullptr, false);
-    if (json.is_discarded()) return Error::invalid("body", "the body is not valid JSON");
-    return parse(json, "");
+    auto json = parse_json_body(req.body);
+    if (!json) return json.error();
+    return parse(*json, "");
 }
 
 Result<std::optional<int64_t>> fencing_header(const httplib::Request& req, bool required) {

@@ -107,6 +107,20 @@ struct HttpApi::Impl {
         return std::optional<std::string>(key);
     }
 
+    // One Content-Length (a number; repeats must agree) or Transfer-Encoding, never both.
+    static Status check_framing(const httplib::Request& req) {
+        size_t lengths = req.get_header_value_count("Content-Length");
+        for (size_t i = 0; i < lengths; ++i) {
+            auto value = req.get_header_value("Content-Length", i);
+            if (!parse_u64(value)) return Error::invalid("Content-Length", "Content-Length is not a number");
+            if (value != req.get_header_value("Content-Length", 0))
+                return Error::invalid("Content-Length", "the request has several different Content-Length headers");
+        }
+        if (lengths > 0 && req.has_header("Transfer-Encoding"))
+            return Error::invalid("Content-Length", "send Content-Length or Transfer-Encoding: chunked, not both");
+        return {};
+    }
+
     // --- routes -----------------------------------------------------------------------------------
     void install() {
         server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
@@ -117,15 +131,16 @@ struct HttpApi::Impl {
                 send_error(res, Error(ErrorCode::Unavailable, "the server is shutting down"));
                 return httplib::Server::HandlerResponse::Handled;
             }
+            // Framing that two parsers could read differently (request smuggling) is refused, on every route.
+            if (auto framing = check_framing(req); !framing) {
+                close_after_answer(req, res);
+                send_error(res, framing.error());
+                return httplib::Server::HandlerResponse::Handled;
+            }
             if (!router.is_streaming(req.method, req.path) && (req.method == "POST" || req.method == "PUT" || req.method == "DELETE" ||
                                              req.method == "PATCH")) {
                 if (req.has_header("Content-Length")) {
                     auto len = parse_u64(req.get_header_value("Content-Length"));
-                    if (!len) {
-                        close_after_answer(req, res);
-                        send_error(res, Error::invalid("Content-Length", "Content-Length is not a number"));
-                        return httplib::Server::HandlerResponse::Handled;
-                    }
                     if (*len > k_max_json_body) {
                         close_after_answer(req, res);  // the body is not read
                         send_error(res, Error(ErrorCode::FileTooLarge, "JSON bodies are limited to 1 MiB"));
@@ -293,9 +308,9 @@ struct HttpApi::Impl {
             });
             if (too_big) return send_error(res, Error(ErrorCode::FileTooLarge, "JSON bodies are limited to 1 MiB"));
             if (!ok) return send_error(res, Error::invalid("body", "the request body was cut off"));
-            auto json = nlohmann::json::parse(body, nullptr, false);
-            if (json.is_discarded()) return send_error(res, Error::invalid("body", "the body is not valid JSON"));
-            job = s.jobs.submit_json(*who, json, *idem);
+            auto json = parse_json_body(body);
+            if (!json) return send_error(res, json.error());
+            job = s.jobs.submit_json(*who, *json, *idem);
         } else {
             return send_error(res, Error(ErrorCode::UnsupportedMediaType,
                                          "send multipart/form-data (file + job) or application/json",
@@ -374,9 +389,9 @@ struct HttpApi::Impl {
         if (!finished) return discard(finished.error());
         if (!have_job) return discard(Error::invalid("job", "the 'job' part (JSON options) is missing"));
         if (!have_file) return discard(Error::invalid("file", "the 'file' part (the media) is missing"));
-        auto json = nlohmann::json::parse(job_text, nullptr, false);
-        if (json.is_discarded()) return discard(Error::invalid("job", "the 'job' part is not valid JSON"));
-        return s.jobs.submit_multipart(who, json, *incoming, sink.position(), filename, idem);
+        auto json = parse_json_body(job_text, "job");
+        if (!json) return discard(json.error());
+        return s.jobs.submit_multipart(who, *json, *incoming, sink.position(), filename, idem);
     }
 
     void list(const httplib::Request& req, httplib::Response& res) {
@@ -628,9 +643,9 @@ struct HttpApi::Impl {
 
     void create_key(const httplib::Request& req, httplib::Response& res) {
         if (!admin(req, res)) return;
-        auto json = nlohmann::json::parse(req.body, nullptr, false);
-        if (json.is_discarded()) return send_error(res, Error::invalid("body", "the body is not valid JSON"));
-        auto request = protocol::parse_create_key_request(json);
+        auto json = parse_json_body(req.body);
+        if (!json) return send_error(res, json.error());
+        auto request = protocol::parse_create_key_request(*json);
         if (!request) return send_error(res, request.error());
         auto created = s.auth.create_key(request->name, request->role);
         if (!created) return send_error(res, created.error());

@@ -55,6 +55,30 @@ std::optional<uint64_t> parse_u64(const std::string& s) {
     return v;
 }
 
+Result<nlohmann::json> parse_json_body(std::string_view text, const std::string& field) {
+    int depth = 0;
+    bool in_string = false, escaped = false;
+    for (char c : text) {
+        if (in_string) {
+            if (escaped) escaped = false;
+            else if (c == '\\') escaped = true;
+            else if (c == '"') in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > k_max_json_depth)
+                return Error::invalid(field, (field == "body" ? "the body" : "the '" + field + "' part") +
+                                                 " is nested more than " + std::to_string(k_max_json_depth) + " levels deep");
+        } else if (c == ']' || c == '}') {
+            --depth;
+        }
+    }
+    auto json = nlohmann::json::parse(text, nullptr, false);
+    if (json.is_discarded())
+        return Error::invalid(field, (field == "body" ? "the body" : "the '" + field + "' part") + " is not valid JSON");
+    return json;
+}
+
 Result<std::optional<ByteRange>> parse_range(const std::string& header, uint64_t size) {
     if (header.empty()) return std::optional<ByteRange>{};
     static const std::regex k_re(R"(^bytes=(\d*)-(\d*)$)");

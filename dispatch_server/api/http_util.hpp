@@ -35,6 +35,12 @@ void close_after_answer(const httplib::Request& req, httplib::Response& res);
 Error error_for_status(int status);
 std::optional<uint64_t> parse_u64(const std::string& s);
 
+// A JSON request body (or the multipart `job` part): INVALID_ARGUMENT naming `field` when it is not
+// valid JSON or nests deeper than k_max_json_depth (deep documents would exhaust the stack when
+// copied or compared, which is recursive).
+constexpr int k_max_json_depth = 64;
+Result<nlohmann::json> parse_json_body(std::string_view text, const std::string& field = "body");
+
 struct ByteRange {
     uint64_t first = 0, last = 0;
 };

@@ -49,7 +49,10 @@ Result<media::ProbeInfo> FfprobeProber::probe(const stdfs::path& file) {
     if (!run) return run.error();
     if (run->timed_out) return Error(ErrorCode::UnsupportedMediaType, "ffprobe took too long to read the source");
     if (run->exit_code != 0) {
+        // ffprobe names the file it read: say "source" rather than disclose the pool's path.
         std::string why = process::tail_lines(run->err, 3);
+        for (auto at = why.find(file.string()); at != std::string::npos; at = why.find(file.string(), at))
+            why.replace(at, file.string().size(), "source");
         return Error(ErrorCode::UnsupportedMediaType,
                      "the source is not a media file ffmpeg can read" + (why.empty() ? "" : ": " + why));
     }
@@ -599,6 +602,11 @@ Result<JobRecord> JobService::retry(const Principal& who, const std::string& id)
                        stdfs::exists(m_pools.resolve(job->source_pool, job->source_path));
     if (!have_source)
         return Error(ErrorCode::Conflict, "the job's source is no longer stored; submit it again",
+                     {{"state", to_string(job->state)}});
+    // Only a source ffprobe accepted may be queued (awaiting_upload -> queued needs it): a job that
+    // failed because its upload was not media stays failed.
+    if (!job->source_probe.is_object())
+        return Error(ErrorCode::Conflict, "the job's source was never accepted (not a readable media file); submit it again",
                      {{"state", to_string(job->state)}});
     JobUpdate u;
     u.attempt_count = 0;
