@@ -80,6 +80,7 @@ Args parse_args(int argc, char** argv, int first) {
 
 struct Stats {
     std::vector<double> ms;
+    uint64_t count = 0;  // successes, timed or not
     uint64_t errors = 0;
     std::map<std::string, uint64_t> error_kinds;
     void error(const std::string& kind) {
@@ -93,8 +94,8 @@ struct Stats {
         return v[idx];
     }
     json to_json(double seconds) {
-        json j{{"count", ms.size()},
-               {"rate", seconds > 0 ? static_cast<double>(ms.size()) / seconds : 0.0},
+        json j{{"count", count},
+               {"rate", seconds > 0 ? static_cast<double>(count) / seconds : 0.0},
                {"p50_ms", pct(ms, 50)},
                {"p99_ms", pct(ms, 99)},
                {"max_ms", ms.empty() ? 0.0 : *std::max_element(ms.begin(), ms.end())},
@@ -375,7 +376,10 @@ int run_hammer(const Args& args) {
         r.url = urls[next_url++ % urls.size()];
         loop.send(r, [&](const Reply& rep) {
             if (SteadyClock::now() >= measure_from && SteadyClock::now() < end) {
-                if (rep.status >= 200 && rep.status < 300) stats.ms.push_back(rep.ms);
+                if (rep.status >= 200 && rep.status < 300) {
+                    stats.ms.push_back(rep.ms);
+                    ++stats.count;
+                }
                 else stats.error(rep.status ? std::to_string(rep.status) : rep.error);
             }
             fire();
@@ -443,15 +447,19 @@ public:
     }
 
     int run() {
-        // Registration first (at most 64 at a time), then the clock starts.
+        // Registration first (16 at a time), then the clock starts.
         size_t next = 0;
-        int registered = 0;
+        int registered = 0, transport_retries = 0;
+        std::function<void(size_t)> reg_one;
         std::function<void()> reg = [&] {
-            if (next >= m_engine.size()) return;
-            size_t i = next++;
+            if (next < m_engine.size()) reg_one(next++);
+        };
+        reg_one = [&](size_t i) {
             Request r = engine_request("/engines", registration_body(static_cast<int>(i)).dump());
             m_loop.send(r, [&, i](const Reply& rep) {
-                if (rep.status != 201) throw std::runtime_error("register: " + std::to_string(rep.status) + " " + rep.body + rep.error);
+                if (rep.status == 0 && ++transport_retries <= 50) return reg_one(i);  // refused or reset: again
+                if (rep.status != 201)
+                    throw std::runtime_error("register: " + std::to_string(rep.status) + " " + rep.body + rep.error);
                 auto j = json::parse(rep.body);
                 m_engine[i].id = j.at("engine_id").get<std::string>();
                 if (m_hb_ms <= 0) m_hb_ms = j.at("heartbeat_interval_seconds").get<long>() * 1000;
@@ -459,7 +467,7 @@ public:
                 reg();
             });
         };
-        for (int i = 0; i < 64; ++i) reg();
+        for (int i = 0; i < 16; ++i) reg();
         m_loop.run(SteadyClock::now() + std::chrono::seconds(120));
         if (registered != m_engines) throw std::runtime_error("not every engine registered");
 
@@ -487,13 +495,14 @@ public:
         for (auto& [name, st] : m_stats) {
             ops[name] = st.to_json(m_seconds);
             all.ms.insert(all.ms.end(), st.ms.begin(), st.ms.end());
+            all.count += st.count;
             errors += st.errors;
         }
         out["ops"] = ops;
         out["lifecycles"] = m_lifecycles;
         out["lifecycles_per_s"] = static_cast<double>(m_lifecycles) / m_seconds;
         out["heartbeats_per_s"] = m_stats["heartbeat"].to_json(m_seconds)["rate"];
-        out["requests_per_s"] = static_cast<double>(all.ms.size()) / m_seconds;
+        out["requests_per_s"] = static_cast<double>(all.count) / m_seconds;
         out["p50_ms"] = Stats::pct(all.ms, 50);
         out["p99_ms"] = Stats::pct(all.ms, 99);
         out["errors"] = errors;
@@ -534,6 +543,7 @@ private:
             st.error(rep.status ? std::to_string(rep.status) + " " + rep.body.substr(0, 120) : rep.error);
             return false;
         }
+        ++st.count;
         if (timed) st.ms.push_back(rep.ms);
         return true;
     }
@@ -562,8 +572,8 @@ private:
                 if (measuring()) ++m_empty_claims;
                 return claim(i);
             }
-            // A claim answered with work is timed (an empty long-poll's time is the wait itself).
-            if (!record("claim", rep, {200})) {
+            // Counted, not timed: a long-poll answered with work lasted as long as the engine waited for it.
+            if (!record("claim", rep, {200}, false)) {
                 m_loop.at(SteadyClock::now() + std::chrono::milliseconds(200), [this, i] { claim(i); });
                 return;
             }
@@ -760,7 +770,7 @@ int run_latency(const Args& args) {
             if (!error.empty()) return;
         }
     });
-    Stats lat, retry_rtt;
+    Stats lat, retry_rtt;  // ms only
     std::mt19937 rng(7);
     for (int i = 0; i < samples && error.empty(); ++i) {
         {
@@ -786,6 +796,7 @@ int run_latency(const Args& args) {
             break;
         }
         lat.ms.push_back(ms_between(t0, got));
+        ++lat.count;
     }
     {
         std::lock_guard lock(m);
