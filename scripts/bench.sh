@@ -3,13 +3,15 @@
 # the HTTP library's no-op server, SQLite's commit rate, `cp`), repeated, reported as median and spread.
 #
 #   scripts/bench.sh [--quick|--full|--smoke] [--repeat N] [--big] [--only NAME,...]
-#                    [--build-dir DIR] [--work-dir DIR] [--out DIR] [--no-doc]
+#                    [--build-dir DIR] [--work-dir DIR] [--out DIR] [--no-doc] [--keep-results]
 #
 #   --quick   (default) a few minutes on 2 cores: 10 s clip, 512 MiB file, short load phases
 #   --full    the issue's sizes: 30 s 1080p30 clip, 4 GiB file, longer load phases
 #   --smoke   seconds: tiny sizes, one repeat, no doc (the ctest `bench_smoke`)
 #   --big     the data plane with a 20 GiB file
 #   --only    e2e,latency,control,data (engine overhead is measured inside e2e)
+#   --keep-results  add to the results already in --out (default build/bench-results) instead of
+#             starting over: parts run separately make one table
 #
 # Prints a table and writes docs/benchmarks.md (the table, the command, the machine) followed by
 # bench/notes.md (what the figures mean, the misses and what would close them).
@@ -17,7 +19,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 COMMAND="scripts/bench.sh $*"
 
-MODE=quick REPEAT="" BIG=0 ONLY="e2e,latency,control,data" BUILD=$ROOT/build WORK="" OUT="" DOC=1
+MODE=quick REPEAT="" BIG=0 ONLY="e2e,latency,control,data" BUILD=$ROOT/build WORK="" OUT="" DOC=1 KEEP=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --quick) MODE=quick ;;
@@ -30,6 +32,7 @@ while [[ $# -gt 0 ]]; do
     --work-dir) WORK=$2; shift ;;
     --out) OUT=$2; shift ;;
     --no-doc) DOC=0 ;;
+    --keep-results) KEEP=1 ;;
     -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "bench: unknown option $1" >&2; exit 2 ;;
   esac
@@ -64,7 +67,7 @@ mkdir -p "$WORK"
 OUT=${OUT:-$BUILD/bench-results}
 mkdir -p "$OUT"
 RESULTS=$OUT/results.tsv
-: > "$RESULTS"
+[[ $KEEP == 1 ]] || : > "$RESULTS"
 PIDS=()
 
 cleanup() {
@@ -182,8 +185,8 @@ bench_e2e() {
         done
         rm -f "$dir/local.mp4"
         t0=$(now)
-        # The engine adds exactly these progress options (transcoding_engine/executor.cpp).
-        ffmpeg -progress pipe:1 -nostats "${run[@]}" > /dev/null 2> "$dir/local.err" < /dev/null ||
+        # The job's argv already holds `-progress pipe:1 -nostats`, as the engine runs it.
+        ffmpeg "${run[@]}" > /dev/null 2> "$dir/local.err" < /dev/null ||
           { cat "$dir/local.err" >&2; exit 1; }
         t1=$(now)
         record e2e.local_s "$(elapsed "$t0" "$t1")"
@@ -201,10 +204,12 @@ bench_e2e() {
 
 # --- 2: dispatch latency -------------------------------------------------------------------------------
 bench_latency() {
-  local dir=$WORK/run-latency
-  start_dispatch "$dir"
   tiny_clip "$WORK/tiny.mp4"
   for i in $(seq 1 "$REPEAT"); do
+    # A fresh server each time: the server keeps serving a claim whose client went away until its
+    # wait ends, and that claim would take the next run's job.
+    local dir=$WORK/run-latency-$i
+    start_dispatch "$dir"
     local j
     j=$("$LOADGEN" latency --server "$SERVER" --engine-key "$ENGINE_KEY" --user-key "$USER_KEY" \
       --samples "$LAT_SAMPLES" --source "$WORK/tiny.mp4")
@@ -213,8 +218,8 @@ bench_latency() {
     record latency.max_ms "$(jq .max_ms <<<"$j")"
     record latency.retry_request_ms "$(jq .retry_request_p50_ms <<<"$j")"
     log "latency: run $i of $REPEAT: p50 $(jq .p50_ms <<<"$j") ms, p99 $(jq .p99_ms <<<"$j") ms"
+    stop_pid "$DISPATCH_PID"
   done
-  stop_pid "$DISPATCH_PID"
 }
 
 # --- 3: control plane ----------------------------------------------------------------------------------
@@ -274,6 +279,9 @@ bench_control() {
       record "control.n$n.sim_p50_ms" "$(jq 'if .requests_per_s > 0 then .p50_ms else "none" end' -r <<<"$sim")"
       record "control.n$n.sim_p99_ms" "$(jq 'if .requests_per_s > 0 then .p99_ms else "none" end' -r <<<"$sim")"
       record "control.n$n.sim_errors" "$(jq .errors <<<"$sim")"
+      # The engines' own requests: heartbeats (submits wait for ffprobe and are reported apart).
+      record "control.n$n.sim_heartbeat_p99_ms" "$(jq -r '.ops.heartbeat.p99_ms // "none"' <<<"$sim")"
+      record "control.n$n.sim_submit_p50_ms" "$(jq -r '.ops.submit.p50_ms // "none"' <<<"$sim")"
       log "control: n=$n run $i of $REPEAT: heartbeats $(jq .rate <<<"$hb")/s vs no-op $(jq .rate <<<"$noop")/s; sim $(jq -c '{lifecycles_per_s,heartbeats_per_s,p50_ms,p99_ms,errors}' <<<"$sim")"
       [[ $(jq .errors <<<"$sim") == 0 ]] || jq -c '.ops | map_values(.error_kinds // empty)' <<<"$sim" >&2
       rm -rf "$dir"
@@ -428,11 +436,14 @@ TABLE=$OUT/table.md
     row "   N=$n: simulated: p50 ms (all requests)" "control.n$n.sim_p50_ms"
     if [[ $n == 1000 ]]; then
       row "   N=$n: simulated: p99 ms (all requests)" "control.n$n.sim_p99_ms" "<" 100 "< 100"
+      row "   N=$n: simulated: heartbeat p99 ms" "control.n$n.sim_heartbeat_p99_ms" "<" 100 "< 100"
       row "   N=$n: simulated: errors" "control.n$n.sim_errors" "==" 0 "0"
     else
       row "   N=$n: simulated: p99 ms (all requests)" "control.n$n.sim_p99_ms"
+      row "   N=$n: simulated: heartbeat p99 ms" "control.n$n.sim_heartbeat_p99_ms"
       row "   N=$n: simulated: errors" "control.n$n.sim_errors"
     fi
+    row "   N=$n: simulated: submit p50 ms (upload + ffprobe)" "control.n$n.sim_submit_p50_ms"
   done
   row "4. data: cp on the same disk, MB/s" data.cp_mb_s
   row "   curl upload / cp" data.curl_upload_vs_cp ">=" 0.7 "≥ 0.7"
