@@ -36,6 +36,13 @@ int size_class(const JobRecord& job) {
 
 EngineProfile profile_of(const EngineRecord& engine, const std::vector<EngineRecord>& online_engines,
                          uint64_t disk_reserve_bytes) {
+    std::vector<double> scores;
+    for (const auto& e : online_engines)
+        if (e.benchmark_score) scores.push_back(*e.benchmark_score);
+    return profile_of(engine, scores, disk_reserve_bytes);
+}
+
+EngineProfile profile_of(const EngineRecord& engine, const std::vector<double>& scores, uint64_t disk_reserve_bytes) {
     EngineProfile p;
     p.engine_id = engine.id;
     if (engine.capabilities.is_object()) {
@@ -45,9 +52,6 @@ EngineProfile profile_of(const EngineRecord& engine, const std::vector<EngineRec
     p.tags.insert(engine.tags.begin(), engine.tags.end());
     p.free_disk_bytes = static_cast<uint64_t>(std::max<int64_t>(0, engine.free_disk_bytes));
     p.disk_reserve_bytes = disk_reserve_bytes;
-    std::vector<double> scores;
-    for (const auto& e : online_engines)
-        if (e.benchmark_score) scores.push_back(*e.benchmark_score);
     if (engine.benchmark_score && scores.size() > 1) {
         auto below = std::count_if(scores.begin(), scores.end(), [&](double s) { return s < *engine.benchmark_score; });
         p.speed_rank = static_cast<double>(below) / static_cast<double>(scores.size() - 1);

@@ -24,6 +24,9 @@ struct EngineProfile {
 
 EngineProfile profile_of(const EngineRecord& engine, const std::vector<EngineRecord>& online_engines,
                          uint64_t disk_reserve_bytes);
+// The same from the online engines' benchmark scores alone (Store::online_benchmark_scores).
+EngineProfile profile_of(const EngineRecord& engine, const std::vector<double>& online_scores,
+                         uint64_t disk_reserve_bytes);
 
 // The engine has every encoder the job's resolved options use (copy/none need none), the job's
 // required encoders, hwaccel and tags.

@@ -121,30 +121,36 @@ Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal
     if (!engine) return engine.error();
     auto deadline = std::chrono::steady_clock::now() +
                     std::chrono::seconds(std::clamp(request.wait_seconds, 0, protocol::k_max_claim_wait_seconds));
+    {
+        // Seen now: written once per claim, not on every wake of its long-poll.
+        EngineRecord e = *engine;
+        e.last_seen_at = m_clock.now_ms();
+        if (request.free_disk_bytes) e.free_disk_bytes = *request.free_disk_bytes;
+        if (e.state == "offline") e.state = "idle";
+        if (auto st = m_store.update_engine(e); !st) return st.error();
+    }
     while (true) {
-        uint64_t generation = m_notifier.generation();
-        auto e = m_store.get_engine(engine_id);
+        uint64_t generation = m_notifier.work_generation();
+        auto e = m_store.get_engine(engine_id);  // read again: a drain may come while the claim waits
         if (!e) return Error(ErrorCode::NotFound, "no engine with id '" + engine_id + "'");
-        e->last_seen_at = m_clock.now_ms();
-        if (request.free_disk_bytes) e->free_disk_bytes = *request.free_disk_bytes;
-        if (e->state == "offline") e->state = "idle";
-        (void)m_store.update_engine(*e);
         if (e->drain || m_notifier.closed()) return Out{};
         auto active = m_store.active_attempts(engine_id);
         int free_slots = std::min(request.free_slots, e->slots - static_cast<int>(active.size()));
         if (free_slots <= 0) return Out{};
 
-        std::vector<EngineRecord> online;
-        for (const auto& other : m_store.list_engines())
-            if (other.state != "offline") online.push_back(other);
-        EngineProfile profile = profile_of(*e, online, m_config.transfer_reserve_bytes);
-        auto claimed = m_store.claim_job(engine_id, m_config.lease_ms, [&](const std::vector<ClaimCandidate>& c) {
-            return choose_job(c, profile);
-        });
+        // Most wakes find the queue empty: only a claimable job is worth the other engines' scores
+        // and a write transaction.
+        Result<std::optional<std::pair<JobRecord, AttemptRecord>>> claimed = std::optional<std::pair<JobRecord, AttemptRecord>>{};
+        if (m_store.has_claimable_job()) {
+            EngineProfile profile = profile_of(*e, m_store.online_benchmark_scores(), m_config.transfer_reserve_bytes);
+            claimed = m_store.claim_job(engine_id, m_config.lease_ms, [&](const std::vector<ClaimCandidate>& c) {
+                return choose_job(c, profile);
+            });
+        }
         if (!claimed) return claimed.error();
         if (*claimed) {
             const auto& [job, attempt] = **claimed;
-            changed();
+            changed_for_watchers();  // a hand-out gives the other engines nothing to claim
             if (m_metrics)
                 m_metrics->job_assigned(static_cast<double>(attempt.started_at - job.queued_at.value_or(attempt.started_at)) /
                                         1000.0);
@@ -178,8 +184,8 @@ Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal
         auto now = std::chrono::steady_clock::now();
         if (now >= deadline) return Out{};
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
-        // Wake on any change (a job queued, a backoff ending is caught by the 1 s cap).
-        m_notifier.wait_for_change(generation, std::min(left, std::chrono::milliseconds(1000)));
+        // Wake when work may have appeared (a job queued; a backoff ending is caught by the 1 s cap).
+        m_notifier.wait_for_work(generation, std::min(left, std::chrono::milliseconds(1000)));
     }
 }
 
@@ -227,7 +233,7 @@ Result<protocol::ProgressReply> EngineService::progress(const Principal& who, co
         auto updated = m_store.update_job(job->id, u, event);
         if (!updated) return updated.error();
     }
-    changed();
+    changed_for_watchers();
     return reply;
 }
 
@@ -380,7 +386,7 @@ Result<protocol::AssignmentAck> EngineService::complete(const Principal& who, co
     (void)m_store.reserve_space(job->id, FileKind::Output, size, same);
     if (m_metrics) m_metrics->job_completed(static_cast<double>(now - a->started_at) / 1000.0);
     spdlog::info("job {} completed by engine {} ({} bytes)", job->id, a->engine_id, size);
-    changed();
+    changed_for_watchers();
     return protocol::AssignmentAck{done->id, done->state};
 }
 

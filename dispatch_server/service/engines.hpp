@@ -82,6 +82,7 @@ private:
     std::string output_relpath(const AttemptRecord& a) const;
     protocol::EngineInfo to_info(const EngineRecord& e);
     void changed() { m_notifier.notify(); }
+    void changed_for_watchers() { m_notifier.notify_watchers(); }
 
     Store& m_store;
     StoragePools& m_pools;

@@ -1101,6 +1101,32 @@ std::vector<EngineRecord> Store::list_engines() {
     return out;
 }
 
+std::vector<double> Store::online_benchmark_scores() {
+    std::lock_guard lock(m_impl->mutex);
+    std::vector<double> out;
+    try {
+        auto s = m_impl->prepare(
+            "SELECT benchmark_score FROM engines WHERE state <> 'offline' AND benchmark_score IS NOT NULL");
+        while (s.step()) out.push_back(s.dbl(0));
+    } catch (const SqlError& e) {
+        log_error("online_benchmark_scores", e);
+    }
+    return out;
+}
+
+bool Store::has_claimable_job() {
+    std::lock_guard lock(m_impl->mutex);
+    try {
+        auto s = m_impl->prepare(
+            "SELECT 1 FROM jobs WHERE state = 'queued' AND (not_before IS NULL OR not_before <= ?) LIMIT 1");
+        s << m_impl->now();
+        return s.step();
+    } catch (const SqlError& e) {
+        log_error("has_claimable_job", e);
+        return true;  // let claim_job try and report the error
+    }
+}
+
 Status Store::update_engine(const EngineRecord& e) {
     std::lock_guard lock(m_impl->mutex);
     try {

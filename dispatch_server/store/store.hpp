@@ -301,6 +301,10 @@ public:
     Result<EngineRecord> insert_engine(const EngineRecord& engine);
     std::optional<EngineRecord> get_engine(const std::string& id);
     std::vector<EngineRecord> list_engines();
+    // The benchmark scores of the engines that are not offline (the scheduler ranks speed by them).
+    std::vector<double> online_benchmark_scores();
+    // Whether a queued job is past its backoff: a cheap read before claim_job's write transaction.
+    bool has_claimable_job();
     // Writes every field but id, key_id and registered_at.
     Status update_engine(const EngineRecord& engine);
 

@@ -1,10 +1,12 @@
 // EngineService over a real store and pool, with a clock the test moves: leases, fencing tokens,
-// retries with backoff, cancel through progress, offline engines.
+// retries with backoff, cancel through progress, offline engines, long-polls that wake for work only.
 #include "dispatch_server/service/engines.hpp"
 #include "dispatch_server/service/jobs.hpp"
 #include "tests/support/test_support.hpp"
 
 #include <gtest/gtest.h>
+
+#include <thread>
 
 using namespace distconv;
 using namespace distconv::dispatch;
@@ -268,4 +270,66 @@ TEST_F(EngineServiceTest, AnotherEnginesKeyCannotTouchTheEngine) {
     protocol::ProgressReport p;
     p.fencing_token = a.fencing_token;
     EXPECT_EQ(engines->progress(intruder, a.assignment_id, p).error().code, ErrorCode::NotFound);
+}
+
+TEST_F(EngineServiceTest, AWaitingClaimIsHandedWorkQueuedWhileItWaits) {
+    protocol::ClaimRequest req;
+    req.wait_seconds = 10;
+    std::optional<protocol::Assignment> got;
+    auto start = std::chrono::steady_clock::now();
+    std::thread waiter([&] {
+        auto a = engines->claim(engine_principal, engine_id, req, "");
+        if (a.ok() && a->has_value()) got = **a;
+    });
+    notifier.notify_watchers();  // progress elsewhere: nothing to claim, the claim keeps waiting
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    auto job = queued_job();  // notify(): work
+    waiter.join();
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(got->job_id, job);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+TEST_F(EngineServiceTest, StoreTellsWhetherAJobIsClaimableAndTheOnlineScores) {
+    EXPECT_FALSE(store->has_claimable_job());
+    auto job = queued_job();
+    EXPECT_TRUE(store->has_claimable_job());
+    JobUpdate u;
+    u.not_before = clock.now_ms() + 5'000;  // in its backoff
+    ASSERT_TRUE(store->update_job(job, u).ok());
+    EXPECT_FALSE(store->has_claimable_job());
+    clock.advance(5'000);
+    EXPECT_TRUE(store->has_claimable_job());
+
+    EXPECT_TRUE(store->online_benchmark_scores().empty());  // the engine has no score yet
+    auto e = *store->get_engine(engine_id);
+    e.benchmark_score = 7.5;
+    ASSERT_TRUE(store->update_engine(e).ok());
+    EXPECT_EQ(store->online_benchmark_scores(), std::vector<double>{7.5});
+    e.state = "offline";
+    ASSERT_TRUE(store->update_engine(e).ok());
+    EXPECT_TRUE(store->online_benchmark_scores().empty());
+}
+
+TEST(ChangeNotifierTest, ClaimWaitersWakeForWorkOnly) {
+    using namespace std::chrono_literals;
+    ChangeNotifier n;
+    auto any = n.generation();
+    auto work = n.work_generation();
+    n.notify_watchers();
+    EXPECT_NE(n.generation(), any);
+    EXPECT_EQ(n.work_generation(), work);
+    auto start = std::chrono::steady_clock::now();
+    EXPECT_EQ(n.wait_for_work(work, 50ms), work);  // times out: watchers' changes do not count
+    EXPECT_GE(std::chrono::steady_clock::now() - start, 40ms);
+    std::thread later([&] {
+        std::this_thread::sleep_for(20ms);
+        n.notify();
+    });
+    EXPECT_NE(n.wait_for_work(work, 10s), work);
+    later.join();
+    EXPECT_NE(n.generation(), any);
+    n.close();
+    auto closed_at = n.work_generation();
+    EXPECT_EQ(n.wait_for_work(closed_at, 10s), closed_at);  // closed: returns at once
 }
