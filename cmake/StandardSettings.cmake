@@ -20,6 +20,18 @@ elseif(DISTCONV_SANITIZE STREQUAL "thread")
 elseif(NOT DISTCONV_SANITIZE STREQUAL "")
   message(FATAL_ERROR "DISTCONV_SANITIZE must be '', 'address' or 'thread', not '${DISTCONV_SANITIZE}'")
 endif()
+if(DISTCONV_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "DISTCONV_FUZZ needs clang (CC=clang CXX=clang++), not ${CMAKE_CXX_COMPILER_ID}")
+  endif()
+  if(NOT DISTCONV_SANITIZE STREQUAL "")
+    message(FATAL_ERROR "DISTCONV_FUZZ brings its own sanitizers (ASan+UBSan); leave DISTCONV_SANITIZE empty")
+  endif()
+  # Coverage instrumentation for the libraries; the fuzz executables add libFuzzer's main at link time.
+  target_compile_options(distconv_sanitizers INTERFACE -fsanitize=fuzzer-no-link,address,undefined
+                         -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  target_link_options(distconv_sanitizers INTERFACE -fsanitize=address,undefined)
+endif()
 
 add_library(distconv_settings INTERFACE)
 target_link_libraries(distconv_settings INTERFACE distconv_warnings distconv_sanitizers)

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 
 #include <regex>
 
@@ -59,7 +60,14 @@ std::optional<UrlParts> parse_server_url(const std::string& url) {
 }
 
 bool is_loopback_host(const std::string& host) {
-    return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+    if (host == "localhost" || host == "::1") return true;
+    // A dotted IPv4 address in 127.0.0.0/8; "127.example.com" is a remote name.
+    static const std::regex k_v4(R"(^127\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})$)");
+    std::smatch m;
+    if (!std::regex_match(host, m, k_v4)) return false;
+    for (size_t i = 1; i < m.size(); ++i)
+        if (std::stoi(m[i].str()) > 255) return false;
+    return true;
 }
 
 Status finalize(EngineConfig& c) {
@@ -87,7 +95,8 @@ Status finalize(EngineConfig& c) {
     auto drain = config::parse_duration_ms(c.drain_timeout);
     if (!drain || *drain < 0) return Error::invalid("drain-timeout", "drain-timeout must be a duration");
     c.drain_timeout_ms = std::chrono::milliseconds(*drain);
-    if (c.max_load < 0) return Error::invalid("max-load", "max-load must not be negative");
+    if (!std::isfinite(c.max_load) || c.max_load < 0)
+        return Error::invalid("max-load", "max-load must be a number >= 0");
     auto memory = config::parse_byte_size(c.min_free_memory);
     if (!memory) return Error::invalid("min-free-memory", "min-free-memory: " + memory.error().message);
     c.min_free_memory_bytes = *memory;

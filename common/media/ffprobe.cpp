@@ -83,7 +83,9 @@ std::optional<double> parse_rational(std::string_view text) {
     auto num = parse_ffmpeg_number(text.substr(0, slash));
     auto den = parse_ffmpeg_number(text.substr(slash + 1));
     if (!num || !den || *den == 0) return std::nullopt;
-    return positive(*num / *den);
+    const double v = *num / *den;  // "1e300/1e-300" overflows
+    if (!std::isfinite(v)) return std::nullopt;
+    return positive(v);
 }
 
 Result<ProbeInfo> parse_ffprobe_json(std::string_view text) {

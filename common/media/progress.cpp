@@ -23,6 +23,12 @@ std::optional<double> non_negative(std::optional<double> v) {
     return std::nullopt;
 }
 
+// A count (frame, total_size): non-negative and small enough for an int64 (frame=1e30 is junk).
+std::optional<std::int64_t> count(std::optional<double> v) {
+    if (!v || *v < 0 || *v > 9e18) return std::nullopt;
+    return static_cast<std::int64_t>(*v);
+}
+
 // "1.5x" -> 1.5, "136.0kbits/s" -> 136.0: a number followed by a known unit.
 std::optional<double> parse_with_suffix(std::string_view text, std::string_view suffix) {
     text = trim(text);
@@ -49,7 +55,9 @@ std::optional<double> parse_clock_time(std::string_view text) {
         if (n == 3) return std::nullopt;  // more than three fields
     }
     if (n != 3) return std::nullopt;
-    return parts[0] * 3600 + parts[1] * 60 + parts[2];
+    const double seconds = parts[0] * 3600 + parts[1] * 60 + parts[2];  // "1e306:00:00" overflows
+    if (!std::isfinite(seconds)) return std::nullopt;
+    return seconds;
 }
 
 ProgressParser::ProgressParser(std::optional<double> duration_seconds) {
@@ -62,12 +70,18 @@ std::vector<ProgressUpdate> ProgressParser::feed(std::string_view chunk) {
     while (!chunk.empty()) {
         auto nl = chunk.find('\n');
         if (nl == std::string_view::npos) {
-            m_partial.append(chunk);
-            if (m_partial.size() > k_max_line) m_partial.clear();
+            if (!m_discarding) m_partial.append(chunk);
+            if (m_partial.size() > k_max_line) {
+                // Too long to be progress output: drop the whole line, up to its newline.
+                m_partial.clear();
+                m_discarding = true;
+            }
             break;
         }
-        if (m_partial.empty()) {
-            handle_line(chunk.substr(0, nl), out);
+        if (m_discarding) {
+            m_discarding = false;
+        } else if (m_partial.empty()) {
+            if (nl <= k_max_line) handle_line(chunk.substr(0, nl), out);
         } else {
             m_partial.append(chunk.substr(0, nl));
             std::string line = std::move(m_partial);
@@ -96,7 +110,7 @@ void ProgressParser::handle_line(std::string_view line, std::vector<ProgressUpda
     } else if (key == "out_time") {
         m_out_time_text = parse_clock_time(value);
     } else if (key == "frame") {
-        if (auto v = non_negative(parse_ffmpeg_number(value))) m_block.frame = static_cast<std::int64_t>(*v);
+        if (auto v = count(parse_ffmpeg_number(value))) m_block.frame = *v;
     } else if (key == "fps") {
         m_block.fps = non_negative(parse_ffmpeg_number(value));
     } else if (key == "speed") {
@@ -104,7 +118,7 @@ void ProgressParser::handle_line(std::string_view line, std::vector<ProgressUpda
     } else if (key == "bitrate") {
         m_block.bitrate_kbps = parse_with_suffix(value, "kbits/s");
     } else if (key == "total_size") {
-        if (auto v = non_negative(parse_ffmpeg_number(value))) m_block.total_size = static_cast<std::int64_t>(*v);
+        if (auto v = count(parse_ffmpeg_number(value))) m_block.total_size = *v;
     }
     // Unknown keys (stream_0_0_q, dup_frames, drop_frames, ...) are ignored.
 }

@@ -12,6 +12,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 
 using namespace distconv;
 using namespace distconv::engine;
@@ -123,8 +125,31 @@ TEST(Config, RefusesPlainHttpKeyToRemoteHosts) {
     local.claim_wait = "2m";
     EXPECT_FALSE(finalize(local));
     EXPECT_TRUE(is_loopback_host("::1"));
+    EXPECT_TRUE(is_loopback_host("127.0.0.1"));
+    EXPECT_TRUE(is_loopback_host("127.255.3.4"));
+    EXPECT_FALSE(is_loopback_host("127.example.com"));  // a remote name, whatever it starts with
+    EXPECT_FALSE(is_loopback_host("127.0.0.1.example.com"));
+    EXPECT_FALSE(is_loopback_host("127.0.0.256"));
+    EngineConfig named = local;
+    named.server = "http://127.attacker.example:8080";
+    EXPECT_FALSE(finalize(named));
     EXPECT_EQ(parse_server_url("https://[::1]:8443/x")->host, "::1");
     EXPECT_FALSE(parse_server_url("ftp://host"));
+}
+
+TEST(Config, MaxLoadMustBeAFiniteNonNegativeNumber) {
+    EngineConfig c;
+    c.server = "http://127.0.0.1:9";
+    c.key = "k";
+    c.work_dir = "/tmp/x";
+    c.max_load = 2.5;
+    EXPECT_TRUE(finalize(c));
+    for (double bad : {-1.0, std::nan(""), std::numeric_limits<double>::infinity()}) {
+        c.max_load = bad;
+        auto st = finalize(c);
+        ASSERT_FALSE(st) << bad;
+        EXPECT_EQ(st.error().details["field"], "max-load");
+    }
 }
 
 TEST(Argv, FileModeReplacesPlaceholdersAndAddsProgress) {

@@ -153,6 +153,7 @@ TEST(Ffprobe, ParseRational) {
     EXPECT_FALSE(parse_rational("N/A").has_value());
     EXPECT_FALSE(parse_rational("").has_value());
     EXPECT_FALSE(parse_rational("1/x").has_value());
+    EXPECT_FALSE(parse_rational("1e300/1e-300").has_value());  // overflows to inf
 }
 
 }  // namespace

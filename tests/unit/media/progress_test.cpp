@@ -198,6 +198,23 @@ TEST(Progress, OverlongLineIsDropped) {
     EXPECT_DOUBLE_EQ(u[0].out_time_seconds, 1.0);
 }
 
+TEST(Progress, OverlongLineIsDroppedWholeHoweverItIsChunked) {
+    // The tail of an overlong line is not a line of its own, in one chunk or byte by byte.
+    const std::string text = std::string(5000, 'x') + "out_time_us=3000000\nprogress=continue\n";
+    ProgressParser whole(10.0);
+    auto all = whole.feed(text);
+    ASSERT_EQ(all.size(), 1u);
+    EXPECT_EQ(all[0].out_time_seconds, 0.0);
+    ProgressParser bytes(10.0);
+    std::vector<ProgressUpdate> got;
+    for (char c : text) {
+        auto u = bytes.feed(std::string_view(&c, 1));
+        got.insert(got.end(), u.begin(), u.end());
+    }
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].out_time_seconds, 0.0);
+}
+
 TEST(Progress, ClockTimeParsing) {
     EXPECT_EQ(parse_clock_time("01:02:03.500000"), 3723.5);
     EXPECT_EQ(parse_clock_time("00:00:00.000000"), 0.0);
@@ -206,6 +223,17 @@ TEST(Progress, ClockTimeParsing) {
     EXPECT_FALSE(parse_clock_time("1:2").has_value());
     EXPECT_FALSE(parse_clock_time("1:2:3:4").has_value());
     EXPECT_FALSE(parse_clock_time("aa:bb:cc").has_value());
+}
+
+TEST(Progress, AbsurdNumbersAreDroppedNotOverflowed) {
+    EXPECT_FALSE(parse_clock_time("1e306:00:00").has_value());
+    ProgressParser parser(10.0);
+    auto u = parser.feed("frame=1e30\ntotal_size=99999999999999999999\nout_time=1e306:00:00\nprogress=continue\n");
+    ASSERT_EQ(u.size(), 1u);
+    EXPECT_FALSE(u[0].frame.has_value());
+    EXPECT_FALSE(u[0].total_size.has_value());
+    EXPECT_EQ(u[0].out_time_seconds, 0.0);
+    EXPECT_EQ(u[0].percent, 0.0);
 }
 
 TEST(Progress, ExpectedOutputDuration) {
