@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <fstream>
+#include <cstdio>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -27,9 +28,15 @@ namespace cfg = distconv::config;
 
 namespace {
 
+// One scratch file per fuzzing process, removed when the process exits.
+struct IniFile {
+    std::string path = "/tmp/distconv-fuzz-config." + std::to_string(::getpid()) + ".ini";
+    ~IniFile() { std::remove(path.c_str()); }
+};
+
 const std::string& ini_path() {
-    static const std::string path = "/tmp/distconv-fuzz-config." + std::to_string(::getpid()) + ".ini";
-    return path;
+    static const IniFile file;
+    return file.path;
 }
 
 void check_sizes_and_durations(const std::string& text) {
