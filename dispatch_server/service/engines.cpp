@@ -79,23 +79,25 @@ Result<protocol::EngineRegistrationReply> EngineService::register_engine(const P
 
 Result<protocol::HeartbeatReply> EngineService::heartbeat(const Principal& who, const std::string& engine_id,
                                                           const protocol::Heartbeat& hb) {
-    auto engine = owned_engine(who, engine_id);
-    if (!engine) return engine.error();
     int64_t now = m_clock.now_ms();
-    EngineRecord e = *engine;
-    e.state = e.drain ? "draining" : engine_state_name(hb.state);
-    e.load_average = hb.load_average;
-    e.free_disk_bytes = hb.free_disk_bytes;
-    e.memory = hb.memory ? protocol::to_json(*hb.memory) : nlohmann::json();
-    e.cpu_temperature_c = hb.cpu_temperature_c;
-    if (hb.benchmark_score) e.benchmark_score = hb.benchmark_score;
-    e.last_seen_at = now;
+    EngineHeartbeat update;
+    update.engine_id = engine_id;
+    update.state = engine_state_name(hb.state);
+    update.load_average = hb.load_average;
+    update.free_disk_bytes = hb.free_disk_bytes;
+    update.memory = hb.memory ? protocol::to_json(*hb.memory) : nlohmann::json();
+    update.cpu_temperature_c = hb.cpu_temperature_c;
+    update.benchmark_score = hb.benchmark_score;
+    update.seen_at = now;
+    auto seen = m_store.record_heartbeat(update, who.is_admin() ? std::nullopt : std::optional(who.key_id));
+    if (!seen) {
+        if (seen.error().code != ErrorCode::NotFound) return seen.error();
+        return Error(ErrorCode::NotFound, "no engine with id '" + engine_id + "'; register again",
+                     {{"engine_id", engine_id}});
+    }
     protocol::HeartbeatReply reply;
-    reply.rerun_benchmark = e.rerun_benchmark;  // asked once; this answer carries it
-    e.rerun_benchmark = false;
-    if (auto st = m_store.update_engine(e); !st) return st.error();
-
-    reply.drain = e.drain;
+    reply.rerun_benchmark = seen->rerun_benchmark;  // asked once; this answer carries it
+    reply.drain = seen->drain;
     for (const auto& aid : hb.running_assignments) {
         auto a = m_store.get_attempt(aid);
         if (!a || a->engine_id != engine_id || a->state != "active") {

@@ -1089,6 +1089,33 @@ std::optional<EngineRecord> Store::get_engine(const std::string& id) {
     }
 }
 
+Result<HeartbeatSeen> Store::record_heartbeat(const EngineHeartbeat& hb, const std::optional<std::string>& key_id) {
+    std::lock_guard lock(m_impl->mutex);
+    const auto not_found = [&] { return Error(ErrorCode::NotFound, "no engine with id '" + hb.engine_id + "'"); };
+    try {
+        HeartbeatSeen seen;
+        {
+            auto s = m_impl->prepare("SELECT key_id, drain, rerun_benchmark FROM engines WHERE id = ?");
+            s << hb.engine_id;
+            if (!s.step() || (key_id && s.text(0) != *key_id)) return not_found();
+            seen.drain = s.boolean(1);
+            seen.rerun_benchmark = s.boolean(2);
+        }
+        // The mutex keeps the row as read: nothing else writes between the SELECT and the UPDATE.
+        auto s = m_impl->prepare(
+            "UPDATE engines SET state = CASE WHEN drain THEN 'draining' ELSE ? END, load = ?, free_disk_bytes = ?, "
+            "memory = ?, cpu_temp = ?, benchmark_score = COALESCE(?, benchmark_score), last_seen_at = ?, "
+            "rerun_benchmark = 0 WHERE id = ?");
+        s << hb.state << hb.load_average << hb.free_disk_bytes << hb.memory << hb.cpu_temperature_c
+          << hb.benchmark_score << hb.seen_at << hb.engine_id;
+        s.run();
+        if (sqlite3_changes(m_impl->db) == 0) return not_found();
+        return seen;
+    } catch (const SqlError& err) {
+        return internal_error("record_heartbeat", err);
+    }
+}
+
 std::vector<EngineRecord> Store::list_engines() {
     std::lock_guard lock(m_impl->mutex);
     std::vector<EngineRecord> out;

@@ -180,6 +180,25 @@ struct EngineRecord {
     bool rerun_benchmark = false;  // asked by an admin; cleared once a heartbeat answer carried it
 };
 
+// What an engine's heartbeat writes: its state (kept "draining" while drain is set), readings and
+// last_seen_at; a benchmark score only when the heartbeat carries a new one.
+struct EngineHeartbeat {
+    std::string engine_id;
+    std::string state;
+    std::optional<double> load_average;
+    int64_t free_disk_bytes = 0;
+    nlohmann::json memory;
+    std::optional<double> cpu_temperature_c;
+    std::optional<double> benchmark_score;
+    int64_t seen_at = 0;
+};
+
+// What the heartbeat's answer needs from the engine row, as it was before the heartbeat.
+struct HeartbeatSeen {
+    bool drain = false;
+    bool rerun_benchmark = false;
+};
+
 // One attempt at a job: one assignment to one engine, under a lease and a fencing token.
 // state: active | completed | failed | lost | canceled.
 struct AttemptRecord {
@@ -300,6 +319,11 @@ public:
     // --- Engines and attempts -------------------------------------------------------------------
     Result<EngineRecord> insert_engine(const EngineRecord& engine);
     std::optional<EngineRecord> get_engine(const std::string& id);
+    // One heartbeat: the engine's state and readings, last_seen_at, and the one-shot rerun_benchmark
+    // flag cleared, in one narrow UPDATE (no row decoded or re-encoded). key_id: the caller's key,
+    // which must own the engine (nullopt: an admin, any engine). NotFound when there is no such engine
+    // for that key.
+    Result<HeartbeatSeen> record_heartbeat(const EngineHeartbeat& hb, const std::optional<std::string>& key_id);
     std::vector<EngineRecord> list_engines();
     // The benchmark scores of the engines that are not offline (the scheduler ranks speed by them).
     std::vector<double> online_benchmark_scores();

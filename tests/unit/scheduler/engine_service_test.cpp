@@ -260,6 +260,39 @@ TEST_F(EngineServiceTest, BenchmarkRerunIsAskedOnceThroughTheHeartbeat) {
     EXPECT_EQ(engines->request_benchmark("NOPE").error().code, ErrorCode::NotFound);
 }
 
+TEST_F(EngineServiceTest, HeartbeatRecordsReadingsKeepsDrainingAndAScoreItDoesNotCarry) {
+    protocol::Heartbeat hb;
+    hb.state = protocol::EngineState::Busy;
+    hb.load_average = 1.5;
+    hb.free_disk_bytes = 123456;
+    hb.cpu_temperature_c = 61.0;
+    hb.benchmark_score = 7.0;
+    clock.advance(2'000);
+    auto reply = engines->heartbeat(engine_principal, engine_id, hb);
+    ASSERT_TRUE(reply.ok()) << reply.error().message;
+    EXPECT_FALSE(reply->drain);
+    auto e = store->get_engine(engine_id);
+    EXPECT_EQ(e->state, "busy");
+    EXPECT_DOUBLE_EQ(*e->load_average, 1.5);
+    EXPECT_EQ(e->free_disk_bytes, 123456);
+    EXPECT_DOUBLE_EQ(*e->cpu_temperature_c, 61.0);
+    EXPECT_EQ(e->last_seen_at, clock.now_ms());
+    const auto hostname = e->hostname;
+
+    ASSERT_TRUE(engines->set_drain(engine_id, true).ok());
+    hb.benchmark_score.reset();
+    hb.cpu_temperature_c.reset();  // a sensor gone: null, not the old reading
+    reply = engines->heartbeat(engine_principal, engine_id, hb);
+    ASSERT_TRUE(reply.ok());
+    EXPECT_TRUE(reply->drain);
+    e = store->get_engine(engine_id);
+    EXPECT_EQ(e->state, "draining");
+    EXPECT_DOUBLE_EQ(*e->benchmark_score, 7.0);
+    EXPECT_FALSE(e->cpu_temperature_c.has_value());
+    EXPECT_EQ(e->hostname, hostname);  // what the heartbeat does not carry stays
+    EXPECT_EQ(engines->heartbeat(engine_principal, "NOPE", hb).error().code, ErrorCode::NotFound);
+}
+
 TEST_F(EngineServiceTest, AnotherEnginesKeyCannotTouchTheEngine) {
     auto other = store->create_api_key("other", Role::Engine, "h3", "p3");
     Principal intruder{other->id, "other", Role::Engine};
