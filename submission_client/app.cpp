@@ -366,20 +366,19 @@ Result<Downloaded> download_result(Session& s, const std::string& job_id, const 
     auto r = s.http().download_to_file("/jobs/" + job_id + "/result", out, opts);
     line.finish();
     if (!r) return r.error();
-    auto sha = sha256_file(out);
-    if (!sha) return sha.error();
+    const std::string& sha = r->sha256;  // hashed while it was written: no second read
     std::string expected = job->output.sha256.value_or("");
     if (auto etag = r->headers.get("ETag")) {
         std::string e = *etag;
         if (e.size() >= 2 && e.front() == '"' && e.back() == '"') e = e.substr(1, e.size() - 2);
         if (is_sha256_hex(e)) expected = e;
     }
-    if (!expected.empty() && expected != *sha) {
+    if (!expected.empty() && expected != sha) {
         stdfs::remove(out, ec);
-        return Error(ErrorCode::Internal, "the downloaded file's SHA-256 (" + *sha + ") does not match the server's (" +
+        return Error(ErrorCode::Internal, "the downloaded file's SHA-256 (" + sha + ") does not match the server's (" +
                                               expected + "); removed " + out.string());
     }
-    return Downloaded{r->size, r->resumed_from, *sha};
+    return Downloaded{r->size, r->resumed_from, sha};
 }
 
 // ------------------------------------------------------------------------------------------------

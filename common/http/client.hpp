@@ -134,6 +134,7 @@ struct DownloadResult {
     uint64_t resumed_from = 0;  // bytes kept from an earlier partial file
     int attempts = 0;
     Headers headers;  // of the last answer
+    std::string sha256;  // SHA-256 (hex) of dest, computed while writing (a kept .part prefix is read once)
 };
 
 // One Client can be shared by threads; it keeps a small pool of curl handles so connections are reused.

@@ -391,7 +391,7 @@ struct HttpApi::Impl {
         if (!have_file) return discard(Error::invalid("file", "the 'file' part (the media) is missing"));
         auto json = parse_json_body(job_text, "job");
         if (!json) return discard(json.error());
-        return s.jobs.submit_multipart(who, *json, *incoming, sink.position(), filename, idem);
+        return s.jobs.submit_multipart(who, *json, *incoming, sink.position(), filename, idem, sink.sha256());
     }
 
     void list(const httplib::Request& req, httplib::Response& res) {
@@ -568,7 +568,7 @@ struct HttpApi::Impl {
         bool ok = reader([&](const char* data, size_t len) { return sink.write(data, len); });
         auto finished = sink.finish();
         bool complete_request = ok && !sink.error() && finished.ok();
-        auto job = s.jobs.end_source_upload(id, sink.position(), complete_request);
+        auto job = s.jobs.end_source_upload(id, sink.position(), complete_request, sink.sha256());
         res.set_header(std::string(protocol::k_upload_offset_header), std::to_string(sink.position()));
         if (sink.error()) return send_error(res, *sink.error());
         if (!finished) return send_error(res, finished.error());

@@ -4,6 +4,7 @@
 // maintenance passes (queue TTL, retention, orphan sweep). The HTTP layer decodes, calls, encodes.
 
 #include "common/error.hpp"
+#include "common/hash.hpp"
 #include "common/media/ffprobe.hpp"
 #include "common/time.hpp"
 #include "dispatch_server/config.hpp"
@@ -41,7 +42,10 @@ private:
     std::string m_ffprobe;
 };
 
-// Streams bytes into a pool file at a given offset; the HTTP layer feeds it chunks.
+// Streams bytes into a pool file at a given offset; the HTTP layer feeds it chunks. Chunks are
+// gathered into 64 KiB writes (the HTTP library hands over 4 KiB at a time), writeback to the disk is
+// started every 8 MiB so the closing fsync waits for the tail only, and a file written from byte 0
+// is hashed on the way (no second read for the SHA-256 check).
 class FileSink {
 public:
     FileSink() = default;
@@ -52,8 +56,11 @@ public:
     Status open(const std::filesystem::path& path, uint64_t offset);
     // Writes a chunk; fails (and remembers why) once `limit` total bytes would be passed.
     bool write(const char* data, size_t size);
-    Status finish();  // fsync + close
-    uint64_t position() const { return m_position; }
+    Status finish();  // writes what is gathered, fsync + close
+    // Bytes accepted so far; after a failed write, the bytes that reached the file.
+    uint64_t position() const { return m_position + m_buffered.size(); }
+    // SHA-256 (hex) of the whole file, after a successful finish(), when it was written from byte 0.
+    const std::optional<std::string>& sha256() const { return m_sha256; }
     void set_limit(uint64_t limit, Error error_when_exceeded) {
         m_limit = limit;
         m_limit_error = std::move(error_when_exceeded);
@@ -61,8 +68,13 @@ public:
     const std::optional<Error>& error() const { return m_error; }
 
 private:
+    bool flush();
     int m_fd = -1;
-    uint64_t m_position = 0;
+    uint64_t m_position = 0;  // bytes written to the file
+    uint64_t m_kicked = 0;    // writeback has been started for bytes before this
+    std::string m_buffered;   // accepted, not yet written
+    std::optional<Sha256> m_hash;
+    std::optional<std::string> m_sha256;
     uint64_t m_limit = UINT64_MAX;
     Error m_limit_error;
     std::optional<Error> m_error;
@@ -99,7 +111,8 @@ public:
     Result<JobRecord> submit_multipart(const Principal& who, const nlohmann::json& job,
                                        const StoragePools::Incoming& incoming, uint64_t size,
                                        const std::string& filename,
-                                       const std::optional<std::string>& idempotency_key);
+                                       const std::optional<std::string>& idempotency_key,
+                                       const std::optional<std::string>& file_sha256 = std::nullopt);
     // Validation alone (used by the multipart path before bytes are accepted, to fail early).
     Status validate_job_json(const nlohmann::json& job) const;
 
@@ -113,7 +126,9 @@ public:
                                                  std::optional<uint64_t> total_from_range);
     // Records what a PUT wrote; when the source is complete, checks SHA-256 and the media and queues the
     // job. Returns the job (state awaiting_upload while incomplete).
-    Result<JobRecord> end_source_upload(const std::string& id, uint64_t end_position, bool request_complete);
+    // `part_sha256` is the whole part file's SHA-256 when the caller hashed it while writing.
+    Result<JobRecord> end_source_upload(const std::string& id, uint64_t end_position, bool request_complete,
+                                        const std::optional<std::string>& part_sha256 = std::nullopt);
     // Ends a begun upload that wrote nothing (the HTTP layer could not open the file).
     void abandon_source_upload(const std::string& id);
 

@@ -235,7 +235,8 @@ TEST_F(UploadInProcess, SecondUploadWhileOneIsInProgressIsAConflict) {
             up,
             [&](char* buf, size_t max) -> size_t {
                 while (sent >= size / 2 && !go_on) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-                size_t n = static_cast<size_t>(std::min<uint64_t>(max, size - sent));
+                // A slow producer: small pieces, so the pause falls in the middle of the body.
+                size_t n = static_cast<size_t>(std::min<uint64_t>(std::min<size_t>(max, 16 * 1024), size - sent));
                 std::memcpy(buf, clip.data() + sent, n);
                 sent += n;
                 return n;

@@ -1,5 +1,6 @@
 // The HTTP client against a real cpp-httplib server on 127.0.0.1, port 0.
 
+#include "common/hash.hpp"
 #include "common/http/client.hpp"
 #include "tests/support/test_support.hpp"
 
@@ -645,6 +646,7 @@ TEST_F(HttpClientTest, DownloadsToAFile) {
     EXPECT_EQ(r->size, files.data.size());
     EXPECT_EQ(r->resumed_from, 0u);
     EXPECT_TRUE(distconv::test::read_file(dest) == files.data);
+    EXPECT_EQ(r->sha256, distconv::sha256_hex(files.data));  // hashed while written
     EXPECT_FALSE(fs::exists(dir / "out.bin.part"));
 }
 
@@ -670,6 +672,7 @@ TEST_F(HttpClientTest, ResumesAnInterruptedDownload) {
     EXPECT_EQ(files.ranges[0], "");
     EXPECT_EQ(files.ranges[1], "bytes=300000-");
     EXPECT_TRUE(distconv::test::read_file(dest) == files.data);
+    EXPECT_EQ(r->sha256, distconv::sha256_hex(files.data));  // across the cut
     EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));  // resuming never goes backwards
     ASSERT_FALSE(seen.empty());
     EXPECT_EQ(seen.back(), files.data.size());
@@ -689,6 +692,7 @@ TEST_F(HttpClientTest, ResumesAPreExistingPartialFile) {
     ASSERT_EQ(files.ranges.size(), 1u);
     EXPECT_EQ(files.ranges[0], "bytes=123456-");
     EXPECT_TRUE(distconv::test::read_file(dest) == files.data);
+    EXPECT_EQ(r->sha256, distconv::sha256_hex(files.data));  // the kept prefix is hashed too
 
     // resume = false starts from zero even when a .part exists.
     distconv::test::write_file(dir / "again.bin.part", "garbage");
@@ -698,6 +702,7 @@ TEST_F(HttpClientTest, ResumesAPreExistingPartialFile) {
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(files.ranges.back(), "");
     EXPECT_TRUE(distconv::test::read_file(dir / "again.bin") == files.data);
+    EXPECT_EQ(r->sha256, distconv::sha256_hex(files.data));
 }
 
 TEST_F(HttpClientTest, RestartsFromZeroWhenTheServerIgnoresRange) {
@@ -726,6 +731,7 @@ TEST_F(HttpClientTest, RestartsFromZeroWhenTheServerIgnoresRange) {
     EXPECT_EQ(r->status, 200);
     EXPECT_EQ(r->resumed_from, 0u);
     EXPECT_TRUE(distconv::test::read_file(dest) == data);
+    EXPECT_EQ(r->sha256, distconv::sha256_hex(data));  // the dropped prefix is not in the hash
 }
 
 TEST_F(HttpClientTest, AnAlreadyCompletePartialFileIsFinished) {
@@ -742,12 +748,14 @@ TEST_F(HttpClientTest, AnAlreadyCompletePartialFileIsFinished) {
     EXPECT_EQ(r->status, 416);
     EXPECT_EQ(r->size, data.size());
     EXPECT_TRUE(distconv::test::read_file(dest) == data);
+    EXPECT_EQ(r->sha256, distconv::sha256_hex(data));
 
     // A .part longer than the resource is not a prefix of it: start again from zero.
     distconv::test::write_file(dir / "long.bin.part", data + "extra");
     r = client.download_to_file("/whole", dir / "long.bin");
     ASSERT_TRUE(r.ok()) << r.error().to_string();
     EXPECT_TRUE(distconv::test::read_file(dir / "long.bin") == data);
+    EXPECT_EQ(r->sha256, distconv::sha256_hex(data));
 }
 
 TEST_F(HttpClientTest, DownloadErrorsAreApiErrors) {
