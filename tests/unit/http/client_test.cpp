@@ -115,6 +115,9 @@ void record_stream(Received& got, const httplib::Request& req, httplib::Response
 struct FileServer {
     std::string data;
     size_t cut_after = 0;
+    // A pause after each 64 KiB piece of the first request, so the client sees the body arrive in
+    // pieces whatever its receive buffer (on loopback it could otherwise take it all in one go).
+    std::chrono::milliseconds pace{0};
     std::atomic<int> hits{0};
     std::mutex mutex;
     std::vector<std::string> ranges;  // the Range header of each request ("" when none)
@@ -133,6 +136,7 @@ struct FileServer {
                                          size_t end = offset + std::min<size_t>(length, 64 * 1024);
                                          if (n == 1 && cut_after > 0) end = std::min(end, cut_after);
                                          sink.write(data.data() + offset, end - offset);
+                                         if (n == 1 && pace.count() > 0) std::this_thread::sleep_for(pace);
                                          return true;
                                      });
         });
@@ -779,6 +783,7 @@ TEST_F(HttpClientTest, DownloadErrorsAreApiErrors) {
 
 TEST_F(HttpClientTest, ProgressCanAbortADownload) {
     files.data = random_bytes(2 << 20, 16);
+    files.pace = std::chrono::milliseconds(2);
     files.install(*server);
     start();
     http::Client client(options());
