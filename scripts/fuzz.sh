@@ -8,6 +8,7 @@
 #   scripts/fuzz.sh --reproduce fuzz_options crash-<sha1>   # runs one input, under the debugger-friendly build
 # New inputs the fuzzer finds go to build-fuzz/corpus/<target>/ (the seed corpus stays untouched);
 # copy interesting ones into tests/fuzz/corpus/<target>/ to keep them.
+# DISTCONV_FUZZ_SEED=N fixes libFuzzer's seed (the ctest smoke run sets 1).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -57,11 +58,14 @@ for t in "${targets[@]}"; do
   rm -rf "$artifacts"
   mkdir -p "$work" "$artifacts"
   log="$build/$t.log"
-  dict=()
-  [[ -f tests/fuzz/$t.dict ]] && dict=(-dict="tests/fuzz/$t.dict")
+  extra=()
+  [[ -f tests/fuzz/$t.dict ]] && extra=(-dict="tests/fuzz/$t.dict")
+  # DISTCONV_FUZZ_SEED fixes libFuzzer's random seed (the test suite's smoke run uses one, so it
+  # walks the same mutations every time); unset, every run explores anew.
+  [[ -n ${DISTCONV_FUZZ_SEED:-} ]] && extra+=(-seed="$DISTCONV_FUZZ_SEED")
   echo "fuzz: $t for ${seconds} s (seeds: $seeds)"
   # -max_len: long enough for the longest ffprobe seed and for lines past the progress parser's limit.
-  if "$build/tests/fuzz/$t" "$work" "$seeds" "${dict[@]}" -max_total_time="$seconds" -max_len=16384 \
+  if "$build/tests/fuzz/$t" "$work" "$seeds" "${extra[@]}" -max_total_time="$seconds" -max_len=16384 \
        -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$artifacts" >"$log" 2>&1; then
     grep -E '^stat::number_of_executed_units|^Done ' "$log" | sed "s/^/fuzz: $t: /" || true
   else
