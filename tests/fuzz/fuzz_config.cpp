@@ -60,19 +60,25 @@ bool really_loopback(const std::string& host) {
     return true;
 }
 
-void fuzz_dispatch(const std::vector<std::string>& args) {
-    CLI::App app{"dispatch"};
-    distconv::dispatch::DispatchConfig c;
-    distconv::dispatch::add_options(app, c);
-    app.add_subcommand("check-config", "")->fallthrough();
+// The config layer over an app: true when it parsed to a run (not --help, not an error); parse
+// errors must be INVALID_ARGUMENT.
+bool parses_to_run(CLI::App& app, const std::vector<std::string>& args) {
     cfg::add_sources(app, {.env_prefix = "DISTCONV_FUZZ_NOT_SET_", .default_files = {}});
     std::ostringstream out;
     auto parsed = cfg::parse(app, args, out);
     if (!parsed) {
         FUZZ_CHECK(parsed.error().code == distconv::ErrorCode::InvalidArgument, "parse errors are INVALID_ARGUMENT");
-        return;
+        return false;
     }
-    if (*parsed != cfg::Outcome::Run) return;
+    return *parsed == cfg::Outcome::Run;
+}
+
+void fuzz_dispatch(const std::vector<std::string>& args) {
+    CLI::App app{"dispatch"};
+    distconv::dispatch::DispatchConfig c;
+    distconv::dispatch::add_options(app, c);
+    app.add_subcommand("check-config", "")->fallthrough();
+    if (!parses_to_run(app, args)) return;
     // Certificate files are opened by finalize(): keep it to the configuration's own checks.
     c.tls_cert.clear();
     c.tls_key.clear();
@@ -105,14 +111,7 @@ void fuzz_engine(const std::vector<std::string>& args) {
     CLI::App app{"engine"};
     distconv::engine::EngineConfig c;
     distconv::engine::add_options(app, c);
-    cfg::add_sources(app, {.env_prefix = "DISTCONV_FUZZ_NOT_SET_", .default_files = {}});
-    std::ostringstream out;
-    auto parsed = cfg::parse(app, args, out);
-    if (!parsed) {
-        FUZZ_CHECK(parsed.error().code == distconv::ErrorCode::InvalidArgument, "parse errors are INVALID_ARGUMENT");
-        return;
-    }
-    if (*parsed != cfg::Outcome::Run) return;
+    if (!parses_to_run(app, args)) return;
     auto st = distconv::engine::finalize(c);
     if (!st) {
         FUZZ_CHECK(st.error().code == distconv::ErrorCode::InvalidArgument, "finalize errors are INVALID_ARGUMENT");

@@ -42,15 +42,15 @@ for script in postinst prerm postrm; do
 done
 
 # postinst configure creates the user (systemd-sysusers once its file is installed, else adduser)
-# only when it is missing; prerm and postrm accept every argument dpkg passes. Commands are stubs that log.
-stubs=$tmp/stubs
-mkdir -p "$stubs"
+# only when it is missing; prerm and postrm accept every argument dpkg passes. systemctl and the like are replaced by fakes that record their calls.
+fakes=$tmp/fakes
+mkdir -p "$fakes"
 for cmd in systemd-sysusers adduser useradd install systemctl; do
-  printf '#!/bin/sh\necho "%s $*" >>"%s"\n' "$cmd" "$tmp/calls" >"$stubs/$cmd"
+  printf '#!/bin/sh\necho "%s $*" >>"%s"\n' "$cmd" "$tmp/calls" >"$fakes/$cmd"
 done
-printf '#!/bin/sh\n[ -e "%s" ]\n' "$tmp/user-exists" >"$stubs/getent"
-chmod +x "$stubs"/*
-run_script() { PATH="$stubs:/usr/bin:/bin" dash "$tmp/$1" "${@:2}" >/dev/null; }
+printf '#!/bin/sh\n[ -e "%s" ]\n' "$tmp/user-exists" >"$fakes/getent"
+chmod +x "$fakes"/*
+run_script() { PATH="$fakes:/usr/bin:/bin" dash "$tmp/$1" "${@:2}" >/dev/null; }
 : >"$tmp/calls"
 run_script postinst configure ""
 grep -q '^systemd-sysusers distconv.conf$' "$tmp/calls" || grep -q '^adduser --system --group' "$tmp/calls" ||

@@ -139,7 +139,7 @@ Reply exchange(int port, const std::string& request, std::chrono::milliseconds t
     return parse_reply(received, !closed);
 }
 
-// --- placeholders ---------------------------------------------------------------------------------
+// --- template variables ---------------------------------------------------------------------------------
 
 std::string read_corpus_file(const std::string& relative) {
     auto path = k_corpus / relative;

@@ -141,7 +141,7 @@ std::unique_ptr<Daemon> Cluster::start_engine(const std::string& name, const Eng
     return std::make_unique<Daemon>(argv, m_dir / (name + ".log"));
 }
 
-std::string Cluster::submit(const std::filesystem::path& source, const nlohmann::json& job, std::string* answer) {
+http::Request multipart_submit(const std::filesystem::path& source, const nlohmann::json& job) {
     const std::string boundary = "----distconv-e2e-boundary-7f3a9c";
     std::string body;
     body += "--" + boundary + "\r\nContent-Disposition: form-data; name=\"job\"\r\n";
@@ -154,6 +154,11 @@ std::string Cluster::submit(const std::filesystem::path& source, const nlohmann:
     req.path_or_url = "/jobs";
     req.body = std::move(body);
     req.content_type = "multipart/form-data; boundary=" + boundary;
+    return req;
+}
+
+std::string Cluster::submit(const std::filesystem::path& source, const nlohmann::json& job, std::string* answer) {
+    auto req = multipart_submit(source, job);
     auto r = m_client->request(req);
     if (answer) *answer = r ? std::to_string(r->status) + " " + r->body : r.error().to_string();
     auto j = parse(r);

@@ -115,6 +115,9 @@ struct Probe {
     std::string format;               // format_name
 };
 std::optional<Probe> ffprobe(const std::filesystem::path& file);
+
+// POST /jobs with the job JSON and the source file in one multipart body.
+http::Request multipart_submit(const std::filesystem::path& source, const nlohmann::json& job);
 // Duration of the first video stream computed from its packets (works for every container).
 std::optional<double> video_duration(const std::filesystem::path& file);
 // True when the file's top-level "moov" box comes before its "mdat" box.

@@ -462,18 +462,7 @@ struct Submitted {
 // Multipart POST /jobs with an Idempotency-Key; returns the job id when acknowledged (2xx + job_id).
 std::string submit(http::Client& c, const std::filesystem::path& source, const nlohmann::json& job,
                    const std::string& idempotency_key, std::string* answer) {
-    const std::string boundary = "----distconv-fault-boundary-51c2";
-    std::string body;
-    body += "--" + boundary + "\r\nContent-Disposition: form-data; name=\"job\"\r\n";
-    body += "Content-Type: application/json\r\n\r\n" + job.dump() + "\r\n";
-    body += "--" + boundary + "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"" +
-            source.filename().string() + "\"\r\nContent-Type: application/octet-stream\r\n\r\n";
-    body += test::read_file(source) + "\r\n--" + boundary + "--\r\n";
-    http::Request req;
-    req.method = "POST";
-    req.path_or_url = "/jobs";
-    req.body = std::move(body);
-    req.content_type = "multipart/form-data; boundary=" + boundary;
+    auto req = e2e::multipart_submit(source, job);
     req.headers.push_back({"Idempotency-Key", idempotency_key});
     auto r = c.request(req);
     *answer = r ? std::to_string(r->status) + " " + r->body.substr(0, 300) : r.error().to_string();
