@@ -55,8 +55,7 @@ case "$sanitize" in
     # The unit and integration tests (their daemons are built as dependencies); not the OpenAPI
     # lint, the example-config check, the fuzz smoke run, the benchmark smoke run or the packaging
     # checks, which have nothing of their own to instrument.
-    cmake --build "$build" -j2 --target \
-      $(sed -n 's/^distconv_add_test_folder([a-z_]*\/\([a-z_0-9]*\) .*/test_\1/p' tests/CMakeLists.txt)
+    cmake --build "$build" -j2 --target distconv_tests
     ctest --test-dir "$build" --output-on-failure -j2 --timeout 900 -LE '^(spec|config|fuzz|bench|packaging)$' "${ctest_args[@]}"
     ;;
   thread)

@@ -111,8 +111,9 @@ TEST(AuthTest, EveryEndpointAnswersEachKindOfCaller) {
     EXPECT_EQ(call(none, "GET", "/keys").status, 401);
     auto list = call(admin, "GET", "/keys");
     ASSERT_EQ(list.status, 200);
-    EXPECT_EQ(body_json(list)["items"].size(), 4u);
-    for (auto& k : body_json(list)["items"]) EXPECT_FALSE(k.dump().find("dcv_") != std::string::npos && k.contains("key"));
+    const json keys = body_json(list);  // kept alive for the loop (a range-for over a temporary's member dangles)
+    EXPECT_EQ(keys["items"].size(), 4u);
+    for (const auto& k : keys["items"]) EXPECT_FALSE(k.dump().find("dcv_") != std::string::npos && k.contains("key"));
     auto created = call(admin, "POST", "/keys", new_key.dump(), "application/json");
     ASSERT_EQ(created.status, 201) << created.body;
     std::string secret = body_json(created).value("key", "");
