@@ -12,7 +12,9 @@ endif()
 
 add_library(distconv_sanitizers INTERFACE)
 if(DISTCONV_SANITIZE STREQUAL "address")
-  target_compile_options(distconv_sanitizers INTERFACE -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  # -O1 -g1 (after the build type's -O2 -g, so they win): the optimisation ASan is usually run at,
+  # with line tables for the reports, and compiles in less than half the time (CI builds it).
+  target_compile_options(distconv_sanitizers INTERFACE -O1 -g1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
   target_link_options(distconv_sanitizers INTERFACE -fsanitize=address,undefined)
 elseif(DISTCONV_SANITIZE STREQUAL "thread")
   target_compile_options(distconv_sanitizers INTERFACE -fsanitize=thread -fno-omit-frame-pointer)
