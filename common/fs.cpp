@@ -96,4 +96,13 @@ bool is_plain_file_name(std::string_view name) {
     return true;
 }
 
+void start_writeback(int fd, uint64_t from, uint64_t to) {
+#ifdef SYNC_FILE_RANGE_WRITE
+    if (to > from)
+        (void)::sync_file_range(fd, static_cast<off_t>(from), static_cast<off_t>(to - from), SYNC_FILE_RANGE_WRITE);
+#else
+    (void)fd, (void)from, (void)to;
+#endif
+}
+
 }  // namespace distconv::fs

@@ -17,6 +17,9 @@ Status atomic_write(const std::filesystem::path& path, std::string_view data);
 Status durable_rename(const std::filesystem::path& from, const std::filesystem::path& to);
 
 Status fsync_path(const std::filesystem::path& path);  // file or directory
+// Asks the kernel to start (not wait for) writeback of bytes [from, to) of `fd`, so a later fsync
+// waits for the tail only. A hint: errors are ignored; durability still comes from the fsync.
+void start_writeback(int fd, uint64_t from, uint64_t to);
 
 struct SpaceInfo {
     uint64_t capacity_bytes = 0;

@@ -35,7 +35,7 @@ private:
 };
 
 std::string sha256_hex(std::string_view data);
-// Hashes a file in chunks (never loads it whole). Optionally only the first `limit` bytes.
+// Hashes a file in chunks (never loads it whole).
 Result<std::string> sha256_file(const std::filesystem::path& path);
 
 std::string hmac_sha256_hex(std::string_view key, std::string_view message);

@@ -1,5 +1,6 @@
 #include "common/http/client.hpp"
 
+#include "common/fs.hpp"
 #include "common/hash.hpp"
 
 #include <curl/curl.h>
@@ -26,16 +27,6 @@ constexpr size_t k_transfer_buffer = 512 * 1024;  // curl's receive and send buf
 // A download asks the kernel to start writing back every this many bytes, so the final fsync
 // waits for the tail only instead of the whole file (durability still comes from that fsync).
 constexpr uint64_t k_writeback_every = 8 * 1024 * 1024;
-
-// Starts (does not wait for) writeback of [from, to) of `fd`; a hint, errors are ignored.
-void start_writeback(int fd, uint64_t from, uint64_t to) {
-#ifdef SYNC_FILE_RANGE_WRITE
-    if (to > from)
-        (void)::sync_file_range(fd, static_cast<off_t>(from), static_cast<off_t>(to - from), SYNC_FILE_RANGE_WRITE);
-#else
-    (void)fd, (void)from, (void)to;
-#endif
-}
 
 // Hashes the first `size` bytes of `path` into `h` (a resumed download's kept prefix).
 bool hash_prefix(const std::filesystem::path& path, uint64_t size, Sha256& h) {
@@ -748,7 +739,7 @@ Result<DownloadResult> Client::Impl::download(std::string_view path, const std::
             offset += n;
             moved += n;
             if (offset - kicked >= k_writeback_every) {
-                start_writeback(fd.fd, kicked, offset);
+                fs::start_writeback(fd.fd, kicked, offset);
                 kicked = offset;
             }
             return true;

@@ -104,9 +104,7 @@ bool FileSink::flush() {
     }
     m_buffered.clear();
     if (m_position - m_kicked >= k_sink_writeback_every) {
-        // A hint: the kernel starts writing these pages now, the fsync in finish() makes them durable.
-        (void)::sync_file_range(m_fd, static_cast<off_t>(m_kicked), static_cast<off_t>(m_position - m_kicked),
-                                SYNC_FILE_RANGE_WRITE);
+        fs::start_writeback(m_fd, m_kicked, m_position);  // finish()'s fsync makes them durable
         m_kicked = m_position;
     }
     return true;
