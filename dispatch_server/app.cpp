@@ -26,6 +26,7 @@ struct DispatchServer::Impl {
     FfprobeProber prober;
     ChangeNotifier notifier;
     Metrics metrics;
+    std::unique_ptr<AssignmentCredentials> credentials;
     std::unique_ptr<AuthService> auth;
     std::unique_ptr<JobService> jobs;
     std::unique_ptr<EngineService> engines;
@@ -88,11 +89,15 @@ Result<std::unique_ptr<DispatchServer>> DispatchServer::create(const DispatchCon
     impl->store = std::move(*store);
     impl->pools = std::make_unique<StoragePools>(config.pools);
     if (auto st = impl->pools->prepare(); !st) return st.error();
-    impl->auth = std::make_unique<AuthService>(*impl->store);
+    // The secret that signs per-assignment credentials; kept so a restart does not cut running transfers.
+    auto credentials = AssignmentCredentials::load_or_create(std::filesystem::path(config.data_dir) / "credential.secret");
+    if (!credentials) return credentials.error();
+    impl->credentials = std::make_unique<AssignmentCredentials>(std::move(*credentials));
+    impl->auth = std::make_unique<AuthService>(*impl->store, impl->credentials.get(), impl->clock.get());
     impl->jobs = std::make_unique<JobService>(*impl->store, *impl->pools, impl->config, impl->prober, *impl->clock,
                                               impl->notifier);
     impl->engines = std::make_unique<EngineService>(*impl->store, *impl->pools, impl->config, *impl->clock,
-                                                    impl->notifier, &impl->metrics);
+                                                    impl->notifier, &impl->metrics, impl->credentials.get());
     impl->api = std::make_unique<HttpApi>(
         ApiServices{*impl->auth, *impl->jobs, impl->notifier, impl->config, impl->engines.get(), &impl->metrics});
     auto port = impl->api->bind(config.host, config.port);

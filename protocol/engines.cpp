@@ -2,6 +2,9 @@
 
 #include "protocol/json_fields.hpp"
 
+#include "common/media/ffmpeg_args.hpp"
+#include "common/media/input_policy.hpp"
+
 namespace distconv::protocol {
 namespace {
 
@@ -254,6 +257,9 @@ Result<Assignment> parse_assignment(const json& j, const std::string& prefix) {
     r.required("output_container", out.output_container);
     r.required("output_filename", out.output_filename);
     r.optional("duration_seconds", out.duration_seconds);
+    r.defaulted("source_format", out.source_format);
+    r.defaulted("credential", out.credential);
+    r.optional("credential_expires_at", out.credential_expires_at);
     DISTCONV_TRY(r.finish());
     return out;
 }
@@ -272,7 +278,25 @@ json to_json(const Assignment& v) {
                 {"transfer_mode", to_string(v.transfer_mode)},
                 {"output_container", v.output_container},
                 {"output_filename", v.output_filename},
-                {"duration_seconds", nullable(v.duration_seconds)}};
+                {"duration_seconds", nullable(v.duration_seconds)},
+                {"source_format", v.source_format},
+                {"credential", v.credential},
+                {"credential_expires_at", timestamp_json(v.credential_expires_at)}};
+}
+
+Result<std::vector<std::string>> assignment_argv(const media::JobOptions& options, TransferMode mode,
+                                                 const std::string& source_format) {
+    if (source_format.empty()) return Error::invalid("source_format", "the source's format is not known");
+    media::ArgvSettings settings;
+    settings.streamable = mode == TransferMode::Stream;
+    settings.input_format = source_format;
+    settings.input_protocols = std::string(mode == TransferMode::Stream ? media::k_relay_protocols
+                                                                        : media::k_file_protocols);
+    auto argv = media::build_ffmpeg_argv(options, std::string(k_input_placeholder),
+                                         std::string(k_output_placeholder), settings);
+    if (!argv) return argv.error();
+    argv->erase(argv->begin());
+    return argv;
 }
 
 std::vector<std::string> substitute_placeholders(const std::vector<std::string>& argv,
@@ -329,12 +353,17 @@ Result<ProgressReply> parse_progress_reply(const json& j, const std::string& pre
     ProgressReply out;
     r.required("continue", out.continue_);
     r.required("lease_expires_at", out.lease_expires_at);
+    r.optional("credential", out.credential);
+    r.optional("credential_expires_at", out.credential_expires_at);
     DISTCONV_TRY(r.finish());
     return out;
 }
 
 json to_json(const ProgressReply& v) {
-    return json{{"continue", v.continue_}, {"lease_expires_at", timestamp_json(v.lease_expires_at)}};
+    json j{{"continue", v.continue_}, {"lease_expires_at", timestamp_json(v.lease_expires_at)}};
+    if (v.credential) j["credential"] = *v.credential;
+    if (v.credential_expires_at) j["credential_expires_at"] = timestamp_json(v.credential_expires_at);
+    return j;
 }
 
 Result<OutputUploadStatus> parse_output_upload_status(const json& j, const std::string& prefix) {

@@ -114,8 +114,21 @@ struct Assignment {
     std::string output_container;
     std::string output_filename;
     std::optional<double> duration_seconds;
+    // The demuxer the source was probed as at submit (media/input_policy.hpp): ffmpeg reads it with
+    // -f and -format_whitelist, never by guessing from the bytes.
+    std::string source_format;
+    // A short-lived credential for this one assignment (GET its source, HEAD/PUT its output, nothing
+    // else), valid while the attempt holds its job and until credential_expires_at; progress replies
+    // renew it. The engine uses it for the bytes, so no transfer needs the engine key.
+    std::string credential;
+    std::optional<Timestamp> credential_expires_at;
     bool operator==(const Assignment&) const = default;
 };
+
+// The argv (without "ffmpeg"; {input}/{output} placeholders) that runs an assignment: what the
+// dispatch server sends and what the engine checks it against, built by the same code on both sides.
+Result<std::vector<std::string>> assignment_argv(const media::JobOptions& options, TransferMode mode,
+                                                 const std::string& source_format);
 
 // Replaces whole arguments equal to {input} / {output}; a placeholder inside a longer argument is
 // left alone on purpose (the server never builds such arguments, so one would be a bug or an attack).
@@ -137,6 +150,9 @@ struct ProgressReport {
 struct ProgressReply {
     bool continue_ = true;  // "continue" on the wire; false: the job was canceled, stop now
     Timestamp lease_expires_at{};
+    // The assignment's credential renewed to the new lease (absent when the job stops).
+    std::optional<std::string> credential;
+    std::optional<Timestamp> credential_expires_at;
     bool operator==(const ProgressReply&) const = default;
 };
 

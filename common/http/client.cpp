@@ -1,5 +1,7 @@
 #include "common/http/client.hpp"
 
+#include <strings.h>
+
 #include "common/fs.hpp"
 #include "common/hash.hpp"
 
@@ -600,7 +602,11 @@ struct Client::Impl {
             if (!t.body.size) headers.add("Transfer-Encoding: chunked");
             // Streamed bodies keep curl's "Expect: 100-continue", so a refusal costs no bytes.
         }
-        if (!options.api_key.empty()) headers.add("Authorization: Bearer " + options.api_key);
+        // A request that carries its own Authorization (an assignment credential) does not get the key.
+        const bool own_auth = std::any_of(t.headers.begin(), t.headers.end(), [](const auto& kv) {
+            return kv.first.size() == 13 && strncasecmp(kv.first.c_str(), "Authorization", 13) == 0;
+        });
+        if (!options.api_key.empty() && !own_auth) headers.add("Authorization: Bearer " + options.api_key);
         if (!t.content_type.empty()) headers.add("Content-Type: " + t.content_type);
         for (const auto& [k, v] : t.headers) headers.add(k + ": " + v);
         if (headers.list) curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.list);

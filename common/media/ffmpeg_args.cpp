@@ -1,5 +1,7 @@
 #include "common/media/ffmpeg_args.hpp"
 
+#include "common/media/input_policy.hpp"
+
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -103,6 +105,12 @@ Result<std::vector<std::string>> build_ffmpeg_argv(const JobOptions& o, const st
     if (s.threads && (*s.threads < 0 || *s.threads > 256))
         return Error::invalid("threads", "threads must be between 0 and 256");
 
+    if (!s.input_format.empty() && !demuxer_allowed(s.input_format))
+        return Error::invalid("input_format", "input format '" + s.input_format + "' is not an allowed demuxer");
+    static const std::array<std::string_view, 2> k_protocols = {k_file_protocols, k_relay_protocols};
+    if (std::find(k_protocols.begin(), k_protocols.end(), s.input_protocols) == k_protocols.end())
+        return Error::invalid("input_protocols", "input protocols '" + s.input_protocols + "' are not allowed");
+
     const std::string container = o.container.value_or("mp4");
     const std::string muxer = container_muxer(container);
     if (muxer.empty()) return Error::invalid("container", "unknown container '" + container + "'");
@@ -111,6 +119,8 @@ Result<std::vector<std::string>> build_ffmpeg_argv(const JobOptions& o, const st
     if (s.progress) argv.insert(argv.end(), {"-progress", "pipe:1", "-nostats"});
     // -ss before -i seeks the input (fast, and frame-accurate when re-encoding).
     if (o.trim.start && *o.trim.start > 0) argv.insert(argv.end(), {"-ss", format_seconds(*o.trim.start)});
+    argv.insert(argv.end(), {"-protocol_whitelist", s.input_protocols});
+    if (!s.input_format.empty()) argv.insert(argv.end(), {"-format_whitelist", s.input_format, "-f", s.input_format});
     argv.insert(argv.end(), {"-i", input});
     if (o.trim.duration) argv.insert(argv.end(), {"-t", format_seconds(*o.trim.duration)});
 

@@ -20,6 +20,10 @@ struct ArgvSettings {
     bool streamable = false;        // output goes to a non-seekable sink: fragmented mp4 instead of faststart
     std::optional<int> threads;     // the engine's limit; wins over an extra_args -threads
     std::string loglevel = "error";  // quiet|panic|fatal|error|warning|info
+    // The input is pinned (input_policy.hpp): -protocol_whitelist before -i always, and, when the
+    // source's demuxer is known, -format_whitelist D -f D. The demuxer must be an allowed one.
+    std::string input_format;
+    std::string input_protocols = "file";
 };
 
 // `resolved` should come from resolve_options(); it is validated again here, so an unchecked

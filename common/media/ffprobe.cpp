@@ -1,5 +1,7 @@
 #include "common/media/ffprobe.hpp"
 
+#include "common/media/input_policy.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <charconv>
@@ -140,8 +142,18 @@ Result<ProbeInfo> parse_ffprobe_json(std::string_view text) {
     return info;
 }
 
-std::vector<std::string> ffprobe_argv(const std::string& ffprobe, const std::string& file) {
-    return {ffprobe, "-v", "error", "-print_format", "json", "-show_format", "-show_streams", file};
+std::vector<std::string> ffprobe_argv(const std::string& ffprobe, const std::string& file, const std::string& demuxer) {
+    std::vector<std::string> argv = {ffprobe, "-v", "error"};
+    if (!demuxer.empty())
+        argv.insert(argv.end(), {"-protocol_whitelist", std::string(k_file_protocols), "-format_whitelist", demuxer,
+                                 "-f", demuxer});
+    argv.insert(argv.end(), {"-print_format", "json", "-show_format", "-show_streams", file});
+    return argv;
+}
+
+std::vector<std::string> ffprobe_detect_argv(const std::string& ffprobe, const std::string& file) {
+    return {ffprobe, "-hide_banner", "-v", "debug", "-protocol_whitelist", std::string(k_file_protocols),
+            "-format_whitelist", "none", file};
 }
 
 }  // namespace distconv::media

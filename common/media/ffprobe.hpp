@@ -28,6 +28,7 @@ struct StreamInfo {
 
 struct ProbeInfo {
     std::string format_name;                 // "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", ...
+    std::string demuxer;                     // the -f name it was read with ("mov"); set by the prober
     std::optional<double> duration_seconds;  // the format's, else the longest stream's
     std::optional<std::int64_t> size;
     std::optional<std::int64_t> bit_rate;
@@ -43,8 +44,16 @@ struct ProbeInfo {
 // the file has no audio or video stream (not a media file we can transcode).
 Result<ProbeInfo> parse_ffprobe_json(std::string_view json);
 
-// {ffprobe, "-v", "error", "-print_format", "json", "-show_format", "-show_streams", file}
-std::vector<std::string> ffprobe_argv(const std::string& ffprobe, const std::string& file);
+// {ffprobe, "-v", "error", [pinned input,] "-print_format", "json", "-show_format", "-show_streams", file}.
+// With a demuxer, the input is pinned: -protocol_whitelist file -format_whitelist D -f D, so ffprobe
+// reads that one file as that one format and nothing else (see input_policy.hpp).
+std::vector<std::string> ffprobe_argv(const std::string& ffprobe, const std::string& file,
+                                      const std::string& demuxer = "");
+
+// Detects the file's format without opening it with any demuxer: the probe runs, the whitelist
+// ("none") stops it before the demuxer starts, and -v debug prints what was detected (read it with
+// parse_probed_format). Only the file protocol is allowed.
+std::vector<std::string> ffprobe_detect_argv(const std::string& ffprobe, const std::string& file);
 
 // A number as ffmpeg and ffprobe print them ("1.000000", " 25 "); nullopt for "N/A", junk and inf/nan.
 std::optional<double> parse_ffmpeg_number(std::string_view text);

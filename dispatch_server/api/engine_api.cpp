@@ -98,8 +98,9 @@ void install_engine_routes(Router& router, AuthService& auth, EngineService& eng
         if (!reply) return send_error(res, reply.error());
         send_json(res, 200, protocol::to_json(*reply));
     });
+    // The byte transfers also take the assignment's own credential (credentials.hpp).
     router.add("GET", "/api/v1/assignments/" + k_id + "/source", [&](const httplib::Request& req, httplib::Response& res) {
-        auto who = authorize(auth, req, res, require_engine);
+        auto who = authorize(auth, req, res, require_transfer);
         if (!who) return;
         auto token = fencing_header(req, false);
         if (!token) return send_error(res, token.error());
@@ -124,7 +125,7 @@ void install_engine_routes(Router& router, AuthService& auth, EngineService& eng
     });
     // HEAD on the output: httplib routes HEAD to GET handlers, so GET answers the stored offset too.
     router.add("GET", "/api/v1/assignments/" + k_id + "/output", [&](const httplib::Request& req, httplib::Response& res) {
-        auto who = authorize(auth, req, res, require_engine);
+        auto who = authorize(auth, req, res, require_transfer);
         if (!who) return;
         auto token = fencing_header(req, true);
         if (!token) return send_error(res, token.error());
@@ -136,7 +137,7 @@ void install_engine_routes(Router& router, AuthService& auth, EngineService& eng
     router.add_streaming(
         "PUT", "/api/v1/assignments/" + k_id + "/output",
         [&](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
-            auto who = authorize(auth, req, res, require_engine);
+            auto who = authorize(auth, req, res, require_transfer);
             if (!who) return;
             std::string aid = req.matches[1];
             auto token = fencing_header(req, true);

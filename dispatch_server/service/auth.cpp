@@ -28,6 +28,16 @@ Result<Principal> AuthService::authenticate(std::string_view header) {
     if (header.size() <= k_bearer.size() || header.substr(0, k_bearer.size()) != k_bearer)
         return Error(ErrorCode::Unauthenticated, "the Authorization header must be 'Bearer <key>'");
     std::string_view secret = header.substr(k_bearer.size());
+    if (AssignmentCredentials::looks_like(secret)) {
+        if (!m_credentials) return Error(ErrorCode::Unauthenticated, "assignment credentials are not accepted here");
+        auto claims = m_credentials->verify(
+            secret, m_clock ? m_clock->now_ms() : to_unix_ms(std::chrono::system_clock::now()));
+        if (!claims) return claims.error();
+        Principal p{"", "assignment " + claims->assignment_id, Role::Engine};
+        p.assignment_scope = claims->assignment_id;
+        p.scope_fencing_token = claims->fencing_token;
+        return p;
+    }
     if (secret.size() > 200 || secret.substr(0, k_key_prefix.size()) != k_key_prefix)
         return Error(ErrorCode::Unauthenticated, "the API key is not valid");
     std::string hash = sha256_hex(secret);
@@ -48,17 +58,23 @@ nlohmann::json AuthService::to_json(const ApiKeyRecord& key) {
 }
 
 Status require_user(const Principal& p) {
-    if (p.role == Role::Engine)
+    if (p.role == Role::Engine || p.scoped())
         return Error(ErrorCode::Forbidden, "engine keys may only use the engine endpoints");
     return {};
 }
 
 Status require_admin(const Principal& p) {
-    if (p.role != Role::Admin) return Error(ErrorCode::Forbidden, "this needs an admin key");
+    if (p.role != Role::Admin || p.scoped()) return Error(ErrorCode::Forbidden, "this needs an admin key");
     return {};
 }
 
 Status require_engine(const Principal& p) {
+    if (p.role == Role::User) return Error(ErrorCode::Forbidden, "this endpoint is for engine keys");
+    if (p.scoped()) return Error(ErrorCode::Forbidden, "an assignment credential only moves its assignment's bytes");
+    return {};
+}
+
+Status require_transfer(const Principal& p) {
     if (p.role == Role::User) return Error(ErrorCode::Forbidden, "this endpoint is for engine keys");
     return {};
 }

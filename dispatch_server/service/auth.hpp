@@ -3,8 +3,11 @@
 // role. authenticate() turns an Authorization header into the caller (a Principal).
 
 #include "common/error.hpp"
+#include "common/time.hpp"
+#include "dispatch_server/service/credentials.hpp"
 #include "dispatch_server/store/store.hpp"
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -14,30 +17,44 @@ struct Principal {
     std::string key_id;
     std::string name;
     Role role = Role::User;
+    // Set for an assignment credential (credentials.hpp): the caller may move that one assignment's
+    // bytes while its attempt holds the job with this fencing token, and do nothing else.
+    std::string assignment_scope;
+    std::int64_t scope_fencing_token = 0;
     bool is_admin() const { return role == Role::Admin; }
+    bool scoped() const { return !assignment_scope.empty(); }
 };
 
 class AuthService {
 public:
-    explicit AuthService(Store& store) : m_store(store) {}
+    // `credentials`: verifies assignment credentials ("dca1." tokens); without it they are refused.
+    // `clock`: what credential expiry is measured against (the one that issues them).
+    explicit AuthService(Store& store, const AssignmentCredentials* credentials = nullptr, const Clock* clock = nullptr)
+        : m_store(store), m_credentials(credentials), m_clock(clock) {}
 
     struct CreatedKey {
         ApiKeyRecord record;
         std::string secret;  // shown once, never stored
     };
     Result<CreatedKey> create_key(const std::string& name, Role role);
-    // "Bearer <key>" → the caller; UNAUTHENTICATED for a missing, malformed, unknown or revoked key.
+    // "Bearer <key>" → the caller; UNAUTHENTICATED for a missing, malformed, unknown or revoked key,
+    // or an assignment credential that is forged or expired.
     Result<Principal> authenticate(std::string_view authorization_header);
 
     static nlohmann::json to_json(const ApiKeyRecord& key);
 
 private:
     Store& m_store;
+    const AssignmentCredentials* m_credentials;
+    const Clock* m_clock;
 };
 
 // Role checks used by the API: FORBIDDEN with a message naming what the role may not do.
 Status require_user(const Principal& p);    // admin or user (engine keys may not use user endpoints)
 Status require_admin(const Principal& p);
-Status require_engine(const Principal& p);  // engine or admin
+Status require_engine(const Principal& p);  // engine or admin (not an assignment credential)
+// An assignment's byte transfers: engine or admin keys, or that assignment's credential (the
+// service checks the scope against the assignment).
+Status require_transfer(const Principal& p);
 
 }  // namespace distconv::dispatch

@@ -3,6 +3,7 @@
 #include "common/fs.hpp"
 #include "common/hash.hpp"
 #include "common/media/ffmpeg_args.hpp"
+#include "common/media/input_policy.hpp"
 #include "common/media/options.hpp"
 #include "common/process.hpp"
 #include "dispatch_server/scheduler/scheduler.hpp"
@@ -31,11 +32,40 @@ bool is_mp4_family(const std::string& container) {
 
 std::string engine_state_name(protocol::EngineState s) { return std::string(protocol::to_string(s)); }
 
+// The demuxer recorded at submit; jobs probed before it was recorded have only format_name. Empty
+// when neither names an allowed demuxer (the claim then fails instead of letting ffmpeg guess).
+std::string source_demuxer(const nlohmann::json& probe) {
+    std::string name;
+    if (probe.is_object()) {
+        if (auto d = probe.find("demuxer"); d != probe.end() && d->is_string()) name = d->get<std::string>();
+        else if (auto f = probe.find("format_name"); f != probe.end() && f->is_string())
+            name = media::demuxer_of(f->get<std::string>());
+    }
+    return media::demuxer_allowed(name) ? name : std::string();
+}
+
 }  // namespace
 
 EngineService::EngineService(Store& store, StoragePools& pools, const DispatchConfig& config, const Clock& clock,
-                             ChangeNotifier& notifier, Metrics* metrics)
-    : m_store(store), m_pools(pools), m_config(config), m_clock(clock), m_notifier(notifier), m_metrics(metrics) {}
+                             ChangeNotifier& notifier, Metrics* metrics, const AssignmentCredentials* credentials)
+    : m_store(store),
+      m_pools(pools),
+      m_config(config),
+      m_clock(clock),
+      m_notifier(notifier),
+      m_metrics(metrics),
+      m_credentials(credentials) {}
+
+std::optional<std::pair<std::string, int64_t>> EngineService::credential_for(const AttemptRecord& a,
+                                                                             int64_t lease_expires_ms) const {
+    if (!m_credentials) return std::nullopt;
+    // Past the lease by a margin: a transfer that started under the credential may need to resume
+    // (the HTTP client retries with the headers it started with) after a cut near the lease's end.
+    // Renewed by every progress answer; useless anyway once the attempt no longer holds the job.
+    constexpr int64_t k_credential_grace_ms = 15 * 60 * 1000;
+    CredentialClaims c{a.id, a.fencing_token, lease_expires_ms + k_credential_grace_ms};
+    return std::make_pair(m_credentials->issue(c), c.expires_at_ms);
+}
 
 Result<EngineRecord> EngineService::owned_engine(const Principal& who, const std::string& engine_id) {
     auto e = m_store.get_engine(engine_id);
@@ -46,8 +76,16 @@ Result<EngineRecord> EngineService::owned_engine(const Principal& who, const std
 }
 
 Result<AttemptRecord> EngineService::owned_attempt(const Principal& who, const std::string& assignment_id) {
+    if (who.scoped() && who.assignment_scope != assignment_id)
+        return Error(ErrorCode::Forbidden, "this credential is for another assignment");
     auto a = m_store.get_attempt(assignment_id);
     if (!a) return Error(ErrorCode::NotFound, "no assignment with id '" + assignment_id + "'");
+    if (who.scoped()) {
+        // A credential lives as long as its attempt holds the job with the token it names.
+        if (a->state != "active" || a->fencing_token != who.scope_fencing_token)
+            return Error(ErrorCode::LeaseLost, "assignment " + assignment_id + " no longer holds its job");
+        return *a;
+    }
     auto e = m_store.get_engine(a->engine_id);
     if (!e || (!who.is_admin() && e->key_id != who.key_id))
         return Error(ErrorCode::NotFound, "no assignment with id '" + assignment_id + "'");
@@ -158,24 +196,35 @@ Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal
                                         1000.0);
             auto options = media::parse_job_options(job.resolved);
             if (!options) return options.error();
-            media::ArgvSettings settings;
-            settings.streamable = attempt.transfer_mode == "stream";
-            auto argv = media::build_ffmpeg_argv(*options, std::string(protocol::k_input_placeholder),
-                                                 std::string(protocol::k_output_placeholder), settings);
-            if (!argv) return argv.error();
+            const auto mode = attempt.transfer_mode == "stream" ? protocol::TransferMode::Stream
+                                                                 : protocol::TransferMode::File;
+            const std::string source_format = source_demuxer(job.source_probe);
+            auto argv = protocol::assignment_argv(*options, mode, source_format);
+            if (!argv) {
+                // No engine could run it (a source probed without a readable format): the job fails
+                // with the reason instead of coming back after every lease.
+                (void)end_unfinished(attempt, "failed", true, "the job cannot be run: " + argv.error().message, "",
+                                     std::nullopt, "permanent");
+                changed();
+                continue;
+            }
             protocol::Assignment a;
             a.assignment_id = attempt.id;
             a.job_id = job.id;
             a.fencing_token = attempt.fencing_token;
             a.lease_seconds = static_cast<int>(std::max<int64_t>(1, m_config.lease_ms / 1000));
             a.lease_expires_at = ts(attempt.lease_expires_at.value_or(0));
-            a.ffmpeg_argv.assign(argv->begin() + 1, argv->end());
+            a.ffmpeg_argv = std::move(*argv);
+            a.source_format = source_format;
+            if (auto c = credential_for(attempt, attempt.lease_expires_at.value_or(0))) {
+                a.credential = c->first;
+                a.credential_expires_at = ts(c->second);
+            }
             a.options = *options;
             a.source_url = base_url + std::string(protocol::k_api_prefix) + "/assignments/" + attempt.id + "/source";
             a.source_size = static_cast<int64_t>(job.source_size.value_or(job.source_received));
             a.source_sha256 = job.source_sha256;
-            a.transfer_mode = attempt.transfer_mode == "stream" ? protocol::TransferMode::Stream
-                                                                 : protocol::TransferMode::File;
+            a.transfer_mode = mode;
             a.output_container = options->container.value_or("mp4");
             a.output_filename = job.output_filename;
             a.duration_seconds = job.duration_seconds;
@@ -209,6 +258,10 @@ Result<protocol::ProgressReply> EngineService::progress(const Principal& who, co
     auto extended = m_store.extend_lease(assignment_id, report.fencing_token, now + m_config.lease_ms);
     if (!extended) return extended.error();
     reply.lease_expires_at = ts(*extended->lease_expires_at);
+    if (auto c = credential_for(*extended, *extended->lease_expires_at)) {
+        reply.credential = c->first;
+        reply.credential_expires_at = ts(c->second);
+    }
 
     JobUpdate u;
     double percent = std::clamp(report.percent, 0.0, 100.0);
@@ -339,8 +392,10 @@ Result<protocol::AssignmentAck> EngineService::complete(const Principal& who, co
     if (a->transfer_mode == "stream" && is_mp4_family(container)) {
         // The engine streamed fragmented MP4; the user asked for a plain MP4: remux with the index up front.
         auto tmp = final_path.string() + ".faststart";
-        auto run = process::run({m_config.ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i",
-                                 part.string(), "-map", "0", "-c", "copy", "-movflags", "+faststart", "-f",
+        // The streamed output is the engine's bytes: read as the fragmented MP4 it must be and nothing else.
+        auto run = process::run({m_config.ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+                                 "-protocol_whitelist", std::string(media::k_file_protocols), "-format_whitelist", "mov",
+                                 "-f", "mov", "-i", part.string(), "-map", "0", "-c", "copy", "-movflags", "+faststart", "-f",
                                  media::container_muxer(container), tmp},
                                 {std::chrono::minutes(30), 1 << 20});
         if (!run || run->exit_code != 0) {

@@ -33,8 +33,11 @@ struct OutputUploadPlan {
 
 class EngineService {
 public:
+    // `credentials`: signs the per-assignment credentials handed out with each claim and renewed with
+    // each progress answer (none are issued without it).
     EngineService(Store& store, StoragePools& pools, const DispatchConfig& config, const Clock& clock,
-                  ChangeNotifier& notifier, Metrics* metrics = nullptr);
+                  ChangeNotifier& notifier, Metrics* metrics = nullptr,
+                  const AssignmentCredentials* credentials = nullptr);
 
     Result<protocol::EngineRegistrationReply> register_engine(const Principal& who, const protocol::EngineRegistration& r);
     Result<protocol::HeartbeatReply> heartbeat(const Principal& who, const std::string& engine_id,
@@ -80,6 +83,8 @@ private:
                                      bool permanent, const std::string& reason, const std::string& stderr_tail,
                                      std::optional<int> exit_code, const std::string& error_class);
     std::string output_relpath(const AttemptRecord& a) const;
+    // A credential for the attempt valid until k_credential_grace after `lease_expires_ms`, and its expiry.
+    std::optional<std::pair<std::string, int64_t>> credential_for(const AttemptRecord& a, int64_t lease_expires_ms) const;
     protocol::EngineInfo to_info(const EngineRecord& e);
     void changed() { m_notifier.notify(); }
     void changed_for_watchers() { m_notifier.notify_watchers(); }
@@ -90,6 +95,7 @@ private:
     const Clock& m_clock;
     ChangeNotifier& m_notifier;
     Metrics* m_metrics;
+    const AssignmentCredentials* m_credentials;
 };
 
 }  // namespace distconv::dispatch

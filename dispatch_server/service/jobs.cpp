@@ -4,8 +4,10 @@
 #include "common/hash.hpp"
 #include "common/http/client.hpp"
 #include "common/media/ffmpeg_args.hpp"
+#include "common/media/input_policy.hpp"
 #include "common/process.hpp"
 #include "common/ulid.hpp"
+#include "protocol/engines.hpp"
 #include "protocol/jobs.hpp"
 
 #include <fcntl.h>
@@ -36,6 +38,8 @@ nlohmann::json probe_summary(const media::ProbeInfo& info) {
         streams.push_back(j);
     }
     nlohmann::json out{{"format_name", info.format_name}, {"streams", streams}};
+    // What the engines read it as (-f): recorded once, here.
+    if (!info.demuxer.empty()) out["demuxer"] = info.demuxer;
     out["duration_seconds"] = info.duration_seconds ? nlohmann::json(*info.duration_seconds) : nlohmann::json();
     return out;
 }
@@ -44,20 +48,40 @@ nlohmann::json probe_summary(const media::ProbeInfo& info) {
 
 // --- FfprobeProber --------------------------------------------------------------------------------
 
+namespace {
+
+// ffprobe names the file it read: say "source" rather than disclose the pool's path.
+std::string without_path(std::string text, const std::string& path) {
+    for (auto at = text.find(path); at != std::string::npos; at = text.find(path, at))
+        text.replace(at, path.size(), "source");
+    return text;
+}
+
+}  // namespace
+
 Result<media::ProbeInfo> FfprobeProber::probe(const stdfs::path& file) {
-    auto run = process::run(media::ffprobe_argv(m_ffprobe, file.string()), {std::chrono::seconds(60), 8 << 20});
+    // 1. Which format is it? Detected without starting any demuxer, so a playlist or list never gets
+    //    to open what it names (media/input_policy.hpp).
+    auto detect = process::run(media::ffprobe_detect_argv(m_ffprobe, file.string()), {std::chrono::seconds(20), 1 << 20});
+    if (!detect) return detect.error();
+    if (detect->timed_out) return Error(ErrorCode::UnsupportedMediaType, "ffprobe took too long to read the source");
+    auto format = media::parse_probed_format(detect->err);
+    if (!format) return Error(ErrorCode::UnsupportedMediaType, "the source is not a media file ffmpeg can read");
+    DISTCONV_TRY(media::check_source_format(*format));
+    const std::string demuxer = media::demuxer_of(*format);
+
+    // 2. Its streams, read as that format only, from that file only.
+    auto run = process::run(media::ffprobe_argv(m_ffprobe, file.string(), demuxer), {std::chrono::seconds(60), 8 << 20});
     if (!run) return run.error();
     if (run->timed_out) return Error(ErrorCode::UnsupportedMediaType, "ffprobe took too long to read the source");
     if (run->exit_code != 0) {
-        // ffprobe names the file it read: say "source" rather than disclose the pool's path.
-        std::string why = process::tail_lines(run->err, 3);
-        for (auto at = why.find(file.string()); at != std::string::npos; at = why.find(file.string(), at))
-            why.replace(at, file.string().size(), "source");
+        std::string why = without_path(process::tail_lines(run->err, 3), file.string());
         return Error(ErrorCode::UnsupportedMediaType,
                      "the source is not a media file ffmpeg can read" + (why.empty() ? "" : ": " + why));
     }
     auto info = media::parse_ffprobe_json(run->out);
     if (!info) return Error(ErrorCode::UnsupportedMediaType, info.error().message);
+    info->demuxer = demuxer;
     return info;
 }
 
@@ -378,6 +402,13 @@ Result<JobRecord> JobService::submit_multipart(const Principal& who, const nlohm
 
 Result<JobRecord> JobService::queue_probed(const std::string& id, const media::ProbeInfo& probe, JobUpdate u) {
     u.source_probe = probe_summary(probe);
+    // The command as it will run, now that the input's format is known.
+    if (auto job = m_store.get_job(id))
+        if (auto options = media::parse_job_options(job->resolved))
+            if (auto argv = protocol::assignment_argv(*options, protocol::TransferMode::File, probe.demuxer)) {
+                argv->insert(argv->begin(), "ffmpeg");
+                u.ffmpeg_command = media::quote_command(*argv);
+            }
     if (probe.duration_seconds) u.duration_seconds = *probe.duration_seconds;
     u.queued_at = m_clock.now_ms();
     u.message = "queued";

@@ -12,6 +12,7 @@
 //  - an input or output endpoint accepted by build_ffmpeg_argv cannot be read as an option.
 
 #include "common/media/ffmpeg_args.hpp"
+#include "common/media/input_policy.hpp"
 #include "common/media/options.hpp"
 #include "fuzz_check.hpp"
 
@@ -44,6 +45,8 @@ const std::set<std::string>& value_flags() {
         "-loglevel", "-progress", "-ss", "-i", "-t", "-map", "-c:v", "-preset", "-cpu-used", "-deadline",
         "-row-mt", "-crf", "-b:v", "-maxrate", "-bufsize", "-profile:v", "-pix_fmt", "-r", "-vf",
         "-x265-params", "-tag:v", "-c:a", "-b:a", "-ac", "-ar", "-movflags", "-threads",
+        // the pinned input (input_policy.hpp), before -i
+        "-protocol_whitelist", "-format_whitelist", "-f",
         // the extra_args allow-list
         "-g", "-keyint_min", "-bf", "-refs", "-sc_threshold", "-tile-columns", "-lag-in-frames", "-aq-mode",
         "-tune", "-level"};
@@ -104,7 +107,7 @@ void check_argv(const std::vector<std::string>& argv, const JobOptions& resolved
     FUZZ_CHECK(argv[n - 2] == container_muxer(resolved.container.value_or("mp4")), "the container's muxer");
     FUZZ_CHECK(argv[n - 1] == output, "the output is last");
     static const std::regex k_scale("^scale=-?[0-9]+:-?[0-9]+$");
-    int inputs = 0;
+    int inputs = 0, whitelists = 0;
     for (size_t i = 1; i < n - 3;) {
         const std::string& flag = argv[i];
         if (no_value_flags().count(flag)) {
@@ -121,12 +124,21 @@ void check_argv(const std::vector<std::string>& argv, const JobOptions& resolved
             FUZZ_CHECK(!value.empty() && value.front() != '-', "option values are not options");
             FUZZ_CHECK(!has_control(value), "no control characters in values");
         }
+        if (flag == "-protocol_whitelist") {
+            ++whitelists;
+            FUZZ_CHECK(inputs == 0 && value == settings.input_protocols, "the input's protocols are pinned");
+            FUZZ_CHECK(value == "file" || value == "http,tcp", "only the file or relay protocols");
+        }
+        if (flag == "-format_whitelist" || flag == "-f")
+            FUZZ_CHECK(inputs == 0 && value == settings.input_format && demuxer_allowed(value),
+                       "the input's demuxer is pinned to an allowed one");
         if (flag == "-vf") FUZZ_CHECK(std::regex_match(value, k_scale), "the only filter is a plain scale");
         if (flag == "-progress") FUZZ_CHECK(value == "pipe:1", "progress goes to stdout only");
         if (flag == "-map") FUZZ_CHECK(value == "0:v:0?" || value == "0:a:0?", "only the first input's streams");
         i += 2;
     }
     FUZZ_CHECK(inputs == 1, "exactly one -i");
+    FUZZ_CHECK(whitelists == 1, "the input always has a protocol whitelist");
 }
 
 }  // namespace
@@ -142,6 +154,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     settings.progress = (h & 1) != 0;
     settings.streamable = (h & 2) != 0;
     if (h & 4) settings.threads = static_cast<int>((h >> 3) % 9);
+    static const std::array<std::string, 3> k_formats = {"", "mov", "matroska"};
+    settings.input_format = k_formats[(h >> 16) % k_formats.size()];
+    if (h & (1u << 20)) settings.input_protocols = "http,tcp";
     const std::string& input = k_inputs[(h >> 8) % k_inputs.size()];
     const std::string& output = k_outputs[(h >> 12) % k_outputs.size()];
 

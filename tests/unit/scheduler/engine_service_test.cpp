@@ -45,7 +45,7 @@ protected:
         store = std::move(*opened);
         pools = std::make_unique<StoragePools>(config.pools);
         ASSERT_TRUE(pools->prepare().ok());
-        engines = std::make_unique<EngineService>(*store, *pools, config, clock, notifier, &metrics);
+        engines = std::make_unique<EngineService>(*store, *pools, config, clock, notifier, &metrics, &credentials);
         auto user_key = store->create_api_key("user", Role::User, "h1", "p1");
         auto engine_key = store->create_api_key("engine", Role::Engine, "h2", "p2");
         user = Principal{user_key->id, "user", Role::User};
@@ -60,7 +60,7 @@ protected:
     }
 
     // A queued job whose source file is in the pool.
-    std::string queued_job(int max_attempts = 3) {
+    std::string queued_job(int max_attempts = 3, const std::string& demuxer = "mov") {
         JobRecord j;
         j.owner_key_id = user.key_id;
         j.state = JobState::Queued;
@@ -72,6 +72,8 @@ protected:
         JobUpdate u;
         u.source_pool = "default";
         u.source_path = StoragePools::job_file(inserted->id, FileKind::Source);
+        u.source_probe = nlohmann::json{{"format_name", "mov,mp4,m4a,3gp,3g2,mj2"}, {"streams", nlohmann::json::array()}};
+        if (!demuxer.empty()) (*u.source_probe)["demuxer"] = demuxer;
         std::filesystem::create_directories(pools->resolve("default", u.source_path->substr(0, u.source_path->rfind('/'))));
         test::write_file(pools->resolve("default", *u.source_path), "data");
         EXPECT_TRUE(store->update_job(inserted->id, u).ok());
@@ -95,6 +97,7 @@ protected:
     std::unique_ptr<StoragePools> pools;
     ChangeNotifier notifier;
     Metrics metrics;
+    AssignmentCredentials credentials;
     std::unique_ptr<EngineService> engines;
     Principal user, engine_principal;
     std::string engine_id;
@@ -365,4 +368,81 @@ TEST(ChangeNotifierTest, ClaimWaitersWakeForWorkOnly) {
     n.close();
     auto closed_at = n.work_generation();
     EXPECT_EQ(n.wait_for_work(closed_at, 10s), closed_at);  // closed: returns at once
+}
+
+TEST_F(EngineServiceTest, ClaimPinsTheSourceFormatAndIssuesACredentialForThatAssignmentOnly) {
+    auto job = queued_job();
+    auto a = claim();
+    EXPECT_EQ(a.source_format, "mov");
+    auto f = std::find(a.ffmpeg_argv.begin(), a.ffmpeg_argv.end(), "-f");
+    ASSERT_NE(f, a.ffmpeg_argv.end());
+    EXPECT_EQ(*(f + 1), "mov");  // the input's -f comes before the output's
+    EXPECT_EQ(a.ffmpeg_argv, protocol::assignment_argv(a.options, a.transfer_mode, "mov").value());
+    ASSERT_FALSE(a.credential.empty());
+
+    auto claims = credentials.verify(a.credential, clock.now_ms());
+    ASSERT_TRUE(claims.ok());
+    EXPECT_EQ(claims->assignment_id, a.assignment_id);
+    EXPECT_EQ(claims->fencing_token, a.fencing_token);
+
+    AuthService auth(*store, &credentials, &clock);
+    auto who = auth.authenticate("Bearer " + a.credential);
+    ASSERT_TRUE(who.ok());
+    EXPECT_TRUE(who->scoped());
+    // It moves bytes: the source, and the output's offset and upload.
+    EXPECT_TRUE(require_transfer(*who).ok());
+    EXPECT_TRUE(engines->source(*who, a.assignment_id, a.fencing_token).ok());
+    EXPECT_TRUE(engines->output_offset(*who, a.assignment_id, a.fencing_token).ok());
+    // Nothing else: not the engine endpoints, not the user or admin ones, not another assignment.
+    EXPECT_EQ(require_engine(*who).error().code, ErrorCode::Forbidden);
+    EXPECT_EQ(require_user(*who).error().code, ErrorCode::Forbidden);
+    EXPECT_EQ(require_admin(*who).error().code, ErrorCode::Forbidden);
+    EXPECT_EQ(engines->source(*who, "01J" + std::string(23, 'Z'), std::nullopt).error().code, ErrorCode::Forbidden);
+
+    // Forged, altered and expired credentials are refused.
+    std::string forged = a.credential;
+    forged.back() = forged.back() == '0' ? '1' : '0';
+    EXPECT_EQ(auth.authenticate("Bearer " + forged).error().code, ErrorCode::Unauthenticated);
+    std::string other_token = a.credential;
+    other_token.replace(other_token.find("." + std::to_string(a.fencing_token) + "."), 3, ".9.");
+    EXPECT_EQ(auth.authenticate("Bearer " + other_token).error().code, ErrorCode::Unauthenticated);
+    AssignmentCredentials other_server;
+    EXPECT_FALSE(other_server.verify(a.credential, clock.now_ms()).ok());
+    EXPECT_FALSE(credentials.verify(a.credential, claims->expires_at_ms).ok());
+    (void)job;
+}
+
+TEST_F(EngineServiceTest, ProgressRenewsTheCredentialAndItDiesWithTheAttempt) {
+    queued_job();
+    auto a = claim();
+    protocol::ProgressReport r;
+    r.fencing_token = a.fencing_token;
+    r.percent = 10;
+    clock.advance(5000);
+    auto reply = engines->progress(engine_principal, a.assignment_id, r);
+    ASSERT_TRUE(reply.ok());
+    ASSERT_TRUE(reply->credential);
+    auto renewed = credentials.verify(*reply->credential, clock.now_ms());
+    ASSERT_TRUE(renewed.ok());
+    EXPECT_GT(renewed->expires_at_ms, credentials.verify(a.credential, clock.now_ms())->expires_at_ms);
+
+    // The lease expires and the job is requeued: the still-unexpired credential no longer works.
+    clock.advance(11000);
+    engines->rescue();
+    AuthService auth(*store, &credentials, &clock);
+    auto who = auth.authenticate("Bearer " + *reply->credential);
+    ASSERT_TRUE(who.ok());
+    EXPECT_EQ(engines->source(*who, a.assignment_id, std::nullopt).error().code, ErrorCode::LeaseLost);
+}
+
+TEST_F(EngineServiceTest, AJobWithoutAReadableFormatFailsAtClaimInsteadOfComingBack) {
+    auto job = queued_job(3, "hls");  // not an allowed demuxer (a row from before the format was checked)
+    protocol::ClaimRequest req;
+    req.wait_seconds = 0;
+    auto a = engines->claim(engine_principal, engine_id, req, "http://127.0.0.1:1");
+    ASSERT_TRUE(a.ok());
+    EXPECT_FALSE(a->has_value());
+    auto j = store->get_job(job);
+    EXPECT_EQ(j->state, JobState::Failed);
+    EXPECT_NE(j->failure_reason.find("source's format"), std::string::npos) << j->failure_reason;
 }
