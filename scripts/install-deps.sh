@@ -7,7 +7,7 @@ packages=(
   build-essential cmake pkg-config ccache git ca-certificates
   libcpp-httplib-dev nlohmann-json3-dev libsqlite3-dev sqlite3 libcurl4-openssl-dev curl
   libssl-dev openssl libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
-  libsystemd-dev ffmpeg procps
+  libsystemd-dev ffmpeg procps bubblewrap
 )
 # Optional extras for the test suite (the spec linter needs node + npm).
 if [[ "${1:-}" == "--test" ]]; then

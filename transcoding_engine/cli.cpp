@@ -7,9 +7,11 @@
 #include "transcoding_engine/capabilities.hpp"
 #include "transcoding_engine/config.hpp"
 #include "transcoding_engine/engine.hpp"
+#include "transcoding_engine/sandbox.hpp"
 
 #include <signal.h>
 
+#include <cstring>
 #include <iostream>
 #include <thread>
 
@@ -17,7 +19,25 @@
 #define DISTCONV_VERSION "0.0.0"
 #endif
 
+extern char** environ;
+
 namespace distconv::engine {
+namespace {
+
+// The key was read: overwrite it where the process started with it (its command line and its
+// environment), so /proc/PID/cmdline and /proc/PID/environ of the engine no longer show it, and
+// nothing the engine starts inherits it.
+void hide_key(int argc, char** argv, const std::string& key) {
+    if (key.empty()) return;
+    auto scrub = [&key](char* text) {
+        for (char* at = std::strstr(text, key.c_str()); at; at = std::strstr(at + key.size(), key.c_str()))
+            std::memset(at, '*', key.size());
+    };
+    for (int i = 1; i < argc; ++i) scrub(argv[i]);
+    for (char** e = environ; e && *e; ++e) scrub(*e);
+}
+
+}  // namespace
 
 int engine_main(int argc, char** argv) {
     CLI::App app("distconv-engine: runs transcoding assignments from a distconv dispatch server");
@@ -35,6 +55,7 @@ int engine_main(int argc, char** argv) {
         std::cerr << "distconv-engine: " << st.error().message << "\n";
         return 2;
     }
+    hide_key(argc, argv, cfg.key);
     logging::Settings ls;
     ls.level = cfg.log_level;
     ls.file = cfg.log_file;
@@ -109,7 +130,22 @@ int engine_main(int argc, char** argv) {
     es.executor.cpu_set = cfg.cpu_set;
     es.executor.work_dir = cfg.work_dir;
     es.executor.ffmpeg = cfg.ffmpeg;
-    es.executor.api_key = cfg.key;
+    es.executor.server = cfg.server;
+    es.executor.ffmpeg_env = cfg.ffmpeg_env_pairs;
+    // ffmpeg reads hostile media: sandboxed wherever bubblewrap works (sandbox.hpp).
+    if (cfg.sandbox != "off") {
+        if (auto st = probe_bwrap(cfg.bwrap, cfg.work_dir); st) {
+            es.executor.bwrap = cfg.bwrap;
+            spdlog::info("sandbox: ffmpeg runs under bubblewrap ({})", cfg.bwrap);
+        } else if (cfg.sandbox == "bwrap") {
+            spdlog::critical("sandbox: {} (sandbox = bwrap requires it)", st.error().message);
+            return 1;
+        } else {
+            spdlog::warn("sandbox: ffmpeg runs WITHOUT a sandbox: {}. Install bubblewrap (and allow user "
+                         "namespaces), or set sandbox = off to say this is intended",
+                         st.error().message);
+        }
+    }
     Engine engine(api, runner, **state, sys, es, *caps, score, bench);
 
     std::thread signal_thread([&engine, signals] {

@@ -35,6 +35,11 @@ void add_options(CLI::App& app, EngineConfig& c) {
     app.add_option("--min-free-memory", c.min_free_memory, "Claim nothing while available memory is below this (0: off)")
         ->capture_default_str();
     app.add_option("--cpu-set", c.cpu_set, "Pin ffmpeg to these CPUs, taskset-style (e.g. 0-3,6)");
+    app.add_option("--sandbox", c.sandbox,
+                   "Run ffmpeg under bubblewrap: auto (when it works here, else warn), bwrap (required), off")
+        ->capture_default_str();
+    app.add_option("--bwrap", c.bwrap, "The bubblewrap program")->capture_default_str();
+    app.add_option("--ffmpeg-env", c.ffmpeg_env, "NAME=VALUE to set in ffmpeg's environment (repeat)");
 }
 
 std::optional<UrlParts> parse_server_url(const std::string& url) {
@@ -76,6 +81,20 @@ Status finalize(EngineConfig& c) {
     auto url = parse_server_url(c.server);
     if (!url) return Error::invalid("server", "server must be an http:// or https:// URL, not '" + c.server + "'");
     if (c.key.empty()) return Error::invalid("key", "key is required (--key or DISTCONV_API_KEY)");
+    if (c.sandbox != "auto" && c.sandbox != "bwrap" && c.sandbox != "off")
+        return Error::invalid("sandbox", "sandbox must be auto, bwrap or off, not '" + c.sandbox + "'");
+    if (c.bwrap.empty()) return Error::invalid("bwrap", "bwrap must name the bubblewrap program");
+    c.ffmpeg_env_pairs.clear();
+    static const std::regex k_env_name(R"(^[A-Za-z_][A-Za-z0-9_]*$)");
+    for (const auto& item : c.ffmpeg_env) {
+        auto eq = item.find('=');
+        std::string name = item.substr(0, eq);
+        if (eq == std::string::npos || !std::regex_match(name, k_env_name))
+            return Error::invalid("ffmpeg-env", "ffmpeg-env takes NAME=VALUE, not '" + item + "'");
+        if (name.rfind("DISTCONV_", 0) == 0 || name == "LD_PRELOAD" || name == "LD_LIBRARY_PATH")
+            return Error::invalid("ffmpeg-env", "ffmpeg-env may not set " + name);
+        c.ffmpeg_env_pairs.emplace_back(name, item.substr(eq + 1));
+    }
     if (url->scheme == "http" && !is_loopback_host(url->host) && !c.allow_insecure)
         return Error::invalid("server", "refusing to send the key over plain http to " + url->host +
                                             "; use https or --allow-insecure");

@@ -35,6 +35,9 @@ struct EngineConfig {
     double max_load = 0;  // 0: no limit
     std::string min_free_memory = "0";  // claim nothing while available memory is below this (0: off)
     std::string cpu_set;                  // pin ffmpeg to these CPUs (taskset list, e.g. 0-3,6)
+    std::string sandbox = "auto";         // auto|bwrap|off (sandbox.hpp)
+    std::string bwrap = "bwrap";          // the bubblewrap program
+    std::vector<std::string> ffmpeg_env;  // NAME=VALUE set in ffmpeg's environment (repeat)
 
     // Derived by finalize().
     std::string api_base;  // server + "/api/v1"
@@ -43,6 +46,7 @@ struct EngineConfig {
     std::uint64_t min_free_memory_bytes = 0;
     std::uint64_t reserve_disk_bytes = 1ull << 30;
     std::chrono::milliseconds drain_timeout_ms{300000};
+    std::vector<std::pair<std::string, std::string>> ffmpeg_env_pairs;
 };
 
 void add_options(CLI::App& app, EngineConfig& c);

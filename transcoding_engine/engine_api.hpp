@@ -36,9 +36,15 @@ class EngineApi {
                                                      const protocol::CompleteRequest& request) = 0;
     virtual Result<protocol::AssignmentAck> fail(const std::string& assignment_id,
                                                  const protocol::FailRequest& request) = 0;
-    // The absolute URL of the assignment's source (for ffmpeg in stream mode).
+    // [offset, offset + length) of the source, in memory (the stream-mode relay's fetches).
+    virtual Result<std::string> read_source_range(const protocol::Assignment& a, uint64_t offset, uint64_t length) = 0;
+    // The absolute URL of the assignment's source on the configured server.
     virtual std::string source_url(const protocol::Assignment& a) const = 0;
 };
+
+// An id as one URL path segment (percent-encoded), so a malformed id can still be reported without
+// naming another path.
+std::string path_segment(const std::string& id);
 
 struct HttpEngineApiOptions {
     std::string server;  // "http://127.0.0.1:8080" (no /api/v1)
@@ -64,6 +70,7 @@ class HttpEngineApi final : public EngineApi {
     Result<protocol::AssignmentAck> complete(const std::string& assignment_id,
                                              const protocol::CompleteRequest& request) override;
     Result<protocol::AssignmentAck> fail(const std::string& assignment_id, const protocol::FailRequest& request) override;
+    Result<std::string> read_source_range(const protocol::Assignment& a, uint64_t offset, uint64_t length) override;
     std::string source_url(const protocol::Assignment& a) const override;
 
   private:

@@ -4,7 +4,10 @@
 #include "common/media/ffmpeg_args.hpp"
 #include "common/media/progress.hpp"
 #include "common/process.hpp"
+#include "transcoding_engine/assignment_check.hpp"
 #include "transcoding_engine/failure.hpp"
+#include "transcoding_engine/sandbox.hpp"
+#include "transcoding_engine/source_relay.hpp"
 
 #include <poll.h>
 #include <unistd.h>
@@ -34,6 +37,22 @@ void ActiveAssignment::attach(RunningProcess* process) {
     m_process = process;
     // A stop that came while nothing ran still applies to what starts now.
     if (m_process && stopping()) m_process->terminate(m_grace);
+}
+
+protocol::Assignment ActiveAssignment::current() const {
+    protocol::Assignment a = m_assignment;
+    std::lock_guard lock(m_mutex);
+    if (!m_credential.empty()) a.credential = m_credential;
+    return a;
+}
+
+void ActiveAssignment::renew_credential(const std::string& credential) {
+    // It goes into an HTTP header: a plain token or nothing.
+    if (credential.empty() || credential.size() > 512) return;
+    for (unsigned char c : credential)
+        if (c <= 0x20 || c >= 0x7f) return;
+    std::lock_guard lock(m_mutex);
+    m_credential = credential;
 }
 
 std::string_view to_string(AssignmentOutcome o) {
@@ -72,22 +91,28 @@ std::vector<std::string> build_file_argv(const Assignment& a, const std::string&
 }
 
 std::vector<std::string> build_stream_argv(const Assignment& a, const std::string& ffmpeg,
-                                           const std::string& source_url, const std::string& api_key) {
-    std::vector<std::string> args = with_progress(a.ffmpeg_argv);
-    // The -i whose value is {input} gets the headers (they apply to the next input only).
-    for (size_t i = 0; i + 1 < args.size(); ++i) {
-        if (args[i] == "-i" && args[i + 1] == protocol::k_input_placeholder) {
-            std::string headers = "Authorization: Bearer " + api_key + "\r\n" +
-                                  std::string(protocol::k_fencing_token_header) + ": " +
-                                  std::to_string(a.fencing_token) + "\r\n";
-            args.insert(args.begin() + static_cast<std::ptrdiff_t>(i), {"-headers", headers});
-            break;
-        }
-    }
-    args = protocol::substitute_placeholders(args, source_url, "pipe:3");
+                                           const std::string& relay_url) {
     std::vector<std::string> argv = {ffmpeg};
+    auto args = with_progress(protocol::substitute_placeholders(a.ffmpeg_argv, relay_url, "pipe:3"));
     argv.insert(argv.end(), args.begin(), args.end());
     return argv;
+}
+
+RunSpec Executor::run_spec(std::vector<std::string> argv, const std::filesystem::path& dir, bool stream) const {
+    RunSpec spec;
+    argv = with_cpu_set(std::move(argv), m_settings.cpu_set);
+    if (!m_settings.bwrap.empty()) {
+        SandboxSpec sandbox;
+        sandbox.writable_dir = dir;
+        sandbox.network = stream;
+        if (auto program = find_program(m_settings.ffmpeg)) sandbox.extra_programs.push_back(*program);
+        argv = bwrap_argv(m_settings.bwrap, sandbox, argv);
+    }
+    spec.argv = std::move(argv);
+    spec.inherit_env = false;
+    spec.env = {{"SVT_LOG", "1"}};
+    spec.env.insert(spec.env.end(), m_settings.ffmpeg_env.begin(), m_settings.ffmpeg_env.end());
+    return spec;
 }
 
 // Per-attempt state: the throttled progress reporter.
@@ -121,6 +146,7 @@ struct Executor::Attempt {
             last_out_time = u->out_time_seconds;
         }
         auto reply = ex.m_api.progress(active.id(), r);
+        if (reply && reply->credential) active.renew_credential(*reply->credential);
         if (!reply) {
             if (reply.error().code == ErrorCode::LeaseLost) {
                 spdlog::warn("assignment {}: lease lost, stopping", active.id());
@@ -141,6 +167,12 @@ struct Executor::Attempt {
 
 AssignmentOutcome Executor::run(ActiveAssignment& active) {
     const Assignment& a = active.assignment();
+    // Nothing of an assignment is acted on before it is checked: its ids name a directory that is
+    // removed at the end, its argv is what runs.
+    if (auto ok = check_assignment(a, m_settings.server); !ok) {
+        spdlog::error("assignment {}: {}", a.assignment_id, ok.error().message);
+        return report_failure(active, std::nullopt, "", ErrorClass::Transient, ok.error().message);
+    }
     const auto dir = assignment_dir(a.assignment_id);
     AssignmentRecord rec{a.assignment_id, a.job_id, a.fencing_token, "received", dir.string(), 0};
     // Recorded before anything else happens, so a crash from here on is found at the next start.
@@ -230,7 +262,7 @@ AssignmentOutcome Executor::run_file(ActiveAssignment& active, Attempt& at) {
     // 1. Download with resume, then check size and SHA-256.
     (void)m_state.update_state(a.assignment_id, "downloading");
     at.report(ProgressPhase::Downloading, 0);
-    auto dl = m_api.download_source(a, input, [&](uint64_t done, uint64_t total) {
+    auto dl = m_api.download_source(active.current(), input, [&](uint64_t done, uint64_t total) {
         if (active.stopping()) return false;
         uint64_t size = total ? total : static_cast<uint64_t>(std::max<std::int64_t>(a.source_size, 1));
         at.report(ProgressPhase::Downloading, 100.0 * static_cast<double>(done) / static_cast<double>(size));
@@ -255,9 +287,7 @@ AssignmentOutcome Executor::run_file(ActiveAssignment& active, Attempt& at) {
 
     // 2. Transcode.
     (void)m_state.update_state(a.assignment_id, "transcoding");
-    RunSpec spec;
-    spec.argv = with_cpu_set(build_file_argv(a, m_settings.ffmpeg, input.string(), output.string()), m_settings.cpu_set);
-    spec.env = {{"SVT_LOG", "1"}};
+    RunSpec spec = run_spec(build_file_argv(a, m_settings.ffmpeg, input.string(), output.string()), dir, false);
     spdlog::info("assignment {}: {}", a.assignment_id, media::quote_command(spec.argv));
     auto started = m_runner.start(spec);
     if (!started)
@@ -280,7 +310,7 @@ AssignmentOutcome Executor::run_file(ActiveAssignment& active, Attempt& at) {
     (void)m_state.update_state(a.assignment_id, "uploading");
     auto out_size = std::filesystem::file_size(output, ec);
     if (ec) return report_failure(active, 0, "", ErrorClass::Transient, "ffmpeg wrote no output file");
-    auto up = m_api.upload_output_file(a, output, [&](uint64_t done, uint64_t) {
+    auto up = m_api.upload_output_file(active.current(), output, [&](uint64_t done, uint64_t) {
         at.report(ProgressPhase::Uploading, 100.0 * static_cast<double>(done) / static_cast<double>(std::max<uint64_t>(out_size, 1)));
         return !active.stopping();
     });
@@ -309,19 +339,17 @@ AssignmentOutcome Executor::run_file(ActiveAssignment& active, Attempt& at) {
 AssignmentOutcome Executor::run_stream(ActiveAssignment& active, Attempt& at) {
     const Assignment& a = active.assignment();
     (void)m_state.update_state(a.assignment_id, "transcoding");
-    RunSpec spec;
-    spec.argv =
-        with_cpu_set(build_stream_argv(a, m_settings.ffmpeg, m_api.source_url(a), m_settings.api_key), m_settings.cpu_set);
-    spec.env = {{"SVT_LOG", "1"}};
+    // ffmpeg reads the source from the engine's relay, which fetches it with the assignment's
+    // credential: no secret, TLS or server address in ffmpeg's hands.
+    SourceRelay relay(static_cast<uint64_t>(std::max<std::int64_t>(a.source_size, 0)),
+                      [&](uint64_t offset, uint64_t length) {
+                          return m_api.read_source_range(active.current(), offset, length);
+                      });
+    if (auto st = relay.start(); !st)
+        return report_failure(active, std::nullopt, "", ErrorClass::Transient, st.error().message);
+    RunSpec spec = run_spec(build_stream_argv(a, m_settings.ffmpeg, relay.url()), assignment_dir(a.assignment_id), true);
     spec.output_pipe = true;
-    {
-        // The key is in the argv (for -headers): mask it before logging.
-        auto shown = spec.argv;
-        for (auto& arg : shown)
-            if (auto pos = arg.find(m_settings.api_key); !m_settings.api_key.empty() && pos != std::string::npos)
-                arg.replace(pos, m_settings.api_key.size(), "***");
-        spdlog::info("assignment {}: {}", a.assignment_id, media::quote_command(shown));
-    }
+    spdlog::info("assignment {}: {}", a.assignment_id, media::quote_command(spec.argv));
     auto started = m_runner.start(spec);
     if (!started)
         return report_failure(active, std::nullopt, "", ErrorClass::Transient,
@@ -336,7 +364,7 @@ AssignmentOutcome Executor::run_stream(ActiveAssignment& active, Attempt& at) {
     std::atomic<bool> upload_failed{false};
     const int fd = proc->output_fd();
     std::thread uploader([&] {
-        upload_status = m_api.upload_output_stream(a, [&](char* buf, size_t n) -> size_t {
+        upload_status = m_api.upload_output_stream(active.current(), [&](char* buf, size_t n) -> size_t {
             while (true) {
                 if (active.stopping()) return http::k_read_abort;
                 pollfd p{fd, POLLIN, 0};
@@ -363,7 +391,12 @@ AssignmentOutcome Executor::run_stream(ActiveAssignment& active, Attempt& at) {
     });
     uploader.join();
     active.detach();
+    relay.stop();
     if (active.stopping()) return finish_stopped(active);
+    if (rr.exit_code != 0)
+        if (auto e = relay.error())
+            return report_failure(active, std::nullopt, process::tail_lines(rr.stderr_tail, 40), ErrorClass::Transient,
+                                  "reading the source from the server failed: " + e->message);
     if (upload_failed) {
         if (upload_status.error().code == ErrorCode::LeaseLost) return AssignmentOutcome::LeaseLost;
         return report_failure(active, std::nullopt, process::tail_lines(rr.stderr_tail, 40), ErrorClass::Transient,

@@ -21,7 +21,7 @@ enum class StopReason { None, Canceled, LeaseLost, Draining };
 // An assignment in flight: other threads (heartbeat answers, drain) ask it to stop.
 class ActiveAssignment {
   public:
-    explicit ActiveAssignment(protocol::Assignment a) : m_assignment(std::move(a)) {}
+    explicit ActiveAssignment(protocol::Assignment a) : m_assignment(std::move(a)), m_credential(m_assignment.credential) {}
     const protocol::Assignment& assignment() const { return m_assignment; }
     const std::string& id() const { return m_assignment.assignment_id; }
 
@@ -33,10 +33,16 @@ class ActiveAssignment {
     void attach(RunningProcess* process);
     void detach() { attach(nullptr); }
 
+    // The assignment as the transfers need it now: with the newest credential (progress answers
+    // renew it).
+    protocol::Assignment current() const;
+    void renew_credential(const std::string& credential);
+
   private:
     protocol::Assignment m_assignment;
+    std::string m_credential;
     std::atomic<int> m_reason{static_cast<int>(StopReason::None)};
-    std::mutex m_mutex;
+    mutable std::mutex m_mutex;
     RunningProcess* m_process = nullptr;
     std::chrono::milliseconds m_grace{3000};
 };
@@ -47,8 +53,13 @@ std::string_view to_string(AssignmentOutcome o);
 struct ExecutorSettings {
     std::filesystem::path work_dir;  // assignments live in <work_dir>/assignments/<id>
     std::string ffmpeg = "ffmpeg";
-    std::string api_key;  // for ffmpeg's -headers in stream mode
+    std::string server;   // the configured dispatch server: assignments must name it (assignment_check.hpp)
     std::string cpu_set;  // when set, ffmpeg runs under `taskset -c <cpu_set>`
+    // ffmpeg runs under bubblewrap (sandbox.hpp) when set: the program path, e.g. "bwrap".
+    std::string bwrap;
+    // Set in ffmpeg's environment (e.g. LIBVA_DRIVER_NAME for VAAPI); nothing else of the engine's
+    // environment but PATH, the locale and TZ reaches it.
+    std::vector<std::pair<std::string, std::string>> ffmpeg_env;
     std::chrono::milliseconds progress_interval{1000};
     // SIGTERM to SIGKILL when an assignment is stopped. Short: a stopped ffmpeg's output is thrown
     // away, and on SIGTERM ffmpeg first flushes its encoders (a second or more with x264's lookahead),
@@ -64,10 +75,10 @@ std::vector<std::string> with_cpu_set(std::vector<std::string> argv, const std::
 // "-progress pipe:1 -nostats" added when the server's argv lacks -progress.
 std::vector<std::string> build_file_argv(const protocol::Assignment& a, const std::string& ffmpeg,
                                          const std::string& input, const std::string& output);
-// argv for stream mode: {input} is the source URL, the key (and fencing token) reach ffmpeg as
-// -headers right before the -i that reads it, and the output goes to fd 3 ("pipe:3").
+// argv for stream mode: {input} is the engine's relay URL (source_relay.hpp: no credential, no TLS,
+// no server address for ffmpeg), and the output goes to fd 3 ("pipe:3").
 std::vector<std::string> build_stream_argv(const protocol::Assignment& a, const std::string& ffmpeg,
-                                           const std::string& source_url, const std::string& api_key);
+                                           const std::string& relay_url);
 
 class Executor {
   public:
@@ -85,6 +96,9 @@ class Executor {
     AssignmentOutcome run_file(ActiveAssignment& active, Attempt& at);
     AssignmentOutcome run_stream(ActiveAssignment& active, Attempt& at);
     AssignmentOutcome finish_stopped(ActiveAssignment& active);
+    // The RunSpec for an ffmpeg argv: CPU set, sandbox (writable: `dir`; network only in stream
+    // mode) and an environment with nothing of the engine's but PATH and the locale.
+    RunSpec run_spec(std::vector<std::string> argv, const std::filesystem::path& dir, bool stream) const;
     // ffmpeg ended badly: fail the assignment, permanent or transient as its exit and stderr say.
     AssignmentOutcome report_ffmpeg_exit(ActiveAssignment& active, const RunResult& rr);
     AssignmentOutcome report_failure(ActiveAssignment& active, std::optional<int> exit_code,

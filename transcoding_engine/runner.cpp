@@ -20,6 +20,11 @@ extern char** environ;
 namespace distconv::engine {
 namespace {
 
+// What a child started with inherit_env = false keeps of the engine's environment.
+bool passed_to_children(const std::string& name) {
+    return name == "PATH" || name == "LANG" || name == "TZ" || name.rfind("LC_", 0) == 0;
+}
+
 // Moves fd above `min` (keeping O_CLOEXEC) so dup2 onto 0..3 in the child never meets itself.
 int lift_fd(int fd, int min) {
     if (fd > min) return fd;
@@ -163,7 +168,10 @@ Result<std::unique_ptr<RunningProcess>> PosixRunner::start(const RunSpec& spec) 
     for (char** e = environ; e && *e; ++e) {
         std::string item(*e);
         auto eq = item.find('=');
-        if (eq != std::string::npos) env[item.substr(0, eq)] = item.substr(eq + 1);
+        if (eq == std::string::npos) continue;
+        std::string name = item.substr(0, eq);
+        if (!spec.inherit_env && !passed_to_children(name)) continue;
+        env[name] = item.substr(eq + 1);
     }
     for (const auto& [k, v] : spec.env) env[k] = v;
     std::vector<std::string> env_items;

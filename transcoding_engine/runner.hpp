@@ -17,7 +17,10 @@ namespace distconv::engine {
 
 struct RunSpec {
     std::vector<std::string> argv;  // argv[0] is the program (looked up in PATH without a '/')
-    std::vector<std::pair<std::string, std::string>> env;  // added to (or replacing in) the engine's environment
+    std::vector<std::pair<std::string, std::string>> env;  // added to (or replacing in) the environment
+    // false: the child gets only PATH, the locale and TZ of the engine's environment (plus `env`),
+    // never the engine's own variables (DISTCONV_API_KEY, ...).
+    bool inherit_env = true;
     bool output_pipe = false;  // the child gets a pipe's write end as fd 3 ("pipe:3"); read it with output_fd()
     std::size_t stderr_tail_bytes = 65536;
 };

@@ -163,14 +163,15 @@ TEST(Argv, FileModeReplacesPlaceholdersAndAddsProgress) {
     EXPECT_EQ(argv, (std::vector<std::string>{"ffmpeg", "-progress", "pipe:1", "-i", "/w/in", "x{output}"}));
 }
 
-TEST(Argv, StreamModePutsHeadersBeforeTheInputAndWritesToFd3) {
+TEST(Argv, StreamModeReadsTheRelayWithNoCredentialAndWritesToFd3) {
     protocol::Assignment a;
     a.fencing_token = 7;
-    a.ffmpeg_argv = {"-progress", "pipe:1", "-i", "{input}", "-f", "matroska", "{output}"};
-    auto argv = build_stream_argv(a, "ffmpeg", "http://h/api/v1/assignments/A/source", "KEY");
-    EXPECT_EQ(argv, (std::vector<std::string>{"ffmpeg", "-progress", "pipe:1", "-headers",
-                                              "Authorization: Bearer KEY\r\nX-Fencing-Token: 7\r\n", "-i",
-                                              "http://h/api/v1/assignments/A/source", "-f", "matroska", "pipe:3"}));
+    a.credential = "dca1.SECRET";
+    a.ffmpeg_argv = {"-progress", "pipe:1", "-protocol_whitelist", "http,tcp", "-i", "{input}", "-f", "matroska", "{output}"};
+    auto argv = build_stream_argv(a, "ffmpeg", "http://127.0.0.1:5000/abc");
+    EXPECT_EQ(argv, (std::vector<std::string>{"ffmpeg", "-progress", "pipe:1", "-protocol_whitelist", "http,tcp", "-i",
+                                              "http://127.0.0.1:5000/abc", "-f", "matroska", "pipe:3"}));
+    for (const auto& arg : argv) EXPECT_EQ(arg.find("SECRET"), std::string::npos) << arg;
 }
 
 namespace {

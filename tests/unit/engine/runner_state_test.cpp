@@ -118,6 +118,8 @@ class FakeApi final : public EngineApi {
     bool lease_lost = false;
     StateStore* state = nullptr;  // to check the record exists while acting
     bool recorded_while_downloading = false;
+    std::vector<std::string> credentials_used;  // by the transfers, in order
+    std::optional<std::string> renewed_credential;  // handed out by progress answers
 
     Result<protocol::EngineRegistrationReply> register_engine(const protocol::EngineRegistration&) override {
         return protocol::EngineRegistrationReply{"E-new", 5, 30};
@@ -135,10 +137,15 @@ class FakeApi final : public EngineApi {
         if (lease_lost) return Error(ErrorCode::LeaseLost, "stale");
         protocol::ProgressReply reply;
         reply.continue_ = continue_ || r.phase != protocol::ProgressPhase::Transcoding;
+        reply.credential = renewed_credential;
         return reply;
     }
     Status download_source(const protocol::Assignment& a, const std::filesystem::path& dest,
                            const http::ProgressFn& p) override {
+        {
+            std::lock_guard l(m);
+            credentials_used.push_back(a.credential);
+        }
         if (state) {
             auto rows = state->assignments();
             recorded_while_downloading = rows && rows->size() == 1 && (*rows)[0].assignment_id == a.assignment_id;
@@ -147,8 +154,12 @@ class FakeApi final : public EngineApi {
         if (p) p(source_content.size(), source_content.size());
         return {};
     }
-    Status upload_output_file(const protocol::Assignment&, const std::filesystem::path& file,
+    Status upload_output_file(const protocol::Assignment& a, const std::filesystem::path& file,
                               const http::ProgressFn&) override {
+        {
+            std::lock_guard l(m);
+            credentials_used.push_back(a.credential);
+        }
         uploaded = test::read_file(file);
         return {};
     }
@@ -171,6 +182,12 @@ class FakeApi final : public EngineApi {
         fail_ids.push_back(id);
         return protocol::AssignmentAck{"J", protocol::JobState::Queued};
     }
+    Result<std::string> read_source_range(const protocol::Assignment& a, uint64_t offset, uint64_t length) override {
+        std::lock_guard l(m);
+        credentials_used.push_back(a.credential);
+        if (offset >= source_content.size()) return std::string();
+        return source_content.substr(offset, length);
+    }
     std::string source_url(const protocol::Assignment&) const override { return "http://127.0.0.1:1/src"; }
 };
 
@@ -183,30 +200,33 @@ struct Harness {
     Harness() {
         state = StateStore::open(dir / "engine.db").value();
         api.state = state.get();
-        a.assignment_id = "A1";
-        a.job_id = "J1";
+        a.assignment_id = "01JAAAAAAAAAAAAAAAAAAAAAA1";
+        a.job_id = "01JBBBBBBBBBBBBBBBBBBBBBB2";
         a.fencing_token = 9;
-        a.ffmpeg_argv = {"-i", "{input}", "{output}"};
+        a.source_url = "/api/v1/assignments/" + a.assignment_id + "/source";
+        a.source_format = "mov";
+        a.credential = "dca1.first";
+        set_mode(protocol::TransferMode::File);
         a.source_size = static_cast<std::int64_t>(api.source_content.size());
         a.source_sha256 = sha256_hex(api.source_content);
         a.output_container = "mp4";
         a.duration_seconds = 2.0;
     }
+    // The argv the server sends for the mode, as check_assignment expects it.
+    void set_mode(protocol::TransferMode mode) {
+        a.transfer_mode = mode;
+        a.ffmpeg_argv = protocol::assignment_argv(a.options, mode, a.source_format).value();
+    }
     Executor executor(std::vector<std::pair<std::string, std::string>> env) {
-        // The fake reads its settings from the environment it inherits.
-        for (auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+        // The fake reads its settings from its environment (ffmpeg-env: the engine's own is not passed on).
         ExecutorSettings s;
         s.work_dir = dir.path();
         s.ffmpeg = k_fake;
-        s.api_key = "KEY";
+        s.server = "http://127.0.0.1:1";
+        s.ffmpeg_env = std::move(env);
         s.progress_interval = 0ms;
         s.kill_grace = 200ms;
         return Executor(api, runner, *state, s);
-    }
-    ~Harness() {
-        for (auto* k : {"FAKE_FFMPEG_PROGRESS", "FAKE_FFMPEG_EXIT", "FAKE_FFMPEG_STDERR", "FAKE_FFMPEG_OUTPUT",
-                        "FAKE_FFMPEG_SLEEP"})
-            unsetenv(k);
     }
 };
 
@@ -232,7 +252,7 @@ TEST(Executor, FileModeDownloadsTranscodesUploadsAndCompletes) {
     EXPECT_TRUE(saw_transcoding);
     EXPECT_TRUE(saw_download);
     EXPECT_TRUE(h.api.fails.empty());
-    EXPECT_FALSE(std::filesystem::exists(ex.assignment_dir("A1")));  // files cleaned
+    EXPECT_FALSE(std::filesystem::exists(ex.assignment_dir(h.a.assignment_id)));  // files cleaned
     EXPECT_TRUE(h.state->assignments()->empty());                   // record forgotten
 }
 
@@ -284,7 +304,7 @@ TEST(Executor, LeaseLostStopsSilently) {
 
 TEST(Executor, StreamModeUploadsWhatFfmpegWritesToFd3) {
     Harness h;
-    h.a.transfer_mode = protocol::TransferMode::Stream;
+    h.set_mode(protocol::TransferMode::Stream);
     auto ex = h.executor({{"FAKE_FFMPEG_PROGRESS", k_progress}, {"FAKE_FFMPEG_OUTPUT", "matroska bytes"}});
     ActiveAssignment active(h.a);
     EXPECT_EQ(ex.run(active), AssignmentOutcome::Completed);

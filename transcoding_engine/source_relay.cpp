@@ -1,0 +1,125 @@
+#include "transcoding_engine/source_relay.hpp"
+
+#include "common/hash.hpp"
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <charconv>
+#include <mutex>
+#include <thread>
+
+namespace distconv::engine {
+namespace {
+
+// One fetch from the dispatch server per 4 MiB: large enough that the per-request cost disappears,
+// small enough that a seek wastes little and memory stays bounded (one chunk per open connection).
+constexpr uint64_t k_chunk = 4 << 20;
+
+// "bytes=N-" or "bytes=N-M" -> [first, last]; nullopt for anything else (multi-ranges, suffixes).
+std::optional<std::pair<uint64_t, uint64_t>> parse_single_range(const std::string& value, uint64_t size) {
+    constexpr std::string_view k_unit = "bytes=";
+    if (value.rfind(k_unit, 0) != 0 || size == 0) return std::nullopt;
+    std::string_view spec = std::string_view(value).substr(k_unit.size());
+    auto dash = spec.find('-');
+    if (dash == std::string_view::npos || dash == 0 || spec.find(',') != std::string_view::npos) return std::nullopt;
+    uint64_t first = 0, last = size - 1;
+    auto a = spec.substr(0, dash);
+    if (auto [p, ec] = std::from_chars(a.data(), a.data() + a.size(), first); ec != std::errc() || p != a.data() + a.size())
+        return std::nullopt;
+    auto b = spec.substr(dash + 1);
+    if (!b.empty()) {
+        if (auto [p, ec] = std::from_chars(b.data(), b.data() + b.size(), last); ec != std::errc() || p != b.data() + b.size())
+            return std::nullopt;
+        last = std::min(last, size - 1);
+    }
+    if (first > last || first >= size) return std::nullopt;
+    return std::make_pair(first, last);
+}
+
+}  // namespace
+
+struct SourceRelay::Impl {
+    uint64_t size;
+    RangeFetch fetch;
+    httplib::Server server;
+    std::thread thread;
+    std::string path = "/" + random_token(24);
+    int port = 0;
+    std::atomic<uint64_t> served{0};
+    mutable std::mutex mutex;
+    std::optional<Error> first_error;
+
+    void failed(const Error& e) {
+        std::lock_guard lock(mutex);
+        if (!first_error) first_error = e;
+    }
+
+    void serve(const httplib::Request& req, httplib::Response& res) {
+        if (req.path != path) {
+            res.status = 404;
+            return;
+        }
+        res.set_header("Accept-Ranges", "bytes");
+        if (req.has_header("Range") && !parse_single_range(req.get_header_value("Range"), size)) {
+            res.status = 416;
+            res.set_header("Content-Range", "bytes */" + std::to_string(size));
+            return;
+        }
+        if (size == 0) return;
+        // The provider covers the whole source; the HTTP library answers a Range with 206, the
+        // Content-Range and the provider called from the range's start.
+        const uint64_t first = 0;
+        res.set_content_provider(static_cast<size_t>(size), "application/octet-stream",
+                                 [this, first](size_t offset, size_t length, httplib::DataSink& sink) {
+                                     uint64_t at = first + offset;
+                                     auto bytes = fetch(at, std::min<uint64_t>(length, k_chunk));
+                                     if (!bytes) {
+                                         failed(bytes.error());
+                                         return false;
+                                     }
+                                     if (bytes->empty()) return false;
+                                     served += bytes->size();
+                                     return sink.write(bytes->data(), bytes->size());
+                                 });
+    }
+};
+
+SourceRelay::SourceRelay(uint64_t size, RangeFetch fetch) : m_impl(std::make_unique<Impl>()) {
+    m_impl->size = size;
+    m_impl->fetch = std::move(fetch);
+}
+
+SourceRelay::~SourceRelay() { stop(); }
+
+Status SourceRelay::start() {
+    auto& s = m_impl->server;
+    s.set_tcp_nodelay(true);
+    s.new_task_queue = [] { return new httplib::ThreadPool(4); };
+    s.Get(".*", [this](const httplib::Request& req, httplib::Response& res) { m_impl->serve(req, res); });
+    int port = s.bind_to_any_port("127.0.0.1");
+    if (port <= 0) return Error(ErrorCode::Unavailable, "the stream relay cannot listen on 127.0.0.1");
+    m_impl->port = port;
+    m_impl->thread = std::thread([this] { m_impl->server.listen_after_bind(); });
+    // Serving before returning: ffmpeg connects at once, and stop() only ends a running server.
+    for (int i = 0; i < 5000 && !s.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return {};
+}
+
+void SourceRelay::stop() {
+    if (!m_impl->thread.joinable()) return;
+    m_impl->server.stop();
+    m_impl->thread.join();
+}
+
+std::string SourceRelay::url() const { return "http://127.0.0.1:" + std::to_string(m_impl->port) + m_impl->path; }
+
+uint64_t SourceRelay::bytes_served() const { return m_impl->served.load(); }
+
+std::optional<Error> SourceRelay::error() const {
+    std::lock_guard lock(m_impl->mutex);
+    return m_impl->first_error;
+}
+
+}  // namespace distconv::engine
