@@ -71,9 +71,10 @@ std::vector<std::string> bwrap_argv(const std::string& bwrap, const SandboxSpec&
         }
     }
     for (const char* f : k_etc_files) out.insert(out.end(), {"--ro-bind-try", f, f});
+    // Later mounts go on top of earlier ones: the private /tmp first, then what must show through it.
+    out.insert(out.end(), {"--dev", "/dev", "--tmpfs", "/tmp"});
     for (const auto& p : spec.extra_programs)
         if (!under_system(p)) out.insert(out.end(), {"--ro-bind", p.string(), p.string()});
-    out.insert(out.end(), {"--dev", "/dev", "--tmpfs", "/tmp"});
     const std::string dir = spec.writable_dir.string();
     out.insert(out.end(), {"--bind", dir, dir, "--chdir", dir, "--"});
     out.insert(out.end(), argv.begin(), argv.end());

@@ -6,6 +6,12 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+
+#include <algorithm>
+#include <fstream>
+#include <iterator>
 #include <regex>
 
 using namespace std::chrono_literals;
@@ -30,6 +36,34 @@ int run_shell(const std::vector<std::string>& argv, std::string* out) {
         cmd += quoted + "' ";
     }
     return test::run_command({"/bin/sh", "-c", cmd + "2>&1"}, out);
+}
+
+// Every process on this host whose command line or environment contains `needle` (pid and which).
+std::vector<std::string> processes_holding(const std::string& needle) {
+    std::vector<std::string> found;
+    std::error_code ec;
+    for (const auto& entry : stdfs::directory_iterator("/proc", ec)) {
+        const std::string pid = entry.path().filename().string();
+        if (pid.empty() || !std::all_of(pid.begin(), pid.end(), ::isdigit)) continue;
+        for (const char* what : {"cmdline", "environ"}) {
+            std::ifstream in(entry.path() / what, std::ios::binary);
+            std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+            if (content.find(needle) != std::string::npos) found.push_back(pid + "/" + what);
+        }
+    }
+    return found;
+}
+
+// Whether a process whose command line holds all of `parts` runs now.
+bool process_running_with(const std::vector<std::string>& parts) {
+    std::error_code ec;
+    for (const auto& entry : stdfs::directory_iterator("/proc", ec)) {
+        std::ifstream in(entry.path() / "cmdline", std::ios::binary);
+        std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        if (std::all_of(parts.begin(), parts.end(), [&](const auto& p) { return content.find(p) != std::string::npos; }))
+            return true;
+    }
+    return false;
 }
 
 bool gen_certs(const stdfs::path& dir) {
@@ -102,6 +136,50 @@ TEST_F(TlsTest, SubmitTranscodeAndDownloadOverHttps) {
     EXPECT_EQ(engine->log().find("certificate"), std::string::npos) << engine->log();
 }
 
+TEST_F(TlsTest, StreamModeOverHttpsKeepsTheEngineKeyOutOfEveryProcess) {
+    // A stream-mode engine (no disk to spare): ffmpeg reads the engine's loopback relay, the relay
+    // reads the server over verified HTTPS with the assignment's credential.
+    auto engine = std::make_unique<Daemon>(
+        std::vector<std::string>{engine_binary(), "--server", m_url, "--key", m_engine_key, "--ca-cert",
+                                 (m_dir / "certs/ca.crt").string(), "--work-dir", (m_dir / "engine").string(),
+                                 "--hostname", "tls-stream", "--benchmark", "off", "--heartbeat-interval", "500ms",
+                                 "--claim-wait", "2s", "--reserve-disk", "1000T"},
+        m_dir / "engine.log");
+    // Long enough to be seen running: 4 s of 640x360 at the archive preset takes a few seconds here.
+    ASSERT_TRUE(test::make_test_clip(m_dir / "clip.mp4", 4.0, 640, 360));
+    std::string out;
+    std::atomic<bool> done{false};
+    std::vector<std::string> holders;
+    bool saw_ffmpeg = false;
+    bool saw_user_key = false;  // the control: the CLI runs with --key USER_KEY, so the scan can find keys
+    int scans = 0;
+    std::thread watcher([&] {
+        while (!done) {
+            auto found = processes_holding(m_engine_key);
+            holders.insert(holders.end(), found.begin(), found.end());
+            saw_user_key = saw_user_key || !processes_holding(m_user_key).empty();
+            saw_ffmpeg = saw_ffmpeg || process_running_with({"ffmpeg", "-protocol_whitelist", "http://127.0.0.1:"});
+            ++scans;
+            std::this_thread::sleep_for(20ms);
+        }
+    });
+    int rc = cli({"submit", (m_dir / "clip.mp4").string(), "--preset", "h264-archive", "-o",
+                  (m_dir / "clip.out.mkv").string(), "--json"},
+                 (m_dir / "certs/ca.crt").string(), &out);
+    done = true;
+    watcher.join();
+    ASSERT_EQ(rc, 0) << out << "\n--- engine:\n" << engine->log();
+    EXPECT_NE(engine->log().find("stream mode): starting"), std::string::npos) << engine->log();
+    EXPECT_TRUE(saw_ffmpeg) << "the scans (" << scans << ") never caught ffmpeg running";
+    EXPECT_TRUE(saw_user_key) << "the scan never found the CLI's own key on its command line";
+    EXPECT_TRUE(holders.empty()) << "processes holding the engine key: " << ::testing::PrintToString(holders);
+    auto probe = ffprobe(m_dir / "clip.out.mkv");
+    ASSERT_TRUE(probe.has_value());
+    ASSERT_FALSE(probe->codecs.empty());
+    EXPECT_EQ(probe->codecs[0], "h264");
+    EXPECT_EQ(engine->log().find(m_engine_key), std::string::npos);
+}
+
 TEST_F(TlsTest, AClientTrustingAnotherCaIsRefusedWithAClearMessage) {
     std::string out;
     int rc = cli({"list"}, (m_dir / "other-ca/ca.crt").string(), &out);
@@ -109,14 +187,16 @@ TEST_F(TlsTest, AClientTrustingAnotherCaIsRefusedWithAClearMessage) {
     EXPECT_NE(out.find("certificate"), std::string::npos) << out;
     EXPECT_NE(out.find("--ca-cert"), std::string::npos) << out;
 
-    // An engine with the wrong CA never registers and says why.
+    // An engine with the wrong CA (a stream-mode one: all its bytes would go through its relay)
+    // never registers, never sends its key in clear, and says why.
     auto engine = std::make_unique<Daemon>(
         std::vector<std::string>{engine_binary(), "--server", m_url, "--key", m_engine_key, "--ca-cert",
                                  (m_dir / "other-ca/ca.crt").string(), "--work-dir", (m_dir / "engine").string(),
-                                 "--hostname", "wrong-ca", "--benchmark", "off"},
+                                 "--hostname", "wrong-ca", "--benchmark", "off", "--reserve-disk", "1000T"},
         m_dir / "engine.log");
     EXPECT_TRUE(test::wait_until([&] { return engine->log().find("certificate") != std::string::npos; }, 20s))
         << engine->log();
+    EXPECT_EQ(m_dispatch->log().find("registered"), std::string::npos) << m_dispatch->log();
 
     // Plain http to the https port does not get an answer either.
     out.clear();

@@ -8,7 +8,18 @@
 #include "transcoding_engine/runner.hpp"
 #include "transcoding_engine/state_store.hpp"
 
+#include "transcoding_engine/sandbox.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
 
 #include <signal.h>
 #include <unistd.h>
@@ -217,11 +228,13 @@ struct Harness {
         a.transfer_mode = mode;
         a.ffmpeg_argv = protocol::assignment_argv(a.options, mode, a.source_format).value();
     }
-    Executor executor(std::vector<std::pair<std::string, std::string>> env) {
+    Executor executor(std::vector<std::pair<std::string, std::string>> env, const std::string& ffmpeg = k_fake,
+                      const std::string& bwrap = "") {
         // The fake reads its settings from its environment (ffmpeg-env: the engine's own is not passed on).
         ExecutorSettings s;
         s.work_dir = dir.path();
-        s.ffmpeg = k_fake;
+        s.ffmpeg = ffmpeg;
+        s.bwrap = bwrap;
         s.server = "http://127.0.0.1:1";
         s.ffmpeg_env = std::move(env);
         s.progress_interval = 0ms;
@@ -344,4 +357,125 @@ TEST(Engine, RecoveryReportsOrphansAndCleansTheirFiles) {
     EXPECT_TRUE(h.state->assignments()->empty());
     ASSERT_TRUE(engine.ensure_registered(true));
     EXPECT_EQ(h.state->engine_id(), "E-new");
+}
+
+// --- The sandbox, through the executor: a hostile "ffmpeg" reports what it could reach. ---------
+
+namespace {
+
+const std::string k_escape = std::string(DISTCONV_SOURCE_DIR) + "/tests/fake/escape-ffmpeg.sh";
+
+// A TCP listener on 127.0.0.1 that counts the connections it accepts.
+struct Listener {
+    int fd = -1;
+    int port = 0;
+    std::atomic<int> accepted{0};
+    std::atomic<bool> stop{false};
+    std::thread thread;
+    Listener() {
+        fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+        ::listen(fd, 16);
+        socklen_t len = sizeof addr;
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+        port = ntohs(addr.sin_port);
+        thread = std::thread([this] {
+            while (!stop) {
+                pollfd p{fd, POLLIN, 0};
+                if (::poll(&p, 1, 50) <= 0) continue;
+                int c = ::accept(fd, nullptr, nullptr);
+                if (c >= 0) {
+                    ++accepted;
+                    ::close(c);
+                }
+            }
+        });
+    }
+    ~Listener() {
+        stop = true;
+        thread.join();
+        ::close(fd);
+    }
+};
+
+struct EscapeRun {
+    std::string report;
+    std::vector<std::filesystem::path> outside;  // files it tries to create: beside the work dir, and outside /tmp
+    int connections = 0;
+    bool wrote_any_outside() const {
+        return std::any_of(outside.begin(), outside.end(), [](const auto& p) { return std::filesystem::exists(p); });
+    }
+    ~EscapeRun() {
+        for (const auto& p : outside) std::filesystem::remove(p);
+    }
+};
+
+// Runs the hostile ffmpeg as an assignment in `mode`, under bubblewrap when `bwrap` is set.
+EscapeRun run_escape(Harness& h, protocol::TransferMode mode, const std::string& bwrap) {
+    h.set_mode(mode);
+    Listener listener;
+    EscapeRun out;
+    out.outside = {h.dir / "outside.txt",
+                   std::filesystem::path(DISTCONV_BINARY_DIR) / ("sandbox-escape-" + std::to_string(::getpid()) + ".txt")};
+    test::write_file(h.dir / "engine.key", "dcv_KEYFILESECRET");
+    ::setenv("DISTCONV_API_KEY", "dcv_ENVSECRET", 1);
+    auto ex = h.executor({{"ESCAPE_OUTSIDE", out.outside[0].string() + ":" + out.outside[1].string()},
+                          {"ESCAPE_READ", (h.dir / "engine.db").string() + ":" + (h.dir / "engine.key").string()},
+                          {"ESCAPE_PORT", std::to_string(listener.port)}},
+                         k_escape, bwrap);
+    ActiveAssignment active(h.a);
+    EXPECT_EQ(ex.run(active), AssignmentOutcome::Completed);
+    ::unsetenv("DISTCONV_API_KEY");
+    out.report = h.api.uploaded;
+    out.connections = listener.accepted.load();
+    return out;
+}
+
+bool bwrap_works(std::string* why) {
+    test::TempDir scratch;
+    auto st = probe_bwrap("bwrap", scratch.path());
+    if (!st && why) *why = st.error().message;
+    return st.ok();
+}
+
+}  // namespace
+
+TEST(Sandbox, FileModeFfmpegCannotWriteOutsideReadTheEngineFilesOrConnect) {
+    std::string why;
+    if (!bwrap_works(&why)) GTEST_SKIP() << "bubblewrap cannot run here: " << why;
+    Harness h;
+    auto r = run_escape(h, protocol::TransferMode::File, "bwrap");
+    EXPECT_FALSE(r.wrote_any_outside()) << r.report;
+    EXPECT_NE(r.report.find("unreadable=" + (h.dir / "engine.db").string()), std::string::npos) << r.report;
+    EXPECT_NE(r.report.find("unreadable=" + (h.dir / "engine.key").string()), std::string::npos) << r.report;
+    EXPECT_EQ(r.report.find("SECRET"), std::string::npos) << r.report;  // neither the key file nor the env key
+    EXPECT_NE(r.report.find("tcp=refused"), std::string::npos) << r.report;
+    EXPECT_EQ(r.connections, 0);
+    EXPECT_NE(r.report.find("proc=none"), std::string::npos) << r.report;
+    EXPECT_EQ(r.report.find("DISTCONV_"), std::string::npos) << r.report;
+}
+
+TEST(Sandbox, StreamModeFfmpegIsConfinedTheSameButForTheNetwork) {
+    std::string why;
+    if (!bwrap_works(&why)) GTEST_SKIP() << "bubblewrap cannot run here: " << why;
+    Harness h;
+    auto r = run_escape(h, protocol::TransferMode::Stream, "bwrap");
+    EXPECT_FALSE(r.wrote_any_outside()) << r.report;
+    EXPECT_EQ(r.report.find("SECRET"), std::string::npos) << r.report;
+    EXPECT_EQ(r.report.find("DISTCONV_"), std::string::npos) << r.report;
+    EXPECT_NE(r.report.find("proc=none"), std::string::npos) << r.report;
+}
+
+TEST(Sandbox, WithoutItTheSameFfmpegReachesEverything) {
+    // The control: the checks above can fail. Only the environment stays clean without a sandbox.
+    Harness h;
+    auto r = run_escape(h, protocol::TransferMode::File, "");
+    EXPECT_TRUE(std::filesystem::exists(r.outside[0]) && std::filesystem::exists(r.outside[1])) << r.report;
+    EXPECT_NE(r.report.find("dcv_KEYFILESECRET"), std::string::npos) << r.report;
+    EXPECT_NE(r.report.find("tcp=connected"), std::string::npos) << r.report;
+    EXPECT_EQ(r.connections, 1);
+    EXPECT_EQ(r.report.find("dcv_ENVSECRET"), std::string::npos) << r.report;  // scrubbed even then
 }
