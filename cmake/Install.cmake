@@ -71,9 +71,10 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_MAINTAINER "distconv maintainers <distconv@localhost>")
 set(CPACK_DEBIAN_PACKAGE_SECTION "video")
 set(CPACK_DEBIAN_PACKAGE_PRIORITY "optional")
-# The shared libraries come from dpkg-shlibdeps; ffmpeg/ffprobe are run as programs.
+# The shared libraries come from dpkg-shlibdeps; ffmpeg/ffprobe are run as programs, ffmpeg in
+# bubblewrap's sandbox.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "ffmpeg")
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "ffmpeg, bubblewrap")
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "systemd, openssl")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     "${PROJECT_SOURCE_DIR}/debian/conffiles;${PROJECT_SOURCE_DIR}/debian/postinst;${PROJECT_SOURCE_DIR}/debian/prerm;${PROJECT_SOURCE_DIR}/debian/postrm")

@@ -28,7 +28,7 @@ deb=${debs[0]}
 dpkg-deb -f "$deb" Package | grep -qx distconv || fail "the package is not called distconv"
 depends=$(dpkg-deb -f "$deb" Depends)
 echo "Depends: $depends"
-for dep in ffmpeg libc6 libstdc++6 libsqlite3-0 libcurl4 libssl3 libsystemd0; do
+for dep in ffmpeg bubblewrap libc6 libstdc++6 libsqlite3-0 libcurl4 libssl3 libsystemd0; do
   [[ ", $depends," == *", $dep"[\ ,]* ]] || fail "Depends lacks $dep"
 done
 
