@@ -131,6 +131,11 @@ int engine_main(int argc, char** argv) {
     es.executor.work_dir = cfg.work_dir;
     es.executor.ffmpeg = cfg.ffmpeg;
     es.executor.server = cfg.server;
+    {
+        std::error_code exe_ec;
+        auto self = std::filesystem::read_symlink("/proc/self/exe", exe_ec);
+        if (!exe_ec) es.executor.self_exe = self.string();
+    }
     es.executor.ffmpeg_env = cfg.ffmpeg_env_pairs;
     // ffmpeg reads hostile media: sandboxed wherever bubblewrap works (sandbox.hpp).
     if (cfg.sandbox != "off") {

@@ -7,6 +7,7 @@
 #include "transcoding_engine/assignment_check.hpp"
 #include "transcoding_engine/failure.hpp"
 #include "transcoding_engine/sandbox.hpp"
+#include "transcoding_engine/sandbox_port.hpp"
 #include "transcoding_engine/source_relay.hpp"
 
 #include <poll.h>
@@ -98,14 +99,15 @@ std::vector<std::string> build_stream_argv(const Assignment& a, const std::strin
     return argv;
 }
 
-RunSpec Executor::run_spec(std::vector<std::string> argv, const std::filesystem::path& dir, bool stream) const {
+RunSpec Executor::run_spec(std::vector<std::string> argv, const std::filesystem::path& dir, bool network) const {
     RunSpec spec;
     argv = with_cpu_set(std::move(argv), m_settings.cpu_set);
     if (!m_settings.bwrap.empty()) {
         SandboxSpec sandbox;
         sandbox.writable_dir = dir;
-        sandbox.network = stream;
+        sandbox.network = network;
         if (auto program = find_program(m_settings.ffmpeg)) sandbox.extra_programs.push_back(*program);
+        if (!m_settings.self_exe.empty()) sandbox.extra_programs.push_back(m_settings.self_exe);
         argv = bwrap_argv(m_settings.bwrap, sandbox, argv);
     }
     spec.argv = std::move(argv);
@@ -347,8 +349,18 @@ AssignmentOutcome Executor::run_stream(ActiveAssignment& active, Attempt& at) {
                       });
     if (auto st = relay.start(); !st)
         return report_failure(active, std::nullopt, "", ErrorClass::Transient, st.error().message);
-    RunSpec spec = run_spec(build_stream_argv(a, m_settings.ffmpeg, relay.url()), assignment_dir(a.assignment_id), true);
+    // Sandboxed, ffmpeg gets a network of its own with one port, served by the engine and pumped to
+    // the relay (sandbox_port.hpp): the relay's URL works unchanged inside.
+    const bool own_port = !m_settings.bwrap.empty() && !m_settings.self_exe.empty();
+    std::optional<SandboxPort> port;
+    auto argv = build_stream_argv(a, m_settings.ffmpeg, relay.url());
+    if (own_port) {
+        port.emplace(relay.port());
+        argv.insert(argv.begin(), {m_settings.self_exe, "sandbox-listen", std::to_string(relay.port()), "--"});
+    }
+    RunSpec spec = run_spec(std::move(argv), assignment_dir(a.assignment_id), !own_port);
     spec.output_pipe = true;
+    if (port) spec.pass_fd = port->child_fd();
     spdlog::info("assignment {}: {}", a.assignment_id, media::quote_command(spec.argv));
     auto started = m_runner.start(spec);
     if (!started)
@@ -356,6 +368,7 @@ AssignmentOutcome Executor::run_stream(ActiveAssignment& active, Attempt& at) {
                               "cannot start ffmpeg: " + started.error().message);
     auto& proc = *started;
     active.attach(proc.get());
+    if (port) port->start();
 
     // The upload runs on its own thread, reading fd 3 as ffmpeg writes it.
     Sha256 hash;
@@ -391,6 +404,7 @@ AssignmentOutcome Executor::run_stream(ActiveAssignment& active, Attempt& at) {
     });
     uploader.join();
     active.detach();
+    if (port) port->stop();
     relay.stop();
     if (active.stopping()) return finish_stopped(active);
     if (rr.exit_code != 0)

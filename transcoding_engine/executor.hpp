@@ -57,6 +57,10 @@ struct ExecutorSettings {
     std::string cpu_set;  // when set, ffmpeg runs under `taskset -c <cpu_set>`
     // ffmpeg runs under bubblewrap (sandbox.hpp) when set: the program path, e.g. "bwrap".
     std::string bwrap;
+    // This engine's own executable: in stream mode it opens ffmpeg's one port inside the sandbox
+    // (sandbox_port.hpp), so the sandbox needs no network. Without it a stream-mode sandbox shares
+    // the engine's network.
+    std::string self_exe;
     // Set in ffmpeg's environment (e.g. LIBVA_DRIVER_NAME for VAAPI); nothing else of the engine's
     // environment but PATH, the locale and TZ reaches it.
     std::vector<std::pair<std::string, std::string>> ffmpeg_env;
@@ -96,9 +100,9 @@ class Executor {
     AssignmentOutcome run_file(ActiveAssignment& active, Attempt& at);
     AssignmentOutcome run_stream(ActiveAssignment& active, Attempt& at);
     AssignmentOutcome finish_stopped(ActiveAssignment& active);
-    // The RunSpec for an ffmpeg argv: CPU set, sandbox (writable: `dir`; network only in stream
-    // mode) and an environment with nothing of the engine's but PATH and the locale.
-    RunSpec run_spec(std::vector<std::string> argv, const std::filesystem::path& dir, bool stream) const;
+    // The RunSpec for an ffmpeg argv: CPU set, sandbox (writable: `dir`; the host's network only
+    // when `network`) and an environment with nothing of the engine's but PATH and the locale.
+    RunSpec run_spec(std::vector<std::string> argv, const std::filesystem::path& dir, bool network) const;
     // ffmpeg ended badly: fail the assignment, permanent or transient as its exit and stderr say.
     AssignmentOutcome report_ffmpeg_exit(ActiveAssignment& active, const RunResult& rr);
     AssignmentOutcome report_failure(ActiveAssignment& active, std::optional<int> exit_code,

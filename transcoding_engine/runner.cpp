@@ -190,6 +190,9 @@ Result<std::unique_ptr<RunningProcess>> PosixRunner::start(const RunSpec& spec) 
     posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
     posix_spawn_file_actions_adddup2(&actions, err_pipe[1], STDERR_FILENO);
     if (spec.output_pipe) posix_spawn_file_actions_adddup2(&actions, data_pipe[1], 3);
+    // A copy above 4 (so no dup2 onto 0..4 meets it), made fd 4 in the child and closed here after.
+    int passed = spec.pass_fd >= 0 ? fcntl(spec.pass_fd, F_DUPFD_CLOEXEC, 5) : -1;
+    if (passed >= 0) posix_spawn_file_actions_adddup2(&actions, passed, 4);
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
     // A new process group, so a kill reaches whatever ffmpeg starts; default signal handling and
@@ -208,6 +211,7 @@ Result<std::unique_ptr<RunningProcess>> PosixRunner::start(const RunSpec& spec) 
     int rc = posix_spawnp(&pid, args[0], &actions, &attr, args.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
+    if (passed >= 0) close(passed);
     close(out_pipe[1]);
     close(err_pipe[1]);
     out_pipe[1] = err_pipe[1] = -1;

@@ -22,6 +22,7 @@ struct RunSpec {
     // never the engine's own variables (DISTCONV_API_KEY, ...).
     bool inherit_env = true;
     bool output_pipe = false;  // the child gets a pipe's write end as fd 3 ("pipe:3"); read it with output_fd()
+    int pass_fd = -1;          // when set, the child gets a copy of it as fd 4 (sandbox_port.hpp); the caller keeps its own
     std::size_t stderr_tail_bytes = 65536;
 };
 

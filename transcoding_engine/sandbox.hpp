@@ -1,14 +1,14 @@
 #pragma once
 // The sandbox ffmpeg runs in on Linux engines: bubblewrap (Debian's `bubblewrap` package) with a
 // read-only system, the assignment's directory as the only writable (and the only visible) part of
-// the work dir, a private /tmp and /dev, no /proc, no home, new user/PID/IPC/UTS namespaces, a new
-// session (no terminal to inject into), no capabilities, and in file mode no network at all (a new
-// network namespace with only its own loopback). It dies with the engine.
+// the work dir, a private /tmp and /dev, no /proc, no home, new user/PID/IPC/UTS/network namespaces
+// (the network namespace has nothing but its own loopback), a new session (no terminal to inject
+// into), no capabilities. It dies with the engine.
 //
-// Stream mode keeps the host's network namespace: ffmpeg reads the engine's relay on 127.0.0.1
-// (source_relay.hpp), which holds the only credential and verifies the server's TLS itself; ffmpeg
-// gets -protocol_whitelist http,tcp and the pinned demuxer, so it has no reason or means to reach
-// further (docs/operations.md, "Threat model").
+// Stream mode needs ffmpeg to read the engine's relay (source_relay.hpp): sandbox_port.hpp gives the
+// sandbox one port on its own loopback, served by the engine. Only when the engine cannot do that
+// (no path to its own executable) does a stream-mode sandbox share the host's network, and then
+// ffmpeg still has -protocol_whitelist http,tcp and the pinned demuxer.
 
 #include "common/error.hpp"
 

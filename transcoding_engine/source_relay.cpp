@@ -115,6 +115,8 @@ void SourceRelay::stop() {
 
 std::string SourceRelay::url() const { return "http://127.0.0.1:" + std::to_string(m_impl->port) + m_impl->path; }
 
+int SourceRelay::port() const { return m_impl->port; }
+
 uint64_t SourceRelay::bytes_served() const { return m_impl->served.load(); }
 
 std::optional<Error> SourceRelay::error() const {

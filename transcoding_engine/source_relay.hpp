@@ -28,6 +28,7 @@ class SourceRelay {
     Status start();
     void stop();
     std::string url() const;  // valid after start()
+    int port() const;
     uint64_t bytes_served() const;
     // The first fetch failure, if any (ffmpeg then sees the connection end).
     std::optional<Error> error() const;

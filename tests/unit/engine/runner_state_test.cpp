@@ -235,6 +235,7 @@ struct Harness {
         s.work_dir = dir.path();
         s.ffmpeg = ffmpeg;
         s.bwrap = bwrap;
+        s.self_exe = std::string(DISTCONV_BINARY_DIR) + "/transcoding_engine/distconv-engine";
         s.server = "http://127.0.0.1:1";
         s.ffmpeg_env = std::move(env);
         s.progress_interval = 0ms;
@@ -458,12 +459,15 @@ TEST(Sandbox, FileModeFfmpegCannotWriteOutsideReadTheEngineFilesOrConnect) {
     EXPECT_EQ(r.report.find("DISTCONV_"), std::string::npos) << r.report;
 }
 
-TEST(Sandbox, StreamModeFfmpegIsConfinedTheSameButForTheNetwork) {
+TEST(Sandbox, StreamModeFfmpegIsConfinedTheSameAndReachesOnlyItsOnePort) {
     std::string why;
     if (!bwrap_works(&why)) GTEST_SKIP() << "bubblewrap cannot run here: " << why;
     Harness h;
     auto r = run_escape(h, protocol::TransferMode::Stream, "bwrap");
     EXPECT_FALSE(r.wrote_any_outside()) << r.report;
+    // Its network is its own: the host's loopback (where the listener waits) is out of reach.
+    EXPECT_NE(r.report.find("tcp=refused"), std::string::npos) << r.report;
+    EXPECT_EQ(r.connections, 0);
     EXPECT_EQ(r.report.find("SECRET"), std::string::npos) << r.report;
     EXPECT_EQ(r.report.find("DISTCONV_"), std::string::npos) << r.report;
     EXPECT_NE(r.report.find("proc=none"), std::string::npos) << r.report;
