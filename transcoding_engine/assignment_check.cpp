@@ -11,7 +11,10 @@ namespace distconv::engine {
 namespace {
 
 Error refused(const std::string& field, const std::string& why) {
-    return Error::invalid(field, "assignment refused: " + field + " " + why);
+    // Reasons quote untrusted values (from validation too): no control character gets through.
+    std::string clean;
+    for (unsigned char c : why) clean += (c < 0x20 || c == 0x7f) ? '?' : static_cast<char>(c);
+    return Error::invalid(field, "assignment refused: " + field + " " + clean);
 }
 
 // host:port of an authority, port made explicit from the scheme.
@@ -28,6 +31,23 @@ std::string authority_of(std::string_view rest, std::string_view scheme) {
 }
 
 }  // namespace
+
+std::string printable(const std::string& text) {
+    static constexpr char k_hex[] = "0123456789abcdef";
+    std::string out;
+    for (size_t i = 0; i < text.size() && i < 64; ++i) {
+        auto c = static_cast<unsigned char>(text[i]);
+        if (c < 0x20 || c == 0x7f || c == '\\') {
+            out += "\\x";
+            out += k_hex[c >> 4];
+            out += k_hex[c & 15];
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    if (text.size() > 64) out += "...";
+    return out;
+}
 
 std::string url_origin(const std::string& url) {
     for (std::string_view scheme : {"http", "https"}) {
@@ -61,9 +81,9 @@ Status check_assignment(const protocol::Assignment& a, const std::string& server
     }
 
     if (!media::demuxer_allowed(a.source_format))
-        return refused("source_format", "'" + a.source_format + "' is not a demuxer engines read sources with");
+        return refused("source_format", "'" + printable(a.source_format) + "' is not a demuxer engines read sources with");
     if (media::container_muxer(a.output_container).empty())
-        return refused("output_container", "'" + a.output_container + "' is not a known container");
+        return refused("output_container", "'" + printable(a.output_container) + "' is not a known container");
 
     auto expected = protocol::assignment_argv(a.options, a.transfer_mode, a.source_format);
     if (!expected) return refused("options", "are not valid: " + expected.error().message);

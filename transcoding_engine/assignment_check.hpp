@@ -22,6 +22,10 @@ namespace distconv::engine {
 // INVALID_ARGUMENT naming the field and the reason when the assignment must not run.
 Status check_assignment(const protocol::Assignment& a, const std::string& server);
 
+// `text` safe for a log line or a message: control characters escaped, at most 64 characters shown
+// (an assignment's fields are untrusted until checked).
+std::string printable(const std::string& text);
+
 // The origin ("scheme://host:port", port made explicit, host lower-cased) of an http(s) URL; empty
 // when it is not one.
 std::string url_origin(const std::string& url);

@@ -172,7 +172,7 @@ AssignmentOutcome Executor::run(ActiveAssignment& active) {
     // Nothing of an assignment is acted on before it is checked: its ids name a directory that is
     // removed at the end, its argv is what runs.
     if (auto ok = check_assignment(a, m_settings.server); !ok) {
-        spdlog::error("assignment {}: {}", a.assignment_id, ok.error().message);
+        spdlog::error("assignment '{}': {}", printable(a.assignment_id), ok.error().message);
         return report_failure(active, std::nullopt, "", ErrorClass::Transient, ok.error().message);
     }
     const auto dir = assignment_dir(a.assignment_id);

@@ -129,3 +129,13 @@ TEST(AssignmentCheck, FormatContainerOptionsAndCredentialAreChecked) {
     a.fencing_token = 0;
     expect_refused(a, "fencing_token");
 }
+
+TEST(AssignmentCheck, RefusalsNeverCarryControlCharactersIntoLogsOrReports) {
+    auto a = valid();
+    a.source_format = "x\n2026-01-01 info [distconv-engine] FORGED";
+    auto st = check_assignment(a, k_server);
+    ASSERT_FALSE(st.ok());
+    EXPECT_EQ(st.error().message.find('\n'), std::string::npos) << st.error().message;
+    EXPECT_EQ(printable("01J\r\nX"), "01J\\x0d\\x0aX");
+    EXPECT_EQ(printable(std::string(100, 'a')), std::string(64, 'a') + "...");
+}
