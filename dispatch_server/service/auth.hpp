@@ -19,7 +19,7 @@ struct Principal {
     Role role = Role::User;
     // Set for an assignment credential (credentials.hpp): the caller may move that one assignment's
     // bytes while its attempt holds the job with this fencing token, and do nothing else.
-    std::string assignment_scope;
+    std::string assignment_scope{};
     std::int64_t scope_fencing_token = 0;
     bool is_admin() const { return role == Role::Admin; }
     bool scoped() const { return !assignment_scope.empty(); }
