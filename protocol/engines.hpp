@@ -116,12 +116,12 @@ struct Assignment {
     std::optional<double> duration_seconds;
     // The demuxer the source was probed as at submit (media/input_policy.hpp): ffmpeg reads it with
     // -f and -format_whitelist, never by guessing from the bytes.
-    std::string source_format;
+    std::string source_format{};
     // A short-lived credential for this one assignment (GET its source, HEAD/PUT its output, nothing
     // else), valid while the attempt holds its job and until credential_expires_at; progress replies
     // renew it. The engine uses it for the bytes, so no transfer needs the engine key.
-    std::string credential;
-    std::optional<Timestamp> credential_expires_at;
+    std::string credential{};
+    std::optional<Timestamp> credential_expires_at{};
     bool operator==(const Assignment&) const = default;
 };
 
@@ -151,8 +151,8 @@ struct ProgressReply {
     bool continue_ = true;  // "continue" on the wire; false: the job was canceled, stop now
     Timestamp lease_expires_at{};
     // The assignment's credential renewed to the new lease (absent when the job stops).
-    std::optional<std::string> credential;
-    std::optional<Timestamp> credential_expires_at;
+    std::optional<std::string> credential{};
+    std::optional<Timestamp> credential_expires_at{};
     bool operator==(const ProgressReply&) const = default;
 };
 

@@ -37,7 +37,7 @@ struct EngineConfig {
     std::string cpu_set;                  // pin ffmpeg to these CPUs (taskset list, e.g. 0-3,6)
     std::string sandbox = "auto";         // auto|bwrap|off (sandbox.hpp)
     std::string bwrap = "bwrap";          // the bubblewrap program
-    std::vector<std::string> ffmpeg_env;  // NAME=VALUE set in ffmpeg's environment (repeat)
+    std::vector<std::string> ffmpeg_env{};  // NAME=VALUE set in ffmpeg's environment (repeat)
 
     // Derived by finalize().
     std::string api_base;  // server + "/api/v1"
@@ -46,7 +46,7 @@ struct EngineConfig {
     std::uint64_t min_free_memory_bytes = 0;
     std::uint64_t reserve_disk_bytes = 1ull << 30;
     std::chrono::milliseconds drain_timeout_ms{300000};
-    std::vector<std::pair<std::string, std::string>> ffmpeg_env_pairs;
+    std::vector<std::pair<std::string, std::string>> ffmpeg_env_pairs{};
 };
 
 void add_options(CLI::App& app, EngineConfig& c);

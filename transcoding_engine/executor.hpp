@@ -53,17 +53,17 @@ std::string_view to_string(AssignmentOutcome o);
 struct ExecutorSettings {
     std::filesystem::path work_dir;  // assignments live in <work_dir>/assignments/<id>
     std::string ffmpeg = "ffmpeg";
-    std::string server;   // the configured dispatch server: assignments must name it (assignment_check.hpp)
+    std::string server{};   // the configured dispatch server: assignments must name it (assignment_check.hpp)
     std::string cpu_set;  // when set, ffmpeg runs under `taskset -c <cpu_set>`
     // ffmpeg runs under bubblewrap (sandbox.hpp) when set: the program path, e.g. "bwrap".
-    std::string bwrap;
+    std::string bwrap{};
     // This engine's own executable: in stream mode it opens ffmpeg's one port inside the sandbox
     // (sandbox_port.hpp), so the sandbox needs no network. Without it a stream-mode sandbox shares
     // the engine's network.
-    std::string self_exe;
+    std::string self_exe{};
     // Set in ffmpeg's environment (e.g. LIBVA_DRIVER_NAME for VAAPI); nothing else of the engine's
     // environment but PATH, the locale and TZ reaches it.
-    std::vector<std::pair<std::string, std::string>> ffmpeg_env;
+    std::vector<std::pair<std::string, std::string>> ffmpeg_env{};
     std::chrono::milliseconds progress_interval{1000};
     // SIGTERM to SIGKILL when an assignment is stopped. Short: a stopped ffmpeg's output is thrown
     // away, and on SIGTERM ffmpeg first flushes its encoders (a second or more with x264's lookahead),

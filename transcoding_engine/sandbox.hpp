@@ -25,11 +25,11 @@ std::optional<SandboxMode> parse_sandbox_mode(std::string_view text);
 std::string_view to_string(SandboxMode m);
 
 struct SandboxSpec {
-    std::filesystem::path writable_dir;  // the assignment's directory: bound read-write at the same path
+    std::filesystem::path writable_dir{};  // the assignment's directory: bound read-write at the same path
     bool network = false;                // false: a network namespace of its own (no route anywhere)
     // Programs the sandboxed argv runs that live outside the read-only system directories (a test's
     // fake ffmpeg): bound read-only at the same path.
-    std::vector<std::filesystem::path> extra_programs;
+    std::vector<std::filesystem::path> extra_programs{};
 };
 
 // `bwrap ... --` + argv. `bwrap` is the program (looked up in PATH without a '/').

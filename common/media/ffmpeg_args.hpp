@@ -22,7 +22,7 @@ struct ArgvSettings {
     std::string loglevel = "error";  // quiet|panic|fatal|error|warning|info
     // The input is pinned (input_policy.hpp): -protocol_whitelist before -i always, and, when the
     // source's demuxer is known, -format_whitelist D -f D. The demuxer must be an allowed one.
-    std::string input_format;
+    std::string input_format{};
     std::string input_protocols = "file";
 };
 

@@ -28,7 +28,7 @@ struct StreamInfo {
 
 struct ProbeInfo {
     std::string format_name;                 // "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", ...
-    std::string demuxer;                     // the -f name it was read with ("mov"); set by the prober
+    std::string demuxer{};                   // the -f name it was read with ("mov"); set by the prober
     std::optional<double> duration_seconds;  // the format's, else the longest stream's
     std::optional<std::int64_t> size;
     std::optional<std::int64_t> bit_rate;

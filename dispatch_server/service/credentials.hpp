@@ -19,7 +19,7 @@
 namespace distconv::dispatch {
 
 struct CredentialClaims {
-    std::string assignment_id;
+    std::string assignment_id{};
     std::int64_t fencing_token = 0;
     std::int64_t expires_at_ms = 0;
 };

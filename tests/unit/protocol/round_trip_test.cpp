@@ -229,12 +229,17 @@ TEST(RoundTrip, AssignmentTypes) {
     a.source_sha256.reset();
     a.duration_seconds.reset();
     expect_round_trip(a, parse_assignment);
+    a.source_format = "matroska";
+    a.credential = "dca1.a1.3.1771589735000.00ff";
+    a.credential_expires_at = at(12, 15, 35);
+    expect_round_trip(a, parse_assignment);
     expect_round_trip(ProgressReport{3, ProgressPhase::Uploading, 99.5, 19.9, 60, 2, 0.5},
                       parse_progress_report);
     expect_round_trip(ProgressReport{3, ProgressPhase::Transcoding, 0, std::nullopt, std::nullopt,
                                      std::nullopt, std::nullopt},
                       parse_progress_report);
     expect_round_trip(ProgressReply{false, at(12, 1)}, parse_progress_reply);
+    expect_round_trip(ProgressReply{true, at(12, 1), std::string("dca1.a1.3.1.ab"), at(12, 16)}, parse_progress_reply);
     EXPECT_EQ(to_json(ProgressReply{false, at(12, 1)})["continue"], false);  // the wire name, not continue_
     expect_round_trip(OutputUploadStatus{"a1", 4096}, parse_output_upload_status);
     expect_round_trip(CompleteRequest{3, 4096, std::string(64, 'f'), 20.0, 11.8}, parse_complete_request);
