@@ -138,6 +138,7 @@ std::unique_ptr<Daemon> Cluster::start_engine(const std::string& name, const Eng
                                      "5s"};
     if (e.reserve_disk) argv.insert(argv.end(), {"--reserve-disk", *e.reserve_disk});
     for (const auto& tag : e.tags) argv.insert(argv.end(), {"--tag", tag});
+    argv.insert(argv.end(), e.extra_args.begin(), e.extra_args.end());
     return std::make_unique<Daemon>(argv, m_dir / (name + ".log"));
 }
 

@@ -58,6 +58,7 @@ struct EngineOptions {
     std::string claim_wait = "2s";
     std::optional<std::string> reserve_disk;
     std::vector<std::string> tags;
+    std::vector<std::string> extra_args;  // appended to the command line as given (e.g. {"--sandbox", "off"})
 };
 
 // One dispatch server (port 0, its own data dir under the test's TempDir) and the engines a test starts.
@@ -68,6 +69,9 @@ class Cluster {
 
     const test::TempDir& dir() const { return m_dir; }
     const std::string& url() const { return m_url; }
+    // The keys the cluster created (a test that checks where a key must never appear needs them).
+    const std::string& user_key() const { return m_user_key; }
+    const std::string& engine_key() const { return m_engine_key; }
     Daemon& dispatch() { return *m_dispatch; }
 
     // Starts distconv-engine with its work dir at dir()/name (the same name reuses the work dir).
