@@ -1,5 +1,6 @@
 #include "transcoding_engine/assignment_check.hpp"
 
+#include "common/hash.hpp"
 #include "common/media/input_policy.hpp"
 #include "common/media/options.hpp"
 #include "common/ulid.hpp"
@@ -33,14 +34,11 @@ std::string authority_of(std::string_view rest, std::string_view scheme) {
 }  // namespace
 
 std::string printable(const std::string& text) {
-    static constexpr char k_hex[] = "0123456789abcdef";
     std::string out;
     for (size_t i = 0; i < text.size() && i < 64; ++i) {
         auto c = static_cast<unsigned char>(text[i]);
         if (c < 0x20 || c == 0x7f || c == '\\') {
-            out += "\\x";
-            out += k_hex[c >> 4];
-            out += k_hex[c & 15];
+            out += "\\x" + to_hex(std::string(1, static_cast<char>(c)));
         } else {
             out += static_cast<char>(c);
         }

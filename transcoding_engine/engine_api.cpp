@@ -1,5 +1,7 @@
 #include "transcoding_engine/engine_api.hpp"
 
+#include "common/hash.hpp"
+
 #include <atomic>
 #include <cctype>
 
@@ -23,15 +25,12 @@ std::string assignment_path(const protocol::Assignment& a, const char* what) {
 }  // namespace
 
 std::string path_segment(const std::string& id) {
-    static constexpr char k_hex[] = "0123456789ABCDEF";
     std::string out;
     for (unsigned char c : id) {
         if (std::isalnum(c) || c == '-' || c == '_' || c == '~') {
             out.push_back(static_cast<char>(c));
         } else {
-            out.push_back('%');
-            out.push_back(k_hex[c >> 4]);
-            out.push_back(k_hex[c & 15]);
+            out += '%' + to_hex(std::string(1, static_cast<char>(c)));
         }
     }
     return out;

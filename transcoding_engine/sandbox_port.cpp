@@ -37,6 +37,22 @@ int loopback_socket(int port, bool listening) {
     return fd;
 }
 
+// A one-byte message with room for one descriptor (SCM_RIGHTS), for sending or receiving it.
+struct FdMessage {
+    char byte = 'L';
+    iovec iov{&byte, 1};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    FdMessage() {
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+    }
+    FdMessage(const FdMessage&) = delete;
+    FdMessage& operator=(const FdMessage&) = delete;
+};
+
 int fail(const char* what) {
     std::fprintf(stderr, "distconv-engine sandbox-listen: %s: %s\n", what, std::strerror(errno));
     return 126;
@@ -60,20 +76,13 @@ int sandbox_listen_main(int argc, char** argv) {
     int listener = loopback_socket(port, true);
     if (listener < 0) return fail("listen on 127.0.0.1");
     // Hand the listening socket to the engine; keep no copy.
-    char byte = 'L';
-    iovec iov{&byte, 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    FdMessage m;
+    cmsghdr* c = CMSG_FIRSTHDR(&m.msg);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
     c->cmsg_len = CMSG_LEN(sizeof(int));
     std::memcpy(CMSG_DATA(c), &listener, sizeof(int));
-    if (::sendmsg(k_sandbox_port_fd, &msg, MSG_NOSIGNAL) != 1) return fail("hand the socket to the engine");
+    if (::sendmsg(k_sandbox_port_fd, &m.msg, MSG_NOSIGNAL) != 1) return fail("hand the socket to the engine");
     ::close(listener);
     ::close(k_sandbox_port_fd);
     ::execvp(argv[4], argv + 4);
@@ -122,17 +131,10 @@ void SandboxPort::serve() {
         int r = ::poll(&pf, 1, 100);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) continue;
-        char byte = 0;
-        iovec iov{&byte, 1};
-        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-        msghdr msg{};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control;
-        msg.msg_controllen = sizeof control;
-        ssize_t got = ::recvmsg(m_parent, &msg, MSG_CMSG_CLOEXEC);
+        FdMessage m;
+        ssize_t got = ::recvmsg(m_parent, &m.msg, MSG_CMSG_CLOEXEC);
         if (got <= 0) return;  // the child ended without handing a socket over
-        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+        for (cmsghdr* c = CMSG_FIRSTHDR(&m.msg); c; c = CMSG_NXTHDR(&m.msg, c))
             if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) std::memcpy(&listener, CMSG_DATA(c), sizeof(int));
         if (listener < 0) return;
     }

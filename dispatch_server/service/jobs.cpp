@@ -397,18 +397,18 @@ Result<JobRecord> JobService::submit_multipart(const Principal& who, const nlohm
     u.source_pool = incoming.pool;
     u.source_path = rel;
     u.source_received = size;
-    return queue_probed(record.id, *probe, u);
+    return queue_probed(record, *probe, u);
 }
 
-Result<JobRecord> JobService::queue_probed(const std::string& id, const media::ProbeInfo& probe, JobUpdate u) {
+Result<JobRecord> JobService::queue_probed(const JobRecord& job, const media::ProbeInfo& probe, JobUpdate u) {
+    const std::string& id = job.id;
     u.source_probe = probe_summary(probe);
     // The command as it will run, now that the input's format is known.
-    if (auto job = m_store.get_job(id))
-        if (auto options = media::parse_job_options(job->resolved))
-            if (auto argv = protocol::assignment_argv(*options, protocol::TransferMode::File, probe.demuxer)) {
-                argv->insert(argv->begin(), "ffmpeg");
-                u.ffmpeg_command = media::quote_command(*argv);
-            }
+    if (auto options = media::parse_job_options(job.resolved))
+        if (auto argv = protocol::assignment_argv(*options, protocol::TransferMode::File, probe.demuxer)) {
+            argv->insert(argv->begin(), "ffmpeg");
+            u.ffmpeg_command = media::quote_command(*argv);
+        }
     if (probe.duration_seconds) u.duration_seconds = *probe.duration_seconds;
     u.queued_at = m_clock.now_ms();
     u.message = "queued";
@@ -563,7 +563,7 @@ Result<JobRecord> JobService::finish_source(const JobRecord& job, const stdfs::p
         return probe.error();
     }
     u.source_size = size;
-    return queue_probed(job.id, *probe, u);
+    return queue_probed(job, *probe, u);
 }
 
 void JobService::fetch_source_url(std::string job_id, std::string url) {

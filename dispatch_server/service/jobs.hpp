@@ -165,7 +165,7 @@ private:
     // Checks sha/media of a complete source file and moves the job to queued (or failed, when
     // `fail_job_on_bad_media`).
     // Records the probe and moves an awaiting_upload job to queued (with `u`'s other changes).
-    Result<JobRecord> queue_probed(const std::string& id, const media::ProbeInfo& probe, JobUpdate u);
+    Result<JobRecord> queue_probed(const JobRecord& job, const media::ProbeInfo& probe, JobUpdate u);
     Result<JobRecord> finish_source(const JobRecord& job, const std::filesystem::path& file);
     void fetch_source_url(std::string job_id, std::string url);
     void delete_file(const std::string& pool, const std::string& relative);

@@ -442,11 +442,18 @@ bool bwrap_works(std::string* why) {
     return st.ok();
 }
 
+// The tests that need bubblewrap working on this machine.
+class SandboxTest : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        std::string why;
+        if (!bwrap_works(&why)) GTEST_SKIP() << "bubblewrap cannot run here: " << why;
+    }
+};
+
 }  // namespace
 
-TEST(Sandbox, FileModeFfmpegCannotWriteOutsideReadTheEngineFilesOrConnect) {
-    std::string why;
-    if (!bwrap_works(&why)) GTEST_SKIP() << "bubblewrap cannot run here: " << why;
+TEST_F(SandboxTest, FileModeFfmpegCannotWriteOutsideReadTheEngineFilesOrConnect) {
     Harness h;
     auto r = run_escape(h, protocol::TransferMode::File, "bwrap");
     EXPECT_FALSE(r.wrote_any_outside()) << r.report;
@@ -459,9 +466,7 @@ TEST(Sandbox, FileModeFfmpegCannotWriteOutsideReadTheEngineFilesOrConnect) {
     EXPECT_EQ(r.report.find("DISTCONV_"), std::string::npos) << r.report;
 }
 
-TEST(Sandbox, StreamModeFfmpegIsConfinedTheSameAndReachesOnlyItsOnePort) {
-    std::string why;
-    if (!bwrap_works(&why)) GTEST_SKIP() << "bubblewrap cannot run here: " << why;
+TEST_F(SandboxTest, StreamModeFfmpegIsConfinedTheSameAndReachesOnlyItsOnePort) {
     Harness h;
     auto r = run_escape(h, protocol::TransferMode::Stream, "bwrap");
     EXPECT_FALSE(r.wrote_any_outside()) << r.report;
