@@ -678,8 +678,9 @@ TEST(HostileMedia, CorpusIsWellFormed) {
             auto close = text.find('}', at);
             if (close == std::string::npos || text[at + 1] == '\\') continue;
             std::string var = text.substr(at, close - at + 1);
-            if (var.size() < 40 && var.find_first_of(" \n\"") == std::string::npos)
+            if (var.size() < 40 && var.find_first_of(" \n\"") == std::string::npos) {
                 EXPECT_TRUE(k_vars.count(var)) << k.name << ": unknown template variable " << var;
+            }
         }
     }
 }
