@@ -34,8 +34,10 @@ public:
             for (const auto& [key, value] : context()) j[key] = value;
             line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         } else {
-            line = ts + " " + std::string(level.data(), level.size()) + " [" + m_program + "] " + text;
-            for (const auto& [key, value] : context()) line += " " + key + "=" + value;
+            // One record is one line: a newline or other control character in a message or a field
+            // (a decoded URL's %0a, a filename) is written escaped, so no line can be forged.
+            line = ts + " " + std::string(level.data(), level.size()) + " [" + m_program + "] " + escape_control(text);
+            for (const auto& [key, value] : context()) line += " " + escape_control(key) + "=" + escape_control(value);
         }
         line.push_back('\n');
         dest.append(line.data(), line.data() + line.size());
@@ -62,6 +64,28 @@ void set_context(std::string key, std::string value) {
 }
 
 void clear_context() { context().clear(); }
+
+std::string escape_control(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (unsigned char c : text) {
+        if (c == '\n') {
+            out += "\\n";
+        } else if (c == '\r') {
+            out += "\\r";
+        } else if (c == '\t') {
+            out += "\\t";
+        } else if (c < 0x20 || c == 0x7f) {
+            static constexpr char k_hex[] = "0123456789abcdef";
+            out += "\\x";
+            out += k_hex[c >> 4];
+            out += k_hex[c & 0xf];
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out;
+}
 
 Result<Format> parse_format(std::string_view name) {
     if (name == "text") return Format::Text;

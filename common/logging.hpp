@@ -35,6 +35,10 @@ void clear_context();
 // "password=…" query or INI values, and "user:pass@" in URLs.
 std::string redact(std::string_view text);
 
+// Control characters written visibly: "\n" → "\\n", "\r", "\t", others "\\xNN". Text log lines pass
+// every message and context field through it (JSON lines are escaped by the encoder).
+std::string escape_control(std::string_view text);
+
 // A formatter that redacts and writes either "2026-…Z INFO [program] message" or one JSON object per line
 // ({"ts","level","logger","msg"}). Exposed for tests.
 std::unique_ptr<spdlog::formatter> make_formatter(Format format, std::string program);

@@ -68,6 +68,7 @@ struct DispatchServer::Impl {
                     spdlog::info("maintenance: {} jobs expired, {} outputs and {} sources deleted, {} orphan files removed",
                                  report.expired_jobs, report.outputs_deleted, report.sources_deleted,
                                  report.orphans_removed);
+                for (const auto& e : report.errors) spdlog::warn("maintenance: {}", e);
             } catch (const std::exception& e) {
                 spdlog::error("maintenance failed: {}", e.what());
             }
@@ -84,7 +85,8 @@ Result<std::unique_ptr<DispatchServer>> DispatchServer::create(const DispatchCon
     std::error_code ec;
     std::filesystem::create_directories(config.data_dir, ec);
     if (ec) return Error(ErrorCode::Internal, "cannot create data-dir " + config.data_dir + ": " + ec.message());
-    auto store = Store::open(config.database_path(), *impl->clock);
+    auto store = Store::open(config.database_path(), *impl->clock,
+                             std::chrono::milliseconds(config.db_busy_timeout_ms));
     if (!store) return store.error();
     impl->store = std::move(*store);
     impl->pools = std::make_unique<StoragePools>(config.pools);

@@ -131,14 +131,15 @@ int dispatch_main(int argc, char** argv) {
         return k_exit_ok;
     }
     if (keys_list->parsed()) {
-        auto keys_found = (*store)->list_api_keys(list_all);
+        auto keys_found = auth.list_keys(list_all);
+        if (!keys_found) return fail(keys_found.error(), k_exit_failure);
         if (list_json) {
             nlohmann::json items = nlohmann::json::array();
-            for (const auto& k : keys_found) items.push_back(AuthService::to_json(k));
+            for (const auto& k : *keys_found) items.push_back(protocol::to_json(AuthService::info(k)));
             std::cout << nlohmann::json{{"items", items}}.dump(2) << "\n";
         } else {
             std::printf("%-26s  %-24s  %-6s  %-10s  %s\n", "ID", "NAME", "ROLE", "PREFIX", "CREATED");
-            for (const auto& k : keys_found)
+            for (const auto& k : *keys_found)
                 std::printf("%-26s  %-24s  %-6s  %-10s  %s%s\n", k.id.c_str(), k.name.c_str(),
                             std::string(protocol::to_string(k.role)).c_str(), k.prefix.c_str(),
                             format_rfc3339_ms(k.created_at).c_str(), k.revoked_at ? "  (revoked)" : "");
@@ -146,7 +147,7 @@ int dispatch_main(int argc, char** argv) {
         return k_exit_ok;
     }
     if (keys_revoke->parsed()) {
-        auto revoked = (*store)->revoke_api_key(revoke_id);
+        auto revoked = auth.revoke_key(revoke_id);
         if (!revoked) return fail(revoked.error(), k_exit_failure);
         std::cerr << "revoked key '" << revoked->name << "'\n";
         return k_exit_ok;

@@ -48,6 +48,9 @@ void add_options(CLI::App& app, DispatchConfig& c) {
         ->capture_default_str();
     app.add_option("--maintenance-interval", c.maintenance_interval, "How often expiry and cleanup run")
         ->capture_default_str();
+    app.add_option("--db-busy-timeout", c.db_busy_timeout,
+                   "How long a database statement waits for a lock held elsewhere before answering 503")
+        ->capture_default_str();
     app.add_option("--source-url-host", c.source_url_hosts, "A host that source_url may fetch from; repeat");
     app.add_option("--ffprobe", c.ffprobe, "ffprobe program")->capture_default_str();
     app.add_option("--ffmpeg", c.ffmpeg, "ffmpeg program (finishes streamed MP4 outputs)")->capture_default_str();
@@ -104,6 +107,7 @@ Status finalize(DispatchConfig& c) {
                                  DurationKey{"source-retention", c.source_retention, c.source_retention_ms},
                                  DurationKey{"job-ttl", c.job_ttl, ttl},
                                  DurationKey{"maintenance-interval", c.maintenance_interval, c.maintenance_interval_ms},
+                                 DurationKey{"db-busy-timeout", c.db_busy_timeout, c.db_busy_timeout_ms},
                                  DurationKey{"lease-timeout", c.lease_timeout, c.lease_ms},
                                  DurationKey{"heartbeat-interval", c.heartbeat_interval, c.heartbeat_interval_ms},
                                  DurationKey{"engine-offline-after", c.engine_offline_after, c.engine_offline_ms},
@@ -117,6 +121,8 @@ Status finalize(DispatchConfig& c) {
     if (c.maintenance_interval_ms < 10)
         return Error::invalid("maintenance-interval", "maintenance-interval must be at least 10ms");
 
+    if (c.db_busy_timeout_ms < 10 || c.db_busy_timeout_ms > 600000)
+        return Error::invalid("db-busy-timeout", "db-busy-timeout must be between 10ms and 10m");
     if (c.lease_ms < 100) return Error::invalid("lease-timeout", "lease-timeout must be at least 100ms");
     if (c.heartbeat_interval_ms < 100 || c.heartbeat_interval_ms >= c.lease_ms)
         return Error::invalid("heartbeat-interval", "heartbeat-interval must be at least 100ms and shorter than lease-timeout");

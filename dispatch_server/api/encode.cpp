@@ -129,17 +129,6 @@ protocol::JobSummary to_summary(const JobRecord& job, const std::string& owner_n
     return s;
 }
 
-protocol::ApiKeyInfo to_key_info(const ApiKeyRecord& key) {
-    protocol::ApiKeyInfo k;
-    k.key_id = key.id;
-    k.name = key.name;
-    k.role = key.role;
-    k.prefix = key.prefix;
-    k.created_at = to_timestamp(key.created_at);
-    k.revoked = key.revoked_at.has_value();
-    return k;
-}
-
 std::string to_sse(const JobEvent& event, const JobRecord& job) {
     nlohmann::json data;
     std::string type = event.type == "progress" ? std::string(protocol::k_progress_event)

@@ -20,7 +20,6 @@ protocol::JobResource to_resource(const JobRecord& job, const std::string& owner
 protocol::JobStatus to_status(const JobRecord& job, std::optional<int64_t> queue_position);
 protocol::JobSummary to_summary(const JobRecord& job, const std::string& owner_name,
                                 std::optional<int64_t> queue_position);
-protocol::ApiKeyInfo to_key_info(const ApiKeyRecord& key);
 // One SSE message ("id: N\nevent: state|progress\ndata: {...}\n\n").
 std::string to_sse(const JobEvent& event, const JobRecord& job);
 

@@ -40,7 +40,9 @@ std::string base_url_of(const httplib::Request& req) {
 void install_engine_routes(Router& router, AuthService& auth, EngineService& engines) {
     router.add("GET", "/api/v1/engines", [&](const httplib::Request& req, httplib::Response& res) {
         if (!authorize(auth, req, res, require_user)) return;
-        send_json(res, 200, protocol::items_to_json(engines.list_engines()));
+        auto list = engines.list_engines();
+        if (!list) return send_error(res, list.error());
+        send_json(res, 200, protocol::items_to_json(*list));
     });
     router.add("POST", "/api/v1/engines", [&](const httplib::Request& req, httplib::Response& res) {
         auto who = authorize(auth, req, res, require_engine);

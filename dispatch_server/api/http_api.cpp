@@ -85,17 +85,11 @@ struct HttpApi::Impl {
         return authorize(s.auth, req, res, require_admin);
     }
 
-    std::string owner_name(const JobRecord& job) {
-        auto key = s.jobs.store().get_api_key(job.owner_key_id);
-        return key ? key->name : job.owner_key_id;
-    }
-    nlohmann::json resource_json(const JobRecord& job) {
-        return protocol::to_json(
-            to_resource(job, owner_name(job), s.jobs.queue_position(job.id), s.jobs.store().attempts_for_job(job.id)));
-    }
     void send_job(httplib::Response& res, int status, const JobRecord& job) {
+        auto view = s.jobs.view(job, true);
+        if (!view) return send_error(res, view.error());
         res.set_header("ETag", job_etag(job));
-        send_json(res, status, resource_json(job));
+        send_json(res, status, protocol::to_json(to_resource(job, view->owner_name, view->queue_position, view->attempts)));
     }
 
     Result<std::optional<std::string>> idempotency_key(const httplib::Request& req) {
@@ -137,6 +131,12 @@ struct HttpApi::Impl {
                 send_error(res, framing.error());
                 return httplib::Server::HandlerResponse::Handled;
             }
+            // A request with neither Content-Length nor Transfer-Encoding has no body (RFC 9112 6.3), but
+            // httplib would read one until the client closes: `curl -X POST` with no data would hang until
+            // the read timeout. Say so explicitly, so the body is read as empty at once.
+            if ((req.method == "POST" || req.method == "PUT" || req.method == "DELETE" || req.method == "PATCH") &&
+                !req.has_header("Content-Length") && !req.has_header("Transfer-Encoding"))
+                const_cast<httplib::Request&>(req).headers.emplace("Content-Length", "0");
             if (!router.is_streaming(req.method, req.path) && (req.method == "POST" || req.method == "PUT" || req.method == "DELETE" ||
                                              req.method == "PATCH")) {
                 if (req.has_header("Content-Length")) {
@@ -243,45 +243,36 @@ struct HttpApi::Impl {
         router.add("POST", "/api/v1/keys", [this](const httplib::Request& req, httplib::Response& res) { create_key(req, res); });
         router.add("GET", "/api/v1/keys", [this](const httplib::Request& req, httplib::Response& res) {
             if (!admin(req, res)) return;
+            auto keys = s.auth.list_keys(req.get_param_value("all") == "true");
+            if (!keys) return send_error(res, keys.error());
             std::vector<protocol::ApiKeyInfo> items;
-            for (const auto& k : s.jobs.store().list_api_keys(req.get_param_value("all") == "true"))
-                items.push_back(to_key_info(k));
+            for (const auto& k : *keys) items.push_back(AuthService::info(k));
             send_json(res, 200, protocol::items_to_json(items));
         });
         router.add("DELETE", "/api/v1/keys/" + k_id, [this](const httplib::Request& req, httplib::Response& res) {
             if (!admin(req, res)) return;
-            auto r = s.jobs.store().revoke_api_key(req.matches[1]);
+            auto r = s.auth.revoke_key(req.matches[1]);
             if (!r) return send_error(res, r.error());
-            send_json(res, 200, protocol::to_json(to_key_info(*r)));
+            send_json(res, 200, protocol::to_json(AuthService::info(*r)));
         });
     }
 
     // Prometheus text format 0.0.4: gauges read from the store now, counters and histograms kept in memory.
     void metrics(httplib::Response& res) {
-        auto& store = s.jobs.store();
-        MetricGauges g;
-        auto by_state = store.count_by_state();
-        for (auto state : protocol::k_all_job_states) {
-            int64_t n = by_state.count(state) ? by_state.at(state) : 0;
-            g.jobs_by_state.emplace_back(std::string(protocol::to_string(state)), n);
-        }
-        g.queue_depth = by_state.count(JobState::Queued) ? by_state.at(JobState::Queued) : 0;
-        std::map<std::string, int64_t> engines{{"idle", 0}, {"busy", 0}, {"draining", 0}, {"offline", 0}};
-        for (const auto& e : store.list_engines()) ++engines[e.state];
-        g.engines_by_state.assign(engines.begin(), engines.end());
-        g.assignments_active = static_cast<int64_t>(store.active_attempts().size());
+        auto g = s.jobs.gauges();
+        if (!g) return send_error(res, g.error());  // a scrape that fails is a gap, never a wrong zero
         static const Metrics empty;
         res.status = 200;
-        res.set_content((s.metrics ? *s.metrics : empty).render(g), "text/plain; version=0.0.4; charset=utf-8");
+        res.set_content((s.metrics ? *s.metrics : empty).render(*g), "text/plain; version=0.0.4; charset=utf-8");
     }
 
     void readyz(httplib::Response& res) {
         protocol::Readiness r;
-        auto pools = s.jobs.pools().check_writable();
-        r.checks.push_back({"pools", pools.ok(), pools.ok() ? "writable" : pools.error().message});
-        auto db = s.jobs.store().check_writable();
-        r.checks.push_back({"database", db.ok(), db.ok() ? "writable" : db.error().message});
-        r.ready = pools.ok() && db.ok() && !stopping;
+        r.ready = !stopping;
+        for (const auto& c : s.jobs.readiness()) {
+            r.checks.push_back({c.name, c.ok, c.message});
+            r.ready = r.ready && c.ok;
+        }
         send_json(res, r.ready ? 200 : 503, protocol::to_json(r));
     }
 
@@ -429,11 +420,15 @@ struct HttpApi::Impl {
         bool all = req.get_param_value("all") == "true";
         if (all && !who->is_admin()) return send_error(res, Error(ErrorCode::Forbidden, "all=true needs an admin key"));
         auto page = s.jobs.list(*who, q, all);
+        if (!page) return send_error(res, page.error());
         protocol::JobList out;
-        out.total = page.total;
-        out.next_cursor = page.next_cursor;
-        for (const auto& job : page.items)
-            out.items.push_back(to_summary(job, owner_name(job), s.jobs.queue_position(job.id)));
+        out.total = page->total;
+        out.next_cursor = page->next_cursor;
+        for (const auto& job : page->items) {
+            auto view = s.jobs.view(job, false);
+            if (!view) return send_error(res, view.error());
+            out.items.push_back(to_summary(job, view->owner_name, view->queue_position));
+        }
         send_json(res, 200, protocol::to_json(out));
     }
 
@@ -462,7 +457,9 @@ struct HttpApi::Impl {
             res.status = 304;
             return;
         }
-        send_json(res, 200, protocol::to_json(to_status(*job, s.jobs.queue_position(id))));
+        auto position = s.jobs.queue_position(id);
+        if (!position) return send_error(res, position.error());
+        send_json(res, 200, protocol::to_json(to_status(*job, *position)));
     }
 
     void cancel(const httplib::Request& req, httplib::Response& res, const std::string& id) {
@@ -494,12 +491,14 @@ struct HttpApi::Impl {
         res.set_chunked_content_provider("text/event-stream", [this, id, last](size_t, httplib::DataSink& sink) {
             while (true) {
                 uint64_t gen = s.notifier.generation();
-                auto current = s.jobs.store().get_job(id);
-                if (!current) {
+                // A read that fails ends the stream; the client resumes with Last-Event-ID.
+                auto current = s.jobs.current(id);
+                auto events = s.jobs.events(id, *last);
+                if (!current || !events) {
                     sink.done();
                     return true;
                 }
-                for (const auto& ev : s.jobs.events(id, *last)) {
+                for (const auto& ev : *events) {
                     std::string msg = to_sse(ev, *current);
                     if (!sink.write(msg.data(), msg.size())) return false;
                     *last = ev.id;
@@ -620,22 +619,18 @@ struct HttpApi::Impl {
     void pools(const httplib::Request& req, httplib::Response& res) {
         auto who = user(req, res);
         if (!who) return;
+        auto usage = s.jobs.pool_usage();
+        if (!usage) return send_error(res, usage.error());
         std::vector<protocol::Pool> items;
-        for (const auto& p : s.jobs.pools().pools()) {
-            auto space = fs::disk_space(p.root);
+        for (const auto& u : *usage) {
             protocol::Pool out;
-            out.name = p.name;
-            if (who->is_admin()) out.path = p.root.string();
-            if (p.cap_bytes) out.capacity_bytes = static_cast<int64_t>(*p.cap_bytes);
-            out.reserved_bytes = static_cast<int64_t>(s.jobs.store().reserved_bytes(p.name));
-            out.used_bytes = static_cast<int64_t>(fs::directory_size(p.root / "jobs"));
-            uint64_t free_disk = space ? space->free_bytes : 0;
-            uint64_t free_cap = p.cap_bytes ? (*p.cap_bytes > static_cast<uint64_t>(out.reserved_bytes)
-                                                   ? *p.cap_bytes - static_cast<uint64_t>(out.reserved_bytes)
-                                                   : 0)
-                                            : free_disk;
-            out.free_bytes = static_cast<int64_t>(std::min(free_disk, free_cap));
-            out.writable = space.ok();
+            out.name = u.name;
+            if (who->is_admin()) out.path = u.root.string();
+            if (u.cap_bytes) out.capacity_bytes = static_cast<int64_t>(*u.cap_bytes);
+            out.reserved_bytes = static_cast<int64_t>(u.reserved_bytes);
+            out.used_bytes = static_cast<int64_t>(u.used_bytes);
+            out.free_bytes = static_cast<int64_t>(u.free_bytes);
+            out.writable = u.writable;
             items.push_back(out);
         }
         send_json(res, 200, protocol::items_to_json(items));
@@ -649,7 +644,7 @@ struct HttpApi::Impl {
         if (!request) return send_error(res, request.error());
         auto created = s.auth.create_key(request->name, request->role);
         if (!created) return send_error(res, created.error());
-        protocol::CreatedKey out{to_key_info(created->record), created->secret};
+        protocol::CreatedKey out{AuthService::info(created->record), created->secret};
         send_json(res, 201, protocol::to_json(out));
     }
 };

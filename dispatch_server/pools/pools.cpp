@@ -71,7 +71,9 @@ Result<StoragePools::Incoming> StoragePools::reserve_incoming(Store& store, uint
     std::lock_guard lock(m_mutex);
     for (const auto& p : m_pools) {
         uint64_t inflight = m_inflight.count(p.name) ? m_inflight.at(p.name) : 0;
-        uint64_t reserved = store.reserved_bytes(p.name) + inflight;
+        auto stored = store.reserved_bytes(p.name);
+        if (!stored) return stored.error();  // never over-commit a pool the database cannot account for
+        uint64_t reserved = *stored + inflight;
         if (p.cap_bytes && (reserved > *p.cap_bytes || *p.cap_bytes - reserved < bytes)) continue;
         auto space = fs::disk_space(p.root);
         if (!space || space->free_bytes < inflight || space->free_bytes - inflight < bytes) continue;
@@ -129,18 +131,32 @@ StoragePools::SweepReport StoragePools::sweep_orphans(
     return report;
 }
 
-nlohmann::json StoragePools::describe(Store& store) const {
-    nlohmann::json items = nlohmann::json::array();
+Result<std::vector<StoragePools::Usage>> StoragePools::usage(Store& store) const {
+    std::vector<Usage> out;
     for (const auto& p : m_pools) {
+        auto reserved = store.reserved_bytes(p.name);
+        if (!reserved) return reserved.error();
+        uint64_t inflight = 0;
+        {
+            std::lock_guard lock(m_mutex);
+            if (auto it = m_inflight.find(p.name); it != m_inflight.end()) inflight = it->second;
+        }
         auto space = fs::disk_space(p.root);
-        nlohmann::json j{{"name", p.name},
-                         {"cap_bytes", p.cap_bytes ? nlohmann::json(*p.cap_bytes) : nlohmann::json(nullptr)},
-                         {"reserved_bytes", store.reserved_bytes(p.name)},
-                         {"disk_free_bytes", space ? space->free_bytes : 0},
-                         {"disk_capacity_bytes", space ? space->capacity_bytes : 0}};
-        items.push_back(j);
+        Usage u;
+        u.name = p.name;
+        u.root = p.root;
+        u.cap_bytes = p.cap_bytes;
+        u.reserved_bytes = *reserved;
+        u.used_bytes = fs::directory_size(p.root / "jobs");
+        u.disk_free_bytes = space ? space->free_bytes : 0;
+        u.writable = space.ok();
+        uint64_t free = u.disk_free_bytes > inflight ? u.disk_free_bytes - inflight : 0;
+        const uint64_t taken = u.reserved_bytes + inflight;
+        if (p.cap_bytes) free = std::min(free, *p.cap_bytes > taken ? *p.cap_bytes - taken : 0);
+        u.free_bytes = free;
+        out.push_back(std::move(u));
     }
-    return nlohmann::json{{"items", items}};
+    return out;
 }
 
 }  // namespace distconv::dispatch

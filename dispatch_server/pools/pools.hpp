@@ -59,7 +59,19 @@ public:
                               std::chrono::seconds min_age) const;
 
     // GET /pools: name, cap, reserved, disk free.
-    nlohmann::json describe(Store& store) const;
+    // Each pool's space right now, by the one free-space formula every caller uses (GET /pools, the
+    // submit-time fit check): free = min(disk free - in-flight, cap - reserved - in-flight).
+    struct Usage {
+        std::string name;
+        std::filesystem::path root;
+        std::optional<uint64_t> cap_bytes;
+        uint64_t reserved_bytes = 0;   // by stored jobs (in-flight multipart uploads count in free_bytes)
+        uint64_t used_bytes = 0;       // the files under jobs/ now
+        uint64_t disk_free_bytes = 0;
+        uint64_t free_bytes = 0;       // what a new reservation may take
+        bool writable = false;         // the filesystem answered
+    };
+    Result<std::vector<Usage>> usage(Store& store) const;
 
 private:
     std::vector<PoolConfig> m_pools;

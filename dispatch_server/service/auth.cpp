@@ -42,19 +42,28 @@ Result<Principal> AuthService::authenticate(std::string_view header) {
         return Error(ErrorCode::Unauthenticated, "the API key is not valid");
     std::string hash = sha256_hex(secret);
     auto key = m_store.find_api_key_by_hash(hash);
+    // A database that cannot answer is UNAVAILABLE (retry), never "your key is not valid".
+    if (!key && key.error().code != ErrorCode::NotFound) return key.error();
     if (!key || !constant_time_equal(key->key_hash, hash) || key->revoked_at)
         return Error(ErrorCode::Unauthenticated, "the API key is not valid or was revoked");
     return Principal{key->id, key->name, key->role};
 }
 
-nlohmann::json AuthService::to_json(const ApiKeyRecord& key) {
-    return nlohmann::json{{"id", key.id},
-                          {"name", key.name},
-                          {"role", std::string(to_string(key.role))},
-                          {"prefix", key.prefix},
-                          {"created_at", format_rfc3339_ms(key.created_at)},
-                          {"revoked_at", key.revoked_at ? nlohmann::json(format_rfc3339_ms(*key.revoked_at))
-                                                        : nlohmann::json(nullptr)}};
+Result<std::vector<ApiKeyRecord>> AuthService::list_keys(bool include_revoked) {
+    return m_store.list_api_keys(include_revoked);
+}
+
+Result<ApiKeyRecord> AuthService::revoke_key(const std::string& id_or_name) { return m_store.revoke_api_key(id_or_name); }
+
+protocol::ApiKeyInfo AuthService::info(const ApiKeyRecord& key) {
+    protocol::ApiKeyInfo k;
+    k.key_id = key.id;
+    k.name = key.name;
+    k.role = key.role;
+    k.prefix = key.prefix;
+    k.created_at = protocol::Timestamp(std::chrono::seconds(key.created_at / 1000));
+    k.revoked = key.revoked_at.has_value();
+    return k;
 }
 
 Status require_user(const Principal& p) {

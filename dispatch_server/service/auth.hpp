@@ -6,6 +6,7 @@
 #include "common/time.hpp"
 #include "dispatch_server/service/credentials.hpp"
 #include "dispatch_server/store/store.hpp"
+#include "protocol/admin.hpp"
 
 #include <cstdint>
 #include <string>
@@ -41,7 +42,10 @@ public:
     // or an assignment credential that is forged or expired.
     Result<Principal> authenticate(std::string_view authorization_header);
 
-    static nlohmann::json to_json(const ApiKeyRecord& key);
+    Result<std::vector<ApiKeyRecord>> list_keys(bool include_revoked);
+    Result<ApiKeyRecord> revoke_key(const std::string& id_or_name);  // NOT_FOUND when none is active
+    // The one shape of a key in answers: GET /keys and `distconv-dispatch keys list --json`.
+    static protocol::ApiKeyInfo info(const ApiKeyRecord& key);
 
 private:
     Store& m_store;

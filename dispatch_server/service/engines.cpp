@@ -69,6 +69,7 @@ std::optional<std::pair<std::string, int64_t>> EngineService::credential_for(con
 
 Result<EngineRecord> EngineService::owned_engine(const Principal& who, const std::string& engine_id) {
     auto e = m_store.get_engine(engine_id);
+    if (!e && e.error().code != ErrorCode::NotFound) return e.error();  // the database, not the engine
     if (!e || (!who.is_admin() && e->key_id != who.key_id))
         return Error(ErrorCode::NotFound, "no engine with id '" + engine_id + "'; register again",
                      {{"engine_id", engine_id}});
@@ -79,7 +80,7 @@ Result<AttemptRecord> EngineService::owned_attempt(const Principal& who, const s
     if (who.scoped() && who.assignment_scope != assignment_id)
         return Error(ErrorCode::Forbidden, "this credential is for another assignment");
     auto a = m_store.get_attempt(assignment_id);
-    if (!a) return Error(ErrorCode::NotFound, "no assignment with id '" + assignment_id + "'");
+    if (!a) return a.error();
     if (who.scoped()) {
         // A credential lives as long as its attempt holds the job with the token it names.
         if (a->state != "active" || a->fencing_token != who.scope_fencing_token)
@@ -87,6 +88,7 @@ Result<AttemptRecord> EngineService::owned_attempt(const Principal& who, const s
         return *a;
     }
     auto e = m_store.get_engine(a->engine_id);
+    if (!e && e.error().code != ErrorCode::NotFound) return e.error();
     if (!e || (!who.is_admin() && e->key_id != who.key_id))
         return Error(ErrorCode::NotFound, "no assignment with id '" + assignment_id + "'");
     return *a;
@@ -138,11 +140,14 @@ Result<protocol::HeartbeatReply> EngineService::heartbeat(const Principal& who, 
     reply.drain = seen->drain;
     for (const auto& aid : hb.running_assignments) {
         auto a = m_store.get_attempt(aid);
+        // A database that cannot answer must not stop running work: the engine retries the heartbeat.
+        if (!a && a.error().code != ErrorCode::NotFound) return a.error();
         if (!a || a->engine_id != engine_id || a->state != "active") {
             reply.cancel.push_back(aid);  // unknown here, lost, or finished: the engine must stop it
             continue;
         }
         auto job = m_store.get_job(a->job_id);
+        if (!job && job.error().code != ErrorCode::JobNotFound) return job.error();
         if (job && job->state == JobState::Canceling) {
             reply.cancel.push_back(aid);
             (void)end_unfinished(*a, "canceled", false, "canceled by the user", "", std::nullopt, "");
@@ -172,17 +177,22 @@ Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal
     while (true) {
         uint64_t generation = m_notifier.work_generation();
         auto e = m_store.get_engine(engine_id);  // read again: a drain may come while the claim waits
-        if (!e) return Error(ErrorCode::NotFound, "no engine with id '" + engine_id + "'");
+        if (!e) return e.error();
         if (e->drain || m_notifier.closed()) return Out{};
         auto active = m_store.active_attempts(engine_id);
-        int free_slots = std::min(request.free_slots, e->slots - static_cast<int>(active.size()));
+        if (!active) return active.error();
+        int free_slots = std::min(request.free_slots, e->slots - static_cast<int>(active->size()));
         if (free_slots <= 0) return Out{};
 
         // Most wakes find the queue empty: only a claimable job is worth the other engines' scores
         // and a write transaction.
         Result<std::optional<std::pair<JobRecord, AttemptRecord>>> claimed = std::optional<std::pair<JobRecord, AttemptRecord>>{};
-        if (m_store.has_claimable_job()) {
-            EngineProfile profile = profile_of(*e, m_store.online_benchmark_scores(), m_config.transfer_reserve_bytes);
+        auto claimable = m_store.any_claimable_job();
+        if (!claimable) return claimable.error();
+        if (*claimable) {
+            auto scores = m_store.online_benchmark_scores();
+            if (!scores) return scores.error();
+            EngineProfile profile = profile_of(*e, *scores, m_config.transfer_reserve_bytes);
             claimed = m_store.claim_job(engine_id, m_config.lease_ms, [&](const std::vector<ClaimCandidate>& c) {
                 return choose_job(c, profile);
             });
@@ -245,7 +255,7 @@ Result<protocol::ProgressReply> EngineService::progress(const Principal& who, co
     auto a = owned_attempt(who, assignment_id);
     if (!a) return a.error();
     auto job = m_store.get_job(a->job_id);
-    if (!job) return Error(ErrorCode::JobNotFound, "job not found");
+    if (!job) return job.error();
     protocol::ProgressReply reply;
     if (job->state == JobState::Canceling) {
         auto ended = end_unfinished(*a, "canceled", false, "canceled by the user", "", std::nullopt, "");
@@ -299,7 +309,7 @@ Result<AssignmentFile> EngineService::source(const Principal& who, const std::st
     if (a->state != "active" || (fencing_token && *fencing_token != a->fencing_token))
         return Error(ErrorCode::LeaseLost, "assignment " + assignment_id + " no longer holds its job");
     auto job = m_store.get_job(a->job_id);
-    if (!job) return Error(ErrorCode::JobNotFound, "job not found");
+    if (!job) return job.error();
     auto path = m_pools.resolve(job->source_pool, job->source_path);
     std::error_code ec;
     if (path.empty() || job->source_deleted || !stdfs::is_regular_file(path, ec))
@@ -323,7 +333,8 @@ Result<uint64_t> EngineService::output_offset(const Principal& who, const std::s
     if (a->state != "active" || a->fencing_token != fencing_token)
         return Error(ErrorCode::LeaseLost, "assignment " + assignment_id + " no longer holds its job");
     auto job = m_store.get_job(a->job_id);
-    if (!job || job->output_pool.empty()) return uint64_t{0};
+    if (!job) return job.error();
+    if (job->output_pool.empty()) return uint64_t{0};
     auto part = m_pools.resolve(job->output_pool, StoragePools::part_of(output_relpath(*a)));
     std::error_code ec;
     auto size = stdfs::file_size(part, ec);
@@ -339,8 +350,9 @@ Result<OutputUploadPlan> EngineService::begin_output_upload(const Principal& who
                      "the output must continue at byte " + std::to_string(*stored) + ", not " + std::to_string(start),
                      {{"offset", *stored}});
     auto a = m_store.get_attempt(assignment_id);
+    if (!a) return a.error();
     auto job = m_store.get_job(a->job_id);
-    if (!job) return Error(ErrorCode::JobNotFound, "job not found");
+    if (!job) return job.error();
     if (job->output_pool.empty()) {
         // Reserve an estimate (the source's size) before the first byte; complete() fixes it to the real size.
         uint64_t estimate = std::max<uint64_t>(job->source_size.value_or(job->source_received), 1 << 20);
@@ -348,6 +360,7 @@ Result<OutputUploadPlan> EngineService::begin_output_upload(const Principal& who
         if (!pool) return pool.error();
     }
     job = m_store.get_job(a->job_id);
+    if (!job) return job.error();
     OutputUploadPlan plan;
     plan.part_path = m_pools.resolve(job->output_pool, StoragePools::part_of(output_relpath(*a)));
     plan.offset = start;
@@ -360,7 +373,7 @@ Result<protocol::AssignmentAck> EngineService::complete(const Principal& who, co
     auto a = owned_attempt(who, assignment_id);
     if (!a) return a.error();
     auto job = m_store.get_job(a->job_id);
-    if (!job) return Error(ErrorCode::JobNotFound, "job not found");
+    if (!job) return job.error();
     // A repeated complete for the same token answers the same.
     if (a->state == "completed" && a->fencing_token == request.fencing_token && job->state == JobState::Completed)
         return protocol::AssignmentAck{job->id, job->state};
@@ -452,7 +465,7 @@ Result<JobRecord> EngineService::end_unfinished(const AttemptRecord& a, const st
                                                 const std::string& stderr_tail, std::optional<int> exit_code,
                                                 const std::string& error_class) {
     auto job = m_store.get_job(a.job_id);
-    if (!job) return Error(ErrorCode::JobNotFound, "job not found");
+    if (!job) return job.error();
     int64_t now = m_clock.now_ms();
     AttemptEnd end;
     end.attempt_state = attempt_state;
@@ -515,7 +528,9 @@ Result<protocol::AssignmentAck> EngineService::fail(const Principal& who, const 
     return protocol::AssignmentAck{r->id, r->state};
 }
 
-protocol::EngineInfo EngineService::to_info(const EngineRecord& e) {
+Result<protocol::EngineInfo> EngineService::to_info(const EngineRecord& e) {
+    auto active = m_store.active_attempts(e.id);
+    if (!active) return active.error();
     protocol::EngineInfo info;
     info.engine_id = e.id;
     info.hostname = e.hostname;
@@ -523,7 +538,7 @@ protocol::EngineInfo EngineService::to_info(const EngineRecord& e) {
     info.state = protocol::parse_engine_state(e.state).value_or(protocol::EngineState::Offline);
     info.drain_requested = e.drain;
     info.slots = e.slots;
-    for (const auto& a : m_store.active_attempts(e.id)) info.running_assignments.push_back(a.id);
+    for (const auto& a : *active) info.running_assignments.push_back(a.id);
     if (auto caps = protocol::parse_capabilities(e.capabilities)) info.capabilities = *caps;
     info.tags = e.tags;
     info.benchmark_score = e.benchmark_score;
@@ -537,15 +552,21 @@ protocol::EngineInfo EngineService::to_info(const EngineRecord& e) {
     return info;
 }
 
-std::vector<protocol::EngineInfo> EngineService::list_engines() {
+Result<std::vector<protocol::EngineInfo>> EngineService::list_engines() {
+    auto engines = m_store.list_engines();
+    if (!engines) return engines.error();
     std::vector<protocol::EngineInfo> out;
-    for (const auto& e : m_store.list_engines()) out.push_back(to_info(e));
+    for (const auto& e : *engines) {
+        auto info = to_info(e);
+        if (!info) return info.error();
+        out.push_back(*std::move(info));
+    }
     return out;
 }
 
 Result<protocol::EngineInfo> EngineService::set_drain(const std::string& engine_id, bool drain) {
     auto e = m_store.get_engine(engine_id);
-    if (!e) return Error(ErrorCode::NotFound, "no engine with id '" + engine_id + "'");
+    if (!e) return e.error();
     e->drain = drain;
     if (drain && e->state != "offline") e->state = "draining";
     if (!drain && e->state == "draining") e->state = "idle";
@@ -558,15 +579,18 @@ int EngineService::explain_unplaceable_jobs() {
     static const std::string k_prefix = "waiting: no online engine";
     std::vector<EngineProfile> profiles;
     auto all = m_store.list_engines();
+    if (!all) return 0;  // nothing is explained on a failed read (the next pass tries again)
     std::vector<EngineRecord> online;
-    for (const auto& e : all)
+    for (const auto& e : *all)
         if (e.state != "offline") online.push_back(e);
     for (const auto& e : online) profiles.push_back(profile_of(e, online, m_config.transfer_reserve_bytes));
     JobQuery q;
     q.state = JobState::Queued;
     q.limit = 500;
     int unplaceable = 0;
-    for (const auto& job : m_store.list_jobs(q).items) {
+    auto queued = m_store.list_jobs(q);
+    if (!queued) return 0;
+    for (const auto& job : queued->items) {
         bool placeable = std::any_of(profiles.begin(), profiles.end(),
                                      [&](const EngineProfile& p) { return meets_requirements(job, p); });
         std::string message;
@@ -588,7 +612,7 @@ int EngineService::explain_unplaceable_jobs() {
 
 Result<protocol::EngineInfo> EngineService::request_benchmark(const std::string& engine_id) {
     auto e = m_store.get_engine(engine_id);
-    if (!e) return Error(ErrorCode::NotFound, "no engine with id '" + engine_id + "'");
+    if (!e) return e.error();
     e->rerun_benchmark = true;
     if (auto st = m_store.update_engine(*e); !st) return st.error();
     return to_info(*e);
@@ -597,18 +621,25 @@ Result<protocol::EngineInfo> EngineService::request_benchmark(const std::string&
 EngineService::RescueReport EngineService::rescue() {
     RescueReport report;
     int64_t now = m_clock.now_ms();
-    for (const auto& a : m_store.expired_attempts(now)) {
+    // A failed listing ends nothing: an attempt is only given up on what the database says.
+    auto expired = m_store.expired_attempts(now);
+    if (!expired) spdlog::warn("rescue: {}", expired.error().message);
+    for (const auto& a : expired.value_or(std::vector<AttemptRecord>{})) {
         if (end_unfinished(a, "lost", false, "the lease expired (no progress or heartbeat from the engine)", "",
                            std::nullopt, "transient"))
             ++report.leases_expired;
     }
-    for (auto e : m_store.list_engines()) {
+    auto engines = m_store.list_engines();
+    if (!engines) spdlog::warn("rescue: {}", engines.error().message);
+    for (auto e : engines.value_or(std::vector<EngineRecord>{})) {
         if (e.state == "offline" || now - e.last_seen_at <= m_config.engine_offline_ms) continue;
         e.state = "offline";
         (void)m_store.update_engine(e);
         ++report.engines_offline;
         spdlog::warn("engine {} ({}) is offline: no heartbeat for {} s", e.id, e.hostname, (now - e.last_seen_at) / 1000);
-        for (const auto& a : m_store.active_attempts(e.id))
+        auto active = m_store.active_attempts(e.id);
+        if (!active) spdlog::warn("rescue: {}", active.error().message);
+        for (const auto& a : active.value_or(std::vector<AttemptRecord>{}))
             (void)end_unfinished(a, "lost", false, "engine " + e.hostname + " went offline", "", std::nullopt,
                                  "transient");
     }

@@ -59,7 +59,7 @@ public:
     Result<protocol::AssignmentAck> fail(const Principal& who, const std::string& assignment_id,
                                          const protocol::FailRequest& request);
 
-    std::vector<protocol::EngineInfo> list_engines();
+    Result<std::vector<protocol::EngineInfo>> list_engines();
     Result<protocol::EngineInfo> set_drain(const std::string& engine_id, bool drain);
     // The engine's next heartbeat answer asks it to re-run its benchmark.
     Result<protocol::EngineInfo> request_benchmark(const std::string& engine_id);
@@ -85,7 +85,7 @@ private:
     std::string output_relpath(const AttemptRecord& a) const;
     // A credential for the attempt valid until k_credential_grace after `lease_expires_ms`, and its expiry.
     std::optional<std::pair<std::string, int64_t>> credential_for(const AttemptRecord& a, int64_t lease_expires_ms) const;
-    protocol::EngineInfo to_info(const EngineRecord& e);
+    Result<protocol::EngineInfo> to_info(const EngineRecord& e);
     void changed() { m_notifier.notify(); }
     void changed_for_watchers() { m_notifier.notify_watchers(); }
 

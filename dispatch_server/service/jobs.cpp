@@ -285,12 +285,10 @@ Result<JobRecord> JobService::submit_json(const Principal& who, const nlohmann::
     JobRecord record = new_record(who, *parsed, idempotency_key);
     // Fail before storing anything when no pool could take the declared source.
     if (record.source_size) {
+        auto usage = m_pools.usage(m_store);
+        if (!usage) return usage.error();
         bool fits = false;
-        for (const auto& c : m_pools.candidates()) {
-            uint64_t reserved = m_store.reserved_bytes(c.name);
-            bool cap_ok = !c.cap_bytes || (*c.cap_bytes >= reserved && *c.cap_bytes - reserved >= *record.source_size);
-            if (cap_ok && c.disk_free_bytes >= *record.source_size) fits = true;
-        }
+        for (const auto& u : *usage) fits = fits || u.free_bytes >= *record.source_size;
         if (!fits)
             return Error(ErrorCode::InsufficientStorage, "no storage pool has room for the source",
                          {{"needed_bytes", *record.source_size}});
@@ -419,6 +417,7 @@ Result<JobRecord> JobService::queue_probed(const JobRecord& job, const media::Pr
 
 Result<JobRecord> JobService::owned(const Principal& who, const std::string& id) {
     auto job = m_store.get_job(id);
+    if (!job && job.error().code != ErrorCode::JobNotFound) return job.error();  // the database, not the job
     // Another user's job is reported as missing: its existence is not theirs to know.
     if (!job || (!who.is_admin() && job->owner_key_id != who.key_id))
         return Error(ErrorCode::JobNotFound, "no job with id '" + id + "'", {{"job_id", id}});
@@ -427,7 +426,59 @@ Result<JobRecord> JobService::owned(const Principal& who, const std::string& id)
 
 Result<JobRecord> JobService::get(const Principal& who, const std::string& id) { return owned(who, id); }
 
-JobPage JobService::list(const Principal& who, const JobQuery& query, bool all) {
+Result<JobService::JobView> JobService::view(const JobRecord& job, bool with_attempts) {
+    JobView v;
+    auto owner = m_store.get_api_key(job.owner_key_id);
+    if (!owner && owner.error().code != ErrorCode::NotFound) return owner.error();
+    v.owner_name = owner ? owner->name : job.owner_key_id;
+    auto position = m_store.queue_position(job.id);
+    if (!position) return position.error();
+    v.queue_position = *position;
+    if (with_attempts) {
+        auto attempts = m_store.attempts_for_job(job.id);
+        if (!attempts) return attempts.error();
+        v.attempts = *std::move(attempts);
+    }
+    return v;
+}
+
+Result<JobRecord> JobService::current(const std::string& id) { return m_store.get_job(id); }
+
+Result<MetricGauges> JobService::gauges() {
+    MetricGauges g;
+    auto by_state = m_store.count_by_state();
+    if (!by_state) return by_state.error();
+    for (auto state : protocol::k_all_job_states) {
+        auto it = by_state->find(state);
+        g.jobs_by_state.emplace_back(std::string(protocol::to_string(state)), it == by_state->end() ? 0 : it->second);
+    }
+    auto queued = by_state->find(JobState::Queued);
+    g.queue_depth = queued == by_state->end() ? 0 : queued->second;
+    auto engines = m_store.list_engines();
+    if (!engines) return engines.error();
+    std::map<std::string, int64_t> counts{{"idle", 0}, {"busy", 0}, {"draining", 0}, {"offline", 0}};
+    for (const auto& e : *engines) ++counts[e.state];
+    g.engines_by_state.assign(counts.begin(), counts.end());
+    auto active = m_store.active_attempts();
+    if (!active) return active.error();
+    g.assignments_active = static_cast<int64_t>(active->size());
+    return g;
+}
+
+std::vector<JobService::ReadinessCheck> JobService::readiness() {
+    std::vector<ReadinessCheck> out;
+    auto pools = m_pools.check_writable();
+    out.push_back({"pools", pools.ok(), pools.ok() ? "writable" : pools.error().message});
+    auto write = m_store.check_writable();
+    out.push_back({"database", write.ok(), write.ok() ? "writable" : write.error().message});
+    auto read = m_store.check_readable();
+    out.push_back({"database_read", read.ok(), read.ok() ? "readable" : read.error().message});
+    return out;
+}
+
+Result<std::vector<StoragePools::Usage>> JobService::pool_usage() { return m_pools.usage(m_store); }
+
+Result<JobPage> JobService::list(const Principal& who, const JobQuery& query, bool all) {
     JobQuery q = query;
     if (!(all && who.is_admin())) q.owner_key_id = who.key_id;
     return m_store.list_jobs(q);
@@ -514,7 +565,7 @@ Result<JobRecord> JobService::end_source_upload(const std::string& id, uint64_t 
         ~Done() { s.abandon_source_upload(id); }
     } done{*this, id};
     auto job = m_store.get_job(id);
-    if (!job) return Error(ErrorCode::JobNotFound, "no job with id '" + id + "'");
+    if (!job) return job.error();
     JobUpdate u;
     u.source_received = end_position;
     auto updated = m_store.update_job(id, u);
@@ -615,7 +666,10 @@ void JobService::fetch_source_url(std::string job_id, std::string url) {
         return fail(Error(ErrorCode::FileTooLarge, "the source at source_url is larger than this server accepts"));
     }
     auto updated = m_store.get_job(job_id);
-    if (!updated) return;
+    if (!updated) {
+        spdlog::warn("source_url fetch of job {}: {}", job_id, updated.error().message);
+        return;  // the fetched file stays as <pool>/<job>; a retry or the orphan sweep decides
+    }
     if (updated->source_sha256) {
         auto sha = sha256_file(dest);
         if (!sha || *sha != *updated->source_sha256) {
@@ -725,7 +779,14 @@ void JobService::delete_file(const std::string& pool, const std::string& relativ
 JobService::MaintenanceReport JobService::run_maintenance(std::chrono::seconds orphan_min_age) {
     MaintenanceReport report;
     int64_t now = m_clock.now_ms();
-    for (const auto& job : m_store.jobs_past_ttl(now, m_config.job_ttl_ms)) {
+    // Each step runs only on a complete listing; a step whose listing failed is skipped and reported.
+    auto listed = [&](auto result, const char* step) {
+        using List = std::decay_t<decltype(*result)>;
+        if (result) return *std::move(result);
+        report.errors.push_back(std::string(step) + ": " + result.error().message);
+        return List{};
+    };
+    for (const auto& job : listed(m_store.jobs_past_ttl(now, m_config.job_ttl_ms), "expire jobs")) {
         JobUpdate u;
         u.failure_code = "expired";
         u.failure_reason = "the job waited longer than its time to live";
@@ -734,25 +795,39 @@ JobService::MaintenanceReport JobService::run_maintenance(std::chrono::seconds o
         if (m_store.transition(job.id, {JobState::AwaitingUpload, JobState::Queued}, JobState::Failed, u, "expired"))
             ++report.expired_jobs;
     }
-    for (const auto& job : m_store.jobs_with_expired_outputs(now)) {
-        delete_file(job.output_pool, job.output_path);
+    for (const auto& job : listed(m_store.jobs_with_expired_outputs(now), "delete expired outputs")) {
+        // Recorded first, deleted second: a failed write leaves the file (the job still names it),
+        // never a job naming a file that is gone.
         JobUpdate u;
         u.output_deleted = true;
-        (void)m_store.update_job(job.id, u);
+        if (auto marked = m_store.update_job(job.id, u); !marked) {
+            report.errors.push_back("output of job " + job.id + " kept: " + marked.error().message);
+            continue;
+        }
+        delete_file(job.output_pool, job.output_path);
         (void)m_store.release_space(job.id, FileKind::Output);
         ++report.outputs_deleted;
     }
-    for (const auto& job : m_store.terminal_jobs_with_sources()) {
+    for (const auto& job : listed(m_store.terminal_jobs_with_sources(), "delete finished sources")) {
         if (job.finished_at && *job.finished_at + m_config.source_retention_ms > now) continue;
-        delete_file(job.source_pool, job.source_path);
         JobUpdate u;
         u.source_deleted = true;
-        (void)m_store.update_job(job.id, u);
+        if (auto marked = m_store.update_job(job.id, u); !marked) {
+            report.errors.push_back("source of job " + job.id + " kept: " + marked.error().message);
+            continue;
+        }
+        delete_file(job.source_pool, job.source_path);
         (void)m_store.release_space(job.id, FileKind::Source);
         ++report.sources_deleted;
     }
-    auto sweep = m_pools.sweep_orphans(m_store.referenced_files(), orphan_min_age);
-    report.orphans_removed = sweep.files_removed;
+    // The orphan sweep deletes every pool file the database does not name: it runs on a complete
+    // listing of what the database names, or not at all.
+    if (auto referenced = m_store.referenced_files()) {
+        auto sweep = m_pools.sweep_orphans(*referenced, orphan_min_age);
+        report.orphans_removed = sweep.files_removed;
+    } else {
+        report.errors.push_back("orphan sweep skipped: " + referenced.error().message);
+    }
     if (report.expired_jobs || report.outputs_deleted || report.sources_deleted) changed();
     return report;
 }

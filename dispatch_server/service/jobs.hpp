@@ -8,6 +8,7 @@
 #include "common/media/ffprobe.hpp"
 #include "common/time.hpp"
 #include "dispatch_server/config.hpp"
+#include "dispatch_server/metrics/metrics.hpp"
 #include "dispatch_server/pools/pools.hpp"
 #include "dispatch_server/service/auth.hpp"
 #include "dispatch_server/service/notifier.hpp"
@@ -134,9 +135,28 @@ public:
 
     // --- read ---------------------------------------------------------------------------------------
     Result<JobRecord> get(const Principal& who, const std::string& id);
-    JobPage list(const Principal& who, const JobQuery& query, bool all);
-    std::optional<int64_t> queue_position(const std::string& id) { return m_store.queue_position(id); }
-    std::vector<JobEvent> events(const std::string& id, int64_t after) { return m_store.job_events(id, after); }
+    Result<JobPage> list(const Principal& who, const JobQuery& query, bool all);
+    Result<std::optional<int64_t>> queue_position(const std::string& id) { return m_store.queue_position(id); }
+    // What a job's answers show besides the record: its owner's key name, queue position, attempts.
+    struct JobView {
+        std::string owner_name;
+        std::optional<int64_t> queue_position;
+        std::vector<AttemptRecord> attempts;  // only when asked for
+    };
+    Result<JobView> view(const JobRecord& job, bool with_attempts);
+    // The job as stored now, without an ownership check (for a stream the caller was already allowed).
+    Result<JobRecord> current(const std::string& id);
+    // The gauges /metrics shows, read now.
+    Result<MetricGauges> gauges();
+    // /readyz: pools writable, database writable and readable.
+    struct ReadinessCheck {
+        std::string name;
+        bool ok = false;
+        std::string message;
+    };
+    std::vector<ReadinessCheck> readiness();
+    Result<std::vector<StoragePools::Usage>> pool_usage();
+    Result<std::vector<JobEvent>> events(const std::string& id, int64_t after) { return m_store.job_events(id, after); }
 
     // --- change -------------------------------------------------------------------------------------
     Result<JobRecord> cancel(const Principal& who, const std::string& id);
@@ -150,6 +170,7 @@ public:
         int outputs_deleted = 0;
         int sources_deleted = 0;
         int orphans_removed = 0;
+        std::vector<std::string> errors;  // steps skipped because the database could not list their work
     };
     MaintenanceReport run_maintenance(std::chrono::seconds orphan_min_age = std::chrono::seconds(600));
 

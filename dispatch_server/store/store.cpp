@@ -291,14 +291,13 @@ private:
     bool m_done = false;
 };
 
+// Every database failure (locked past the busy timeout, read-only, full, I/O, a missing table) is the
+// same to a caller: the store cannot answer now. UNAVAILABLE is retryable, so clients and engines come
+// back, and no caller mistakes it for "nothing there".
 Error internal_error(const char* what, const SqlError& e) {
-    return Error(ErrorCode::Internal, std::string("database error in ") + what + ": " + e.what(),
-                 {{"sqlite_code", e.rc}});
-}
-
-// For the methods without a Result: log and answer "nothing".
-void log_error(const char* what, const SqlError& e) {
     spdlog::error("store: {} failed: {} (sqlite code {})", what, e.what(), e.rc);
+    return Error(ErrorCode::Unavailable, std::string("the database is unavailable (") + what + "): " + e.what(),
+                 {{"sqlite_code", e.rc}});
 }
 
 }  // namespace
@@ -311,6 +310,7 @@ struct Store::Impl {
     std::mutex mutex;  // the one connection is used by one thread at a time
     std::unordered_map<std::string, sqlite3_stmt*> cache;
     int version = 0;
+    int busy_timeout_ms = 5000;
 
     Impl(sqlite3* d, const Clock& c) : db(d), clock(c) {}
     ~Impl() {
@@ -444,7 +444,8 @@ std::string join_states(const std::vector<JobState>& states) {
 Store::Store(std::unique_ptr<Impl> impl) : m_impl(std::move(impl)) {}
 Store::~Store() = default;
 
-Result<std::unique_ptr<Store>> Store::open(const std::filesystem::path& path, const Clock& clock) {
+Result<std::unique_ptr<Store>> Store::open(const std::filesystem::path& path, const Clock& clock,
+                                           std::chrono::milliseconds busy_timeout) {
     if (path.has_parent_path()) {
         std::error_code ec;
         std::filesystem::create_directories(path.parent_path(), ec);
@@ -457,9 +458,10 @@ Result<std::unique_ptr<Store>> Store::open(const std::filesystem::path& path, co
         return Error(ErrorCode::Internal, "cannot open database " + path.string() + ": " + msg);
     }
     auto impl = std::make_unique<Impl>(db, clock);
+    impl->busy_timeout_ms = static_cast<int>(busy_timeout.count());
     try {
         sqlite3_extended_result_codes(db, 1);
-        sqlite3_busy_timeout(db, 5000);
+        sqlite3_busy_timeout(db, impl->busy_timeout_ms);
         {
             auto s = impl->prepare("PRAGMA journal_mode = WAL");
             const std::string mode = s.step() ? s.text(0) : "";
@@ -491,22 +493,34 @@ Status Store::check_writable(std::chrono::milliseconds wait) {
     } catch (const SqlError& e) {
         result = Error(ErrorCode::Unavailable, std::string("the database does not take writes: ") + e.what());
     }
-    sqlite3_busy_timeout(m_impl->db, 5000);
+    sqlite3_busy_timeout(m_impl->db, m_impl->busy_timeout_ms);
     return result;
 }
 
-bool Store::integrity_ok() {
+Status Store::integrity_check() {
     std::lock_guard lock(m_impl->mutex);
     try {
         auto s = m_impl->prepare("PRAGMA integrity_check");
         std::vector<std::string> rows;
         while (s.step()) rows.push_back(s.text(0));
-        if (rows.size() == 1 && rows[0] == "ok") return true;
+        if (rows.size() == 1 && rows[0] == "ok") return {};
         for (const auto& r : rows) spdlog::error("store: integrity check: {}", r);
-        return false;
+        nlohmann::json problems = nlohmann::json::array();
+        for (size_t i = 0; i < rows.size() && i < 10; ++i) problems.push_back(rows[i]);
+        return Error(ErrorCode::Internal, "the database failed its integrity check", {{"problems", problems}});
     } catch (const SqlError& e) {
-        log_error("integrity_check", e);
-        return false;
+        return internal_error("integrity_check", e);
+    }
+}
+
+Status Store::check_readable() {
+    std::lock_guard lock(m_impl->mutex);
+    try {
+        auto s = m_impl->prepare("SELECT COUNT(*) FROM (SELECT 1 FROM jobs LIMIT 1)");
+        s.step();
+        return {};
+    } catch (const SqlError& e) {
+        return internal_error("check_readable", e);
     }
 }
 
@@ -580,34 +594,32 @@ Result<ApiKeyRecord> Store::create_api_key(const std::string& name, Role role, c
     }
 }
 
-std::optional<ApiKeyRecord> Store::find_api_key_by_hash(const std::string& key_hash) {
+Result<ApiKeyRecord> Store::find_api_key_by_hash(const std::string& key_hash) {
     std::lock_guard lock(m_impl->mutex);
     try {
         auto s = m_impl->prepare(std::string("SELECT ") + k_key_columns +
                                  " FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL");
         s << key_hash;
-        if (!s.step()) return std::nullopt;
+        if (!s.step()) return Error(ErrorCode::NotFound, "no active API key with this secret");
         return read_key(s);
     } catch (const SqlError& e) {
-        log_error("find_api_key_by_hash", e);
-        return std::nullopt;
+        return internal_error("find_api_key_by_hash", e);
     }
 }
 
-std::optional<ApiKeyRecord> Store::get_api_key(const std::string& id) {
+Result<ApiKeyRecord> Store::get_api_key(const std::string& id) {
     std::lock_guard lock(m_impl->mutex);
     try {
         auto s = m_impl->prepare(std::string("SELECT ") + k_key_columns + " FROM api_keys WHERE id = ?");
         s << id;
-        if (!s.step()) return std::nullopt;
+        if (!s.step()) return Error(ErrorCode::NotFound, "no API key with id '" + id + "'");
         return read_key(s);
     } catch (const SqlError& e) {
-        log_error("get_api_key", e);
-        return std::nullopt;
+        return internal_error("get_api_key", e);
     }
 }
 
-std::vector<ApiKeyRecord> Store::list_api_keys(bool include_revoked) {
+Result<std::vector<ApiKeyRecord>> Store::list_api_keys(bool include_revoked) {
     std::lock_guard lock(m_impl->mutex);
     std::vector<ApiKeyRecord> out;
     try {
@@ -615,8 +627,7 @@ std::vector<ApiKeyRecord> Store::list_api_keys(bool include_revoked) {
                                  (include_revoked ? "" : " WHERE revoked_at IS NULL") + " ORDER BY created_at, id");
         while (s.step()) out.push_back(read_key(s));
     } catch (const SqlError& e) {
-        log_error("list_api_keys", e);
-        out.clear();
+        return internal_error("list_api_keys", e);
     }
     return out;
 }
@@ -691,17 +702,18 @@ Result<JobRecord> Store::insert_job(const JobRecord& job) {
     }
 }
 
-std::optional<JobRecord> Store::get_job(const std::string& id) {
+Result<JobRecord> Store::get_job(const std::string& id) {
     std::lock_guard lock(m_impl->mutex);
     try {
-        return m_impl->get_job(id);
+        auto job = m_impl->get_job(id);
+        if (!job) return Error(ErrorCode::JobNotFound, "job " + id + " not found", {{"job_id", id}});
+        return *std::move(job);
     } catch (const SqlError& e) {
-        log_error("get_job", e);
-        return std::nullopt;
+        return internal_error("get_job", e);
     }
 }
 
-JobPage Store::list_jobs(const JobQuery& query) {
+Result<JobPage> Store::list_jobs(const JobQuery& query) {
     std::lock_guard lock(m_impl->mutex);
     JobPage page;
     const int limit = std::clamp(query.limit, 1, 500);
@@ -741,8 +753,7 @@ JobPage Store::list_jobs(const JobQuery& query) {
             page.next_cursor = page.items.back().id;
         }
     } catch (const SqlError& e) {
-        log_error("list_jobs", e);
-        return {};
+        return internal_error("list_jobs", e);
     }
     return page;
 }
@@ -803,7 +814,7 @@ Result<JobRecord> Store::update_job(const std::string& id, const JobUpdate& chan
     }
 }
 
-std::vector<JobEvent> Store::job_events(const std::string& job_id, int64_t after_id, int limit) {
+Result<std::vector<JobEvent>> Store::job_events(const std::string& job_id, int64_t after_id, int limit) {
     std::lock_guard lock(m_impl->mutex);
     std::vector<JobEvent> out;
     try {
@@ -824,13 +835,12 @@ std::vector<JobEvent> Store::job_events(const std::string& job_id, int64_t after
             out.push_back(std::move(e));
         }
     } catch (const SqlError& e) {
-        log_error("job_events", e);
-        out.clear();
+        return internal_error("job_events", e);
     }
     return out;
 }
 
-std::optional<int64_t> Store::queue_position(const std::string& job_id) {
+Result<std::optional<int64_t>> Store::queue_position(const std::string& job_id) {
     std::lock_guard lock(m_impl->mutex);
     try {
         // Counts the queued jobs that come before this one in claim order, plus itself.
@@ -842,15 +852,14 @@ std::optional<int64_t> Store::queue_position(const std::string& job_id) {
         s << job_id;
         s.step();
         const int64_t n = s.i64(0);
-        if (n == 0) return std::nullopt;  // not queued (a queued job always counts itself)
-        return n;
+        if (n == 0) return std::optional<int64_t>{};  // not queued (a queued job always counts itself)
+        return std::optional<int64_t>(n);
     } catch (const SqlError& e) {
-        log_error("queue_position", e);
-        return std::nullopt;
+        return internal_error("queue_position", e);
     }
 }
 
-std::map<JobState, int64_t> Store::count_by_state() {
+Result<std::map<JobState, int64_t>> Store::count_by_state() {
     std::lock_guard lock(m_impl->mutex);
     std::map<JobState, int64_t> out;
     try {
@@ -858,13 +867,12 @@ std::map<JobState, int64_t> Store::count_by_state() {
         while (s.step())
             if (auto st = parse_job_state(s.text(0))) out[*st] = s.i64(1);
     } catch (const SqlError& e) {
-        log_error("count_by_state", e);
-        out.clear();
+        return internal_error("count_by_state", e);
     }
     return out;
 }
 
-std::vector<JobRecord> Store::jobs_past_ttl(int64_t now, std::optional<int64_t> default_ttl_ms) {
+Result<std::vector<JobRecord>> Store::jobs_past_ttl(int64_t now, std::optional<int64_t> default_ttl_ms) {
     std::lock_guard lock(m_impl->mutex);
     try {
         return m_impl->select_jobs(
@@ -872,12 +880,11 @@ std::vector<JobRecord> Store::jobs_past_ttl(int64_t now, std::optional<int64_t> 
             " AND created_at + COALESCE(ttl_ms, ?) < ? ORDER BY id",
             {to_value(default_ttl_ms), to_value(default_ttl_ms), now});
     } catch (const SqlError& e) {
-        log_error("jobs_past_ttl", e);
-        return {};
+        return internal_error("jobs_past_ttl", e);
     }
 }
 
-std::vector<JobRecord> Store::jobs_with_expired_outputs(int64_t now) {
+Result<std::vector<JobRecord>> Store::jobs_with_expired_outputs(int64_t now) {
     std::lock_guard lock(m_impl->mutex);
     try {
         return m_impl->select_jobs(
@@ -885,12 +892,11 @@ std::vector<JobRecord> Store::jobs_with_expired_outputs(int64_t now) {
             " AND output_expires_at < ? ORDER BY id",
             {now});
     } catch (const SqlError& e) {
-        log_error("jobs_with_expired_outputs", e);
-        return {};
+        return internal_error("jobs_with_expired_outputs", e);
     }
 }
 
-std::vector<JobRecord> Store::terminal_jobs_with_sources() {
+Result<std::vector<JobRecord>> Store::terminal_jobs_with_sources() {
     std::lock_guard lock(m_impl->mutex);
     try {
         // Also those with only a reservation and no file yet, so the caller can release the space.
@@ -899,12 +905,11 @@ std::vector<JobRecord> Store::terminal_jobs_with_sources() {
             " AND (source_path <> '' OR source_reserved > 0) ORDER BY id",
             {});
     } catch (const SqlError& e) {
-        log_error("terminal_jobs_with_sources", e);
-        return {};
+        return internal_error("terminal_jobs_with_sources", e);
     }
 }
 
-std::vector<std::pair<std::string, std::string>> Store::referenced_files() {
+Result<std::vector<std::pair<std::string, std::string>>> Store::referenced_files() {
     std::lock_guard lock(m_impl->mutex);
     std::vector<std::pair<std::string, std::string>> out;
     try {
@@ -914,21 +919,19 @@ std::vector<std::pair<std::string, std::string>> Store::referenced_files() {
             " ORDER BY 1, 2");
         while (s.step()) out.emplace_back(s.text(0), s.text(1));
     } catch (const SqlError& e) {
-        log_error("referenced_files", e);
-        out.clear();
+        return internal_error("referenced_files", e);
     }
     return out;
 }
 
 // --- Pool accounting -----------------------------------------------------------------------------
 
-uint64_t Store::reserved_bytes(const std::string& pool) {
+Result<uint64_t> Store::reserved_bytes(const std::string& pool) {
     std::lock_guard lock(m_impl->mutex);
     try {
         return m_impl->reserved_in(pool);
     } catch (const SqlError& e) {
-        log_error("reserved_bytes", e);
-        return 0;
+        return internal_error("reserved_bytes", e);
     }
 }
 
@@ -1076,16 +1079,15 @@ Result<EngineRecord> Store::insert_engine(const EngineRecord& engine) {
     }
 }
 
-std::optional<EngineRecord> Store::get_engine(const std::string& id) {
+Result<EngineRecord> Store::get_engine(const std::string& id) {
     std::lock_guard lock(m_impl->mutex);
     try {
         auto s = m_impl->prepare(std::string("SELECT ") + k_engine_columns + " FROM engines WHERE id = ?");
         s << id;
-        if (!s.step()) return std::nullopt;
+        if (!s.step()) return Error(ErrorCode::NotFound, "no engine with id '" + id + "'");
         return read_engine(s);
     } catch (const SqlError& e) {
-        log_error("get_engine", e);
-        return std::nullopt;
+        return internal_error("get_engine", e);
     }
 }
 
@@ -1116,19 +1118,19 @@ Result<HeartbeatSeen> Store::record_heartbeat(const EngineHeartbeat& hb, const s
     }
 }
 
-std::vector<EngineRecord> Store::list_engines() {
+Result<std::vector<EngineRecord>> Store::list_engines() {
     std::lock_guard lock(m_impl->mutex);
     std::vector<EngineRecord> out;
     try {
         auto s = m_impl->prepare(std::string("SELECT ") + k_engine_columns + " FROM engines ORDER BY id");
         while (s.step()) out.push_back(read_engine(s));
     } catch (const SqlError& e) {
-        log_error("list_engines", e);
+        return internal_error("list_engines", e);
     }
     return out;
 }
 
-std::vector<double> Store::online_benchmark_scores() {
+Result<std::vector<double>> Store::online_benchmark_scores() {
     std::lock_guard lock(m_impl->mutex);
     std::vector<double> out;
     try {
@@ -1136,12 +1138,12 @@ std::vector<double> Store::online_benchmark_scores() {
             "SELECT benchmark_score FROM engines WHERE state <> 'offline' AND benchmark_score IS NOT NULL");
         while (s.step()) out.push_back(s.dbl(0));
     } catch (const SqlError& e) {
-        log_error("online_benchmark_scores", e);
+        return internal_error("online_benchmark_scores", e);
     }
     return out;
 }
 
-bool Store::has_claimable_job() {
+Result<bool> Store::any_claimable_job() {
     std::lock_guard lock(m_impl->mutex);
     try {
         auto s = m_impl->prepare(
@@ -1149,8 +1151,7 @@ bool Store::has_claimable_job() {
         s << m_impl->now();
         return s.step();
     } catch (const SqlError& e) {
-        log_error("has_claimable_job", e);
-        return true;  // let claim_job try and report the error
+        return internal_error("any_claimable_job", e);
     }
 }
 
@@ -1249,20 +1250,19 @@ Result<std::optional<std::pair<JobRecord, AttemptRecord>>> Store::claim_job(cons
     }
 }
 
-std::optional<AttemptRecord> Store::get_attempt(const std::string& id) {
+Result<AttemptRecord> Store::get_attempt(const std::string& id) {
     std::lock_guard lock(m_impl->mutex);
     try {
         auto s = m_impl->prepare(std::string("SELECT ") + k_attempt_columns + " FROM attempts WHERE id = ?");
         s << id;
-        if (!s.step()) return std::nullopt;
+        if (!s.step()) return Error(ErrorCode::NotFound, "no assignment with id '" + id + "'");
         return read_attempt(s);
     } catch (const SqlError& e) {
-        log_error("get_attempt", e);
-        return std::nullopt;
+        return internal_error("get_attempt", e);
     }
 }
 
-std::vector<AttemptRecord> Store::attempts_for_job(const std::string& job_id) {
+Result<std::vector<AttemptRecord>> Store::attempts_for_job(const std::string& job_id) {
     std::lock_guard lock(m_impl->mutex);
     std::vector<AttemptRecord> out;
     try {
@@ -1271,12 +1271,12 @@ std::vector<AttemptRecord> Store::attempts_for_job(const std::string& job_id) {
         s << job_id;
         while (s.step()) out.push_back(read_attempt(s));
     } catch (const SqlError& e) {
-        log_error("attempts_for_job", e);
+        return internal_error("attempts_for_job", e);
     }
     return out;
 }
 
-std::vector<AttemptRecord> Store::active_attempts(const std::optional<std::string>& engine_id) {
+Result<std::vector<AttemptRecord>> Store::active_attempts(const std::optional<std::string>& engine_id) {
     std::lock_guard lock(m_impl->mutex);
     std::vector<AttemptRecord> out;
     try {
@@ -1285,12 +1285,12 @@ std::vector<AttemptRecord> Store::active_attempts(const std::optional<std::strin
         s << engine_id;
         while (s.step()) out.push_back(read_attempt(s));
     } catch (const SqlError& e) {
-        log_error("active_attempts", e);
+        return internal_error("active_attempts", e);
     }
     return out;
 }
 
-std::vector<AttemptRecord> Store::expired_attempts(int64_t now) {
+Result<std::vector<AttemptRecord>> Store::expired_attempts(int64_t now) {
     std::lock_guard lock(m_impl->mutex);
     std::vector<AttemptRecord> out;
     try {
@@ -1299,7 +1299,7 @@ std::vector<AttemptRecord> Store::expired_attempts(int64_t now) {
         s << now;
         while (s.step()) out.push_back(read_attempt(s));
     } catch (const SqlError& e) {
-        log_error("expired_attempts", e);
+        return internal_error("expired_attempts", e);
     }
     return out;
 }

@@ -6,6 +6,10 @@
 // once, in order, each in its own transaction. Every job state change goes through transition(): one
 // transaction that checks the expected current state, applies the change and appends a job_events row.
 // Times are unix milliseconds (int64) from the Clock given at open().
+//
+// A failed read is an error, never an empty answer: every reader returns Result<T>. A database that
+// cannot be read or written (locked past the busy timeout, read-only, full, I/O error) answers
+// UNAVAILABLE (503, retryable) with details.sqlite_code; a missing row answers NOT_FOUND/JOB_NOT_FOUND.
 
 #include "common/error.hpp"
 #include "common/time.hpp"
@@ -242,15 +246,20 @@ struct AttemptEnd {
 
 class Store {
 public:
-    // Opens (creating if needed) the database at `path` and runs pending migrations.
-    static Result<std::unique_ptr<Store>> open(const std::filesystem::path& path, const Clock& clock);
+    // Opens (creating if needed) the database at `path` and runs pending migrations. `busy_timeout`:
+    // how long a statement waits for a lock another process holds before it fails with UNAVAILABLE.
+    static Result<std::unique_ptr<Store>> open(const std::filesystem::path& path, const Clock& clock,
+                                               std::chrono::milliseconds busy_timeout = std::chrono::milliseconds(5000));
     ~Store();
     Store(const Store&) = delete;
     Store& operator=(const Store&) = delete;
 
     int schema_version() const;
-    // `PRAGMA integrity_check` == "ok".
-    bool integrity_ok();
+    // `PRAGMA integrity_check` == "ok"; INTERNAL naming the first problems otherwise, UNAVAILABLE when
+    // the check itself cannot run.
+    Status integrity_check();
+    // A one-row read of the jobs table: UNAVAILABLE when the database cannot be read (readiness).
+    Status check_readable();
     // Commits a one-row write (waiting at most `wait` for a lock held by another writer): an error when
     // the database cannot take writes (read-only, disk full, locked, corrupt).
     Status check_writable(std::chrono::milliseconds wait = std::chrono::milliseconds(1000));
@@ -261,10 +270,10 @@ public:
     // CONFLICT if a key that is not revoked already has this name.
     Result<ApiKeyRecord> create_api_key(const std::string& name, Role role, const std::string& key_hash,
                                         const std::string& prefix);
-    // The key with this hash, if it exists and is not revoked.
-    std::optional<ApiKeyRecord> find_api_key_by_hash(const std::string& key_hash);
-    std::optional<ApiKeyRecord> get_api_key(const std::string& id);
-    std::vector<ApiKeyRecord> list_api_keys(bool include_revoked = false);
+    // The key with this hash, if it exists and is not revoked (NOT_FOUND otherwise).
+    Result<ApiKeyRecord> find_api_key_by_hash(const std::string& key_hash);
+    Result<ApiKeyRecord> get_api_key(const std::string& id);  // NOT_FOUND when there is no such key
+    Result<std::vector<ApiKeyRecord>> list_api_keys(bool include_revoked = false);
     // Revokes by id or name; NOT_FOUND when there is no such key that is not yet revoked.
     Result<ApiKeyRecord> revoke_api_key(const std::string& id_or_name);
 
@@ -273,8 +282,8 @@ public:
     // When job.idempotency_key is set and the owner already has a job with that key, returns that
     // job unchanged instead (the caller compares ids to know which happened).
     Result<JobRecord> insert_job(const JobRecord& job);
-    std::optional<JobRecord> get_job(const std::string& id);
-    JobPage list_jobs(const JobQuery& query);
+    Result<JobRecord> get_job(const std::string& id);  // JOB_NOT_FOUND when there is no such job
+    Result<JobPage> list_jobs(const JobQuery& query);
 
     // In one transaction: if the job's state is one of `from`, set it to `to`, apply `changes`, bump
     // version and updated_at, and append a "state" event with `message`. Otherwise CONFLICT with
@@ -287,26 +296,26 @@ public:
                                  const std::optional<nlohmann::json>& progress_event = std::nullopt);
 
     // Events of a job with id > after_id, oldest first.
-    std::vector<JobEvent> job_events(const std::string& job_id, int64_t after_id = 0, int limit = 1000);
+    Result<std::vector<JobEvent>> job_events(const std::string& job_id, int64_t after_id = 0, int limit = 1000);
 
     // 1-based position among queued jobs in claim order (priority desc, then created_at, then id);
     // nullopt when the job is not queued.
-    std::optional<int64_t> queue_position(const std::string& job_id);
-    std::map<JobState, int64_t> count_by_state();
+    Result<std::optional<int64_t>> queue_position(const std::string& job_id);
+    Result<std::map<JobState, int64_t>> count_by_state();
 
     // Jobs in awaiting_upload or queued whose ttl (or `default_ttl_ms` when the job has none) has passed.
-    std::vector<JobRecord> jobs_past_ttl(int64_t now, std::optional<int64_t> default_ttl_ms);
+    Result<std::vector<JobRecord>> jobs_past_ttl(int64_t now, std::optional<int64_t> default_ttl_ms);
     // Completed jobs whose output expires before `now` and is not yet deleted.
-    std::vector<JobRecord> jobs_with_expired_outputs(int64_t now);
+    Result<std::vector<JobRecord>> jobs_with_expired_outputs(int64_t now);
     // Terminal jobs whose source file is not yet deleted.
-    std::vector<JobRecord> terminal_jobs_with_sources();
+    Result<std::vector<JobRecord>> terminal_jobs_with_sources();
     // Every (pool, relative path) a live job still references (sources not deleted, outputs not deleted),
-    // for the janitor to tell orphans from real files.
-    std::vector<std::pair<std::string, std::string>> referenced_files();
+    // for the janitor to tell orphans from real files. Complete or an error: never a partial list.
+    Result<std::vector<std::pair<std::string, std::string>>> referenced_files();
 
     // --- Pool accounting ------------------------------------------------------------------------
     // Bytes reserved in a pool by jobs whose file is not deleted (source_reserved + output_reserved).
-    uint64_t reserved_bytes(const std::string& pool);
+    Result<uint64_t> reserved_bytes(const std::string& pool);
     // In one transaction: picks the first candidate where cap (if any) - reserved >= bytes and
     // disk_free_bytes >= bytes, records the reservation on the job (source_pool/source_reserved or
     // output_pool/output_reserved) and returns the pool name. INSUFFICIENT_STORAGE when none fits.
@@ -318,17 +327,17 @@ public:
 
     // --- Engines and attempts -------------------------------------------------------------------
     Result<EngineRecord> insert_engine(const EngineRecord& engine);
-    std::optional<EngineRecord> get_engine(const std::string& id);
+    Result<EngineRecord> get_engine(const std::string& id);  // NOT_FOUND when there is no such engine
     // One heartbeat: the engine's state and readings, last_seen_at, and the one-shot rerun_benchmark
     // flag cleared, in one narrow UPDATE (no row decoded or re-encoded). key_id: the caller's key,
     // which must own the engine (nullopt: an admin, any engine). NotFound when there is no such engine
     // for that key.
     Result<HeartbeatSeen> record_heartbeat(const EngineHeartbeat& hb, const std::optional<std::string>& key_id);
-    std::vector<EngineRecord> list_engines();
+    Result<std::vector<EngineRecord>> list_engines();
     // The benchmark scores of the engines that are not offline (the scheduler ranks speed by them).
-    std::vector<double> online_benchmark_scores();
+    Result<std::vector<double>> online_benchmark_scores();
     // Whether a queued job is past its backoff: a cheap read before claim_job's write transaction.
-    bool has_claimable_job();
+    Result<bool> any_claimable_job();
     // Writes every field but id, key_id and registered_at.
     Status update_engine(const EngineRecord& engine);
 
@@ -338,12 +347,12 @@ public:
     Result<std::optional<std::pair<JobRecord, AttemptRecord>>> claim_job(const std::string& engine_id, int64_t lease_ms,
                                                                          const ClaimChooser& choose,
                                                                          int max_candidates = 200);
-    std::optional<AttemptRecord> get_attempt(const std::string& id);
-    std::vector<AttemptRecord> attempts_for_job(const std::string& job_id);
+    Result<AttemptRecord> get_attempt(const std::string& id);  // NOT_FOUND when there is no such assignment
+    Result<std::vector<AttemptRecord>> attempts_for_job(const std::string& job_id);
     // Active attempts, of one engine or of all.
-    std::vector<AttemptRecord> active_attempts(const std::optional<std::string>& engine_id = std::nullopt);
+    Result<std::vector<AttemptRecord>> active_attempts(const std::optional<std::string>& engine_id = std::nullopt);
     // Active attempts whose lease ended before `now`.
-    std::vector<AttemptRecord> expired_attempts(int64_t now);
+    Result<std::vector<AttemptRecord>> expired_attempts(int64_t now);
     // Extends an active attempt's lease; LEASE_LOST when it is not active or the token is not its own.
     Result<AttemptRecord> extend_lease(const std::string& attempt_id, int64_t fencing_token, int64_t lease_until);
     // Ends an active attempt (checked against its token: LEASE_LOST otherwise) and moves its job from

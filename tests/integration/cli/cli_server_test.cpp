@@ -9,6 +9,7 @@
 #include "dispatch_server/service/auth.hpp"
 #include "dispatch_server/service/jobs.hpp"
 #include "dispatch_server/store/store.hpp"
+#include "tests/support/must.hpp"
 #include "tests/support/test_support.hpp"
 
 #include <gtest/gtest.h>
@@ -35,6 +36,8 @@
 
 namespace distconv {
 namespace {
+
+using distconv::test::must;
 
 namespace stdfs = std::filesystem;
 using dispatch::JobState;
@@ -221,7 +224,7 @@ TEST_F(CliServerTest, SubmitDetachJsonCarriesTheJobId) {
     EXPECT_EQ(j["jobs"][0]["input"], (m_dir / "clip.mp4").string());
     EXPECT_EQ(j["jobs"][0]["output"], (m_dir / "clip.transcoded.mp4").string());  // never the input itself
     auto job = m_server->store().get_job(id);
-    ASSERT_TRUE(job.has_value());
+    ASSERT_TRUE(job.ok());
     EXPECT_EQ(job->state, JobState::Queued);
     EXPECT_EQ(job->output_filename, "clip.transcoded.mp4");
     EXPECT_EQ(job->options["video"]["crf"], 30);
@@ -342,7 +345,7 @@ TEST_F(CliServerTest, ExitCodes) {
     EXPECT_EQ(refused.code, 2);
     EXPECT_NE(refused.err.find("already exists"), std::string::npos) << refused.err;
     EXPECT_EQ(test::read_file(m_dir / "clip.transcoded.mp4"), "keep me");
-    EXPECT_EQ(m_server->store().list_jobs({}).total, 0);
+    EXPECT_EQ(must(m_server->store().list_jobs({})).total, 0);
 }
 
 TEST_F(CliServerTest, HelpForEverySubcommandHasAnExample) {
@@ -396,7 +399,7 @@ TEST_F(CliServerTest, SubmitWaitFollowsEventsAndDownloads) {
     ASSERT_TRUE(test::wait_until(
         [&] {
             // A multipart job is stored first and queued once its source is in place: wait for queued.
-            for (const auto& j : m_server->store().list_jobs({}).items)
+            for (const auto& j : must(m_server->store().list_jobs({})).items)
                 if (j.id != spare && j.state == JobState::Queued) id = j.id;
             return !id.empty();
         },
@@ -426,7 +429,7 @@ TEST_F(CliServerTest, BatchWaitFollowsAllAndDownloadsEach) {
     ASSERT_TRUE(test::wait_until(
         [&] {
             ids.clear();
-            for (const auto& j : m_server->store().list_jobs({}).items)
+            for (const auto& j : must(m_server->store().list_jobs({})).items)
                 if (j.state == JobState::Queued) ids.push_back(j.id);
             return ids.size() == 2;
         },
@@ -453,7 +456,7 @@ TEST_F(CliServerTest, FailedJobExitsOne) {
     ASSERT_TRUE(test::wait_until(
         [&] {
             // A multipart job is stored first and queued once its source is in place: wait for queued.
-            for (const auto& j : m_server->store().list_jobs({}).items)
+            for (const auto& j : must(m_server->store().list_jobs({})).items)
                 if (j.id != spare && j.state == JobState::Queued) id = j.id;
             return !id.empty();
         },
@@ -474,7 +477,7 @@ TEST_F(CliServerTest, CtrlCWhileWaitingCancelsTheJob) {
     std::string id;
     ASSERT_TRUE(test::wait_until(
         [&] {
-            auto page = m_server->store().list_jobs({});
+            auto page = must(m_server->store().list_jobs({}));
             if (!page.items.empty()) id = page.items[0].id;
             return !id.empty();
         },
@@ -594,7 +597,7 @@ TEST_F(CliEngineTest, CtrlCWhileTranscodingCancelsTheJobAndStopsFfmpeg) {
     std::string id;
     ASSERT_TRUE(test::wait_until(
         [&] {
-            auto page = m_server->store().list_jobs({});
+            auto page = must(m_server->store().list_jobs({}));
             if (page.items.empty()) return false;
             id = page.items.front().id;
             return m_server->store().get_job(id)->state == JobState::Running;

@@ -4,11 +4,14 @@
 
 #include "common/hash.hpp"
 #include "tests/integration/dispatch/server_fixture.hpp"
+#include "tests/support/must.hpp"
 
 #include <gtest/gtest.h>
 
 namespace distconv::itest {
 namespace {
+
+using distconv::test::must;
 
 using dispatch::FileKind;
 using dispatch::JobState;
@@ -182,7 +185,7 @@ TEST_F(FlowTest, EventsStreamCancelAndRetry) {
     ASSERT_EQ(call(c, "DELETE", "/jobs/" + id).status, 202);
     auto events = call(c, "GET", "/jobs/" + id + "/events");
     EXPECT_EQ(events.status, 200);
-    auto all_events = server->store().job_events(id);
+    auto all_events = must(server->store().job_events(id));
     ASSERT_GE(all_events.size(), 4u);
     EXPECT_NE(events.body.find("id: " + std::to_string(all_events.front().id) + "\n"), std::string::npos) << events.body;
     auto resumed = call(c, "GET", "/jobs/" + id + "/events", "", "",

@@ -2,11 +2,14 @@
 // and nothing stored changes (jobs, events and pool files are the same before and after).
 
 #include "tests/integration/dispatch/server_fixture.hpp"
+#include "tests/support/must.hpp"
 
 #include <gtest/gtest.h>
 
 namespace distconv::itest {
 namespace {
+
+using distconv::test::must;
 
 using dispatch::Role;
 
@@ -47,7 +50,7 @@ TEST(MalformedTest, FourxxWithEnvelopeAndNothingChanges) {
         std::string s = call(admin, "GET", "/jobs?all=true&limit=500").body;
         for (const auto& id : {queued, awaiting}) {
             s += call(admin, "GET", "/jobs/" + id).body;
-            s += " events:" + std::to_string(server.store().job_events(id).size());
+            s += " events:" + std::to_string(must(server.store().job_events(id)).size());
         }
         for (const auto& f : files_under(server.config().pools.front().root)) s += "\n" + f;
         s += call(admin, "GET", "/keys").body;

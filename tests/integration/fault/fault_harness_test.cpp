@@ -729,7 +729,9 @@ TEST(FaultHarness, RandomFaultScheduleKeepsEveryJobExactlyOnce) {
         auto store = dispatch::Store::open(db_path, clock);
         ASSERT_TRUE(store);
         dispatch::StoragePools pools(h.pools());
-        auto referenced = (*store)->referenced_files();
+        auto listed = (*store)->referenced_files();
+        ASSERT_TRUE(listed.ok()) << listed.error().to_string();
+        const auto& referenced = *listed;
         pools.sweep_orphans(referenced, 0s);
         std::set<std::pair<std::string, std::string>> keep(referenced.begin(), referenced.end());
         for (const auto& p : h.pools()) {

@@ -4,6 +4,7 @@
 #include "dispatch_server/store/store.hpp"
 
 #include "common/ulid.hpp"
+#include "tests/support/must.hpp"
 #include "tests/support/test_support.hpp"
 
 #include <gtest/gtest.h>
@@ -15,6 +16,8 @@
 
 namespace distconv::dispatch {
 namespace {
+
+using distconv::test::must;
 
 using nlohmann::json;
 
@@ -111,9 +114,9 @@ TEST_F(StoreTest, MigrationsRunOnceAndDataSurvivesReopen) {
     EXPECT_EQ(query_one(db_path(), "SELECT COUNT(*) FROM schema_version"), std::to_string(version));
     // Not re-applied: the recorded time is still the first open's.
     EXPECT_EQ(query_one(db_path(), "SELECT applied_at FROM schema_version WHERE version = 1"), applied_at);
-    ASSERT_TRUE(m_store->get_job(job.id).has_value());
+    ASSERT_TRUE(m_store->get_job(job.id).ok());
     EXPECT_EQ(m_store->get_job(job.id)->owner_key_id, owner);
-    ASSERT_TRUE(m_store->get_api_key(owner).has_value());
+    ASSERT_TRUE(m_store->get_api_key(owner).ok());
     EXPECT_EQ(m_store->get_api_key(owner)->name, "alice");
 }
 
@@ -125,7 +128,7 @@ TEST_F(StoreTest, UsesWalModeAndForeignKeys) {
     auto r = m_store->insert_job(new_job("no-such-key"));
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument);
-    EXPECT_EQ(m_store->list_jobs({}).total, 0);
+    EXPECT_EQ(must(m_store->list_jobs({})).total, 0);
 }
 
 TEST_F(StoreTest, RefusesADatabaseFromANewerVersion) {
@@ -148,7 +151,7 @@ TEST_F(StoreTest, OpenFailsCleanlyOnAnUnusablePath) {
 }
 
 TEST_F(StoreTest, IntegrityOkAndBackupOpensWithTheData) {
-    EXPECT_TRUE(m_store->integrity_ok());
+    EXPECT_TRUE(m_store->integrity_check().ok());
     const auto owner = make_key("carol");
     auto job = new_job(owner);
     job.options = {{"video", {{"codec", "libx264"}}}};
@@ -165,11 +168,11 @@ TEST_F(StoreTest, IntegrityOkAndBackupOpensWithTheData) {
     FakeClock other_clock;
     auto copy = Store::open(backup, other_clock);
     ASSERT_TRUE(copy.ok()) << copy.error().to_string();
-    EXPECT_TRUE(copy.value()->integrity_ok());
+    EXPECT_TRUE(copy.value()->integrity_check().ok());
     auto got = copy.value()->get_job(job.id);
-    ASSERT_TRUE(got.has_value());
+    ASSERT_TRUE(got.ok());
     EXPECT_EQ(got->options, job.options);
-    EXPECT_TRUE(copy.value()->find_api_key_by_hash("hash-carol").has_value());
+    EXPECT_TRUE(copy.value()->find_api_key_by_hash("hash-carol").ok());
     EXPECT_EQ(copy.value()->schema_version(), m_store->schema_version());
 
     EXPECT_FALSE(m_store->backup_to(m_dir / "missing-dir" / "x.db").ok());
@@ -192,10 +195,10 @@ TEST_F(StoreTest, ApiKeysCreateFindListRevoke) {
     ASSERT_TRUE(engine.ok());
 
     auto found = m_store->find_api_key_by_hash("h-gpu");
-    ASSERT_TRUE(found.has_value());
+    ASSERT_TRUE(found.ok());
     EXPECT_EQ(found->id, engine->id);
     EXPECT_EQ(found->role, Role::Engine);
-    EXPECT_FALSE(m_store->find_api_key_by_hash("h-nope").has_value());
+    EXPECT_FALSE(m_store->find_api_key_by_hash("h-nope").ok());
 
     // Same name while active → CONFLICT; same hash → CONFLICT.
     auto dup = m_store->create_api_key("root", Role::User, "h-other", "x");
@@ -206,7 +209,7 @@ TEST_F(StoreTest, ApiKeysCreateFindListRevoke) {
     ASSERT_FALSE(dup_hash.ok());
     EXPECT_EQ(dup_hash.error().code, ErrorCode::Conflict);
 
-    auto list = m_store->list_api_keys();
+    auto list = must(m_store->list_api_keys());
     ASSERT_EQ(list.size(), 2u);
     EXPECT_EQ(list[0].name, "root");
     EXPECT_EQ(list[1].name, "gpu-box");
@@ -217,11 +220,11 @@ TEST_F(StoreTest, ApiKeysCreateFindListRevoke) {
     ASSERT_TRUE(revoked.ok()) << revoked.error().to_string();
     EXPECT_EQ(revoked->id, engine->id);
     EXPECT_EQ(revoked->revoked_at, m_clock.now_ms());
-    EXPECT_FALSE(m_store->find_api_key_by_hash("h-gpu").has_value());
-    ASSERT_TRUE(m_store->get_api_key(engine->id).has_value());
+    EXPECT_FALSE(m_store->find_api_key_by_hash("h-gpu").ok());
+    ASSERT_TRUE(m_store->get_api_key(engine->id).ok());
     EXPECT_EQ(m_store->get_api_key(engine->id)->revoked_at, m_clock.now_ms());
-    EXPECT_EQ(m_store->list_api_keys().size(), 1u);
-    EXPECT_EQ(m_store->list_api_keys(true).size(), 2u);
+    EXPECT_EQ(must(m_store->list_api_keys()).size(), 1u);
+    EXPECT_EQ(must(m_store->list_api_keys(true)).size(), 2u);
 
     auto again = m_store->revoke_api_key("gpu-box");
     ASSERT_FALSE(again.ok());
@@ -233,8 +236,8 @@ TEST_F(StoreTest, ApiKeysCreateFindListRevoke) {
 
     // Revoke by id.
     ASSERT_TRUE(m_store->revoke_api_key(admin->id).ok());
-    EXPECT_FALSE(m_store->find_api_key_by_hash("h-root").has_value());
-    EXPECT_FALSE(m_store->get_api_key("01ARZ3NDEKTSV4RRFFQ69G5FAV").has_value());
+    EXPECT_FALSE(m_store->find_api_key_by_hash("h-root").ok());
+    EXPECT_FALSE(m_store->get_api_key("01ARZ3NDEKTSV4RRFFQ69G5FAV").ok());
 }
 
 // --- jobs ----------------------------------------------------------------------------------------
@@ -289,7 +292,7 @@ TEST_F(StoreTest, InsertAndGetRoundTripEveryField) {
     auto inserted = m_store->insert_job(j);
     ASSERT_TRUE(inserted.ok()) << inserted.error().to_string();
     auto got = m_store->get_job(j.id);
-    ASSERT_TRUE(got.has_value());
+    ASSERT_TRUE(got.ok());
     for (const JobRecord* r : {&inserted.value(), &*got}) {
         EXPECT_EQ(r->id, j.id);
         EXPECT_EQ(r->owner_key_id, owner);
@@ -345,7 +348,7 @@ TEST_F(StoreTest, InsertWithDefaultsKeepsNullsAndEmptyObjects) {
     ASSERT_TRUE(r.ok()) << r.error().to_string();
     EXPECT_TRUE(is_ulid(r->id));
     auto got = m_store->get_job(r->id);
-    ASSERT_TRUE(got.has_value());
+    ASSERT_TRUE(got.ok());
     EXPECT_EQ(got->options, json::object());
     EXPECT_EQ(got->resolved, json::object());
     EXPECT_EQ(got->requirements, json::object());
@@ -364,7 +367,7 @@ TEST_F(StoreTest, InsertWithDefaultsKeepsNullsAndEmptyObjects) {
     EXPECT_FALSE(got->source_deleted);
     EXPECT_FALSE(got->output_deleted);
     EXPECT_EQ(got->max_attempts, 3);
-    EXPECT_FALSE(m_store->get_job("01ARZ3NDEKTSV4RRFFQ69G5FAV").has_value());
+    EXPECT_FALSE(m_store->get_job("01ARZ3NDEKTSV4RRFFQ69G5FAV").ok());
 
     // The same id twice is a CONFLICT, not a silent overwrite.
     auto again = m_store->insert_job(got.value());
@@ -389,8 +392,8 @@ TEST_F(StoreTest, IdempotencyKeyReturnsTheExistingJobPerOwner) {
     EXPECT_EQ(b->id, a.id);
     EXPECT_EQ(b->priority, 5);
     EXPECT_EQ(b->created_at, a.created_at);
-    EXPECT_FALSE(m_store->get_job(retry.id).has_value());
-    EXPECT_EQ(m_store->job_events(a.id).size(), 1u);  // no second "created" event
+    EXPECT_FALSE(m_store->get_job(retry.id).ok());
+    EXPECT_EQ(must(m_store->job_events(a.id)).size(), 1u);  // no second "created" event
 
     // Another owner may use the same key.
     auto other = new_job(bob);
@@ -398,7 +401,7 @@ TEST_F(StoreTest, IdempotencyKeyReturnsTheExistingJobPerOwner) {
     auto c = m_store->insert_job(other);
     ASSERT_TRUE(c.ok());
     EXPECT_EQ(c->id, other.id);
-    EXPECT_EQ(m_store->list_jobs({}).total, 2);
+    EXPECT_EQ(must(m_store->list_jobs({})).total, 2);
 }
 
 TEST_F(StoreTest, ListPagesNewestFirstWithCursorAndTotal) {
@@ -418,7 +421,7 @@ TEST_F(StoreTest, ListPagesNewestFirstWithCursorAndTotal) {
     std::vector<std::string> seen;
     std::vector<size_t> sizes;
     for (int page_no = 0; page_no < 10; ++page_no) {
-        auto page = m_store->list_jobs(q);
+        auto page = must(m_store->list_jobs(q));
         EXPECT_EQ(page.total, 7);
         sizes.push_back(page.items.size());
         for (const auto& j : page.items) {
@@ -437,7 +440,7 @@ TEST_F(StoreTest, ListPagesNewestFirstWithCursorAndTotal) {
     JobQuery exact;
     exact.owner_key_id = alice;
     exact.limit = 7;
-    auto all = m_store->list_jobs(exact);
+    auto all = must(m_store->list_jobs(exact));
     EXPECT_EQ(all.items.size(), 7u);
     EXPECT_FALSE(all.next_cursor.has_value());
 
@@ -445,19 +448,19 @@ TEST_F(StoreTest, ListPagesNewestFirstWithCursorAndTotal) {
     JobQuery running;
     running.owner_key_id = alice;
     running.state = JobState::Running;
-    auto r = m_store->list_jobs(running);
+    auto r = must(m_store->list_jobs(running));
     EXPECT_EQ(r.total, 3);
     EXPECT_EQ(r.items.size(), 3u);
     for (const auto& j : r.items) EXPECT_EQ(j.state, JobState::Running);
 
     JobQuery everyone;
     everyone.limit = 1000;  // clamped to 500
-    auto e = m_store->list_jobs(everyone);
+    auto e = must(m_store->list_jobs(everyone));
     EXPECT_EQ(e.total, 14);
     EXPECT_EQ(e.items.size(), 14u);
     JobQuery zero;
     zero.limit = 0;  // clamped to 1
-    auto z = m_store->list_jobs(zero);
+    auto z = must(m_store->list_jobs(zero));
     EXPECT_EQ(z.items.size(), 1u);
     EXPECT_TRUE(z.next_cursor.has_value());
     EXPECT_EQ(z.total, 14);
@@ -507,7 +510,7 @@ TEST_F(StoreTest, TransitionIsGuardedByTheCurrentState) {
     ASSERT_FALSE(missing.ok());
     EXPECT_EQ(missing.error().code, ErrorCode::JobNotFound);
 
-    auto events = m_store->job_events(job.id);
+    auto events = must(m_store->job_events(job.id));
     ASSERT_EQ(events.size(), 4u);
     EXPECT_EQ(events[0].type, "state");
     EXPECT_FALSE(events[0].from_state.has_value());
@@ -524,11 +527,11 @@ TEST_F(StoreTest, TransitionIsGuardedByTheCurrentState) {
     for (const auto& e : events) EXPECT_EQ(e.job_id, job.id);
 
     // after_id and limit.
-    auto tail = m_store->job_events(job.id, events[1].id);
+    auto tail = must(m_store->job_events(job.id, events[1].id));
     ASSERT_EQ(tail.size(), 2u);
     EXPECT_EQ(tail[0].id, events[2].id);
-    EXPECT_EQ(m_store->job_events(job.id, 0, 2).size(), 2u);
-    EXPECT_TRUE(m_store->job_events(job.id, events[3].id).empty());
+    EXPECT_EQ(must(m_store->job_events(job.id, 0, 2)).size(), 2u);
+    EXPECT_TRUE(must(m_store->job_events(job.id, events[3].id)).empty());
 }
 
 TEST_F(StoreTest, UpdateJobBumpsVersionAndRecordsProgress) {
@@ -560,7 +563,7 @@ TEST_F(StoreTest, UpdateJobBumpsVersionAndRecordsProgress) {
     EXPECT_FALSE(r2->not_before.has_value());
     EXPECT_EQ(r2->version, 3);
 
-    auto events = m_store->job_events(job.id);
+    auto events = must(m_store->job_events(job.id));
     ASSERT_EQ(events.size(), 2u);
     EXPECT_EQ(events[1].type, "progress");
     EXPECT_EQ(events[1].to_state, JobState::Running);
@@ -599,7 +602,7 @@ TEST_F(StoreTest, ConcurrentTransitionsExactlyOneWins) {
         EXPECT_EQ(wins.load(), 1);
         EXPECT_EQ(conflicts.load(), k_threads - 1);
         EXPECT_EQ(m_store->get_job(job.id)->version, 2);
-        EXPECT_EQ(m_store->job_events(job.id).size(), 2u);
+        EXPECT_EQ(must(m_store->job_events(job.id)).size(), 2u);
     }
 }
 
@@ -629,7 +632,7 @@ TEST_F(StoreTest, ConcurrentTransitionsAcrossTwoConnections) {
     for (auto& th : threads) th.join();
     EXPECT_EQ(wins.load(), 20);
     EXPECT_EQ(other_errors.load(), 0);
-    EXPECT_EQ(m_store->count_by_state()[JobState::Assigned], 20);
+    EXPECT_EQ(must(m_store->count_by_state())[JobState::Assigned], 20);
 }
 
 TEST_F(StoreTest, QueuePositionFollowsClaimOrder) {
@@ -649,21 +652,21 @@ TEST_F(StoreTest, QueuePositionFollowsClaimOrder) {
     const auto running = insert(new_job(owner, JobState::Running, 100));
     const auto negative = insert(new_job(owner, JobState::Queued, -5));
 
-    EXPECT_EQ(m_store->queue_position(high.id), 1);
-    EXPECT_EQ(m_store->queue_position(low_old.id), 2);
-    EXPECT_EQ(m_store->queue_position(low_new.id), 3);
-    EXPECT_EQ(m_store->queue_position(delayed.id), 4);
-    EXPECT_EQ(m_store->queue_position(same_time.id), 5);
-    EXPECT_EQ(m_store->queue_position(negative.id), 6);
-    EXPECT_FALSE(m_store->queue_position(running.id).has_value());
-    EXPECT_FALSE(m_store->queue_position("01ARZ3NDEKTSV4RRFFQ69G5FAV").has_value());
+    EXPECT_EQ(must(m_store->queue_position(high.id)), 1);
+    EXPECT_EQ(must(m_store->queue_position(low_old.id)), 2);
+    EXPECT_EQ(must(m_store->queue_position(low_new.id)), 3);
+    EXPECT_EQ(must(m_store->queue_position(delayed.id)), 4);
+    EXPECT_EQ(must(m_store->queue_position(same_time.id)), 5);
+    EXPECT_EQ(must(m_store->queue_position(negative.id)), 6);
+    EXPECT_FALSE(must(m_store->queue_position(running.id)).has_value());
+    EXPECT_FALSE(must(m_store->queue_position("01ARZ3NDEKTSV4RRFFQ69G5FAV")).has_value());
 
     // The head leaves the queue: everyone moves up.
     ASSERT_TRUE(m_store->transition(high.id, {JobState::Queued}, JobState::Assigned, {}).ok());
-    EXPECT_EQ(m_store->queue_position(low_old.id), 1);
-    EXPECT_EQ(m_store->queue_position(negative.id), 5);
+    EXPECT_EQ(must(m_store->queue_position(low_old.id)), 1);
+    EXPECT_EQ(must(m_store->queue_position(negative.id)), 5);
 
-    auto counts = m_store->count_by_state();
+    auto counts = must(m_store->count_by_state());
     EXPECT_EQ(counts.size(), 3u);
     EXPECT_EQ(counts[JobState::Queued], 5);
     EXPECT_EQ(counts[JobState::Assigned], 1);
@@ -689,12 +692,12 @@ TEST_F(StoreTest, TtlAndRetentionQueries) {
         for (const auto& j : v) s.insert(j.id);
         return s;
     };
-    EXPECT_TRUE(m_store->jobs_past_ttl(t0 + 1000, std::nullopt).empty());  // strictly past
-    EXPECT_EQ(ids(m_store->jobs_past_ttl(t0 + 1001, std::nullopt)), (std::set<std::string>{own_ttl.id}));
-    EXPECT_EQ(ids(m_store->jobs_past_ttl(t0 + 6000, std::nullopt)), (std::set<std::string>{own_ttl.id, uploading.id}));
+    EXPECT_TRUE(must(m_store->jobs_past_ttl(t0 + 1000, std::nullopt)).empty());  // strictly past
+    EXPECT_EQ(ids(must(m_store->jobs_past_ttl(t0 + 1001, std::nullopt))), (std::set<std::string>{own_ttl.id}));
+    EXPECT_EQ(ids(must(m_store->jobs_past_ttl(t0 + 6000, std::nullopt))), (std::set<std::string>{own_ttl.id, uploading.id}));
     // A default applies only to jobs without their own ttl.
-    EXPECT_EQ(ids(m_store->jobs_past_ttl(t0 + 2000, 1500)), (std::set<std::string>{own_ttl.id, no_ttl.id}));
-    EXPECT_EQ(ids(m_store->jobs_past_ttl(t0 + 2000, 100'000)), (std::set<std::string>{own_ttl.id}));
+    EXPECT_EQ(ids(must(m_store->jobs_past_ttl(t0 + 2000, 1500))), (std::set<std::string>{own_ttl.id, no_ttl.id}));
+    EXPECT_EQ(ids(must(m_store->jobs_past_ttl(t0 + 2000, 100'000))), (std::set<std::string>{own_ttl.id}));
 
     // Expired outputs: completed, expiry passed, not yet deleted.
     auto done = new_job(owner, JobState::Completed);
@@ -708,8 +711,8 @@ TEST_F(StoreTest, TtlAndRetentionQueries) {
     done_deleted.output_expires_at = t0 + 100;
     done_deleted.output_deleted = true;
     insert(done_deleted);
-    EXPECT_EQ(ids(m_store->jobs_with_expired_outputs(t0 + 200)), (std::set<std::string>{done.id}));
-    EXPECT_EQ(ids(m_store->jobs_with_expired_outputs(t0 + 20'000)), (std::set<std::string>{done.id, done_later.id}));
+    EXPECT_EQ(ids(must(m_store->jobs_with_expired_outputs(t0 + 200))), (std::set<std::string>{done.id}));
+    EXPECT_EQ(ids(must(m_store->jobs_with_expired_outputs(t0 + 20'000))), (std::set<std::string>{done.id, done_later.id}));
 
     // Terminal jobs whose source is still there.
     auto failed_src = new_job(owner, JobState::Failed);
@@ -727,7 +730,7 @@ TEST_F(StoreTest, TtlAndRetentionQueries) {
     done_src_deleted.source_path = "s3";
     done_src_deleted.source_deleted = true;
     insert(done_src_deleted);
-    EXPECT_EQ(ids(m_store->terminal_jobs_with_sources()),
+    EXPECT_EQ(ids(must(m_store->terminal_jobs_with_sources())),
               (std::set<std::string>{failed_src.id, canceled_reserved.id}));
 }
 
@@ -744,7 +747,7 @@ TEST_F(StoreTest, ReserveSpaceRespectsCapsAndDiskFree) {
     auto ra = m_store->reserve_space(a.id, FileKind::Source, 600, pools);
     ASSERT_TRUE(ra.ok()) << ra.error().to_string();
     EXPECT_EQ(*ra, "small");
-    EXPECT_EQ(m_store->reserved_bytes("small"), 600u);
+    EXPECT_EQ(must(m_store->reserved_bytes("small")), 600u);
     auto ja = m_store->get_job(a.id);
     EXPECT_EQ(ja->source_pool, "small");
     EXPECT_EQ(ja->source_reserved, 600u);
@@ -758,7 +761,7 @@ TEST_F(StoreTest, ReserveSpaceRespectsCapsAndDiskFree) {
     auto rc = m_store->reserve_space(c.id, FileKind::Output, 400, pools);
     ASSERT_TRUE(rc.ok());
     EXPECT_EQ(*rc, "small");
-    EXPECT_EQ(m_store->reserved_bytes("small"), 1000u);
+    EXPECT_EQ(must(m_store->reserved_bytes("small")), 1000u);
     EXPECT_EQ(m_store->get_job(c.id)->output_pool, "small");
     EXPECT_EQ(m_store->get_job(c.id)->output_reserved, 400u);
 
@@ -778,8 +781,8 @@ TEST_F(StoreTest, ReserveSpaceRespectsCapsAndDiskFree) {
     auto re = m_store->reserve_space(c.id, FileKind::Source, 50, by_disk);  // replaces the 200 in "large"
     ASSERT_TRUE(re.ok());
     EXPECT_EQ(*re, "uncapped");
-    EXPECT_EQ(m_store->reserved_bytes("large"), 600u);
-    EXPECT_EQ(m_store->reserved_bytes("uncapped"), 50u);
+    EXPECT_EQ(must(m_store->reserved_bytes("large")), 600u);
+    EXPECT_EQ(must(m_store->reserved_bytes("uncapped")), 50u);
 
     auto missing = m_store->reserve_space("01ARZ3NDEKTSV4RRFFQ69G5FAV", FileKind::Source, 1, pools);
     ASSERT_FALSE(missing.ok());
@@ -796,11 +799,11 @@ TEST_F(StoreTest, ReReserveReplacesAndReleaseFrees) {
     // Growing its own reservation to the whole cap works: its old 900 is not counted against it.
     auto grow = m_store->reserve_space(a.id, FileKind::Source, 1000, one);
     ASSERT_TRUE(grow.ok()) << grow.error().to_string();
-    EXPECT_EQ(m_store->reserved_bytes("p"), 1000u);
+    EXPECT_EQ(must(m_store->reserved_bytes("p")), 1000u);
     EXPECT_EQ(m_store->reserve_space(b.id, FileKind::Source, 1, one).error().code, ErrorCode::InsufficientStorage);
 
     ASSERT_TRUE(m_store->release_space(a.id, FileKind::Source).ok());
-    EXPECT_EQ(m_store->reserved_bytes("p"), 0u);
+    EXPECT_EQ(must(m_store->reserved_bytes("p")), 0u);
     EXPECT_EQ(m_store->get_job(a.id)->source_reserved, 0u);
     EXPECT_EQ(m_store->get_job(a.id)->source_pool, "p");  // the file's pool is still known
     ASSERT_TRUE(m_store->reserve_space(b.id, FileKind::Source, 1000, one).ok());
@@ -811,11 +814,11 @@ TEST_F(StoreTest, ReReserveReplacesAndReleaseFrees) {
     JobUpdate del;
     del.source_deleted = true;
     ASSERT_TRUE(m_store->update_job(b.id, del).ok());
-    EXPECT_EQ(m_store->reserved_bytes("p"), 0u);
+    EXPECT_EQ(must(m_store->reserved_bytes("p")), 0u);
     EXPECT_TRUE(m_store->reserve_space(a.id, FileKind::Output, 1000, one).ok());
-    EXPECT_EQ(m_store->reserved_bytes("p"), 1000u);
+    EXPECT_EQ(must(m_store->reserved_bytes("p")), 1000u);
     ASSERT_TRUE(m_store->release_space(a.id, FileKind::Output).ok());
-    EXPECT_EQ(m_store->reserved_bytes("p"), 0u);
+    EXPECT_EQ(must(m_store->reserved_bytes("p")), 0u);
 }
 
 TEST_F(StoreTest, ReferencedFilesListsLiveSourcesAndOutputs) {
@@ -842,7 +845,7 @@ TEST_F(StoreTest, ReferencedFilesListsLiveSourcesAndOutputs) {
 
     const std::vector<std::pair<std::string, std::string>> expected = {
         {"p1", "a/source"}, {"p1", "b/out.mkv"}, {"p2", "a/out.mp4"}};
-    EXPECT_EQ(m_store->referenced_files(), expected);
+    EXPECT_EQ(must(m_store->referenced_files()), expected);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // retries with backoff, cancel through progress, offline engines, long-polls that wake for work only.
 #include "dispatch_server/service/engines.hpp"
 #include "dispatch_server/service/jobs.hpp"
+#include "tests/support/must.hpp"
 #include "tests/support/test_support.hpp"
 
 #include <gtest/gtest.h>
@@ -12,6 +13,8 @@ using namespace distconv;
 using namespace distconv::dispatch;
 
 namespace {
+
+using distconv::test::must;
 
 class FakeClock : public Clock {
 public:
@@ -327,24 +330,24 @@ TEST_F(EngineServiceTest, AWaitingClaimIsHandedWorkQueuedWhileItWaits) {
 }
 
 TEST_F(EngineServiceTest, StoreTellsWhetherAJobIsClaimableAndTheOnlineScores) {
-    EXPECT_FALSE(store->has_claimable_job());
+    EXPECT_FALSE(must(store->any_claimable_job()));
     auto job = queued_job();
-    EXPECT_TRUE(store->has_claimable_job());
+    EXPECT_TRUE(must(store->any_claimable_job()));
     JobUpdate u;
     u.not_before = clock.now_ms() + 5'000;  // in its backoff
     ASSERT_TRUE(store->update_job(job, u).ok());
-    EXPECT_FALSE(store->has_claimable_job());
+    EXPECT_FALSE(must(store->any_claimable_job()));
     clock.advance(5'000);
-    EXPECT_TRUE(store->has_claimable_job());
+    EXPECT_TRUE(must(store->any_claimable_job()));
 
-    EXPECT_TRUE(store->online_benchmark_scores().empty());  // the engine has no score yet
+    EXPECT_TRUE(must(store->online_benchmark_scores()).empty());  // the engine has no score yet
     auto e = *store->get_engine(engine_id);
     e.benchmark_score = 7.5;
     ASSERT_TRUE(store->update_engine(e).ok());
-    EXPECT_EQ(store->online_benchmark_scores(), std::vector<double>{7.5});
+    EXPECT_EQ(must(store->online_benchmark_scores()), std::vector<double>{7.5});
     e.state = "offline";
     ASSERT_TRUE(store->update_engine(e).ok());
-    EXPECT_TRUE(store->online_benchmark_scores().empty());
+    EXPECT_TRUE(must(store->online_benchmark_scores()).empty());
 }
 
 TEST(ChangeNotifierTest, ClaimWaitersWakeForWorkOnly) {
