@@ -5,6 +5,7 @@
 #include "common/http/client.hpp"
 #include "protocol/protocol.hpp"
 #include "submission_client/core.hpp"
+#include "submission_client/local_name.hpp"
 #include "submission_client/sse_stream.hpp"
 
 #include <CLI/CLI.hpp>
@@ -680,11 +681,11 @@ int run_retry(Session& s, const std::string& id) {
 
 int run_download(Session& s, const DownloadCommandOptions& o) {
     std::signal(SIGINT, on_sigint);
-    stdfs::path out = o.output;
+    stdfs::path out = o.output;  // the user's -o is used as given
     if (out.empty()) {
         json j = s.call("GET", "/jobs/" + o.job_id);
         auto job = decode(s, protocol::parse_job_resource(j));
-        out = job.output.filename.empty() ? stdfs::path(o.job_id) : stdfs::path(job.output.filename);
+        out = safe_local_name(job.output.filename, o.job_id + ".out");
     }
     std::error_code ec;
     if (stdfs::exists(out, ec) && !o.force)
