@@ -84,12 +84,12 @@ Cluster::Cluster(DispatchTimings t) {
     m_engine_key = create_key(data, "engine");
     EXPECT_FALSE(m_user_key.empty());
     EXPECT_FALSE(m_engine_key.empty());
-    m_dispatch = std::make_unique<Daemon>(
-        std::vector<std::string>{dispatch_binary(), "serve", "--listen", "127.0.0.1:0", "--data-dir", data,
-                                 "--lease-timeout", t.lease_timeout, "--heartbeat-interval", t.heartbeat_interval,
-                                 "--engine-offline-after", t.engine_offline_after, "--retry-backoff",
-                                 t.retry_backoff, "--retry-backoff-max", t.retry_backoff_max},
-        m_dir / "dispatch.log");
+    std::vector<std::string> argv{dispatch_binary(), "serve", "--listen", "127.0.0.1:0", "--data-dir", data,
+                                  "--lease-timeout", t.lease_timeout, "--heartbeat-interval", t.heartbeat_interval,
+                                  "--engine-offline-after", t.engine_offline_after, "--retry-backoff",
+                                  t.retry_backoff, "--retry-backoff-max", t.retry_backoff_max};
+    argv.insert(argv.end(), t.extra_args.begin(), t.extra_args.end());
+    m_dispatch = std::make_unique<Daemon>(argv, m_dir / "dispatch.log");
     static const std::regex k_listening(R"(listening on 127\.0\.0\.1:(\d+))");
     std::smatch m;
     std::string log;

@@ -50,6 +50,7 @@ struct DispatchTimings {
     std::string engine_offline_after = "10s";
     std::string retry_backoff = "200ms";
     std::string retry_backoff_max = "500ms";
+    std::vector<std::string> extra_args;  // appended to distconv-dispatch serve's command line as given
 };
 
 struct EngineOptions {

@@ -6,6 +6,7 @@
 #include "dispatch_server/store/store.hpp"
 
 #include "common/ulid.hpp"
+#include "tests/support/sqlite_peer.hpp"
 #include "tests/support/test_support.hpp"
 
 #include <gtest/gtest.h>
@@ -18,29 +19,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Another process's connection to the database file.
-class OtherConnection {
-public:
-    explicit OtherConnection(const std::filesystem::path& path) {
-        EXPECT_EQ(sqlite3_open_v2(path.c_str(), &m_db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
-        sqlite3_busy_timeout(m_db, 5000);
-    }
-    ~OtherConnection() { sqlite3_close_v2(m_db); }
-    OtherConnection(const OtherConnection&) = delete;
-    OtherConnection& operator=(const OtherConnection&) = delete;
-
-    void exec(const std::string& sql) {
-        char* err = nullptr;
-        int rc = sqlite3_exec(m_db, sql.c_str(), nullptr, nullptr, &err);
-        EXPECT_EQ(rc, SQLITE_OK) << sql << ": " << (err ? err : "");
-        sqlite3_free(err);
-    }
-
-private:
-    sqlite3* m_db = nullptr;
-};
-
-constexpr const char* k_tables[] = {"jobs", "api_keys", "engines", "attempts", "job_events"};
+using OtherConnection = test::SqlitePeer;
 
 class StoreFaultTest : public ::testing::Test {
 protected:
@@ -68,13 +47,6 @@ protected:
         auto engine = m_store->insert_engine(e);
         ASSERT_TRUE(engine.ok());
         m_engine = *engine;
-    }
-
-    void hide_tables(OtherConnection& other) {
-        for (const char* t : k_tables) other.exec(std::string("ALTER TABLE ") + t + " RENAME TO hidden_" + t);
-    }
-    void restore_tables(OtherConnection& other) {
-        for (const char* t : k_tables) other.exec(std::string("ALTER TABLE hidden_") + t + " RENAME TO " + t);
     }
 
     // Every reader, by name, each returning the error it got (or nothing when it answered).
@@ -121,7 +93,7 @@ protected:
 
 TEST_F(StoreFaultTest, EveryReaderAnswersUnavailableWhenTheDatabaseCannotBeRead) {
     OtherConnection other(m_dir / "dispatch.db");
-    hide_tables(other);
+    ASSERT_TRUE(other.hide_store_tables());
     for (const auto& [name, read] : readers()) {
         auto e = read();
         ASSERT_TRUE(e.has_value()) << name << " answered from a database it could not read";
@@ -132,7 +104,7 @@ TEST_F(StoreFaultTest, EveryReaderAnswersUnavailableWhenTheDatabaseCannotBeRead)
     // The maintenance's listing in particular: no partial or empty list that a sweep could act on.
     EXPECT_FALSE(m_store->referenced_files().ok());
 
-    restore_tables(other);
+    ASSERT_TRUE(other.restore_store_tables());
     for (const auto& [name, read] : readers()) {
         auto e = read();
         // get_attempt of an id that does not exist is NOT_FOUND, not a database error.
