@@ -64,10 +64,12 @@ struct DispatchServer::Impl {
             lock.unlock();
             try {
                 auto report = jobs->run_maintenance();
-                if (report.expired_jobs || report.outputs_deleted || report.sources_deleted || report.orphans_removed)
-                    spdlog::info("maintenance: {} jobs expired, {} outputs and {} sources deleted, {} orphan files removed",
-                                 report.expired_jobs, report.outputs_deleted, report.sources_deleted,
-                                 report.orphans_removed);
+                if (report.expired_jobs || report.outputs_deleted || report.sources_deleted || report.orphans_removed ||
+                    report.uploads_abandoned)
+                    spdlog::info("maintenance: {} jobs expired, {} uploads abandoned, {} outputs and {} sources deleted, "
+                                 "{} orphan files removed",
+                                 report.expired_jobs, report.uploads_abandoned, report.outputs_deleted,
+                                 report.sources_deleted, report.orphans_removed);
                 for (const auto& e : report.errors) spdlog::warn("maintenance: {}", e);
             } catch (const std::exception& e) {
                 spdlog::error("maintenance failed: {}", e.what());

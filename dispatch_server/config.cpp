@@ -51,6 +51,11 @@ void add_options(CLI::App& app, DispatchConfig& c) {
     app.add_option("--db-busy-timeout", c.db_busy_timeout,
                    "How long a database statement waits for a lock held elsewhere before answering 503")
         ->capture_default_str();
+    app.add_option("--upload-idle-timeout", c.upload_idle_timeout,
+                   "A job awaiting its upload with no bytes for this long fails (UPLOAD_ABANDONED) and frees its space")
+        ->capture_default_str();
+    app.add_option("--user-quota", c.user_quota, "Bytes one user's jobs may reserve or store in the pools (0: no quota)")
+        ->capture_default_str();
     app.add_option("--source-url-host", c.source_url_hosts, "A host that source_url may fetch from; repeat");
     app.add_option("--ffprobe", c.ffprobe, "ffprobe program")->capture_default_str();
     app.add_option("--ffmpeg", c.ffmpeg, "ffmpeg program (finishes streamed MP4 outputs)")->capture_default_str();
@@ -108,6 +113,7 @@ Status finalize(DispatchConfig& c) {
                                  DurationKey{"job-ttl", c.job_ttl, ttl},
                                  DurationKey{"maintenance-interval", c.maintenance_interval, c.maintenance_interval_ms},
                                  DurationKey{"db-busy-timeout", c.db_busy_timeout, c.db_busy_timeout_ms},
+                                 DurationKey{"upload-idle-timeout", c.upload_idle_timeout, c.upload_idle_timeout_ms},
                                  DurationKey{"lease-timeout", c.lease_timeout, c.lease_ms},
                                  DurationKey{"heartbeat-interval", c.heartbeat_interval, c.heartbeat_interval_ms},
                                  DurationKey{"engine-offline-after", c.engine_offline_after, c.engine_offline_ms},
@@ -121,6 +127,11 @@ Status finalize(DispatchConfig& c) {
     if (c.maintenance_interval_ms < 10)
         return Error::invalid("maintenance-interval", "maintenance-interval must be at least 10ms");
 
+    if (c.upload_idle_timeout_ms < 1000)
+        return Error::invalid("upload-idle-timeout", "upload-idle-timeout must be at least 1s");
+    auto quota = config::parse_byte_size(c.user_quota);
+    if (!quota) return Error::invalid("user-quota", "user-quota: " + quota.error().message);
+    c.user_quota_bytes = *quota;
     if (c.db_busy_timeout_ms < 10 || c.db_busy_timeout_ms > 600000)
         return Error::invalid("db-busy-timeout", "db-busy-timeout must be between 10ms and 10m");
     if (c.lease_ms < 100) return Error::invalid("lease-timeout", "lease-timeout must be at least 100ms");

@@ -35,7 +35,9 @@ struct DispatchConfig {
     std::string source_retention = "1h";
     std::string job_ttl = "0s";  // 0: jobs never expire in the queue
     std::string maintenance_interval = "30s";
-    std::string db_busy_timeout = "5s";  // a statement waits this long for a lock another process holds
+    std::string db_busy_timeout = "5s";
+    std::string upload_idle_timeout = "30m";  // awaiting_upload with no bytes for this long: UPLOAD_ABANDONED
+    std::string user_quota = "0";             // bytes one user's jobs may hold in the pools (0: no quota)  // a statement waits this long for a lock another process holds
     std::vector<std::string> source_url_hosts;  // hosts `source_url` may name (none by default)
     std::string ffprobe = "ffprobe";
     std::string ffmpeg = "ffmpeg";  // finishes stream-mode MP4 outputs (-c copy, faststart)
@@ -61,6 +63,8 @@ struct DispatchConfig {
     std::optional<int64_t> job_ttl_ms;
     int64_t maintenance_interval_ms = 0;
     int64_t db_busy_timeout_ms = 0;
+    int64_t upload_idle_timeout_ms = 0;
+    uint64_t user_quota_bytes = 0;
     int64_t lease_ms = 0;
     int64_t heartbeat_interval_ms = 0;
     int64_t engine_offline_ms = 0;

@@ -227,6 +227,7 @@ Result<JobResource> parse_job_resource(const json& j, const std::string& prefix)
     r.optional("upload_url", out.upload_url);
     r.optional("queue_position", out.queue_position);
     r.optional("message", out.message);
+    r.optional("failure_code", out.failure_code);
     r.optional("failure_reason", out.failure_reason);
     r.optional("fps", out.fps);
     r.optional("speed", out.speed);
@@ -260,6 +261,7 @@ json to_json(const JobResource& v) {
                 {"upload_url", nullable(v.upload_url)},
                 {"queue_position", nullable(v.queue_position)},
                 {"message", nullable(v.message)},
+                {"failure_code", nullable(v.failure_code)},
                 {"failure_reason", nullable(v.failure_reason)},
                 {"fps", nullable(v.fps)},
                 {"speed", nullable(v.speed)},

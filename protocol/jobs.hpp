@@ -109,6 +109,7 @@ struct JobResource {
     std::optional<std::string> upload_url;
     std::optional<int> queue_position;
     std::optional<std::string> message;
+    std::optional<std::string> failure_code;  // machine-readable: e.g. SOURCE_CORRUPT, UPLOAD_ABANDONED
     std::optional<std::string> failure_reason;
     std::optional<double> fps;
     std::optional<double> speed;

@@ -33,7 +33,9 @@ inline constexpr int k_max_claim_wait_seconds = 60;
 inline constexpr int k_max_list_limit = 500;
 inline constexpr int k_default_list_limit = 50;
 
-enum class ErrorClass { Permanent, Transient };
+// source_corrupt: the source the engine received does not match its SHA-256 (the dispatch re-hashes
+// its stored copy: a copy that changed on disk fails the job with SOURCE_CORRUPT, else it is retried).
+enum class ErrorClass { Permanent, Transient, SourceCorrupt };
 std::string_view to_string(ErrorClass c);
 std::optional<ErrorClass> parse_error_class(std::string_view text);
 

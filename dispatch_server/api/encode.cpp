@@ -84,6 +84,7 @@ protocol::JobResource to_resource(const JobRecord& job, const std::string& owner
         r.upload_url = std::string(protocol::k_api_prefix) + "/jobs/" + job.id + "/source";
     if (queue_position) r.queue_position = static_cast<int>(*queue_position);
     r.message = non_empty(job.message);
+    r.failure_code = non_empty(job.failure_code);
     r.failure_reason = non_empty(job.failure_reason);
     r.fps = progress_field(job, "fps");
     r.speed = progress_field(job, "speed");

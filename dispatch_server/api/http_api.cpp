@@ -325,6 +325,7 @@ struct HttpApi::Impl {
                          "the upload is larger than this server accepts (" + std::to_string(s.config.max_upload_bytes) +
                              " bytes)",
                          {{"max_bytes", s.config.max_upload_bytes}});
+        if (auto quota = s.jobs.check_quota(who, *length); !quota) return quota.error();
         auto incoming = s.jobs.pools().reserve_incoming(s.jobs.store(), *length);
         if (!incoming) return incoming.error();
         auto path = s.jobs.pools().resolve(incoming->pool, incoming->relative);

@@ -463,7 +463,7 @@ Result<protocol::AssignmentAck> EngineService::complete(const Principal& who, co
 Result<JobRecord> EngineService::end_unfinished(const AttemptRecord& a, const std::string& attempt_state,
                                                 bool permanent, const std::string& reason,
                                                 const std::string& stderr_tail, std::optional<int> exit_code,
-                                                const std::string& error_class) {
+                                                const std::string& error_class, const std::string& failure_code) {
     auto job = m_store.get_job(a.job_id);
     if (!job) return job.error();
     int64_t now = m_clock.now_ms();
@@ -483,7 +483,7 @@ Result<JobRecord> EngineService::end_unfinished(const AttemptRecord& a, const st
     } else if (permanent || job->attempt_count >= job->max_attempts) {
         end.job_to = JobState::Failed;
         end.job_changes.finished_at = now;
-        end.job_changes.failure_code = permanent ? "TRANSCODE_FAILED" : "attempts_exhausted";
+        end.job_changes.failure_code = permanent ? failure_code : "attempts_exhausted";
         std::string why = permanent ? reason
                                     : "gave up after " + std::to_string(job->attempt_count) + " attempt(s): " + reason;
         std::string tail = process::tail_lines(stderr_tail, 12);
@@ -513,6 +513,19 @@ Result<JobRecord> EngineService::end_unfinished(const AttemptRecord& a, const st
     return r;
 }
 
+Result<std::string> EngineService::check_stored_source(const std::string& job_id) {
+    auto job = m_store.get_job(job_id);
+    if (!job) return job.error();
+    auto path = m_pools.resolve(job->source_pool, job->source_path);
+    if (!job->source_sha256) return std::string();  // nothing to compare against: treated as in transit
+    auto sha = sha256_file(path);
+    if (!sha) return "the stored source cannot be read: " + sha.error().message;
+    if (*sha != *job->source_sha256)
+        return "the stored source no longer matches the SHA-256 taken when it was uploaded (" + *job->source_sha256 +
+               ", now " + *sha + "): it was corrupted on the server's disk; upload it again";
+    return std::string();
+}
+
 Result<protocol::AssignmentAck> EngineService::fail(const Principal& who, const std::string& assignment_id,
                                                     const protocol::FailRequest& request) {
     auto a = owned_attempt(who, assignment_id);
@@ -522,8 +535,18 @@ Result<protocol::AssignmentAck> EngineService::fail(const Principal& who, const 
     bool permanent = request.error_class == protocol::ErrorClass::Permanent;
     std::string reason = request.message.empty() ? "the engine reported a failure" : request.message;
     if (request.exit_code) reason += " (exit code " + std::to_string(*request.exit_code) + ")";
+    std::string failure_code = "TRANSCODE_FAILED";
+    if (request.error_class == protocol::ErrorClass::SourceCorrupt) {
+        // The engine's copy does not match the upload's SHA-256. Ours decides: if it changed on disk the
+        // job can never succeed from it; if it is intact the bytes broke on the way, and a retry helps.
+        auto verdict = check_stored_source(a->job_id);
+        if (!verdict) return verdict.error();
+        permanent = !verdict->empty();
+        failure_code = "SOURCE_CORRUPT";
+        reason = permanent ? *verdict : reason + " (the stored source is intact: retrying)";
+    }
     auto r = end_unfinished(*a, "failed", permanent, reason, request.stderr_tail, request.exit_code,
-                            std::string(protocol::to_string(request.error_class)));
+                            std::string(protocol::to_string(request.error_class)), failure_code);
     if (!r) return r.error();
     return protocol::AssignmentAck{r->id, r->state};
 }

@@ -79,9 +79,12 @@ private:
     Result<AttemptRecord> owned_attempt(const Principal& who, const std::string& assignment_id);
     // The end of an attempt that did not complete: canceled when the job was being canceled, requeued
     // with backoff while attempts remain, else failed.
+    // "" when the job's stored source still matches its SHA-256; else why it does not.
+    Result<std::string> check_stored_source(const std::string& job_id);
     Result<JobRecord> end_unfinished(const AttemptRecord& attempt, const std::string& attempt_state,
                                      bool permanent, const std::string& reason, const std::string& stderr_tail,
-                                     std::optional<int> exit_code, const std::string& error_class);
+                                     std::optional<int> exit_code, const std::string& error_class,
+                                     const std::string& failure_code = "TRANSCODE_FAILED");
     std::string output_relpath(const AttemptRecord& a) const;
     // A credential for the attempt valid until k_credential_grace after `lease_expires_ms`, and its expiry.
     std::optional<std::pair<std::string, int64_t>> credential_for(const AttemptRecord& a, int64_t lease_expires_ms) const;

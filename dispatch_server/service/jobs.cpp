@@ -285,6 +285,7 @@ Result<JobRecord> JobService::submit_json(const Principal& who, const nlohmann::
     JobRecord record = new_record(who, *parsed, idempotency_key);
     // Fail before storing anything when no pool could take the declared source.
     if (record.source_size) {
+        if (auto quota = check_quota(who, *record.source_size); !quota) return quota.error();
         auto usage = m_pools.usage(m_store);
         if (!usage) return usage.error();
         bool fits = false;
@@ -358,6 +359,16 @@ Result<JobRecord> JobService::submit_multipart(const Principal& who, const nlohm
     if (!parsed->resolved.output_filename)
         record.output_filename = media::default_output_filename(filename, parsed->resolved);
     record.source_size = size;
+    // The SHA-256 taken while the bytes were written is the source's from now on: engines check
+    // what they receive against it.
+    if (!record.source_sha256) {
+        auto sha = file_sha256 ? Result<std::string>(*file_sha256) : sha256_file(incoming_path);
+        if (!sha) {
+            discard();
+            return sha.error();
+        }
+        record.source_sha256 = *sha;
+    }
     auto inserted = m_store.insert_job(record);
     if (!inserted) {
         discard();
@@ -478,6 +489,17 @@ std::vector<JobService::ReadinessCheck> JobService::readiness() {
 
 Result<std::vector<StoragePools::Usage>> JobService::pool_usage() { return m_pools.usage(m_store); }
 
+Status JobService::check_quota(const Principal& who, uint64_t bytes) {
+    if (m_config.user_quota_bytes == 0 || who.is_admin()) return {};
+    auto used = m_store.owner_reserved_bytes(who.key_id);
+    if (!used) return used.error();
+    if (*used <= m_config.user_quota_bytes && m_config.user_quota_bytes - *used >= bytes) return {};
+    return Error(ErrorCode::InsufficientStorage,
+                 "this would take your jobs past your storage quota (" + std::to_string(m_config.user_quota_bytes) +
+                     " bytes, " + std::to_string(*used) + " in use); delete or download finished jobs first",
+                 {{"quota_bytes", m_config.user_quota_bytes}, {"used_bytes", *used}, {"needed_bytes", bytes}});
+}
+
 Result<JobPage> JobService::list(const Principal& who, const JobQuery& query, bool all) {
     JobQuery q = query;
     if (!(all && who.is_admin())) q.owner_key_id = who.key_id;
@@ -535,6 +557,7 @@ Result<SourceUploadPlan> JobService::begin_source_upload(const Principal& who, c
                              "the upload would be larger than " + std::to_string(limit) + " bytes",
                              {{"field", "Content-Length"}, {"max_bytes", limit}}));
     if (job->source_pool.empty()) {
+        if (auto quota = check_quota(who, limit); !quota) return release(quota.error());
         auto pool = m_store.reserve_space(id, FileKind::Source, limit, m_pools.candidates());
         if (!pool) return release(pool.error());
         JobUpdate u;
@@ -595,15 +618,23 @@ Result<JobRecord> JobService::end_source_upload(const std::string& id, uint64_t 
     }
     auto moved = fs::durable_rename(part, dest);
     if (!moved) return moved.error();
-    return finish_source(*updated, dest);
+    return finish_source(*updated, dest, part_sha256);
 }
 
-Result<JobRecord> JobService::finish_source(const JobRecord& job, const stdfs::path& file) {
+Result<JobRecord> JobService::finish_source(const JobRecord& job, const stdfs::path& file,
+                                           const std::optional<std::string>& known_sha256) {
     std::error_code ec;
     uint64_t size = stdfs::file_size(file, ec);
     auto probe = m_prober.probe(file);
     JobUpdate u;
     u.source_received = size;
+    if (!job.source_sha256) {
+        // Every stored source has a SHA-256 (the engines verify against it): the one taken while it was
+        // written when a single request carried it all, else read now.
+        auto sha = known_sha256 ? Result<std::string>(*known_sha256) : sha256_file(file);
+        if (!sha) return sha.error();
+        u.source_sha256 = *sha;
+    }
     if (!probe) {
         u.failure_code = "UNSUPPORTED_MEDIA_TYPE";
         u.failure_reason = probe.error().message;
@@ -795,6 +826,23 @@ JobService::MaintenanceReport JobService::run_maintenance(std::chrono::seconds o
         if (m_store.transition(job.id, {JobState::AwaitingUpload, JobState::Queued}, JobState::Failed, u, "expired"))
             ++report.expired_jobs;
     }
+    // A reservation nobody uses does not block others: an upload idle past --upload-idle-timeout ends.
+    for (const auto& job : listed(m_store.idle_uploads(now - m_config.upload_idle_timeout_ms), "end idle uploads")) {
+        // Under the uploads lock: a PUT either started before (and is skipped here) or finds the job failed.
+        std::lock_guard lock(m_uploads_mutex);
+        if (m_uploads.count(job.id)) continue;  // a PUT is writing to it right now
+        JobUpdate u;
+        u.failure_code = "UPLOAD_ABANDONED";
+        u.failure_reason = "no source bytes arrived for " + std::to_string(m_config.upload_idle_timeout_ms / 1000) +
+                           " s; the reserved space was released (submit again to retry)";
+        u.message = "upload abandoned";
+        u.finished_at = now;
+        u.source_reserved = 0;
+        auto ended = m_store.transition(job.id, {JobState::AwaitingUpload}, JobState::Failed, u, *u.failure_reason);
+        if (!ended) continue;  // it moved on meanwhile (bytes arrived, canceled)
+        if (!job.source_pool.empty()) delete_file(job.source_pool, job.source_path);
+        ++report.uploads_abandoned;
+    }
     for (const auto& job : listed(m_store.jobs_with_expired_outputs(now), "delete expired outputs")) {
         // Recorded first, deleted second: a failed write leaves the file (the job still names it),
         // never a job naming a file that is gone.
@@ -828,7 +876,7 @@ JobService::MaintenanceReport JobService::run_maintenance(std::chrono::seconds o
     } else {
         report.errors.push_back("orphan sweep skipped: " + referenced.error().message);
     }
-    if (report.expired_jobs || report.outputs_deleted || report.sources_deleted) changed();
+    if (report.expired_jobs || report.outputs_deleted || report.sources_deleted || report.uploads_abandoned) changed();
     return report;
 }
 

@@ -156,6 +156,9 @@ public:
     };
     std::vector<ReadinessCheck> readiness();
     Result<std::vector<StoragePools::Usage>> pool_usage();
+    // INSUFFICIENT_STORAGE (details: quota_bytes, used_bytes, needed_bytes) when `bytes` more would take
+    // the caller past --user-quota; admins have no quota.
+    Status check_quota(const Principal& who, uint64_t bytes);
     Result<std::vector<JobEvent>> events(const std::string& id, int64_t after) { return m_store.job_events(id, after); }
 
     // --- change -------------------------------------------------------------------------------------
@@ -170,6 +173,7 @@ public:
         int outputs_deleted = 0;
         int sources_deleted = 0;
         int orphans_removed = 0;
+        int uploads_abandoned = 0;
         std::vector<std::string> errors;  // steps skipped because the database could not list their work
     };
     MaintenanceReport run_maintenance(std::chrono::seconds orphan_min_age = std::chrono::seconds(600));
@@ -187,7 +191,8 @@ private:
     // `fail_job_on_bad_media`).
     // Records the probe and moves an awaiting_upload job to queued (with `u`'s other changes).
     Result<JobRecord> queue_probed(const JobRecord& job, const media::ProbeInfo& probe, JobUpdate u);
-    Result<JobRecord> finish_source(const JobRecord& job, const std::filesystem::path& file);
+    Result<JobRecord> finish_source(const JobRecord& job, const std::filesystem::path& file,
+                                    const std::optional<std::string>& known_sha256 = std::nullopt);
     void fetch_source_url(std::string job_id, std::string url);
     void delete_file(const std::string& pool, const std::string& relative);
     Result<JobRecord> owned(const Principal& who, const std::string& id);

@@ -884,6 +884,16 @@ Result<std::vector<JobRecord>> Store::jobs_past_ttl(int64_t now, std::optional<i
     }
 }
 
+Result<std::vector<JobRecord>> Store::idle_uploads(int64_t idle_before) {
+    std::lock_guard lock(m_impl->mutex);
+    try {
+        return m_impl->select_jobs("WHERE state = 'awaiting_upload' AND source_url IS NULL AND updated_at < ? ORDER BY id",
+                                   {idle_before});
+    } catch (const SqlError& e) {
+        return internal_error("idle_uploads", e);
+    }
+}
+
 Result<std::vector<JobRecord>> Store::jobs_with_expired_outputs(int64_t now) {
     std::lock_guard lock(m_impl->mutex);
     try {
@@ -932,6 +942,21 @@ Result<uint64_t> Store::reserved_bytes(const std::string& pool) {
         return m_impl->reserved_in(pool);
     } catch (const SqlError& e) {
         return internal_error("reserved_bytes", e);
+    }
+}
+
+Result<uint64_t> Store::owner_reserved_bytes(const std::string& owner_key_id) {
+    std::lock_guard lock(m_impl->mutex);
+    try {
+        auto s = m_impl->prepare(
+            "SELECT COALESCE(SUM(CASE WHEN source_deleted = 0 THEN source_reserved ELSE 0 END), 0)"
+            " + COALESCE(SUM(CASE WHEN output_deleted = 0 THEN output_reserved ELSE 0 END), 0)"
+            " FROM jobs WHERE owner_key_id = ?");
+        s << owner_key_id;
+        s.step();
+        return s.u64(0);
+    } catch (const SqlError& e) {
+        return internal_error("owner_reserved_bytes", e);
     }
 }
 

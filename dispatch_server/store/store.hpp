@@ -303,6 +303,8 @@ public:
     Result<std::optional<int64_t>> queue_position(const std::string& job_id);
     Result<std::map<JobState, int64_t>> count_by_state();
 
+    // Jobs in awaiting_upload whose last change (creation or recorded bytes) is before `idle_before`.
+    Result<std::vector<JobRecord>> idle_uploads(int64_t idle_before);
     // Jobs in awaiting_upload or queued whose ttl (or `default_ttl_ms` when the job has none) has passed.
     Result<std::vector<JobRecord>> jobs_past_ttl(int64_t now, std::optional<int64_t> default_ttl_ms);
     // Completed jobs whose output expires before `now` and is not yet deleted.
@@ -316,6 +318,8 @@ public:
     // --- Pool accounting ------------------------------------------------------------------------
     // Bytes reserved in a pool by jobs whose file is not deleted (source_reserved + output_reserved).
     Result<uint64_t> reserved_bytes(const std::string& pool);
+    // Bytes one owner's jobs hold in all pools (reserved or stored, files not deleted): the user quota.
+    Result<uint64_t> owner_reserved_bytes(const std::string& owner_key_id);
     // In one transaction: picks the first candidate where cap (if any) - reserved >= bytes and
     // disk_free_bytes >= bytes, records the reservation on the job (source_pool/source_reserved or
     // output_pool/output_reserved) and returns the pool name. INSUFFICIENT_STORAGE when none fits.
