@@ -240,6 +240,16 @@ AssignmentOutcome Executor::report_failure(ActiveAssignment& active, std::option
 
 namespace {
 
+std::string source_size_mismatch(uint64_t got, uint64_t expected) {
+    return "the source received is " + std::to_string(got) + " bytes, not the " + std::to_string(expected) +
+           " bytes uploaded";
+}
+
+std::string source_sha256_mismatch(const std::string& expected, const std::string& got, uint64_t size) {
+    return "the source received does not match its SHA-256: expected " + expected + ", got " + got + " (" +
+           std::to_string(size) + " bytes)";
+}
+
 // How ffmpeg's exit reads as a failure message.
 std::string exit_message(const RunResult& r) {
     if (r.exit_code) return "ffmpeg exited with status " + std::to_string(*r.exit_code);
@@ -276,15 +286,28 @@ AssignmentOutcome Executor::run_file(ActiveAssignment& active, Attempt& at) {
         return report_failure(active, std::nullopt, "", ErrorClass::Transient,
                               "source download failed: " + dl.error().message);
     }
+    // Bytes that do not match the upload's size and SHA-256 are never transcoded: the report says
+    // source_corrupt, and the dispatch tells a copy corrupted on its disk (the job fails) from bytes
+    // broken on the way (retried). The bad copy goes at once, so nothing can resume from it.
     std::error_code ec;
     auto size = std::filesystem::file_size(input, ec);
-    if (ec || (a.source_size > 0 && size != static_cast<uint64_t>(a.source_size)))
+    if (ec)
         return report_failure(active, std::nullopt, "", ErrorClass::Transient,
-                              "source size " + std::to_string(size) + " differs from " + std::to_string(a.source_size));
-    if (a.source_sha256) {
+                              "the downloaded source cannot be read: " + ec.message());
+    std::optional<std::string> corrupt;
+    if (a.source_size > 0 && size != static_cast<uint64_t>(a.source_size)) {
+        corrupt = source_size_mismatch(size, static_cast<uint64_t>(a.source_size));
+    } else if (a.source_sha256) {
         auto sha = sha256_file(input);
-        if (!sha || *sha != *a.source_sha256)
-            return report_failure(active, std::nullopt, "", ErrorClass::Transient, "source SHA-256 mismatch");
+        if (!sha)
+            return report_failure(active, std::nullopt, "", ErrorClass::Transient,
+                                  "the downloaded source cannot be read: " + sha.error().message);
+        if (*sha != *a.source_sha256) corrupt = source_sha256_mismatch(*a.source_sha256, *sha, size);
+    }
+    if (corrupt) {
+        std::filesystem::remove(input, ec);
+        std::filesystem::remove(input.string() + ".part", ec);
+        return report_failure(active, std::nullopt, "", ErrorClass::SourceCorrupt, *corrupt);
     }
 
     // 2. Transcode.
@@ -407,14 +430,48 @@ AssignmentOutcome Executor::run_stream(ActiveAssignment& active, Attempt& at) {
     if (port) port->stop();
     relay.stop();
     if (active.stopping()) return finish_stopped(active);
-    if (rr.exit_code != 0)
-        if (auto e = relay.error())
-            return report_failure(active, std::nullopt, process::tail_lines(rr.stderr_tail, 40), ErrorClass::Transient,
-                                  "reading the source from the server failed: " + e->message);
+    // Also when ffmpeg exited 0: a cut connection can read as the end of the input to it.
+    if (auto e = relay.error())
+        return report_failure(active, std::nullopt, process::tail_lines(rr.stderr_tail, 40), ErrorClass::Transient,
+                              "reading the source from the server failed: " + e->message);
     if (upload_failed) {
         if (upload_status.error().code == ErrorCode::LeaseLost) return AssignmentOutcome::LeaseLost;
         return report_failure(active, std::nullopt, process::tail_lines(rr.stderr_tail, 40), ErrorClass::Transient,
                               "output upload failed: " + upload_status.error().message);
+    }
+    // The bytes ffmpeg read are checked before the output is completed (the server drops an attempt's
+    // output when it fails), and also when ffmpeg failed: a failure caused by a corrupted source
+    // must read as that, not as the options' fault. The relay hashed what it fetched in order;
+    // only the rest is fetched now.
+    if (a.source_sha256) {
+        auto digest = relay.finish_hash([&](uint64_t offset, uint64_t length) -> Result<std::string> {
+            if (active.stopping()) return Error(ErrorCode::Unavailable, "the assignment was stopped");
+            // A long rest keeps the lease and the credential fresh: progress answers renew both.
+            if (std::chrono::steady_clock::now() - at.last_report >= std::chrono::seconds(10))
+                at.report(ProgressPhase::Transcoding, 100);
+            return m_api.read_source_range(active.current(), offset, length);
+        });
+        if (active.stopping()) return finish_stopped(active);
+        const bool ffmpeg_failed = rr.exit_code != 0;
+        if (!digest) {
+            if (digest.error().code == ErrorCode::LeaseLost) return AssignmentOutcome::LeaseLost;
+            if (!ffmpeg_failed)
+                return report_failure(active, std::nullopt, "", ErrorClass::Transient,
+                                      "verifying the source failed: " + digest.error().message);
+        } else {
+            const uint64_t expected_size = static_cast<uint64_t>(std::max<std::int64_t>(a.source_size, 0));
+            std::optional<std::string> corrupt;
+            if (digest->size != expected_size)
+                corrupt = source_size_mismatch(digest->size, expected_size);
+            else if (digest->sha256 != *a.source_sha256)
+                corrupt = source_sha256_mismatch(*a.source_sha256, digest->sha256, digest->size);
+            if (corrupt)
+                return report_failure(active, ffmpeg_failed ? rr.exit_code : std::nullopt,
+                                      ffmpeg_failed ? process::tail_lines(rr.stderr_tail, 40) : "",
+                                      ErrorClass::SourceCorrupt, *corrupt);
+            spdlog::info("assignment {}: source verified ({} bytes, {} of them fetched only for the check)",
+                         a.assignment_id, digest->size, digest->fetched_to_finish);
+        }
     }
     if (rr.exit_code != 0) return report_ffmpeg_exit(active, rr);
     at.report(ProgressPhase::Transcoding, 100);

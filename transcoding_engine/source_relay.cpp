@@ -5,6 +5,7 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <mutex>
@@ -40,9 +41,44 @@ std::optional<std::pair<uint64_t, uint64_t>> parse_single_range(const std::strin
 
 }  // namespace
 
+void PrefixHash::add(uint64_t offset, std::string_view bytes) {
+    std::lock_guard lock(m_mutex);
+    if (m_finished || offset > m_hashed || offset + bytes.size() <= m_hashed) return;
+    const uint64_t skip = m_hashed - offset;
+    const uint64_t take = std::min<uint64_t>(bytes.size() - skip, m_size - m_hashed);
+    m_hash.update(bytes.data() + skip, static_cast<size_t>(take));
+    m_hashed += take;
+}
+
+uint64_t PrefixHash::hashed() const {
+    std::lock_guard lock(m_mutex);
+    return m_hashed;
+}
+
+Result<SourceDigest> PrefixHash::finish(const RangeFetch& fetch, uint64_t piece) {
+    std::lock_guard lock(m_mutex);
+    if (m_finished) return Error(ErrorCode::Internal, "the source's hash was already finished");
+    m_finished = true;
+    SourceDigest d;
+    while (m_hashed < m_size) {
+        auto bytes = fetch(m_hashed, std::min(piece, m_size - m_hashed));
+        if (!bytes) return bytes.error();
+        if (bytes->empty()) break;
+        const uint64_t take = std::min<uint64_t>(bytes->size(), m_size - m_hashed);
+        m_hash.update(bytes->data(), static_cast<size_t>(take));
+        m_hashed += take;
+        d.fetched_to_finish += take;
+    }
+    d.size = m_hashed;
+    d.sha256 = m_hash.hex_digest();
+    return d;
+}
+
 struct SourceRelay::Impl {
+    explicit Impl(uint64_t source_size) : size(source_size), prefix(source_size) {}
     uint64_t size;
     RangeFetch fetch;
+    PrefixHash prefix;
     httplib::Server server;
     std::thread thread;
     std::string path = "/" + random_token(24);
@@ -80,14 +116,14 @@ struct SourceRelay::Impl {
                                          return false;
                                      }
                                      if (bytes->empty()) return false;
+                                     prefix.add(at, *bytes);
                                      served += bytes->size();
                                      return sink.write(bytes->data(), bytes->size());
                                  });
     }
 };
 
-SourceRelay::SourceRelay(uint64_t size, RangeFetch fetch) : m_impl(std::make_unique<Impl>()) {
-    m_impl->size = size;
+SourceRelay::SourceRelay(uint64_t size, RangeFetch fetch) : m_impl(std::make_unique<Impl>(size)) {
     m_impl->fetch = std::move(fetch);
 }
 
@@ -123,5 +159,12 @@ std::optional<Error> SourceRelay::error() const {
     std::lock_guard lock(m_impl->mutex);
     return m_impl->first_error;
 }
+
+Result<SourceDigest> SourceRelay::finish_hash(const RangeFetch& fetch) {
+    stop();  // no fetch of ffmpeg's may run alongside the finishing ones
+    return m_impl->prefix.finish(fetch ? fetch : m_impl->fetch, k_chunk);
+}
+
+uint64_t SourceRelay::hashed_prefix() const { return m_impl->prefix.hashed(); }
 
 }  // namespace distconv::engine

@@ -282,14 +282,32 @@ TEST(Executor, RejectedOptionsFailPermanentWithStderrTail) {
     EXPECT_FALSE(h.api.completed);
 }
 
-TEST(Executor, ChecksumMismatchFailsTransientWithoutRunningFfmpeg) {
+TEST(Executor, ChecksumMismatchFailsAsSourceCorruptWithoutRunningFfmpeg) {
     Harness h;
     h.a.source_sha256 = std::string(64, '0');
     auto ex = h.executor({{"FAKE_FFMPEG_OUTPUT", "x"}});
     ActiveAssignment active(h.a);
     EXPECT_EQ(ex.run(active), AssignmentOutcome::Failed);
     ASSERT_EQ(h.api.fails.size(), 1u);
-    EXPECT_EQ(h.api.fails[0].error_class, protocol::ErrorClass::Transient);
+    EXPECT_EQ(h.api.fails[0].error_class, protocol::ErrorClass::SourceCorrupt);
+    // Both digests, so the report says what was expected and what arrived.
+    EXPECT_NE(h.api.fails[0].message.find("expected " + std::string(64, '0') + ", got " + sha256_hex(h.api.source_content)),
+              std::string::npos)
+        << h.api.fails[0].message;
+    EXPECT_TRUE(h.api.uploaded.empty());
+    EXPECT_FALSE(h.api.completed);
+    EXPECT_FALSE(std::filesystem::exists(ex.assignment_dir(h.a.assignment_id)));  // the bad copy is gone
+}
+
+TEST(Executor, SizeMismatchFailsAsSourceCorrupt) {
+    Harness h;
+    h.a.source_size += 1;
+    auto ex = h.executor({{"FAKE_FFMPEG_OUTPUT", "x"}});
+    ActiveAssignment active(h.a);
+    EXPECT_EQ(ex.run(active), AssignmentOutcome::Failed);
+    ASSERT_EQ(h.api.fails.size(), 1u);
+    EXPECT_EQ(h.api.fails[0].error_class, protocol::ErrorClass::SourceCorrupt);
+    EXPECT_NE(h.api.fails[0].message.find("bytes"), std::string::npos) << h.api.fails[0].message;
     EXPECT_TRUE(h.api.uploaded.empty());
 }
 
@@ -325,6 +343,45 @@ TEST(Executor, StreamModeUploadsWhatFfmpegWritesToFd3) {
     EXPECT_EQ(h.api.uploaded, "matroska bytes");
     ASSERT_TRUE(h.api.completed);
     EXPECT_EQ(h.api.completed->output_sha256, sha256_hex("matroska bytes"));
+    EXPECT_TRUE(h.api.fails.empty());
+}
+
+TEST(Executor, StreamModeSourceNotMatchingItsSha256FailsAsSourceCorruptAndNeverCompletes) {
+    Harness h;
+    h.set_mode(protocol::TransferMode::Stream);
+    h.a.source_sha256 = sha256_hex(h.api.source_content);
+    h.api.source_content[3] = static_cast<char>(h.api.source_content[3] ^ 0x20);  // corrupted after upload
+    auto ex = h.executor({{"FAKE_FFMPEG_PROGRESS", k_progress}, {"FAKE_FFMPEG_OUTPUT", "matroska bytes"}});
+    ActiveAssignment active(h.a);
+    EXPECT_EQ(ex.run(active), AssignmentOutcome::Failed);
+    EXPECT_FALSE(h.api.completed);
+    ASSERT_EQ(h.api.fails.size(), 1u);
+    EXPECT_EQ(h.api.fails[0].error_class, protocol::ErrorClass::SourceCorrupt);
+    EXPECT_NE(h.api.fails[0].message.find("got " + sha256_hex(h.api.source_content)), std::string::npos)
+        << h.api.fails[0].message;
+}
+
+TEST(Executor, StreamModeFfmpegFailingOnACorruptSourceIsReportedAsSourceCorrupt) {
+    Harness h;
+    h.set_mode(protocol::TransferMode::Stream);
+    h.api.source_content[0] = static_cast<char>(h.api.source_content[0] ^ 0x20);
+    auto ex = h.executor({{"FAKE_FFMPEG_EXIT", "1"}, {"FAKE_FFMPEG_STDERR", "Invalid data found when processing input"}});
+    ActiveAssignment active(h.a);
+    EXPECT_EQ(ex.run(active), AssignmentOutcome::Failed);
+    ASSERT_EQ(h.api.fails.size(), 1u);
+    EXPECT_EQ(h.api.fails[0].error_class, protocol::ErrorClass::SourceCorrupt);  // not "permanent"
+    EXPECT_NE(h.api.fails[0].stderr_tail.find("Invalid data"), std::string::npos);
+}
+
+TEST(Executor, StreamModeWithoutASha256SkipsTheCheck) {
+    Harness h;
+    h.set_mode(protocol::TransferMode::Stream);
+    h.a.source_sha256.reset();
+    h.api.source_content[0] = static_cast<char>(h.api.source_content[0] ^ 0x20);
+    auto ex = h.executor({{"FAKE_FFMPEG_PROGRESS", k_progress}, {"FAKE_FFMPEG_OUTPUT", "matroska bytes"}});
+    ActiveAssignment active(h.a);
+    EXPECT_EQ(ex.run(active), AssignmentOutcome::Completed);
+    EXPECT_TRUE(h.api.credentials_used.empty());  // nothing fetched: the fake ffmpeg reads no input
 }
 
 TEST(Engine, RecoveryReportsOrphansAndCleansTheirFiles) {

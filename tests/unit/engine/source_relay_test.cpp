@@ -1,5 +1,7 @@
 // The stream-mode relay: ffmpeg's view of the source is exactly the source, from any offset, and
-// nothing but the one random path is served.
+// nothing but the one random path is served; and what it fetched verifies the source's SHA-256
+// however ffmpeg read it.
+#include "common/hash.hpp"
 #include "common/http/client.hpp"
 #include "transcoding_engine/source_relay.hpp"
 
@@ -21,14 +23,17 @@ std::string pattern(size_t n) {
 
 struct RelayFixture {
     std::string source = pattern((9 << 20) + 12345);  // more than two of the relay's 4 MiB fetches
+    std::string stored = source;  // what the "server" holds: a test corrupts or truncates it
     std::atomic<int> fetches{0};
+    std::atomic<uint64_t> fetched_bytes{0};
     bool fail = false;
     SourceRelay relay{source.size(), [this](uint64_t offset, uint64_t length) -> Result<std::string> {
                           ++fetches;
                           if (fail) return Error(ErrorCode::Unavailable, "server gone");
-                          if (offset >= source.size() || length == 0)
-                              return Error(ErrorCode::Internal, "out of range");
-                          return source.substr(offset, length);
+                          if (length == 0) return Error(ErrorCode::Internal, "empty range");
+                          if (offset >= stored.size()) return std::string();
+                          fetched_bytes += std::min<uint64_t>(length, stored.size() - offset);
+                          return stored.substr(offset, length);
                       }};
     http::Client client{http::ClientOptions{}};
 
@@ -36,6 +41,8 @@ struct RelayFixture {
         http::Request r;
         r.path_or_url = url;
         if (!range.empty()) r.headers.emplace_back("Range", range);
+        // As ffmpeg's exit does: no connection outlives the request, so stop() need not wait for one.
+        r.headers.emplace_back("Connection", "close");
         r.retry = false;
         return client.request(r);
     }
@@ -100,4 +107,175 @@ TEST(SourceRelay, AFailedFetchEndsTheBodyAndIsKept) {
     EXPECT_TRUE(!r || r->body.size() < f.source.size());
     ASSERT_TRUE(f.relay.error());
     EXPECT_NE(f.relay.error()->message.find("server gone"), std::string::npos);
+}
+
+namespace {
+
+std::string expected_sha(const RelayFixture& f) { return sha256_hex(f.source); }
+
+}  // namespace
+
+TEST(PrefixHash, ExtendsOnlyFromItsEndAndIgnoresEverythingElse) {
+    const std::string src = pattern(1000);
+    PrefixHash h(src.size());
+    h.add(0, std::string_view(src).substr(0, 100));
+    EXPECT_EQ(h.hashed(), 100u);
+    h.add(500, std::string_view(src).substr(500, 100));  // a seek ahead: not buffered, not hashed
+    EXPECT_EQ(h.hashed(), 100u);
+    h.add(20, std::string_view(src).substr(20, 50));  // wholly inside the prefix: nothing new
+    EXPECT_EQ(h.hashed(), 100u);
+    h.add(60, std::string_view(src).substr(60, 140));  // a seek back that runs past the end extends it
+    EXPECT_EQ(h.hashed(), 200u);
+    h.add(200, std::string_view(src).substr(200, 300));  // exactly at the end
+    EXPECT_EQ(h.hashed(), 500u);
+    h.add(500, "");
+    EXPECT_EQ(h.hashed(), 500u);
+
+    std::vector<std::pair<uint64_t, uint64_t>> asked;
+    auto d = h.finish(
+        [&](uint64_t offset, uint64_t length) -> Result<std::string> {
+            asked.emplace_back(offset, length);
+            return src.substr(offset, length);
+        },
+        128);
+    ASSERT_TRUE(d) << d.error().message;
+    EXPECT_EQ(d->sha256, sha256_hex(src));
+    EXPECT_EQ(d->size, 1000u);
+    EXPECT_EQ(d->fetched_to_finish, 500u);
+    // Only the unhashed rest, in pieces of at most 128 bytes.
+    ASSERT_EQ(asked.size(), 4u);
+    EXPECT_EQ(asked.front(), (std::pair<uint64_t, uint64_t>{500, 128}));
+    EXPECT_EQ(asked.back(), (std::pair<uint64_t, uint64_t>{884, 116}));
+    // Once only.
+    EXPECT_FALSE(h.finish([&](uint64_t, uint64_t) -> Result<std::string> { return std::string(); }, 128));
+}
+
+TEST(PrefixHash, AShortSourceEndsTheDigestWhereItEndsAndAFailedFetchIsTheError) {
+    const std::string src = pattern(300);
+    PrefixHash shorter(400);
+    shorter.add(0, src);
+    auto d = shorter.finish([&](uint64_t, uint64_t) -> Result<std::string> { return std::string(); }, 64);
+    ASSERT_TRUE(d);
+    EXPECT_EQ(d->size, 300u);
+    EXPECT_EQ(d->sha256, sha256_hex(src));
+
+    PrefixHash failing(400);
+    auto e = failing.finish(
+        [&](uint64_t, uint64_t) -> Result<std::string> { return Error(ErrorCode::Unavailable, "server gone"); }, 64);
+    ASSERT_FALSE(e);
+    EXPECT_EQ(e.error().message, "server gone");
+
+    // Bytes past the size a block may carry are not hashed.
+    PrefixHash exact(100);
+    exact.add(0, src);
+    EXPECT_EQ(exact.hashed(), 100u);
+    auto x = exact.finish([&](uint64_t, uint64_t) -> Result<std::string> { return std::string("never"); }, 64);
+    ASSERT_TRUE(x);
+    EXPECT_EQ(x->sha256, sha256_hex(src.substr(0, 100)));
+    EXPECT_EQ(x->fetched_to_finish, 0u);
+}
+
+TEST(SourceRelay, ASequentialReadIsHashedAsItGoesAndNeedsNoFetchToFinish) {
+    RelayFixture f;
+    ASSERT_TRUE(f.relay.start());
+    auto whole = f.get(f.relay.url());
+    ASSERT_TRUE(whole);
+    ASSERT_EQ(whole->body.size(), f.source.size());
+    EXPECT_EQ(f.relay.hashed_prefix(), f.source.size());
+    const int fetches = f.fetches.load();
+    auto d = f.relay.finish_hash();
+    ASSERT_TRUE(d) << d.error().message;
+    EXPECT_EQ(d->sha256, expected_sha(f));
+    EXPECT_EQ(d->size, f.source.size());
+    EXPECT_EQ(d->fetched_to_finish, 0u);
+    EXPECT_EQ(f.fetches.load(), fetches);
+}
+
+TEST(SourceRelay, SeeksForwardAndBackStillHashTheSourceWithoutFetchingItTwice) {
+    RelayFixture f;
+    ASSERT_TRUE(f.relay.start());
+    // What ffmpeg does with an MP4 whose index is at the end: the head, the tail, then from the head on.
+    auto head = f.get(f.relay.url(), "bytes=0-4095");
+    ASSERT_TRUE(head);
+    EXPECT_EQ(f.relay.hashed_prefix(), 4096u);
+    const uint64_t tail_start = f.source.size() - 50000;
+    auto tail = f.get(f.relay.url(), "bytes=" + std::to_string(tail_start) + "-");
+    ASSERT_TRUE(tail);
+    EXPECT_TRUE(tail->body == f.source.substr(tail_start));
+    EXPECT_EQ(f.relay.hashed_prefix(), 4096u);  // ahead of the prefix: not hashed
+    auto rest = f.get(f.relay.url(), "bytes=40-");
+    ASSERT_TRUE(rest);
+    EXPECT_TRUE(rest->body == f.source.substr(40));
+    EXPECT_EQ(f.relay.hashed_prefix(), f.source.size());
+    auto d = f.relay.finish_hash();
+    ASSERT_TRUE(d);
+    EXPECT_EQ(d->sha256, expected_sha(f));
+    EXPECT_EQ(d->fetched_to_finish, 0u);
+}
+
+TEST(SourceRelay, ReadingOnlyTheEndLeavesTheRestForTheCompletionFetch) {
+    RelayFixture f;
+    ASSERT_TRUE(f.relay.start());
+    const uint64_t tail_start = f.source.size() - 1000;
+    auto tail = f.get(f.relay.url(), "bytes=" + std::to_string(tail_start) + "-");
+    ASSERT_TRUE(tail);
+    EXPECT_EQ(f.relay.hashed_prefix(), 0u);
+    // A partial read ahead of the prefix, then a read of the head that stops early (ffmpeg's -t).
+    auto head = f.get(f.relay.url(), "bytes=0-99999");
+    ASSERT_TRUE(head);
+    EXPECT_EQ(f.relay.hashed_prefix(), 100000u);
+    const uint64_t before = f.fetched_bytes.load();
+    auto d = f.relay.finish_hash();
+    ASSERT_TRUE(d) << d.error().message;
+    EXPECT_EQ(d->sha256, expected_sha(f));
+    EXPECT_EQ(d->size, f.source.size());
+    // Exactly the bytes never hashed were fetched to finish, in the relay's 4 MiB pieces.
+    EXPECT_EQ(d->fetched_to_finish, f.source.size() - 100000);
+    EXPECT_EQ(f.fetched_bytes.load() - before, f.source.size() - 100000);
+}
+
+TEST(SourceRelay, AFlippedByteIsFoundWhereverItIs) {
+    // In the part ffmpeg read in order, and in the part only the completion fetch reads.
+    for (uint64_t at : {uint64_t{5 << 20}, uint64_t{(9 << 20) + 100}}) {
+        RelayFixture f;
+        f.stored[at] = static_cast<char>(f.stored[at] ^ 0x01);
+        ASSERT_TRUE(f.relay.start());
+        auto head = f.get(f.relay.url(), "bytes=0-" + std::to_string((6 << 20) - 1));
+        ASSERT_TRUE(head);
+        auto d = f.relay.finish_hash();
+        ASSERT_TRUE(d) << d.error().message;
+        EXPECT_EQ(d->size, f.source.size());
+        EXPECT_NE(d->sha256, expected_sha(f)) << "flipped byte at " << at;
+        EXPECT_EQ(d->sha256, sha256_hex(f.stored)) << at;
+    }
+}
+
+TEST(SourceRelay, ATruncatedSourceIsShortAndAFailedCompletionFetchIsAnError) {
+    RelayFixture f;
+    f.stored.resize(f.source.size() - 10);
+    ASSERT_TRUE(f.relay.start());
+    auto d = f.relay.finish_hash();
+    ASSERT_TRUE(d);
+    EXPECT_EQ(d->size, f.source.size() - 10);
+
+    RelayFixture g;
+    ASSERT_TRUE(g.relay.start());
+    g.fail = true;
+    auto e = g.relay.finish_hash();
+    ASSERT_FALSE(e);
+    EXPECT_NE(e.error().message.find("server gone"), std::string::npos);
+}
+
+TEST(SourceRelay, TheCompletionFetchCanGoThroughTheCallersFetch) {
+    RelayFixture f;
+    ASSERT_TRUE(f.relay.start());
+    int calls = 0;
+    auto d = f.relay.finish_hash([&](uint64_t offset, uint64_t length) -> Result<std::string> {
+        ++calls;
+        return f.source.substr(offset, length);
+    });
+    ASSERT_TRUE(d);
+    EXPECT_EQ(d->sha256, expected_sha(f));
+    EXPECT_EQ(calls, 3);  // 9 MiB and a bit in 4 MiB pieces
+    EXPECT_EQ(f.fetches.load(), 0);
 }
