@@ -56,7 +56,13 @@ void add_options(CLI::App& app, DispatchConfig& c) {
         ->capture_default_str();
     app.add_option("--user-quota", c.user_quota, "Bytes one user's jobs may reserve or store in the pools (0: no quota)")
         ->capture_default_str();
-    app.add_option("--source-url-host", c.source_url_hosts, "A host that source_url may fetch from; repeat");
+    app.add_option("--source-url-host", c.source_url_hosts,
+                   "A host that source_url may fetch from, HOST (ports 80 and 443) or HOST:PORT; repeat");
+    app.add_option("--source-url-timeout", c.source_url_timeout, "Longest a whole source_url fetch may take")
+        ->capture_default_str();
+    app.add_option("--source-url-fetches", c.source_url_fetches, "source_url fetches running at once (more: 429)")
+        ->check(CLI::Range(1, 256))
+        ->capture_default_str();
     app.add_option("--ffprobe", c.ffprobe, "ffprobe program")->capture_default_str();
     app.add_option("--ffmpeg", c.ffmpeg, "ffmpeg program (finishes streamed MP4 outputs)")->capture_default_str();
     app.add_option("--lease-timeout", c.lease_timeout, "An assignment's lease without progress or heartbeats")
@@ -114,6 +120,7 @@ Status finalize(DispatchConfig& c) {
                                  DurationKey{"maintenance-interval", c.maintenance_interval, c.maintenance_interval_ms},
                                  DurationKey{"db-busy-timeout", c.db_busy_timeout, c.db_busy_timeout_ms},
                                  DurationKey{"upload-idle-timeout", c.upload_idle_timeout, c.upload_idle_timeout_ms},
+                                 DurationKey{"source-url-timeout", c.source_url_timeout, c.source_url_timeout_ms},
                                  DurationKey{"lease-timeout", c.lease_timeout, c.lease_ms},
                                  DurationKey{"heartbeat-interval", c.heartbeat_interval, c.heartbeat_interval_ms},
                                  DurationKey{"engine-offline-after", c.engine_offline_after, c.engine_offline_ms},
@@ -127,6 +134,8 @@ Status finalize(DispatchConfig& c) {
     if (c.maintenance_interval_ms < 10)
         return Error::invalid("maintenance-interval", "maintenance-interval must be at least 10ms");
 
+    if (c.source_url_timeout_ms < 1000)
+        return Error::invalid("source-url-timeout", "source-url-timeout must be at least 1s");
     if (c.upload_idle_timeout_ms < 1000)
         return Error::invalid("upload-idle-timeout", "upload-idle-timeout must be at least 1s");
     auto quota = config::parse_byte_size(c.user_quota);

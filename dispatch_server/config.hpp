@@ -38,7 +38,9 @@ struct DispatchConfig {
     std::string db_busy_timeout = "5s";
     std::string upload_idle_timeout = "30m";  // awaiting_upload with no bytes for this long: UPLOAD_ABANDONED
     std::string user_quota = "0";             // bytes one user's jobs may hold in the pools (0: no quota)  // a statement waits this long for a lock another process holds
-    std::vector<std::string> source_url_hosts;  // hosts `source_url` may name (none by default)
+    std::vector<std::string> source_url_hosts;  // hosts `source_url` may name (none by default); HOST or HOST:PORT
+    std::string source_url_timeout = "1h";      // a whole source_url fetch
+    int source_url_fetches = 4;                 // source_url fetches running at once
     std::string ffprobe = "ffprobe";
     std::string ffmpeg = "ffmpeg";  // finishes stream-mode MP4 outputs (-c copy, faststart)
     int http_threads = 64;
@@ -65,6 +67,7 @@ struct DispatchConfig {
     int64_t db_busy_timeout_ms = 0;
     int64_t upload_idle_timeout_ms = 0;
     uint64_t user_quota_bytes = 0;
+    int64_t source_url_timeout_ms = 0;
     int64_t lease_ms = 0;
     int64_t heartbeat_interval_ms = 0;
     int64_t engine_offline_ms = 0;

@@ -177,6 +177,23 @@ JobService::JobService(Store& store, StoragePools& pools, const DispatchConfig& 
                        const Clock& clock, ChangeNotifier& notifier)
     : m_store(store), m_pools(pools), m_config(config), m_prober(prober), m_clock(clock), m_notifier(notifier) {}
 
+JobService::~JobService() {
+    std::unique_lock lock(m_fetch_mutex);
+    m_stopping = true;  // each fetch's progress callback sees it and aborts its transfer
+    m_fetch_cv.wait(lock, [&] { return m_fetches == 0; });
+}
+
+std::shared_ptr<void> JobService::try_fetch_slot() {
+    std::lock_guard lock(m_fetch_mutex);
+    if (m_stopping || m_fetches >= m_config.source_url_fetches) return nullptr;
+    ++m_fetches;
+    return std::shared_ptr<void>(static_cast<void*>(this), [this](void*) {
+        std::lock_guard release(m_fetch_mutex);
+        --m_fetches;
+        m_fetch_cv.notify_all();
+    });
+}
+
 Result<JobService::ParsedJob> JobService::parse_job(const nlohmann::json& job, protocol::SubmitKind kind) const {
     if (!job.is_object()) return Error::invalid("job", "the job must be a JSON object");
     auto request = protocol::parse_submit_job_request(job, kind);
@@ -211,13 +228,34 @@ Status JobService::check_source_url(const std::string& url) const {
     std::string authority = rest.substr(0, rest.find_first_of("/?#"));
     if (authority.find('@') != std::string::npos)
         return Error::invalid("source_url", "source_url must not carry credentials");
-    std::string host = authority;
-    if (!host.empty() && host.front() == '[') host = host.substr(1, host.find(']') - 1);
-    else host = host.substr(0, host.find(':'));
+    std::string host = authority, port;
+    if (!host.empty() && host.front() == '[') {
+        auto close = host.find(']');
+        if (close == std::string::npos) return Error::invalid("source_url", "source_url has a malformed host");
+        if (close + 1 < host.size() && host[close + 1] == ':') port = host.substr(close + 2);
+        host = host.substr(1, close - 1);
+    } else if (auto colon = host.find(':'); colon != std::string::npos) {
+        port = host.substr(colon + 1);
+        host = host.substr(0, colon);
+    }
     for (auto& c : host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    for (const auto& allowed : m_config.source_url_hosts)
-        if (!host.empty() && host == allowed) return {};
-    return Error(ErrorCode::Forbidden, "this server does not fetch from '" + host + "' (an admin allows hosts with --source-url-host)",
+    if (port.empty()) port = lower.rfind("https://", 0) == 0 ? "443" : "80";
+    if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos)
+        return Error::invalid("source_url", "source_url has a malformed port");
+    // HOST allows the web's ports (80, 443); HOST:PORT allows that port only.
+    for (const auto& allowed : m_config.source_url_hosts) {
+        auto colon = allowed.rfind(':');
+        bool with_port = colon != std::string::npos && allowed.find(']') == std::string::npos
+                             ? allowed.find(':') == colon
+                             : colon != std::string::npos && colon > allowed.find(']');
+        std::string allowed_host = with_port ? allowed.substr(0, colon) : allowed;
+        if (!allowed_host.empty() && allowed_host.front() == '[') allowed_host = allowed_host.substr(1, allowed_host.size() - 2);
+        bool port_ok = with_port ? allowed.substr(colon + 1) == port : (port == "80" || port == "443");
+        if (!host.empty() && host == allowed_host && port_ok) return {};
+    }
+    return Error(ErrorCode::Forbidden,
+                 "this server does not fetch from '" + host + ":" + port +
+                     "' (an admin allows hosts with --source-url-host HOST or HOST:PORT)",
                  {{"field", "source_url"}});
 }
 
@@ -283,6 +321,15 @@ Result<JobRecord> JobService::submit_json(const Principal& who, const nlohmann::
     auto parsed = parse_job(job, protocol::SubmitKind::JsonOnly);
     if (!parsed) return parsed.error();
     JobRecord record = new_record(who, *parsed, idempotency_key);
+    std::shared_ptr<void> fetch_slot;
+    if (record.source_url) {
+        fetch_slot = try_fetch_slot();
+        if (!fetch_slot)
+            return Error(ErrorCode::TooManyRequests,
+                         "this server is fetching " + std::to_string(m_config.source_url_fetches) +
+                             " source_url sources already; retry shortly",
+                         {{"field", "source_url"}, {"max_fetches", m_config.source_url_fetches}});
+    }
     // Fail before storing anything when no pool could take the declared source.
     if (record.source_size) {
         if (auto quota = check_quota(who, *record.source_size); !quota) return quota.error();
@@ -316,7 +363,7 @@ Result<JobRecord> JobService::submit_json(const Principal& who, const nlohmann::
     }
     changed();
     if (record.source_url) {
-        std::thread(&JobService::fetch_source_url, this, record.id, *record.source_url).detach();
+        std::thread(&JobService::fetch_source_url, this, record.id, *record.source_url, std::move(fetch_slot)).detach();
     }
     return inserted;
 }
@@ -648,7 +695,8 @@ Result<JobRecord> JobService::finish_source(const JobRecord& job, const stdfs::p
     return queue_probed(job, *probe, u);
 }
 
-void JobService::fetch_source_url(std::string job_id, std::string url) {
+void JobService::fetch_source_url(std::string job_id, std::string url, std::shared_ptr<void> slot) {
+    (void)slot;  // held until this fetch ends
     auto job = m_store.get_job(job_id);
     if (!job) return;
     auto fail = [&](const Error& e) {
@@ -656,11 +704,15 @@ void JobService::fetch_source_url(std::string job_id, std::string url) {
         u.failure_code = std::string(error_code_name(e.code));
         u.failure_reason = "fetching source_url failed: " + e.message;
         u.finished_at = m_clock.now_ms();
+        u.source_reserved = 0;  // nothing stored: the space is free for others now
         (void)m_store.transition(job_id, {JobState::AwaitingUpload}, JobState::Failed, u, *u.failure_reason);
         changed();
     };
     http::ClientOptions opts;
     opts.connect_timeout = std::chrono::seconds(10);
+    opts.request_timeout = std::chrono::milliseconds(m_config.source_url_timeout_ms);  // the whole transfer
+    opts.low_speed_time = std::chrono::seconds(60);
+    opts.retry.max_attempts = 1;
     http::Client client(opts);
     // Learn the size first, so space is reserved before bytes arrive and the size limit holds.
     http::Request head;
@@ -690,8 +742,25 @@ void JobService::fetch_source_url(std::string job_id, std::string url) {
     stdfs::create_directories(dest.parent_path(), ec);
     http::DownloadOptions dl;
     dl.resume = false;
+    // Bounded while it runs: never more bytes than reserved (the declared Content-Length, or
+    // --max-upload when the server did not say), and stopped when this server stops.
+    bool too_large = false;
+    dl.progress = [&](uint64_t done, uint64_t) {
+        if (done > size) too_large = true;
+        std::lock_guard lock(m_fetch_mutex);
+        return !too_large && !m_stopping;
+    };
     auto got = client.download_to_file(url, dest, dl);
-    if (!got) return fail(got.error());
+    if (too_large) {
+        stdfs::remove(dest, ec);
+        stdfs::remove(dest.string() + ".part", ec);
+        return fail(Error(ErrorCode::FileTooLarge, "the source at source_url sent more than " + std::to_string(size) +
+                                                       " bytes (its declared size, or this server's limit)"));
+    }
+    if (!got) {
+        stdfs::remove(dest.string() + ".part", ec);
+        return fail(got.error());
+    }
     if (got->size > m_config.max_upload_bytes) {
         stdfs::remove(dest, ec);
         return fail(Error(ErrorCode::FileTooLarge, "the source at source_url is larger than this server accepts"));

@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <condition_variable>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -100,6 +101,10 @@ class JobService {
 public:
     JobService(Store& store, StoragePools& pools, const DispatchConfig& config, Prober& prober, const Clock& clock,
                ChangeNotifier& notifier);
+    // Stops running source_url fetches and waits for them (they use this service).
+    ~JobService();
+    JobService(const JobService&) = delete;
+    JobService& operator=(const JobService&) = delete;
 
     // --- submit -----------------------------------------------------------------------------------
     // JSON submit: validates the job, reserves space for the declared source (507 when none fits, 413
@@ -193,13 +198,20 @@ private:
     Result<JobRecord> queue_probed(const JobRecord& job, const media::ProbeInfo& probe, JobUpdate u);
     Result<JobRecord> finish_source(const JobRecord& job, const std::filesystem::path& file,
                                     const std::optional<std::string>& known_sha256 = std::nullopt);
-    void fetch_source_url(std::string job_id, std::string url);
+    void fetch_source_url(std::string job_id, std::string url, std::shared_ptr<void> slot);
     void delete_file(const std::string& pool, const std::string& relative);
     Result<JobRecord> owned(const Principal& who, const std::string& id);
     void changed() { m_notifier.notify(); }
 
     // Jobs with a PUT in progress: a second PUT (a client retrying while the first is still being
     // read) would write into the same .part file, so it gets 409 until the first one ends.
+    // source_url fetches running now (bounded by --source-url-fetches); a slot is held from the submit
+    // until its fetch thread ends.
+    std::shared_ptr<void> try_fetch_slot();
+    std::mutex m_fetch_mutex;
+    std::condition_variable m_fetch_cv;
+    int m_fetches = 0;
+    bool m_stopping = false;
     std::mutex m_uploads_mutex;
     std::set<std::string> m_uploads;
 

@@ -16,6 +16,7 @@
 // DISTCONV_CORPUS_VERBOSE=1 prints what happened to every case and how long each phase took.
 
 #include "tests/integration/engine_e2e/e2e_support.hpp"
+#include "tests/support/sqlite_peer.hpp"
 
 #include "common/hash.hpp"
 #include "common/media/ffprobe.hpp"
@@ -872,6 +873,11 @@ TEST(HostileMedia, EnginesReadASwappedSourceOnlyAsTheFormatTheDispatchRecorded) 
         auto pool_file = c.dir() / "data" / "pool" / "jobs" / r.id / "source";
         if (test::read_file(pool_file) != clip) problems[i] += " the pool file is not the clip: " + pool_file.string();
         test::write_file(pool_file, hostile);
+        // The digest recorded at upload is rewritten too: this test is of the pinned demuxer, the line
+        // of defence behind the engines' SHA-256 check (which alone would refuse a swapped file).
+        test::SqlitePeer db(c.dir() / "data" / "dispatch.db");
+        if (!db.exec("UPDATE jobs SET source_sha256 = '" + sha256_hex(hostile) + "' WHERE id = '" + r.id + "'"))
+            problems[i] += " the recorded digest could not be rewritten";
     });
     for (size_t i = 0; i < runs.size(); ++i)
         ASSERT_TRUE(problems[i].empty()) << runs[i].k->name << " (" << runs[i].mode->name << "): " << problems[i];
@@ -886,7 +892,7 @@ TEST(HostileMedia, EnginesReadASwappedSourceOnlyAsTheFormatTheDispatchRecorded) 
         const auto& j = done[r.id];
         if (str(j, "state") != "failed") continue;
         // It failed because ffmpeg read it (as mov) and gave up, not for a reason before ffmpeg ran
-        // (a size or digest mismatch would make this test prove nothing).
+        // (a size or digest mismatch would make this test prove nothing; both match the swapped file).
         std::string reason = str(j, "failure_reason");
         EXPECT_NE(reason.find("ffmpeg exited with status"), std::string::npos)
             << r.k->name << " (" << r.mode->name << " mode): " << reason;
