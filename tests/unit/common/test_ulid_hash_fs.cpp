@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
 
+#include <algorithm>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -205,6 +206,35 @@ TEST(Logging, JsonLinesFormatterRedacts) {
     EXPECT_EQ(j["logger"], "test");
     EXPECT_EQ(j["msg"], "claimed job J1 with Bearer ***");
     EXPECT_TRUE(parse_rfc3339(j["ts"].get<std::string>()).has_value());
+}
+
+// A forged line: a request path decoded from "%0a" carries a newline and a fake record after it.
+TEST(Logging, ControlCharactersCannotForgeALine) {
+    const std::string path = "/api/v1/jobs/x\n2026-01-01T00:00:00Z info [distconv-dispatch] admin key created\r\x1b[2J";
+    for (auto format : {logging::Format::Text, logging::Format::Json}) {
+        std::ostringstream out;
+        auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
+        sink->set_formatter(logging::make_formatter(format, "test"));
+        spdlog::logger logger("t", sink);
+        logging::set_context("path", path);
+        logger.info("GET {} -> 404", path);
+        logging::clear_context();
+        const auto text = out.str();
+        ASSERT_FALSE(text.empty());
+        EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;  // one record, one line
+        EXPECT_EQ(text.find('\r'), std::string::npos) << text;
+        EXPECT_EQ(text.find('\x1b'), std::string::npos) << text;
+        if (format == logging::Format::Json) {
+            auto j = nlohmann::json::parse(text);
+            EXPECT_EQ(j["msg"], "GET " + path + " -> 404");  // the JSON value keeps the text, escaped
+            EXPECT_EQ(j["path"], path);
+        } else {
+            EXPECT_NE(text.find("x\\n2026-01-01"), std::string::npos) << text;
+            EXPECT_NE(text.find("\\r\\x1b[2J"), std::string::npos) << text;
+        }
+    }
+    EXPECT_EQ(logging::escape_control("a\tb\x01" "c\x7f"), "a\\tb\\x01c\\x7f");
+    EXPECT_EQ(logging::escape_control("plain text / ok"), "plain text / ok");
 }
 
 TEST(Logging, LevelAndFormatParsing) {
