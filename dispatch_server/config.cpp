@@ -79,6 +79,20 @@ void add_options(CLI::App& app, DispatchConfig& c) {
     app.add_option("--http-threads", c.http_threads, "HTTP worker threads (long-polls and event streams hold one each)")
         ->check(CLI::Range(4, 4096))
         ->capture_default_str();
+    app.add_option("--http-reserve", c.http_reserve,
+                   "HTTP workers event streams and claim long-polls never take (0: a quarter of --http-threads)")
+        ->check(CLI::Range(0, 4095))
+        ->capture_default_str();
+    app.add_option("--max-event-streams-per-key", c.max_event_streams_per_key,
+                   "Event streams one key may hold open at once (more: 429)")
+        ->check(CLI::Range(1, 4096))
+        ->capture_default_str();
+    app.add_option("--max-claims-per-key", c.max_claims_per_key, "Claim long-polls one key may hold at once (more: 429)")
+        ->check(CLI::Range(1, 4096))
+        ->capture_default_str();
+    app.add_option("--event-stream-max", c.event_stream_max,
+                   "Longest an event stream stays open (the client resumes with Last-Event-ID)")
+        ->capture_default_str();
 }
 
 Status finalize(DispatchConfig& c) {
@@ -121,6 +135,7 @@ Status finalize(DispatchConfig& c) {
                                  DurationKey{"db-busy-timeout", c.db_busy_timeout, c.db_busy_timeout_ms},
                                  DurationKey{"upload-idle-timeout", c.upload_idle_timeout, c.upload_idle_timeout_ms},
                                  DurationKey{"source-url-timeout", c.source_url_timeout, c.source_url_timeout_ms},
+                                 DurationKey{"event-stream-max", c.event_stream_max, c.event_stream_max_ms},
                                  DurationKey{"lease-timeout", c.lease_timeout, c.lease_ms},
                                  DurationKey{"heartbeat-interval", c.heartbeat_interval, c.heartbeat_interval_ms},
                                  DurationKey{"engine-offline-after", c.engine_offline_after, c.engine_offline_ms},
@@ -134,6 +149,10 @@ Status finalize(DispatchConfig& c) {
     if (c.maintenance_interval_ms < 10)
         return Error::invalid("maintenance-interval", "maintenance-interval must be at least 10ms");
 
+    if (c.event_stream_max_ms < 1000) return Error::invalid("event-stream-max", "event-stream-max must be at least 1s");
+    if (c.http_reserve == 0) c.http_reserve = std::max(2, c.http_threads / 4);
+    if (c.http_reserve >= c.http_threads)
+        return Error::invalid("http-reserve", "http-reserve must be smaller than http-threads");
     if (c.source_url_timeout_ms < 1000)
         return Error::invalid("source-url-timeout", "source-url-timeout must be at least 1s");
     if (c.upload_idle_timeout_ms < 1000)

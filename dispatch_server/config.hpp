@@ -44,6 +44,10 @@ struct DispatchConfig {
     std::string ffprobe = "ffprobe";
     std::string ffmpeg = "ffmpeg";  // finishes stream-mode MP4 outputs (-c copy, faststart)
     int http_threads = 64;
+    int http_reserve = 0;                 // workers long requests never take (0: a quarter of http_threads, at least 2)
+    int max_event_streams_per_key = 8;    // event streams one key may hold open at once
+    int max_claims_per_key = 64;          // claim long-polls one key may hold at once (engines may share a key)
+    std::string event_stream_max = "1h"; // an event stream ends after this; the client resumes with Last-Event-ID
     std::string log_level = "info";
     std::string log_format = "text";
     std::string log_file;
@@ -68,6 +72,7 @@ struct DispatchConfig {
     int64_t upload_idle_timeout_ms = 0;
     uint64_t user_quota_bytes = 0;
     int64_t source_url_timeout_ms = 0;
+    int64_t event_stream_max_ms = 0;
     int64_t lease_ms = 0;
     int64_t heartbeat_interval_ms = 0;
     int64_t engine_offline_ms = 0;

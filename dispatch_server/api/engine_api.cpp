@@ -37,7 +37,8 @@ std::string base_url_of(const httplib::Request& req) {
 
 }  // namespace
 
-void install_engine_routes(Router& router, AuthService& auth, EngineService& engines) {
+void install_engine_routes(Router& router, AuthService& auth, EngineService& engines, LongRequestBudget& budget,
+                           int max_claims_per_key) {
     router.add("GET", "/api/v1/engines", [&](const httplib::Request& req, httplib::Response& res) {
         if (!authorize(auth, req, res, require_user)) return;
         auto list = engines.list_engines();
@@ -62,11 +63,17 @@ void install_engine_routes(Router& router, AuthService& auth, EngineService& eng
         if (!reply) return send_error(res, reply.error());
         send_json(res, 200, protocol::to_json(*reply));
     });
-    router.add("POST", "/api/v1/engines/" + k_id + "/claim", [&](const httplib::Request& req, httplib::Response& res) {
+    router.add("POST", "/api/v1/engines/" + k_id + "/claim", [&, max_claims_per_key](const httplib::Request& req, httplib::Response& res) {
         auto who = authorize(auth, req, res, require_engine);
         if (!who) return;
         auto body = parse_body(req, protocol::parse_claim_request);
         if (!body) return send_error(res, body.error());
+        // A long-poll holds this worker until work comes or it times out: bounded per key and overall.
+        auto slot = budget.acquire("claim long-polls", who->key_id, max_claims_per_key);
+        if (!slot) {
+            close_after_answer(req, res);  // a refused caller does not keep a worker with its connection
+            return send_error(res, slot.error());
+        }
         auto assignment = engines.claim(*who, req.matches[1], *body, base_url_of(req));
         if (!assignment) return send_error(res, assignment.error());
         if (!*assignment) {

@@ -32,6 +32,7 @@ struct HttpApi::Impl {
     ApiServices s;
     std::unique_ptr<httplib::Server> server_ptr;
     httplib::Server& server;
+    LongRequestBudget budget;  // workers event streams and claim long-polls may hold
     Router router{server};
     std::atomic<bool> stopping{false};
 
@@ -40,7 +41,9 @@ struct HttpApi::Impl {
         return std::make_unique<httplib::SSLServer>(config.tls_cert.c_str(), config.tls_key.c_str());
     }
 
-    explicit Impl(ApiServices services) : s(services), server_ptr(make_server(services.config)), server(*server_ptr) {}
+    explicit Impl(ApiServices services)
+        : s(services), server_ptr(make_server(services.config)), server(*server_ptr),
+          budget(services.config.http_threads, services.config.http_reserve) {}
 
     // Every request gets an id (the client's X-Request-Id when sensible), echoed in the answer and
     // attached to every log line written while it is served, with the job or engine it names.
@@ -193,7 +196,7 @@ struct HttpApi::Impl {
         });
         server.set_logger([this](const httplib::Request& req, const httplib::Response& res) { end_request(req, res); });
 
-        if (s.engines) install_engine_routes(router, s.auth, *s.engines);
+        if (s.engines) install_engine_routes(router, s.auth, *s.engines, budget, s.config.max_claims_per_key);
         router.add("GET", "/healthz", [](const httplib::Request&, httplib::Response& res) {
             send_json(res, 200, {{"status", "ok"}});
         });
@@ -484,12 +487,19 @@ struct HttpApi::Impl {
         if (!who) return;
         auto job = s.jobs.get(*who, id);
         if (!job) return send_error(res, job.error());
+        auto slot = budget.acquire("event streams", who->key_id, s.config.max_event_streams_per_key);
+        if (!slot) {
+            close_after_answer(req, res);  // a refused caller does not keep a worker with its connection
+            return send_error(res, slot.error());
+        }
+        const auto ends_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(s.config.event_stream_max_ms);
         int64_t after = 0;
         if (req.has_header("Last-Event-ID")) after = static_cast<int64_t>(parse_u64(req.get_header_value("Last-Event-ID")).value_or(0));
         res.set_header("Cache-Control", "no-cache");
         res.set_header("X-Accel-Buffering", "no");
         auto last = std::make_shared<int64_t>(after);
-        res.set_chunked_content_provider("text/event-stream", [this, id, last](size_t, httplib::DataSink& sink) {
+        res.set_chunked_content_provider("text/event-stream", [this, id, last, slot = *slot, ends_at](
+                                                                  size_t, httplib::DataSink& sink) {
             while (true) {
                 uint64_t gen = s.notifier.generation();
                 // A read that fails ends the stream; the client resumes with Last-Event-ID.
@@ -504,11 +514,17 @@ struct HttpApi::Impl {
                     if (!sink.write(msg.data(), msg.size())) return false;
                     *last = ev.id;
                 }
-                if (protocol::is_terminal(current->state) || stopping || s.notifier.closed()) {
+                // A stream ends when its job does, when the server stops, or at --event-stream-max (a job
+                // that never runs must not hold a worker for ever): the client resumes with Last-Event-ID.
+                if (protocol::is_terminal(current->state) || stopping || s.notifier.closed() ||
+                    std::chrono::steady_clock::now() >= ends_at) {
                     sink.done();
                     return true;
                 }
-                if (s.notifier.wait_for_change(gen, std::chrono::seconds(15)) == gen) {
+                auto wait = std::min<std::chrono::steady_clock::duration>(
+                    std::chrono::seconds(5), std::max<std::chrono::steady_clock::duration>(
+                                                  ends_at - std::chrono::steady_clock::now(), std::chrono::milliseconds(1)));
+                if (s.notifier.wait_for_change(gen, std::chrono::duration_cast<std::chrono::milliseconds>(wait)) == gen) {
                     static const std::string k_ping = ": keep-alive\n\n";
                     if (!sink.write(k_ping.data(), k_ping.size())) return false;
                 }
@@ -657,7 +673,8 @@ HttpApi::HttpApi(ApiServices services) : m_impl(std::make_unique<Impl>(services)
     m_impl->server.set_payload_max_length(static_cast<size_t>(services.config.max_upload_bytes + k_max_json_body));
     m_impl->server.set_read_timeout(std::chrono::seconds(60));
     m_impl->server.set_write_timeout(std::chrono::seconds(60));
-    m_impl->server.set_keep_alive_timeout(5);
+    // An idle connection holds a worker (httplib 0.11 is thread-per-connection): not for long.
+    m_impl->server.set_keep_alive_timeout(2);
     m_impl->install();
 }
 
