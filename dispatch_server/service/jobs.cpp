@@ -537,8 +537,13 @@ std::vector<JobService::ReadinessCheck> JobService::readiness() {
 Result<std::vector<StoragePools::Usage>> JobService::pool_usage() { return m_pools.usage(m_store); }
 
 Status JobService::check_quota(const Principal& who, uint64_t bytes) {
-    if (m_config.user_quota_bytes == 0 || who.is_admin()) return {};
-    auto used = m_store.owner_reserved_bytes(who.key_id);
+    if (who.is_admin()) return {};
+    return check_owner_quota(who.key_id, bytes);
+}
+
+Status JobService::check_owner_quota(const std::string& owner_key_id, uint64_t bytes) {
+    if (m_config.user_quota_bytes == 0) return {};
+    auto used = m_store.owner_reserved_bytes(owner_key_id);
     if (!used) return used.error();
     if (*used <= m_config.user_quota_bytes && m_config.user_quota_bytes - *used >= bytes) return {};
     return Error(ErrorCode::InsufficientStorage,
@@ -730,6 +735,12 @@ void JobService::fetch_source_url(std::string job_id, std::string url, std::shar
     }
     if (size > m_config.max_upload_bytes)
         return fail(Error(ErrorCode::FileTooLarge, "the source at source_url is larger than this server accepts"));
+    // The owner's quota holds for fetched sources too (the size is known only now).
+    if (auto owner = m_store.get_api_key(job->owner_key_id); !owner) {
+        return fail(owner.error());
+    } else if (owner->role != Role::Admin) {
+        if (auto quota = check_owner_quota(job->owner_key_id, size); !quota) return fail(quota.error());
+    }
     auto pool = m_store.reserve_space(job_id, FileKind::Source, size, m_pools.candidates());
     if (!pool) return fail(pool.error());
     auto rel = StoragePools::job_file(job_id, FileKind::Source);

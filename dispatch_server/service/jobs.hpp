@@ -164,6 +164,7 @@ public:
     // INSUFFICIENT_STORAGE (details: quota_bytes, used_bytes, needed_bytes) when `bytes` more would take
     // the caller past --user-quota; admins have no quota.
     Status check_quota(const Principal& who, uint64_t bytes);
+    Status check_owner_quota(const std::string& owner_key_id, uint64_t bytes);  // as above, for a job's owner
     Result<std::vector<JobEvent>> events(const std::string& id, int64_t after) { return m_store.job_events(id, after); }
 
     // --- change -------------------------------------------------------------------------------------

@@ -202,5 +202,19 @@ TEST(SourceUrl, FetchesAreBoundedInNumberAndInTime) {
     EXPECT_EQ(done.value("state", ""), "queued") << done.dump();
 }
 
+TEST(SourceUrl, TheOwnersQuotaHoldsForAFetchedSource) {
+    Origin origin(std::string(2 << 20, 'x'));
+    test::TempDir dir;
+    auto data = dir / "data";
+    auto key = cli_key(data, "alice", "user");
+    ChildServer server(data, {"--source-url-host", "127.0.0.1:" + std::to_string(origin.port()), "--user-quota", "1MiB"});
+    auto c = server.client(key);
+    auto r = call(c, "POST", "/jobs", fetch_job(origin.url()).dump(), "application/json");
+    ASSERT_EQ(r.status, 202) << r.body;
+    auto job = wait_end(c, body_json(r)["job_id"], {"queued", "failed"});
+    EXPECT_EQ(job.value("failure_code", ""), "INSUFFICIENT_STORAGE") << job.dump();
+    EXPECT_EQ(origin.gets_started(), 0) << "the bytes were fetched although the quota could not hold them";
+}
+
 }  // namespace
 }  // namespace distconv::itest
