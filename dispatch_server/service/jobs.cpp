@@ -781,14 +781,12 @@ void JobService::fetch_source_url(std::string job_id, std::string url, std::shar
         spdlog::warn("source_url fetch of job {}: {}", job_id, updated.error().message);
         return;  // the fetched file stays as <pool>/<job>; a retry or the orphan sweep decides
     }
-    if (updated->source_sha256) {
-        auto sha = sha256_file(dest);
-        if (!sha || *sha != *updated->source_sha256) {
-            stdfs::remove(dest, ec);
-            return fail(Error(ErrorCode::InvalidArgument, "the fetched source does not match source.sha256"));
-        }
+    // The client hashed the bytes while writing them: no second read of the whole file.
+    if (updated->source_sha256 && got->sha256 != *updated->source_sha256) {
+        stdfs::remove(dest, ec);
+        return fail(Error(ErrorCode::InvalidArgument, "the fetched source does not match source.sha256"));
     }
-    (void)finish_source(*updated, dest);
+    (void)finish_source(*updated, dest, got->sha256);
 }
 
 Result<JobRecord> JobService::cancel(const Principal& who, const std::string& id) {
