@@ -93,6 +93,14 @@ void add_options(CLI::App& app, DispatchConfig& c) {
     app.add_option("--event-stream-max", c.event_stream_max,
                    "Longest an event stream stays open (the client resumes with Last-Event-ID)")
         ->capture_default_str();
+    app.add_option("--header-timeout", c.header_timeout,
+                   "A request's headers must be complete this long after their first byte (else 408 and closed)")
+        ->capture_default_str();
+    app.add_option("--keep-alive-timeout", c.keep_alive_timeout, "An idle connection waits this long for its next request")
+        ->capture_default_str();
+    app.add_option("--max-connections", c.max_connections, "Client connections open at once (more are closed at once)")
+        ->check(CLI::Range(16, 1 << 20))
+        ->capture_default_str();
 }
 
 Status finalize(DispatchConfig& c) {
@@ -136,6 +144,8 @@ Status finalize(DispatchConfig& c) {
                                  DurationKey{"upload-idle-timeout", c.upload_idle_timeout, c.upload_idle_timeout_ms},
                                  DurationKey{"source-url-timeout", c.source_url_timeout, c.source_url_timeout_ms},
                                  DurationKey{"event-stream-max", c.event_stream_max, c.event_stream_max_ms},
+                                 DurationKey{"header-timeout", c.header_timeout, c.header_timeout_ms},
+                                 DurationKey{"keep-alive-timeout", c.keep_alive_timeout, c.keep_alive_timeout_ms},
                                  DurationKey{"lease-timeout", c.lease_timeout, c.lease_ms},
                                  DurationKey{"heartbeat-interval", c.heartbeat_interval, c.heartbeat_interval_ms},
                                  DurationKey{"engine-offline-after", c.engine_offline_after, c.engine_offline_ms},
@@ -150,6 +160,10 @@ Status finalize(DispatchConfig& c) {
         return Error::invalid("maintenance-interval", "maintenance-interval must be at least 10ms");
 
     if (c.event_stream_max_ms < 1000) return Error::invalid("event-stream-max", "event-stream-max must be at least 1s");
+    if (c.header_timeout_ms < 100 || c.header_timeout_ms > 600000)
+        return Error::invalid("header-timeout", "header-timeout must be between 100ms and 10m");
+    if (c.keep_alive_timeout_ms < 100 || c.keep_alive_timeout_ms > 600000)
+        return Error::invalid("keep-alive-timeout", "keep-alive-timeout must be between 100ms and 10m");
     if (c.http_reserve == 0) c.http_reserve = std::max(2, c.http_threads / 4);
     if (c.http_reserve >= c.http_threads)
         return Error::invalid("http-reserve", "http-reserve must be smaller than http-threads");

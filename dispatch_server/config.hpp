@@ -48,6 +48,9 @@ struct DispatchConfig {
     int max_event_streams_per_key = 8;    // event streams one key may hold open at once
     int max_claims_per_key = 64;          // claim long-polls one key may hold at once (engines may share a key)
     std::string event_stream_max = "1h"; // an event stream ends after this; the client resumes with Last-Event-ID
+    std::string header_timeout = "10s";   // a request's headers must be complete this long after its first byte
+    std::string keep_alive_timeout = "5s"; // an idle connection waits this long for its next request
+    int max_connections = 8192;           // open client connections (more are closed at once)
     std::string log_level = "info";
     std::string log_format = "text";
     std::string log_file;
@@ -73,6 +76,8 @@ struct DispatchConfig {
     uint64_t user_quota_bytes = 0;
     int64_t source_url_timeout_ms = 0;
     int64_t event_stream_max_ms = 0;
+    int64_t header_timeout_ms = 0;
+    int64_t keep_alive_timeout_ms = 0;
     int64_t lease_ms = 0;
     int64_t heartbeat_interval_ms = 0;
     int64_t engine_offline_ms = 0;

@@ -1,9 +1,12 @@
 #include "dispatch_server/api/engine_api.hpp"
 
+#include "dispatch_server/api/connection_gate.hpp"
 #include "dispatch_server/service/auth.hpp"
 #include "dispatch_server/service/engines.hpp"
 #include "dispatch_server/service/jobs.hpp"
 #include "protocol/json_fields.hpp"
+
+#include <spdlog/spdlog.h>
 
 namespace distconv::dispatch {
 
@@ -74,12 +77,24 @@ void install_engine_routes(Router& router, AuthService& auth, EngineService& eng
             close_after_answer(req, res);  // a refused caller does not keep a worker with its connection
             return send_error(res, slot.error());
         }
-        auto assignment = engines.claim(*who, req.matches[1], *body, base_url_of(req));
+        // An engine that goes away while its claim waits takes no job; one whose answer cannot be
+        // delivered gives the job back at once instead of holding it until the lease ends.
+        auto assignment =
+            engines.claim(*who, req.matches[1], *body, base_url_of(req), [] { return connection::peer_gone(); });
         if (!assignment) return send_error(res, assignment.error());
+        if (*assignment && connection::peer_gone()) {
+            if (auto st = engines.hand_back((*assignment)->assignment_id, (*assignment)->fencing_token); !st)
+                spdlog::warn("could not hand back assignment {}: {}", (*assignment)->assignment_id, st.error().message);
+            *assignment = std::nullopt;
+        }
         if (!*assignment) {
             res.status = 204;
             return;
         }
+        connection::on_unanswered([&engines, id = (*assignment)->assignment_id, token = (*assignment)->fencing_token] {
+            if (auto st = engines.hand_back(id, token); !st)
+                spdlog::warn("could not hand back assignment {}: {}", id, st.error().message);
+        });
         send_json(res, 200, protocol::to_json(**assignment));
     });
     for (const char* action : {"drain", "undrain"}) {
@@ -162,11 +177,7 @@ void install_engine_routes(Router& router, AuthService& auth, EngineService& eng
             bool ok = reader([&](const char* data, size_t len) { return sink.write(data, len); });
             auto finished = sink.finish();
             res.set_header(std::string(protocol::k_upload_offset_header), std::to_string(sink.position()));
-            if (sink.error()) return send_error(res, *sink.error());
-            if (!finished) return send_error(res, finished.error());
-            if (!ok)
-                return send_error(res, Error::invalid("body", "the upload was cut off at byte " +
-                                                                  std::to_string(sink.position())));
+            if (auto outcome = upload_outcome(sink, ok, finished); !outcome) return send_error(res, outcome.error());
             send_json(res, 200,
                       protocol::to_json(protocol::OutputUploadStatus{aid, static_cast<int64_t>(sink.position())}));
         });

@@ -4,6 +4,7 @@
 #include "common/logging.hpp"
 #include "common/time.hpp"
 #include "common/media/options.hpp"
+#include "dispatch_server/api/connection_gate.hpp"
 #include "dispatch_server/api/encode.hpp"
 #include "dispatch_server/api/engine_api.hpp"
 #include "dispatch_server/api/http_util.hpp"
@@ -36,9 +37,27 @@ struct HttpApi::Impl {
     Router router{server};
     std::atomic<bool> stopping{false};
 
-    static std::unique_ptr<httplib::Server> make_server(const DispatchConfig& config) {
-        if (config.tls_cert.empty()) return std::make_unique<httplib::Server>();
-        return std::make_unique<httplib::SSLServer>(config.tls_cert.c_str(), config.tls_key.c_str());
+    std::unique_ptr<httplib::Server> make_server(const DispatchConfig& config) {
+        if (config.tls_cert.empty()) {
+            // Plain HTTP: connections wait for their requests in the gate, not in a worker each.
+            GateSettings g;
+            g.workers = config.http_threads;
+            g.header_timeout = std::chrono::milliseconds(config.header_timeout_ms);
+            g.keep_alive_timeout = std::chrono::milliseconds(config.keep_alive_timeout_ms);
+            g.body_timeout = std::max(std::chrono::milliseconds(30'000), 3 * g.header_timeout);
+            g.max_connections = static_cast<size_t>(config.max_connections);
+            g.is_streaming = [this](const std::string& method, const std::string& path) {
+                return router.is_streaming(method, path);
+            };
+            return std::make_unique<GatedServer>(std::move(g));
+        }
+        // TLS: httplib's own server, a worker per connection (headers cannot be peeked under TLS).
+        auto tls = std::make_unique<httplib::SSLServer>(config.tls_cert.c_str(), config.tls_key.c_str());
+        auto threads = static_cast<size_t>(config.http_threads);
+        tls->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+        // An idle connection holds a worker here: not for long.
+        tls->set_keep_alive_timeout(2);
+        return tls;
     }
 
     explicit Impl(ApiServices services)
@@ -328,10 +347,9 @@ struct HttpApi::Impl {
                          "the upload is larger than this server accepts (" + std::to_string(s.config.max_upload_bytes) +
                              " bytes)",
                          {{"max_bytes", s.config.max_upload_bytes}});
-        if (auto quota = s.jobs.check_quota(who, *length); !quota) return quota.error();
-        auto incoming = s.jobs.pools().reserve_incoming(s.jobs.store(), *length);
-        if (!incoming) return incoming.error();
-        auto path = s.jobs.pools().resolve(incoming->pool, incoming->relative);
+        auto target = s.jobs.reserve_multipart(who, *length);
+        if (!target) return target.error();
+        const auto& path = target->path;
         FileSink sink;
         std::string job_text, current, filename;
         bool have_file = false, have_job = false;
@@ -374,9 +392,7 @@ struct HttpApi::Impl {
             });
         auto finished = sink.finish();
         auto discard = [&](Error e) -> Result<JobRecord> {
-            std::error_code ec;
-            std::filesystem::remove(path, ec);
-            s.jobs.pools().release_incoming(*incoming);
+            s.jobs.discard_multipart(*target);
             return e;
         };
         if (problem) return discard(*problem);
@@ -386,7 +402,7 @@ struct HttpApi::Impl {
         if (!have_file) return discard(Error::invalid("file", "the 'file' part (the media) is missing"));
         auto json = parse_json_body(job_text, "job");
         if (!json) return discard(json.error());
-        return s.jobs.submit_multipart(who, *json, *incoming, sink.position(), filename, idem, sink.sha256());
+        return s.jobs.submit_multipart(who, *json, target->incoming, sink.position(), filename, idem, sink.sha256());
     }
 
     void list(const httplib::Request& req, httplib::Response& res) {
@@ -586,11 +602,7 @@ struct HttpApi::Impl {
         bool complete_request = ok && !sink.error() && finished.ok();
         auto job = s.jobs.end_source_upload(id, sink.position(), complete_request, sink.sha256());
         res.set_header(std::string(protocol::k_upload_offset_header), std::to_string(sink.position()));
-        if (sink.error()) return send_error(res, *sink.error());
-        if (!finished) return send_error(res, finished.error());
-        if (!ok)
-            return send_error(res, Error::invalid("body", "the upload was cut off at byte " + std::to_string(sink.position()) +
-                                                              "; continue with Content-Range"));
+        if (auto outcome = upload_outcome(sink, ok, finished); !outcome) return send_error(res, outcome.error());
         if (!job) return send_error(res, job.error());
         protocol::UploadStatus st;
         st.job_id = id;
@@ -667,14 +679,15 @@ struct HttpApi::Impl {
 };
 
 HttpApi::HttpApi(ApiServices services) : m_impl(std::make_unique<Impl>(services)) {
-    auto threads = static_cast<size_t>(services.config.http_threads);
-    m_impl->server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
     m_impl->server.set_tcp_nodelay(true);
     m_impl->server.set_payload_max_length(static_cast<size_t>(services.config.max_upload_bytes + k_max_json_body));
     m_impl->server.set_read_timeout(std::chrono::seconds(60));
     m_impl->server.set_write_timeout(std::chrono::seconds(60));
-    // An idle connection holds a worker (httplib 0.11 is thread-per-connection): not for long.
-    m_impl->server.set_keep_alive_timeout(2);
+    if (services.config.tls_cert.empty()) {
+        // What the Keep-Alive header tells clients; the gate keeps these limits itself.
+        m_impl->server.set_keep_alive_timeout(std::max<time_t>(1, services.config.keep_alive_timeout_ms / 1000));
+        m_impl->server.set_keep_alive_max_count(1000000);
+    }
     m_impl->install();
 }
 

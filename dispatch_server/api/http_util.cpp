@@ -1,6 +1,7 @@
 #include "dispatch_server/api/http_util.hpp"
 
 #include "common/hash.hpp"
+#include "dispatch_server/api/connection_gate.hpp"
 #include "dispatch_server/service/auth.hpp"
 
 #include <fcntl.h>
@@ -28,6 +29,7 @@ void close_after_answer(const httplib::Request& req, httplib::Response& res) {
     headers.erase("Connection");
     headers.emplace("Connection", "close");
     res.set_header("Connection", "close");
+    connection::close_after_answer();
 }
 
 Error error_for_status(int status) {

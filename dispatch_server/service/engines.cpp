@@ -160,7 +160,8 @@ Result<protocol::HeartbeatReply> EngineService::heartbeat(const Principal& who, 
 
 Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal& who, const std::string& engine_id,
                                                                  const protocol::ClaimRequest& request,
-                                                                 const std::string& base_url) {
+                                                                 const std::string& base_url,
+                                                                 const std::function<bool()>& caller_gone) {
     using Out = std::optional<protocol::Assignment>;
     auto engine = owned_engine(who, engine_id);
     if (!engine) return engine.error();
@@ -179,6 +180,10 @@ Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal
         auto e = m_store.get_engine(engine_id);  // read again: a drain may come while the claim waits
         if (!e) return e.error();
         if (e->drain || m_notifier.closed()) return Out{};
+        if (caller_gone && caller_gone()) {
+            spdlog::info("engine {} closed its claim's connection: no job taken", engine_id);
+            return Out{};
+        }
         auto active = m_store.active_attempts(engine_id);
         if (!active) return active.error();
         int free_slots = std::min(request.free_slots, e->slots - static_cast<int>(active->size()));
@@ -246,8 +251,44 @@ Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal
         if (now >= deadline) return Out{};
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
         // Wake when work may have appeared (a job queued; a backoff ending is caught by the 1 s cap).
-        m_notifier.wait_for_work(generation, std::min(left, std::chrono::milliseconds(1000)));
+        // A caller that can go away is checked four times a second.
+        m_notifier.wait_for_work(generation, std::min(left, std::chrono::milliseconds(caller_gone ? 250 : 1000)));
     }
+}
+
+Status EngineService::hand_back(const std::string& assignment_id, int64_t fencing_token) {
+    auto a = m_store.get_attempt(assignment_id);
+    if (!a) return a.error();
+    if (a->state != "active" || a->fencing_token != fencing_token) return {};
+    auto job = m_store.get_job(a->job_id);
+    if (!job) return job.error();
+    AttemptEnd end;
+    end.attempt_state = "undelivered";
+    end.message = "the claim's answer did not reach the engine";
+    end.job_changes.progress = nlohmann::json();
+    if (job->state == JobState::Canceling) {
+        end.job_to = JobState::Canceled;
+        end.job_changes.finished_at = m_clock.now_ms();
+        end.job_changes.failure_code = "canceled";
+        end.job_changes.message = "canceled";
+        end.event_message = "canceled before an engine started it";
+    } else {
+        end.job_to = JobState::Queued;
+        end.job_changes.attempt_count = std::max(0, job->attempt_count - 1);
+        end.job_changes.not_before = std::optional<int64_t>{};
+        end.job_changes.progress_percent = 0.0;
+        end.job_changes.message = "queued";
+        end.event_message = "back in the queue: engine " + a->engine_id + " was gone before it got the job";
+    }
+    auto r = m_store.end_attempt(a->id, a->fencing_token, end);
+    if (!r) {
+        if (r.error().code == ErrorCode::LeaseLost) return {};
+        return r.error();
+    }
+    spdlog::info("job {} handed back from engine {} (assignment {}): the claim's answer was not delivered", a->job_id,
+                 a->engine_id, a->id);
+    changed();
+    return {};
 }
 
 Result<protocol::ProgressReply> EngineService::progress(const Principal& who, const std::string& assignment_id,

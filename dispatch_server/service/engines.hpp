@@ -14,6 +14,7 @@
 #include "protocol/engines.hpp"
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -44,8 +45,14 @@ public:
                                                const protocol::Heartbeat& hb);
     // Long-poll: waits up to the request's wait_seconds for a job; nullopt means no work (204).
     // `base_url` ("http://host:port") makes the assignment's absolute source_url.
+    // `caller_gone`, when given, is asked while the claim waits: once it says the engine's connection
+    // is closed, the claim ends without taking a job.
     Result<std::optional<protocol::Assignment>> claim(const Principal& who, const std::string& engine_id,
-                                                      const protocol::ClaimRequest& request, const std::string& base_url);
+                                                      const protocol::ClaimRequest& request, const std::string& base_url,
+                                                      const std::function<bool()>& caller_gone = {});
+    // An assignment whose claim answer never reached its engine: the job goes back to the queue at once,
+    // the attempt not counted. Does nothing when the attempt no longer holds the job.
+    Status hand_back(const std::string& assignment_id, int64_t fencing_token);
     Result<protocol::ProgressReply> progress(const Principal& who, const std::string& assignment_id,
                                              const protocol::ProgressReport& report);
     // The source file of an assignment (the token, when given, must be current).

@@ -332,6 +332,17 @@ private:
     int m_exit = -1;
 };
 
+// /healthz answers 200 within 100 ms (the server has a worker free for it).
+inline void expect_healthz_fast(int port) {
+    auto anonymous = make_client(port, "");
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = call(anonymous, "GET", "http://127.0.0.1:" + std::to_string(port) + "/healthz");
+    auto took = std::chrono::steady_clock::now() - t0;
+    EXPECT_EQ(r.status, 200);
+    EXPECT_LT(took, std::chrono::milliseconds(100))
+        << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
+}
+
 // --- raw sockets ----------------------------------------------------------------------------------
 
 class RawConnection {

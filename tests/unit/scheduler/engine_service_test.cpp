@@ -125,6 +125,34 @@ TEST_F(EngineServiceTest, ClaimGivesAnAssignmentWithArgvAndToken) {
     EXPECT_FALSE(engines->claim(engine_principal, engine_id, req, "")->has_value());
 }
 
+TEST_F(EngineServiceTest, AnUndeliveredClaimIsHandedBackAtOnceAndNotCounted) {
+    auto job = queued_job();
+    auto a = claim();
+    EXPECT_EQ(store->get_job(job)->attempt_count, 1);
+    ASSERT_TRUE(engines->hand_back(a.assignment_id, a.fencing_token).ok());
+    auto j = store->get_job(job);
+    EXPECT_EQ(j->state, JobState::Queued);
+    EXPECT_EQ(j->attempt_count, 0) << "an answer the engine never got is not an attempt";
+    EXPECT_FALSE(j->not_before.has_value()) << "no backoff: nothing failed";
+    EXPECT_EQ(store->get_attempt(a.assignment_id)->state, "undelivered");
+    // Claimable again at once, with a newer token; handing back the old one again changes nothing.
+    auto again = claim();
+    EXPECT_EQ(again.job_id, job);
+    EXPECT_GT(again.fencing_token, a.fencing_token);
+    ASSERT_TRUE(engines->hand_back(a.assignment_id, a.fencing_token).ok());
+    EXPECT_EQ(store->get_job(job)->state, JobState::Assigned);
+}
+
+TEST_F(EngineServiceTest, AClaimWhoseCallerIsGoneTakesNothing) {
+    queued_job();
+    protocol::ClaimRequest req;
+    req.wait_seconds = 0;
+    auto a = engines->claim(engine_principal, engine_id, req, "", [] { return true; });
+    ASSERT_TRUE(a.ok());
+    EXPECT_FALSE(a->has_value());
+    EXPECT_TRUE(claim().job_id.size() > 0);
+}
+
 TEST_F(EngineServiceTest, ExpiredLeaseRequeuesWithBackoffAndTheOldTokenIsLost) {
     auto job = queued_job();
     auto first = claim();

@@ -1,0 +1,180 @@
+// Connections that never finish their requests, against the real distconv-dispatch binary with 8 HTTP
+// workers: slow headers without any key (slowloris), slow small bodies, and many idle keep-alive
+// connections hold no worker — /healthz answers within 100 ms throughout and other users' submits
+// succeed; a request not complete within --header-timeout gets 408 and its connection is closed.
+// And a claim long-poll whose engine went away takes no job (or gives it back at once).
+
+#include "dispatch_server/api/connection_gate.hpp"
+#include "tests/integration/dispatch/server_fixture.hpp"
+
+#include <gtest/gtest.h>
+
+namespace distconv::itest {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(RequestHead, EndAndBytesNeeded) {
+    using dispatch::request_bytes_needed;
+    using dispatch::request_head_end;
+    const std::string get = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    EXPECT_EQ(request_head_end(get.data(), get.size()), get.size());
+    EXPECT_EQ(request_head_end(get.data(), get.size() - 1), std::string::npos);
+    const std::string lf = "GET / HTTP/1.1\nHost: x\n\nrest";
+    EXPECT_EQ(request_head_end(lf.data(), lf.size()), lf.size() - 4);
+
+    auto uploads = [](const std::string& method, const std::string& path) {
+        return method == "PUT" && path == "/api/v1/jobs/J/source";
+    };
+    const std::string post = "POST /api/v1/keys HTTP/1.1\r\ncontent-LENGTH:  42 \r\n\r\n";
+    EXPECT_EQ(request_bytes_needed(post, uploads), post.size() + 42);
+    const std::string put = "PUT /api/v1/jobs/J/source?x=1 HTTP/1.1\r\nContent-Length: 42\r\n\r\n";
+    EXPECT_EQ(request_bytes_needed(put, uploads), put.size()) << "an upload's body is its handler's";
+    const std::string big = "POST /api/v1/keys HTTP/1.1\r\nContent-Length: 100000\r\n\r\n";
+    EXPECT_EQ(request_bytes_needed(big, uploads), big.size()) << "a large body is read by a worker";
+    const std::string chunked = "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    EXPECT_EQ(request_bytes_needed(chunked, uploads), chunked.size());
+    const std::string twice = "POST /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
+    EXPECT_EQ(request_bytes_needed(twice, uploads), twice.size()) << "odd framing is httplib's to refuse";
+    const std::string garbage = "NONSENSE\r\n\r\n";
+    EXPECT_EQ(request_bytes_needed(garbage, uploads), garbage.size());
+}
+
+// Opens `n` connections that each send the start of a request and then one more byte every 200 ms.
+struct Dribblers {
+    std::vector<std::unique_ptr<RawConnection>> conns;
+    Dribblers(int port, int n, const std::string& start) {
+        for (int i = 0; i < n; ++i) {
+            auto c = std::make_unique<RawConnection>(port);
+            EXPECT_TRUE(c->ok());
+            c->send_all(start);
+            conns.push_back(std::move(c));
+        }
+    }
+    void drip(const std::string& byte) {
+        for (auto& c : conns) c->send_all(byte);
+    }
+};
+
+TEST(Connections, SlowHeadersWithoutAKeyHoldNoWorker) {
+    test::TempDir dir;
+    auto data = dir / "data";
+    auto alice_key = cli_key(data, "alice", "user");
+    ChildServer server(data, {"--header-timeout", "2s"});
+    auto alice = server.client(alice_key);
+    // Eight times the workers, no key, headers that never end.
+    Dribblers slow(server.port(), 64, "GET /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ");
+    auto until = std::chrono::steady_clock::now() + 1500ms;
+    int submits = 0;
+    while (std::chrono::steady_clock::now() < until) {
+        slow.drip("a");
+        expect_healthz_fast(server.port());
+        auto r = call(alice, "POST", "/jobs", json{{"source", {{"filename", "b.mp4"}, {"size", 10}}}}.dump(),
+                      "application/json");
+        EXPECT_EQ(r.status, 202) << r.body;
+        ++submits;
+        std::this_thread::sleep_for(200ms);
+    }
+    EXPECT_GE(submits, 3);
+    // Past --header-timeout (counted from the first byte) each gets 408 with the envelope and is closed.
+    for (auto& c : slow.conns) {
+        EXPECT_TRUE(c->read_to_close(5s));
+        EXPECT_EQ(c->status(), 408) << c->received();
+        EXPECT_NE(c->body().find("\"error\""), std::string::npos) << c->received();
+    }
+    expect_healthz_fast(server.port());
+}
+
+TEST(Connections, SlowSmallBodiesWithoutAKeyHoldNoWorker) {
+    test::TempDir dir;
+    auto data = dir / "data";
+    auto alice_key = cli_key(data, "alice", "user");
+    ChildServer server(data, {"--header-timeout", "2s"});
+    auto alice = server.client(alice_key);
+    // Complete heads announcing a 100-byte body that comes a byte at a time (a route that reads its body
+    // before its handler runs, so nothing would check a key before the body is in).
+    Dribblers slow(server.port(), 32,
+                   "POST /api/v1/keys HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                   "Content-Length: 100\r\n\r\n{");
+    auto until = std::chrono::steady_clock::now() + 1500ms;
+    while (std::chrono::steady_clock::now() < until) {
+        slow.drip(" ");
+        expect_healthz_fast(server.port());
+        EXPECT_EQ(call(alice, "GET", "/jobs").status, 200);
+        std::this_thread::sleep_for(200ms);
+    }
+    for (auto& c : slow.conns) {
+        EXPECT_TRUE(c->read_to_close(5s));
+        EXPECT_EQ(c->status(), 408) << c->received();
+    }
+}
+
+TEST(Connections, IdleKeepAliveConnectionsHoldNoWorkerAndEnd) {
+    test::TempDir dir;
+    auto data = dir / "data";
+    ChildServer server(data, {"--keep-alive-timeout", "1s"});
+    // 100 clients, each one request answered and the connection kept open, idle.
+    std::vector<std::unique_ptr<RawConnection>> idle;
+    for (int i = 0; i < 100; ++i) {
+        auto c = std::make_unique<RawConnection>(server.port());
+        ASSERT_TRUE(c->send_all("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+        ASSERT_TRUE(c->read_until("{\"status\":\"ok\"}")) << c->received();
+        idle.push_back(std::move(c));
+    }
+    expect_healthz_fast(server.port());
+    // A kept connection carries a second request (keep-alive works, pipelining too).
+    ASSERT_TRUE(idle[0]->send_all("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                                  "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+    EXPECT_TRUE(idle[0]->read_until("\"ready\":true")) << idle[0]->received();
+    // Idle past --keep-alive-timeout: closed by the server, without an answer.
+    for (size_t i = 1; i < idle.size(); ++i) {
+        EXPECT_TRUE(idle[i]->read_to_close(5s));
+        EXPECT_EQ(idle[i]->received().find("408"), std::string::npos);
+    }
+}
+
+TEST(Connections, AClaimWhoseEngineLeftTakesNoJob) {
+    test::TempDir dir;
+    auto data = dir / "data";
+    auto engine_key = cli_key(data, "farm", "engine");
+    auto alice_key = cli_key(data, "alice", "user");
+    ChildServer server(data);
+    auto engine = server.client(engine_key);
+    auto alice = server.client(alice_key);
+    auto reg = call(engine, "POST", "/engines",
+                    json{{"hostname", "box"}, {"version", "t"}, {"slots", 1}, {"free_disk_bytes", 1LL << 40},
+                         {"capabilities", {{"ffmpeg_version", "6.0"}, {"encoders", json::array({"libx264", "aac"})},
+                                           {"decoders", json::array()}, {"hwaccels", json::array()}}}}
+                        .dump(),
+                    "application/json");
+    ASSERT_EQ(reg.status / 100, 2) << reg.body;
+    const std::string id = body_json(reg).value("engine_id", "");
+    const std::string claim = json{{"free_slots", 1}, {"wait_seconds", 30}}.dump();
+    const std::string request = "POST /api/v1/engines/" + id + "/claim HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " +
+                                engine_key + "\r\nContent-Type: application/json\r\nContent-Length: " +
+                                std::to_string(claim.size()) + "\r\n\r\n" + claim;
+    {
+        RawConnection parked(server.port());
+        ASSERT_TRUE(parked.send_all(request));
+        EXPECT_FALSE(parked.read_until("HTTP/1.1", 300ms)) << "the claim waits for work";
+    }  // the engine is gone: its connection closes with the claim still parked
+
+    auto submitted = submit_multipart(alice, small_clip_bytes(), json::object());
+    ASSERT_EQ(submitted.status, 202) << submitted.body;
+    const std::string job = body_json(submitted).value("job_id", "");
+    // The job is queued, and stays so: nobody took it for the gone claim.
+    ASSERT_TRUE(test::wait_until([&] { return body_json(call(alice, "GET", "/jobs/" + job)).value("state", "") == "queued"; },
+                                 20s));
+    std::this_thread::sleep_for(1s);  // the parked claim would have taken it at once (nothing to poll for)
+    auto view = body_json(call(alice, "GET", "/jobs/" + job));
+    EXPECT_EQ(view.value("state", ""), "queued") << view.dump();
+    EXPECT_EQ(view.value("attempts", json::array()).size(), 0u) << view.dump();
+    // A live claim gets it at once.
+    auto got = call(engine, "POST", "/engines/" + id + "/claim", json{{"free_slots", 1}, {"wait_seconds", 0}}.dump(),
+                    "application/json");
+    ASSERT_EQ(got.status, 200) << got.body;
+    EXPECT_EQ(body_json(got).value("job_id", ""), job);
+}
+
+}  // namespace
+}  // namespace distconv::itest
