@@ -154,6 +154,7 @@ void DispatchServer::stop() {
 
 Store& DispatchServer::store() { return *m_impl->store; }
 JobService& DispatchServer::jobs() { return *m_impl->jobs; }
+StoragePools& DispatchServer::pools() { return *m_impl->pools; }
 AuthService& DispatchServer::auth() { return *m_impl->auth; }
 EngineService& DispatchServer::engines() { return *m_impl->engines; }
 

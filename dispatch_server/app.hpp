@@ -14,6 +14,7 @@ class Store;
 class JobService;
 class AuthService;
 class EngineService;
+class StoragePools;
 
 class DispatchServer {
 public:
@@ -32,6 +33,7 @@ public:
 
     Store& store();
     JobService& jobs();
+    StoragePools& pools();
     AuthService& auth();
     EngineService& engines();
 

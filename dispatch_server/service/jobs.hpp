@@ -9,6 +9,7 @@
 #include "common/time.hpp"
 #include "dispatch_server/config.hpp"
 #include "dispatch_server/metrics/metrics.hpp"
+#include "dispatch_server/pools/file_sink.hpp"
 #include "dispatch_server/pools/pools.hpp"
 #include "dispatch_server/service/auth.hpp"
 #include "dispatch_server/service/notifier.hpp"
@@ -42,44 +43,6 @@ public:
 
 private:
     std::string m_ffprobe;
-};
-
-// Streams bytes into a pool file at a given offset; the HTTP layer feeds it chunks. Chunks are
-// gathered into 64 KiB writes (the HTTP library hands over 4 KiB at a time), writeback to the disk is
-// started every 8 MiB so the closing fsync waits for the tail only, and a file written from byte 0
-// is hashed on the way (no second read for the SHA-256 check).
-class FileSink {
-public:
-    FileSink() = default;
-    ~FileSink();
-    FileSink(const FileSink&) = delete;
-    FileSink& operator=(const FileSink&) = delete;
-    // Opens `path` for writing at `offset` (truncating anything after it).
-    Status open(const std::filesystem::path& path, uint64_t offset);
-    // Writes a chunk; fails (and remembers why) once `limit` total bytes would be passed.
-    bool write(const char* data, size_t size);
-    Status finish();  // writes what is gathered, fsync + close
-    // Bytes accepted so far; after a failed write, the bytes that reached the file.
-    uint64_t position() const { return m_position + m_buffered.size(); }
-    // SHA-256 (hex) of the whole file, after a successful finish(), when it was written from byte 0.
-    const std::optional<std::string>& sha256() const { return m_sha256; }
-    void set_limit(uint64_t limit, Error error_when_exceeded) {
-        m_limit = limit;
-        m_limit_error = std::move(error_when_exceeded);
-    }
-    const std::optional<Error>& error() const { return m_error; }
-
-private:
-    bool flush();
-    int m_fd = -1;
-    uint64_t m_position = 0;  // bytes written to the file
-    uint64_t m_kicked = 0;    // writeback has been started for bytes before this
-    std::string m_buffered;   // accepted, not yet written
-    std::optional<Sha256> m_hash;
-    std::optional<std::string> m_sha256;
-    uint64_t m_limit = UINT64_MAX;
-    Error m_limit_error;
-    std::optional<Error> m_error;
 };
 
 // Where a source upload should go and what it may hold (PUT /jobs/{id}/source).
@@ -119,6 +82,16 @@ public:
                                        const std::string& filename,
                                        const std::optional<std::string>& idempotency_key,
                                        const std::optional<std::string>& file_sha256 = std::nullopt);
+    // Multipart submit, before the body is read: the caller's quota and pool space for a body of
+    // `length` bytes. The HTTP layer writes the `file` part to `path`, then calls submit_multipart
+    // (which releases the reservation) or discard_multipart.
+    struct MultipartTarget {
+        StoragePools::Incoming incoming;
+        std::filesystem::path path;
+    };
+    Result<MultipartTarget> reserve_multipart(const Principal& who, uint64_t length);
+    // Removes what was written to a reserved target and frees its space.
+    void discard_multipart(const MultipartTarget& target);
     // Validation alone (used by the multipart path before bytes are accepted, to fail early).
     Status validate_job_json(const nlohmann::json& job) const;
 
@@ -183,9 +156,6 @@ public:
         std::vector<std::string> errors;  // steps skipped because the database could not list their work
     };
     MaintenanceReport run_maintenance(std::chrono::seconds orphan_min_age = std::chrono::seconds(600));
-
-    Store& store() { return m_store; }
-    StoragePools& pools() { return m_pools; }
 
 private:
     struct ParsedJob;

@@ -175,7 +175,7 @@ class CliServerTest : public ::testing::Test {
         ASSERT_TRUE(m_server->store().transition(id, {JobState::Assigned}, JobState::Running, u).ok());
     }
     std::string complete_with(const std::string& id, const std::string& bytes) {
-        auto& pools = m_server->jobs().pools();
+        auto& pools = m_server->pools();
         std::string rel = dispatch::StoragePools::job_file(id, dispatch::FileKind::Output);
         auto path = pools.resolve("default", rel);
         stdfs::create_directories(path.parent_path());
@@ -230,7 +230,7 @@ TEST_F(CliServerTest, SubmitDetachJsonCarriesTheJobId) {
     EXPECT_EQ(job->options["video"]["crf"], 30);
     EXPECT_EQ(job->source_filename, "clip.mp4");
     // The uploaded source is byte for byte the file.
-    auto src = m_server->jobs().pools().resolve(job->source_pool, job->source_path);
+    auto src = m_server->pools().resolve(job->source_pool, job->source_path);
     EXPECT_EQ(sha256_file(src).value_or(""), sha256_file(m_dir / "clip.mp4").value_or("x"));
 }
 
