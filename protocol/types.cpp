@@ -39,6 +39,14 @@ constexpr std::array<std::pair<EngineState, std::string_view>, 4> k_engine_state
     {EngineState::Draining, "draining"},
     {EngineState::Offline, "offline"},
 }};
+constexpr std::array<std::pair<AttemptState, std::string_view>, 6> k_attempt_states{{
+    {AttemptState::Active, "active"},
+    {AttemptState::Completed, "completed"},
+    {AttemptState::Failed, "failed"},
+    {AttemptState::Canceled, "canceled"},
+    {AttemptState::Lost, "lost"},
+    {AttemptState::Undelivered, "undelivered"},
+}};
 constexpr std::array<std::pair<ProgressPhase, std::string_view>, 3> k_phases{{
     {ProgressPhase::Downloading, "downloading"},
     {ProgressPhase::Transcoding, "transcoding"},
@@ -79,6 +87,12 @@ std::string_view to_string(EngineState s) {
 }
 std::optional<EngineState> parse_engine_state(std::string_view text) {
     return lookup(k_engine_states, text);
+}
+std::string_view to_string(AttemptState s) {
+    return name_of(k_attempt_states, s);
+}
+std::optional<AttemptState> parse_attempt_state(std::string_view text) {
+    return lookup(k_attempt_states, text);
 }
 std::string_view to_string(ProgressPhase p) {
     return name_of(k_phases, p);

@@ -48,6 +48,14 @@ enum class EngineState { Idle, Busy, Draining, Offline };
 std::string_view to_string(EngineState s);
 std::optional<EngineState> parse_engine_state(std::string_view text);
 
+// One attempt at a job (one assignment to one engine) is active while it holds the job; it ends
+// completed, failed, canceled, lost (its lease expired or its engine went offline) or undelivered (the
+// claim's answer never reached the engine; the attempt is not counted). The dispatch server records
+// it; the wire's attempts carry no state.
+enum class AttemptState { Active, Completed, Failed, Canceled, Lost, Undelivered };
+std::string_view to_string(AttemptState s);
+std::optional<AttemptState> parse_attempt_state(std::string_view text);
+
 enum class ProgressPhase { Downloading, Transcoding, Uploading };
 std::string_view to_string(ProgressPhase p);
 std::optional<ProgressPhase> parse_progress_phase(std::string_view text);

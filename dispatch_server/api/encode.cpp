@@ -64,7 +64,7 @@ protocol::JobResource to_resource(const JobRecord& job, const std::string& owner
         out.assignment_id = a.id;
         out.engine_id = a.engine_id;
         out.fencing_token = a.fencing_token;
-        out.transfer_mode = a.transfer_mode == "stream" ? protocol::TransferMode::Stream : protocol::TransferMode::File;
+        out.transfer_mode = a.transfer_mode;
         out.started_at = to_timestamp(a.started_at);
         out.finished_at = opt_ts(a.finished_at);
         out.exit_code = a.exit_code;

@@ -101,12 +101,12 @@ std::string describe_requirements(const JobRecord& job) {
     return out;
 }
 
-std::string choose_transfer_mode(uint64_t source_size, uint64_t free_disk_bytes, uint64_t reserve_bytes) {
+TransferMode choose_transfer_mode(uint64_t source_size, uint64_t free_disk_bytes, uint64_t reserve_bytes) {
     // Saturating sum: source + an output estimate the size of the source + the reserve.
     uint64_t need = source_size;
     need = need > UINT64_MAX - source_size ? UINT64_MAX : need + source_size;
     need = need > UINT64_MAX - reserve_bytes ? UINT64_MAX : need + reserve_bytes;
-    return free_disk_bytes >= need ? "file" : "stream";
+    return free_disk_bytes >= need ? TransferMode::File : TransferMode::Stream;
 }
 
 std::optional<ClaimChoice> choose_job(const std::vector<ClaimCandidate>& candidates, const EngineProfile& engine) {

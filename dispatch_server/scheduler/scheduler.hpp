@@ -35,9 +35,9 @@ bool meets_requirements(const JobRecord& job, const EngineProfile& engine);
 // What the job needs of an engine, for messages: "encoders libx265, aac; tags gpu".
 std::string describe_requirements(const JobRecord& job);
 
-// "file" when the engine's free disk holds the source, an output estimate (the source size) and the
-// reserve; otherwise "stream".
-std::string choose_transfer_mode(uint64_t source_size, uint64_t free_disk_bytes, uint64_t reserve_bytes);
+// File when the engine's free disk holds the source, an output estimate (the source size) and the
+// reserve; otherwise Stream.
+TransferMode choose_transfer_mode(uint64_t source_size, uint64_t free_disk_bytes, uint64_t reserve_bytes);
 
 // Picks among candidates (already in priority, then age order): the highest priority first; within
 // it the owner with the fewest running jobs (fair share); then, for engines faster than the median,

@@ -30,8 +30,6 @@ bool is_mp4_family(const std::string& container) {
     return container == "mp4" || container == "mov" || container == "m4a";
 }
 
-std::string engine_state_name(protocol::EngineState s) { return std::string(protocol::to_string(s)); }
-
 // The demuxer recorded at submit; jobs probed before it was recorded have only format_name. Empty
 // when neither names an allowed demuxer (the claim then fails instead of letting ffmpeg guess).
 std::string source_demuxer(const nlohmann::json& probe) {
@@ -83,7 +81,7 @@ Result<AttemptRecord> EngineService::owned_attempt(const Principal& who, const s
     if (!a) return a.error();
     if (who.scoped()) {
         // A credential lives as long as its attempt holds the job with the token it names.
-        if (a->state != "active" || a->fencing_token != who.scope_fencing_token)
+        if (a->state != AttemptState::Active || a->fencing_token != who.scope_fencing_token)
             return Error(ErrorCode::LeaseLost, "assignment " + assignment_id + " no longer holds its job");
         return *a;
     }
@@ -101,7 +99,7 @@ Result<protocol::EngineRegistrationReply> EngineService::register_engine(const P
     e.hostname = r.hostname;
     e.version = r.version;
     e.slots = r.slots;
-    e.state = "idle";
+    e.state = EngineState::Idle;
     e.capabilities = protocol::to_json(r.capabilities);
     e.tags = r.tags;
     e.benchmark_score = r.benchmark_score;
@@ -122,7 +120,7 @@ Result<protocol::HeartbeatReply> EngineService::heartbeat(const Principal& who, 
     int64_t now = m_clock.now_ms();
     EngineHeartbeat update;
     update.engine_id = engine_id;
-    update.state = engine_state_name(hb.state);
+    update.state = hb.state;
     update.load_average = hb.load_average;
     update.free_disk_bytes = hb.free_disk_bytes;
     update.memory = hb.memory ? protocol::to_json(*hb.memory) : nlohmann::json();
@@ -142,7 +140,7 @@ Result<protocol::HeartbeatReply> EngineService::heartbeat(const Principal& who, 
         auto a = m_store.get_attempt(aid);
         // A database that cannot answer must not stop running work: the engine retries the heartbeat.
         if (!a && a.error().code != ErrorCode::NotFound) return a.error();
-        if (!a || a->engine_id != engine_id || a->state != "active") {
+        if (!a || a->engine_id != engine_id || a->state != AttemptState::Active) {
             reply.cancel.push_back(aid);  // unknown here, lost, or finished: the engine must stop it
             continue;
         }
@@ -150,7 +148,7 @@ Result<protocol::HeartbeatReply> EngineService::heartbeat(const Principal& who, 
         if (!job && job.error().code != ErrorCode::JobNotFound) return job.error();
         if (job && job->state == JobState::Canceling) {
             reply.cancel.push_back(aid);
-            (void)end_unfinished(*a, "canceled", false, "canceled by the user", "", std::nullopt, "");
+            (void)end_unfinished(*a, AttemptState::Canceled, false, "canceled by the user", "", std::nullopt, "");
             continue;
         }
         (void)m_store.extend_lease(aid, a->fencing_token, now + m_config.lease_ms);
@@ -172,7 +170,7 @@ Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal
         EngineRecord e = *engine;
         e.last_seen_at = m_clock.now_ms();
         if (request.free_disk_bytes) e.free_disk_bytes = *request.free_disk_bytes;
-        if (e.state == "offline") e.state = "idle";
+        if (e.state == EngineState::Offline) e.state = EngineState::Idle;
         if (auto st = m_store.update_engine(e); !st) return st.error();
     }
     while (true) {
@@ -211,15 +209,14 @@ Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal
                                         1000.0);
             auto options = media::parse_job_options(job.resolved);
             if (!options) return options.error();
-            const auto mode = attempt.transfer_mode == "stream" ? protocol::TransferMode::Stream
-                                                                 : protocol::TransferMode::File;
+            const TransferMode mode = attempt.transfer_mode;
             const std::string source_format = source_demuxer(job.source_probe);
             auto argv = protocol::assignment_argv(*options, mode, source_format);
             if (!argv) {
                 // No engine could run it (a source probed without a readable format): the job fails
                 // with the reason instead of coming back after every lease.
-                (void)end_unfinished(attempt, "failed", true, "the job cannot be run: " + argv.error().message, "",
-                                     std::nullopt, "permanent");
+                (void)end_unfinished(attempt, AttemptState::Failed, true,
+                                     "the job cannot be run: " + argv.error().message, "", std::nullopt, "permanent");
                 changed();
                 continue;
             }
@@ -244,7 +241,7 @@ Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal
             a.output_filename = job.output_filename;
             a.duration_seconds = job.duration_seconds;
             spdlog::info("job {} assigned to engine {} (assignment {}, token {}, {} mode)", job.id, engine_id,
-                         attempt.id, attempt.fencing_token, attempt.transfer_mode);
+                         attempt.id, attempt.fencing_token, to_string(attempt.transfer_mode));
             return Out{a};
         }
         auto now = std::chrono::steady_clock::now();
@@ -259,11 +256,11 @@ Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal
 Status EngineService::hand_back(const std::string& assignment_id, int64_t fencing_token) {
     auto a = m_store.get_attempt(assignment_id);
     if (!a) return a.error();
-    if (a->state != "active" || a->fencing_token != fencing_token) return {};
+    if (a->state != AttemptState::Active || a->fencing_token != fencing_token) return {};
     auto job = m_store.get_job(a->job_id);
     if (!job) return job.error();
     AttemptEnd end;
-    end.attempt_state = "undelivered";
+    end.attempt_state = AttemptState::Undelivered;
     end.message = "the claim's answer did not reach the engine";
     end.job_changes.progress = nlohmann::json();
     if (job->state == JobState::Canceling) {
@@ -299,7 +296,7 @@ Result<protocol::ProgressReply> EngineService::progress(const Principal& who, co
     if (!job) return job.error();
     protocol::ProgressReply reply;
     if (job->state == JobState::Canceling) {
-        auto ended = end_unfinished(*a, "canceled", false, "canceled by the user", "", std::nullopt, "");
+        auto ended = end_unfinished(*a, AttemptState::Canceled, false, "canceled by the user", "", std::nullopt, "");
         if (!ended) return ended.error();
         reply.continue_ = false;
         reply.lease_expires_at = ts(m_clock.now_ms());
@@ -347,7 +344,7 @@ Result<AssignmentFile> EngineService::source(const Principal& who, const std::st
                                              std::optional<int64_t> fencing_token) {
     auto a = owned_attempt(who, assignment_id);
     if (!a) return a.error();
-    if (a->state != "active" || (fencing_token && *fencing_token != a->fencing_token))
+    if (a->state != AttemptState::Active || (fencing_token && *fencing_token != a->fencing_token))
         return Error(ErrorCode::LeaseLost, "assignment " + assignment_id + " no longer holds its job");
     auto job = m_store.get_job(a->job_id);
     if (!job) return job.error();
@@ -371,7 +368,7 @@ Result<uint64_t> EngineService::output_offset(const Principal& who, const std::s
                                               int64_t fencing_token) {
     auto a = owned_attempt(who, assignment_id);
     if (!a) return a.error();
-    if (a->state != "active" || a->fencing_token != fencing_token)
+    if (a->state != AttemptState::Active || a->fencing_token != fencing_token)
         return Error(ErrorCode::LeaseLost, "assignment " + assignment_id + " no longer holds its job");
     auto job = m_store.get_job(a->job_id);
     if (!job) return job.error();
@@ -416,12 +413,13 @@ Result<protocol::AssignmentAck> EngineService::complete(const Principal& who, co
     auto job = m_store.get_job(a->job_id);
     if (!job) return job.error();
     // A repeated complete for the same token answers the same.
-    if (a->state == "completed" && a->fencing_token == request.fencing_token && job->state == JobState::Completed)
+    if (a->state == AttemptState::Completed && a->fencing_token == request.fencing_token &&
+        job->state == JobState::Completed)
         return protocol::AssignmentAck{job->id, job->state};
-    if (a->state != "active" || a->fencing_token != request.fencing_token)
+    if (a->state != AttemptState::Active || a->fencing_token != request.fencing_token)
         return Error(ErrorCode::LeaseLost, "assignment " + assignment_id + " no longer holds its job");
     if (job->state == JobState::Canceling) {
-        auto ended = end_unfinished(*a, "canceled", false, "canceled by the user", "", std::nullopt, "");
+        auto ended = end_unfinished(*a, AttemptState::Canceled, false, "canceled by the user", "", std::nullopt, "");
         if (!ended) return ended.error();
         return protocol::AssignmentAck{ended->id, ended->state};
     }
@@ -443,7 +441,7 @@ Result<protocol::AssignmentAck> EngineService::complete(const Principal& who, co
     std::string final_rel = StoragePools::job_file(job->id, FileKind::Output);
     auto final_path = m_pools.resolve(job->output_pool, final_rel);
     std::string container = job->resolved.is_object() ? job->resolved.value("container", "mp4") : "mp4";
-    if (a->transfer_mode == "stream" && is_mp4_family(container)) {
+    if (a->transfer_mode == TransferMode::Stream && is_mp4_family(container)) {
         // The engine streamed fragmented MP4; the user asked for a plain MP4: remux with the index up front.
         auto tmp = final_path.string() + ".faststart";
         // The streamed output is the engine's bytes: read as the fragmented MP4 it must be and nothing else.
@@ -469,7 +467,7 @@ Result<protocol::AssignmentAck> EngineService::complete(const Principal& who, co
     }
     int64_t now = m_clock.now_ms();
     AttemptEnd end;
-    end.attempt_state = "completed";
+    end.attempt_state = AttemptState::Completed;
     end.exit_code = 0;
     end.message = "completed";
     end.job_to = JobState::Completed;
@@ -501,7 +499,7 @@ Result<protocol::AssignmentAck> EngineService::complete(const Principal& who, co
     return protocol::AssignmentAck{done->id, done->state};
 }
 
-Result<JobRecord> EngineService::end_unfinished(const AttemptRecord& a, const std::string& attempt_state,
+Result<JobRecord> EngineService::end_unfinished(const AttemptRecord& a, AttemptState attempt_state,
                                                 bool permanent, const std::string& reason,
                                                 const std::string& stderr_tail, std::optional<int> exit_code,
                                                 const std::string& error_class, const std::string& failure_code) {
@@ -515,7 +513,7 @@ Result<JobRecord> EngineService::end_unfinished(const AttemptRecord& a, const st
     end.message = reason;
     end.job_changes.progress = nlohmann::json();
     if (job->state == JobState::Canceling) {
-        end.attempt_state = "canceled";
+        end.attempt_state = AttemptState::Canceled;
         end.job_to = JobState::Canceled;
         end.job_changes.finished_at = now;
         end.job_changes.failure_code = "canceled";
@@ -544,7 +542,7 @@ Result<JobRecord> EngineService::end_unfinished(const AttemptRecord& a, const st
     auto r = m_store.end_attempt(a.id, a.fencing_token, end);
     if (r) {
         spdlog::info("job {} attempt {} on engine {} ended ({}): {} -> {}", a.job_id, a.attempt_no, a.engine_id,
-                     attempt_state, reason, to_string(r->state));
+                     to_string(attempt_state), reason, to_string(r->state));
         std::error_code ec;
         if (!job->output_pool.empty())
             stdfs::remove(m_pools.resolve(job->output_pool, StoragePools::part_of(output_relpath(a))), ec);
@@ -571,7 +569,7 @@ Result<protocol::AssignmentAck> EngineService::fail(const Principal& who, const 
                                                     const protocol::FailRequest& request) {
     auto a = owned_attempt(who, assignment_id);
     if (!a) return a.error();
-    if (a->state != "active" || a->fencing_token != request.fencing_token)
+    if (a->state != AttemptState::Active || a->fencing_token != request.fencing_token)
         return Error(ErrorCode::LeaseLost, "assignment " + assignment_id + " no longer holds its job");
     bool permanent = request.error_class == protocol::ErrorClass::Permanent;
     std::string reason = request.message.empty() ? "the engine reported a failure" : request.message;
@@ -586,7 +584,7 @@ Result<protocol::AssignmentAck> EngineService::fail(const Principal& who, const 
         failure_code = "SOURCE_CORRUPT";
         reason = permanent ? *verdict : reason + " (the stored source is intact: retrying)";
     }
-    auto r = end_unfinished(*a, "failed", permanent, reason, request.stderr_tail, request.exit_code,
+    auto r = end_unfinished(*a, AttemptState::Failed, permanent, reason, request.stderr_tail, request.exit_code,
                             std::string(protocol::to_string(request.error_class)), failure_code);
     if (!r) return r.error();
     return protocol::AssignmentAck{r->id, r->state};
@@ -599,7 +597,7 @@ Result<protocol::EngineInfo> EngineService::to_info(const EngineRecord& e) {
     info.engine_id = e.id;
     info.hostname = e.hostname;
     info.version = e.version;
-    info.state = protocol::parse_engine_state(e.state).value_or(protocol::EngineState::Offline);
+    info.state = e.state;
     info.drain_requested = e.drain;
     info.slots = e.slots;
     for (const auto& a : *active) info.running_assignments.push_back(a.id);
@@ -632,8 +630,8 @@ Result<protocol::EngineInfo> EngineService::set_drain(const std::string& engine_
     auto e = m_store.get_engine(engine_id);
     if (!e) return e.error();
     e->drain = drain;
-    if (drain && e->state != "offline") e->state = "draining";
-    if (!drain && e->state == "draining") e->state = "idle";
+    if (drain && e->state != EngineState::Offline) e->state = EngineState::Draining;
+    if (!drain && e->state == EngineState::Draining) e->state = EngineState::Idle;
     if (auto st = m_store.update_engine(*e); !st) return st.error();
     changed();
     return to_info(*e);
@@ -646,7 +644,7 @@ int EngineService::explain_unplaceable_jobs() {
     if (!all) return 0;  // nothing is explained on a failed read (the next pass tries again)
     std::vector<EngineRecord> online;
     for (const auto& e : *all)
-        if (e.state != "offline") online.push_back(e);
+        if (e.state != EngineState::Offline) online.push_back(e);
     for (const auto& e : online) profiles.push_back(profile_of(e, online, m_config.transfer_reserve_bytes));
     JobQuery q;
     q.state = JobState::Queued;
@@ -689,22 +687,22 @@ EngineService::RescueReport EngineService::rescue() {
     auto expired = m_store.expired_attempts(now);
     if (!expired) spdlog::warn("rescue: {}", expired.error().message);
     for (const auto& a : expired.value_or(std::vector<AttemptRecord>{})) {
-        if (end_unfinished(a, "lost", false, "the lease expired (no progress or heartbeat from the engine)", "",
+        if (end_unfinished(a, AttemptState::Lost, false, "the lease expired (no progress or heartbeat from the engine)", "",
                            std::nullopt, "transient"))
             ++report.leases_expired;
     }
     auto engines = m_store.list_engines();
     if (!engines) spdlog::warn("rescue: {}", engines.error().message);
     for (auto e : engines.value_or(std::vector<EngineRecord>{})) {
-        if (e.state == "offline" || now - e.last_seen_at <= m_config.engine_offline_ms) continue;
-        e.state = "offline";
+        if (e.state == EngineState::Offline || now - e.last_seen_at <= m_config.engine_offline_ms) continue;
+        e.state = EngineState::Offline;
         (void)m_store.update_engine(e);
         ++report.engines_offline;
         spdlog::warn("engine {} ({}) is offline: no heartbeat for {} s", e.id, e.hostname, (now - e.last_seen_at) / 1000);
         auto active = m_store.active_attempts(e.id);
         if (!active) spdlog::warn("rescue: {}", active.error().message);
         for (const auto& a : active.value_or(std::vector<AttemptRecord>{}))
-            (void)end_unfinished(a, "lost", false, "engine " + e.hostname + " went offline", "", std::nullopt,
+            (void)end_unfinished(a, AttemptState::Lost, false, "engine " + e.hostname + " went offline", "", std::nullopt,
                                  "transient");
     }
     report.jobs_unplaceable = explain_unplaceable_jobs();

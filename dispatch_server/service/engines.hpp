@@ -88,7 +88,7 @@ private:
     // with backoff while attempts remain, else failed.
     // "" when the job's stored source still matches its SHA-256; else why it does not.
     Result<std::string> check_stored_source(const std::string& job_id);
-    Result<JobRecord> end_unfinished(const AttemptRecord& attempt, const std::string& attempt_state,
+    Result<JobRecord> end_unfinished(const AttemptRecord& attempt, AttemptState attempt_state,
                                      bool permanent, const std::string& reason, const std::string& stderr_tail,
                                      std::optional<int> exit_code, const std::string& error_class,
                                      const std::string& failure_code = "TRANSCODE_FAILED");

@@ -447,8 +447,11 @@ Result<MetricGauges> JobService::gauges() {
     g.queue_depth = queued == by_state->end() ? 0 : queued->second;
     auto engines = m_store.list_engines();
     if (!engines) return engines.error();
-    std::map<std::string, int64_t> counts{{"idle", 0}, {"busy", 0}, {"draining", 0}, {"offline", 0}};
-    for (const auto& e : *engines) ++counts[e.state];
+    // Keyed by the metric's label, so the samples keep their (alphabetical) order.
+    std::map<std::string, int64_t> counts;
+    for (auto state : {EngineState::Idle, EngineState::Busy, EngineState::Draining, EngineState::Offline})
+        counts[std::string(protocol::to_string(state))] = 0;
+    for (const auto& e : *engines) ++counts[std::string(protocol::to_string(e.state))];
     g.engines_by_state.assign(counts.begin(), counts.end());
     auto active = m_store.active_attempts();
     if (!active) return active.error();

@@ -39,6 +39,10 @@ Value to_value(uint64_t v) { return static_cast<int64_t>(v); }
 Value to_value(double v) { return v; }
 Value to_value(bool v) { return int64_t{v ? 1 : 0}; }
 Value to_value(const std::string& v) { return v; }
+// The protocol's enums are stored by name, as TEXT.
+Value to_value(EngineState v) { return std::string(to_string(v)); }
+Value to_value(AttemptState v) { return std::string(to_string(v)); }
+Value to_value(TransferMode v) { return std::string(to_string(v)); }
 Value to_value(const nlohmann::json& v) {
     if (v.is_null()) return nullptr;  // NULL reads back as null
     return v.dump();
@@ -151,12 +155,23 @@ std::vector<Value> job_values(const JobRecord& j) {
     };
 }
 
+// A stored name that does not parse (a newer program's, or a hand edit) fails the read like a corrupt
+// database would: a guessed state could hand work to an offline engine or end an attempt twice.
+template <typename E>
+E read_enum(const Stmt& s, int c, std::optional<E> (*parse)(std::string_view), const char* table,
+            const std::string& id, const char* column) {
+    std::string text = s.text(c);
+    if (auto v = parse(text)) return *v;
+    throw SqlError(SQLITE_CORRUPT, std::string(table) + "." + column + " of '" + id + "' is '" + text +
+                                       "', which this program does not know");
+}
+
 JobRecord read_job(const Stmt& s) {
     JobRecord j;
     int c = 0;
     j.id = s.text(c++);
     j.owner_key_id = s.text(c++);
-    j.state = parse_job_state(s.text(c++)).value_or(JobState::Failed);
+    j.state = read_enum(s, c++, protocol::parse_job_state, "jobs", j.id, "state");
     j.priority = s.i32(c++);
     j.options = s.json(c++);
     j.resolved = s.json(c++);
@@ -206,7 +221,7 @@ ApiKeyRecord read_key(const Stmt& s) {
     ApiKeyRecord k;
     k.id = s.text(0);
     k.name = s.text(1);
-    k.role = parse_role(s.text(2)).value_or(Role::User);
+    k.role = read_enum(s, 2, protocol::parse_role, "api_keys", k.id, "role");
     k.key_hash = s.text(3);
     k.prefix = s.text(4);
     k.created_at = s.i64(5);
@@ -829,7 +844,7 @@ Result<std::vector<JobEvent>> Store::job_events(const std::string& job_id, int64
             e.at = s.i64(2);
             e.type = s.text(3);
             if (!s.is_null(4)) e.from_state = parse_job_state(s.text(4));
-            e.to_state = parse_job_state(s.text(5)).value_or(JobState::Failed);
+            e.to_state = read_enum(s, 5, protocol::parse_job_state, "job_events", std::to_string(e.id), "to_state");
             e.message = s.text(6);
             e.data = s.json(7);
             out.push_back(std::move(e));
@@ -1033,7 +1048,7 @@ EngineRecord read_engine(const Stmt& s) {
     e.hostname = s.text(c++);
     e.version = s.text(c++);
     e.slots = s.i32(c++);
-    e.state = s.text(c++);
+    e.state = read_enum(s, c++, protocol::parse_engine_state, "engines", e.id, "state");
     e.capabilities = s.json(c++);
     if (!e.capabilities.is_object()) e.capabilities = nlohmann::json::object();
     auto tags = s.json(c++);
@@ -1064,8 +1079,8 @@ AttemptRecord read_attempt(const Stmt& s) {
     a.attempt_no = s.i32(c++);
     a.engine_id = s.text(c++);
     a.fencing_token = s.i64(c++);
-    a.state = s.text(c++);
-    a.transfer_mode = s.text(c++);
+    a.state = read_enum(s, c++, protocol::parse_attempt_state, "attempts", a.id, "state");
+    a.transfer_mode = read_enum(s, c++, protocol::parse_transfer_mode, "attempts", a.id, "transfer_mode");
     a.started_at = s.i64(c++);
     a.lease_expires_at = s.opt_i64(c++);
     a.finished_at = s.opt_i64(c++);
@@ -1253,7 +1268,7 @@ Result<std::optional<std::pair<JobRecord, AttemptRecord>>> Store::claim_job(cons
         a.attempt_no = attempt_no;
         a.engine_id = engine_id;
         a.fencing_token = token;
-        a.state = "active";
+        a.state = AttemptState::Active;
         a.transfer_mode = choice->transfer_mode;
         a.started_at = now;
         a.lease_expires_at = now + lease_ms;
@@ -1359,7 +1374,7 @@ Result<JobRecord> Store::end_attempt(const std::string& attempt_id, int64_t fenc
             if (!s.step()) return Error(ErrorCode::NotFound, "no assignment with id '" + attempt_id + "'");
             a = read_attempt(s);
         }
-        if (a.state != "active" || a.fencing_token != fencing_token) return lease_lost(attempt_id);
+        if (a.state != AttemptState::Active || a.fencing_token != fencing_token) return lease_lost(attempt_id);
         auto job = impl.get_job(a.job_id);
         if (!job) return Error(ErrorCode::JobNotFound, "job " + a.job_id + " not found");
         // A newer attempt of the same job holds the lease: this one is stale whatever its own row says.

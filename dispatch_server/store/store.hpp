@@ -31,9 +31,14 @@
 namespace distconv::dispatch {
 
 // Job states and key roles are the protocol's (protocol/job_state.hpp, protocol/types.hpp): their
-// names, parsing and is_terminal() live there, found by ADL. Do not define them again here.
+// names, parsing and is_terminal() live there, found by ADL. Do not define them again here. So are
+// engine and attempt states and transfer modes: the store writes their names as TEXT and a name it
+// reads back that is not one of them is an error (UNAVAILABLE, as for a corrupt database), not a guess.
 using JobState = protocol::JobState;
 using Role = protocol::Role;
+using EngineState = protocol::EngineState;
+using AttemptState = protocol::AttemptState;
+using TransferMode = protocol::TransferMode;
 
 struct ApiKeyRecord {
     std::string id;          // ULID
@@ -163,14 +168,14 @@ struct PoolCandidate {
 
 enum class FileKind { Source, Output };
 
-// An engine as registered; refreshed by heartbeats. state: idle | busy | draining | offline.
+// An engine as registered; refreshed by heartbeats.
 struct EngineRecord {
     std::string id;
     std::string key_id;
     std::string hostname;
     std::string version;
     int slots = 1;
-    std::string state = "idle";
+    EngineState state = EngineState::Idle;
     nlohmann::json capabilities = nlohmann::json::object();  // {ffmpeg_version, encoders, decoders, hwaccels}
     std::vector<std::string> tags;
     std::optional<double> benchmark_score;
@@ -184,11 +189,11 @@ struct EngineRecord {
     bool rerun_benchmark = false;  // asked by an admin; cleared once a heartbeat answer carried it
 };
 
-// What an engine's heartbeat writes: its state (kept "draining" while drain is set), readings and
+// What an engine's heartbeat writes: its state (kept draining while drain is set), readings and
 // last_seen_at; a benchmark score only when the heartbeat carries a new one.
 struct EngineHeartbeat {
     std::string engine_id;
-    std::string state;
+    EngineState state = EngineState::Idle;
     std::optional<double> load_average;
     int64_t free_disk_bytes = 0;
     nlohmann::json memory;
@@ -204,15 +209,14 @@ struct HeartbeatSeen {
 };
 
 // One attempt at a job: one assignment to one engine, under a lease and a fencing token.
-// state: active | completed | failed | lost | canceled.
 struct AttemptRecord {
     std::string id;  // the assignment id
     std::string job_id;
     int attempt_no = 1;
     std::string engine_id;
     int64_t fencing_token = 0;  // grows with every attempt of a job; only the newest may act
-    std::string state = "active";
-    std::string transfer_mode = "file";
+    AttemptState state = AttemptState::Active;
+    TransferMode transfer_mode = TransferMode::File;
     int64_t started_at = 0;
     std::optional<int64_t> lease_expires_at;
     std::optional<int64_t> finished_at;
@@ -229,13 +233,13 @@ struct ClaimCandidate {
 };
 struct ClaimChoice {
     size_t index = 0;  // into the candidates
-    std::string transfer_mode = "file";
+    TransferMode transfer_mode = TransferMode::File;
 };
 using ClaimChooser = std::function<std::optional<ClaimChoice>(const std::vector<ClaimCandidate>&)>;
 
 // How an attempt ends, and what happens to its job, in one transaction (Store::end_attempt).
 struct AttemptEnd {
-    std::string attempt_state;  // completed | failed | lost | canceled
+    AttemptState attempt_state = AttemptState::Failed;  // any but active
     std::optional<int> exit_code;
     std::optional<std::string> error_class;
     std::string message;

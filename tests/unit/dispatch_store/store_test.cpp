@@ -1,5 +1,6 @@
 // The dispatch server's SQLite store against a real database file in a temp dir.
-// The raw sqlite3 connections below only inspect the file from outside (journal mode, schema_version).
+// The raw sqlite3 connections below inspect the file from outside (journal mode, schema_version, the
+// TEXT stored for enums) or write what this program never would (a newer schema, unknown names).
 
 #include "dispatch_server/store/store.hpp"
 
@@ -48,6 +49,18 @@ std::string query_one(const std::filesystem::path& db_path, const std::string& s
     sqlite3_finalize(stmt);
     sqlite3_close_v2(db);
     return out;
+}
+
+// Runs one statement on the database file through a separate connection.
+bool exec_outside(const std::filesystem::path& db_path, const std::string& sql) {
+    sqlite3* db = nullptr;
+    bool ok = sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK;
+    char* err = nullptr;
+    ok = ok && sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) == SQLITE_OK;
+    EXPECT_TRUE(ok) << sql << ": " << (err ? err : sqlite3_errmsg(db));
+    sqlite3_free(err);
+    sqlite3_close_v2(db);
+    return ok;
 }
 
 class StoreTest : public ::testing::Test {
@@ -846,6 +859,85 @@ TEST_F(StoreTest, ReferencedFilesListsLiveSourcesAndOutputs) {
     const std::vector<std::pair<std::string, std::string>> expected = {
         {"p1", "a/source"}, {"p1", "b/out.mkv"}, {"p2", "a/out.mp4"}};
     EXPECT_EQ(must(m_store->referenced_files()), expected);
+}
+
+// --- engines and attempts ------------------------------------------------------------------------
+
+TEST_F(StoreTest, EngineAndAttemptEnumsAreStoredByTheirProtocolNames) {
+    const auto owner = make_key("alice");
+    insert(new_job(owner));
+    EngineRecord e;
+    e.key_id = owner;
+    e.hostname = "box";
+    e.state = EngineState::Draining;
+    const auto engine = must(m_store->insert_engine(e));
+    EXPECT_EQ(must(m_store->get_engine(engine.id)).state, EngineState::Draining);
+    EXPECT_EQ(query_one(db_path(), "SELECT state FROM engines WHERE id = '" + engine.id + "'"), "draining");
+
+    EngineHeartbeat hb;
+    hb.engine_id = engine.id;
+    hb.state = EngineState::Busy;
+    ASSERT_TRUE(m_store->record_heartbeat(hb, std::nullopt).ok());
+    EXPECT_EQ(must(m_store->get_engine(engine.id)).state, EngineState::Busy);
+    EXPECT_EQ(query_one(db_path(), "SELECT state FROM engines WHERE id = '" + engine.id + "'"), "busy");
+
+    auto claimed = must(m_store->claim_job(engine.id, 60'000, [](const std::vector<ClaimCandidate>&) {
+        return std::optional<ClaimChoice>(ClaimChoice{0, TransferMode::Stream});
+    }));
+    ASSERT_TRUE(claimed.has_value());
+    const auto attempt = claimed->second;
+    EXPECT_EQ(attempt.state, AttemptState::Active);
+    EXPECT_EQ(attempt.transfer_mode, TransferMode::Stream);
+    const auto stored = must(m_store->get_attempt(attempt.id));
+    EXPECT_EQ(stored.state, AttemptState::Active);
+    EXPECT_EQ(stored.transfer_mode, TransferMode::Stream);
+    const std::string row = " FROM attempts WHERE id = '" + attempt.id + "'";
+    EXPECT_EQ(query_one(db_path(), "SELECT state" + row), "active");
+    EXPECT_EQ(query_one(db_path(), "SELECT transfer_mode" + row), "stream");
+
+    AttemptEnd end;
+    end.attempt_state = AttemptState::Undelivered;
+    end.job_to = JobState::Queued;
+    ASSERT_TRUE(m_store->end_attempt(attempt.id, attempt.fencing_token, end).ok());
+    EXPECT_EQ(must(m_store->get_attempt(attempt.id)).state, AttemptState::Undelivered);
+    EXPECT_EQ(query_one(db_path(), "SELECT state" + row), "undelivered");
+}
+
+TEST_F(StoreTest, AStoredNameThatIsNotAStateIsAnErrorNotAGuess) {
+    const auto owner = make_key("alice");
+    insert(new_job(owner));
+    EngineRecord e;
+    e.key_id = owner;
+    e.hostname = "box";
+    const auto engine = must(m_store->insert_engine(e));
+    auto claimed = must(m_store->claim_job(engine.id, 60'000, [](const std::vector<ClaimCandidate>&) {
+        return std::optional<ClaimChoice>(ClaimChoice{});
+    }));
+    ASSERT_TRUE(claimed.has_value());
+    const auto attempt = claimed->second;
+
+    auto expect_unreadable = [](const auto& r, const std::string& bad) {
+        ASSERT_FALSE(r.ok()) << "answered with a guess for '" << bad << "'";
+        EXPECT_EQ(r.error().code, ErrorCode::Unavailable) << r.error().to_string();
+        EXPECT_NE(r.error().message.find("'" + bad + "'"), std::string::npos) << r.error().message;
+    };
+    ASSERT_TRUE(exec_outside(db_path(), "UPDATE engines SET state = 'online' WHERE id = '" + engine.id + "'"));
+    expect_unreadable(m_store->get_engine(engine.id), "online");
+    expect_unreadable(m_store->list_engines(), "online");
+    ASSERT_TRUE(exec_outside(db_path(), "UPDATE engines SET state = 'idle'"));
+    EXPECT_TRUE(m_store->list_engines().ok());
+
+    ASSERT_TRUE(exec_outside(db_path(), "UPDATE attempts SET transfer_mode = 'pigeon'"));
+    expect_unreadable(m_store->get_attempt(attempt.id), "pigeon");
+    ASSERT_TRUE(exec_outside(db_path(), "UPDATE attempts SET transfer_mode = 'file', state = 'paused'"));
+    expect_unreadable(m_store->get_attempt(attempt.id), "paused");
+    expect_unreadable(m_store->attempts_for_job(attempt.job_id), "paused");
+    // An attempt in a state nobody knows cannot be ended either (the job stays as it is).
+    AttemptEnd end;
+    end.attempt_state = AttemptState::Lost;
+    end.job_to = JobState::Queued;
+    expect_unreadable(m_store->end_attempt(attempt.id, attempt.fencing_token, end), "paused");
+    EXPECT_EQ(must(m_store->get_job(attempt.job_id)).state, JobState::Assigned);
 }
 
 }  // namespace

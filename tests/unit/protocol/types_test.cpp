@@ -45,11 +45,18 @@ TEST(Enums, NamesRoundTrip) {
     for (auto m : {TransferMode::File, TransferMode::Stream}) EXPECT_EQ(parse_transfer_mode(to_string(m)), m);
     for (auto s : {EngineState::Idle, EngineState::Busy, EngineState::Draining, EngineState::Offline})
         EXPECT_EQ(parse_engine_state(to_string(s)), s);
+    for (auto s : {AttemptState::Active, AttemptState::Completed, AttemptState::Failed, AttemptState::Canceled,
+                   AttemptState::Lost, AttemptState::Undelivered})
+        EXPECT_EQ(parse_attempt_state(to_string(s)), s);
     for (auto p : {ProgressPhase::Downloading, ProgressPhase::Transcoding, ProgressPhase::Uploading})
         EXPECT_EQ(parse_progress_phase(to_string(p)), p);
     for (auto r : {Role::Admin, Role::User, Role::Engine}) EXPECT_EQ(parse_role(to_string(r)), r);
     EXPECT_EQ(to_string(TransferMode::Stream), "stream");
     EXPECT_EQ(to_string(Role::Engine), "engine");
+    // The names the dispatch store has always written to attempts.state.
+    EXPECT_EQ(to_string(AttemptState::Undelivered), "undelivered");
+    EXPECT_EQ(to_string(AttemptState::Canceled), "canceled");
+    EXPECT_FALSE(parse_attempt_state("cancelled").has_value());
     EXPECT_FALSE(parse_role("root").has_value());
     EXPECT_FALSE(parse_error_class("Permanent").has_value());
 }

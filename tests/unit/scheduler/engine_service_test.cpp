@@ -134,7 +134,7 @@ TEST_F(EngineServiceTest, AnUndeliveredClaimIsHandedBackAtOnceAndNotCounted) {
     EXPECT_EQ(j->state, JobState::Queued);
     EXPECT_EQ(j->attempt_count, 0) << "an answer the engine never got is not an attempt";
     EXPECT_FALSE(j->not_before.has_value()) << "no backoff: nothing failed";
-    EXPECT_EQ(store->get_attempt(a.assignment_id)->state, "undelivered");
+    EXPECT_EQ(store->get_attempt(a.assignment_id)->state, AttemptState::Undelivered);
     // Claimable again at once, with a newer token; handing back the old one again changes nothing.
     auto again = claim();
     EXPECT_EQ(again.job_id, job);
@@ -269,7 +269,7 @@ TEST_F(EngineServiceTest, SilentEngineGoesOfflineAndItsWorkIsRequeued) {
     auto report = engines->rescue();
     EXPECT_EQ(report.engines_offline, 1);
     EXPECT_EQ(store->get_job(job)->state, JobState::Queued);
-    EXPECT_EQ(store->get_engine(engine_id)->state, "offline");
+    EXPECT_EQ(store->get_engine(engine_id)->state, EngineState::Offline);
 }
 
 TEST_F(EngineServiceTest, DrainedEngineGetsNoWork) {
@@ -306,7 +306,7 @@ TEST_F(EngineServiceTest, HeartbeatRecordsReadingsKeepsDrainingAndAScoreItDoesNo
     ASSERT_TRUE(reply.ok()) << reply.error().message;
     EXPECT_FALSE(reply->drain);
     auto e = store->get_engine(engine_id);
-    EXPECT_EQ(e->state, "busy");
+    EXPECT_EQ(e->state, EngineState::Busy);
     EXPECT_DOUBLE_EQ(*e->load_average, 1.5);
     EXPECT_EQ(e->free_disk_bytes, 123456);
     EXPECT_DOUBLE_EQ(*e->cpu_temperature_c, 61.0);
@@ -320,7 +320,7 @@ TEST_F(EngineServiceTest, HeartbeatRecordsReadingsKeepsDrainingAndAScoreItDoesNo
     ASSERT_TRUE(reply.ok());
     EXPECT_TRUE(reply->drain);
     e = store->get_engine(engine_id);
-    EXPECT_EQ(e->state, "draining");
+    EXPECT_EQ(e->state, EngineState::Draining);
     EXPECT_DOUBLE_EQ(*e->benchmark_score, 7.0);
     EXPECT_FALSE(e->cpu_temperature_c.has_value());
     EXPECT_EQ(e->hostname, hostname);  // what the heartbeat does not carry stays
@@ -373,7 +373,7 @@ TEST_F(EngineServiceTest, StoreTellsWhetherAJobIsClaimableAndTheOnlineScores) {
     e.benchmark_score = 7.5;
     ASSERT_TRUE(store->update_engine(e).ok());
     EXPECT_EQ(must(store->online_benchmark_scores()), std::vector<double>{7.5});
-    e.state = "offline";
+    e.state = EngineState::Offline;
     ASSERT_TRUE(store->update_engine(e).ok());
     EXPECT_TRUE(must(store->online_benchmark_scores()).empty());
 }
