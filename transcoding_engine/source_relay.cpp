@@ -1,5 +1,6 @@
 #include "transcoding_engine/source_relay.hpp"
 
+#include "common/byte_range.hpp"
 #include "common/hash.hpp"
 
 #include <httplib.h>
@@ -7,7 +8,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <mutex>
 #include <thread>
 
@@ -17,27 +17,6 @@ namespace {
 // One fetch from the dispatch server per 4 MiB: large enough that the per-request cost disappears,
 // small enough that a seek wastes little and memory stays bounded (one chunk per open connection).
 constexpr uint64_t k_chunk = 4 << 20;
-
-// "bytes=N-" or "bytes=N-M" -> [first, last]; nullopt for anything else (multi-ranges, suffixes).
-std::optional<std::pair<uint64_t, uint64_t>> parse_single_range(const std::string& value, uint64_t size) {
-    constexpr std::string_view k_unit = "bytes=";
-    if (value.rfind(k_unit, 0) != 0 || size == 0) return std::nullopt;
-    std::string_view spec = std::string_view(value).substr(k_unit.size());
-    auto dash = spec.find('-');
-    if (dash == std::string_view::npos || dash == 0 || spec.find(',') != std::string_view::npos) return std::nullopt;
-    uint64_t first = 0, last = size - 1;
-    auto a = spec.substr(0, dash);
-    if (auto [p, ec] = std::from_chars(a.data(), a.data() + a.size(), first); ec != std::errc() || p != a.data() + a.size())
-        return std::nullopt;
-    auto b = spec.substr(dash + 1);
-    if (!b.empty()) {
-        if (auto [p, ec] = std::from_chars(b.data(), b.data() + b.size(), last); ec != std::errc() || p != b.data() + b.size())
-            return std::nullopt;
-        last = std::min(last, size - 1);
-    }
-    if (first > last || first >= size) return std::nullopt;
-    return std::make_pair(first, last);
-}
 
 }  // namespace
 
@@ -98,7 +77,7 @@ struct SourceRelay::Impl {
             return;
         }
         res.set_header("Accept-Ranges", "bytes");
-        if (req.has_header("Range") && !parse_single_range(req.get_header_value("Range"), size)) {
+        if (req.has_header("Range") && !parse_byte_range(req.get_header_value("Range"), size)) {
             res.status = 416;
             res.set_header("Content-Range", "bytes */" + std::to_string(size));
             return;

@@ -132,20 +132,9 @@ void install_engine_routes(Router& router, AuthService& auth, EngineService& eng
         if (!file) return send_error(res, file.error());
         res.set_header("Accept-Ranges", "bytes");
         if (!file->sha256.empty()) res.set_header("ETag", "\"" + file->sha256 + "\"");
-        auto range = parse_range(req.get_header_value("Range"), file->size);
-        if (!range) {
-            res.set_header("Content-Range", "bytes */" + std::to_string(file->size));
-            return send_error(res, range.error());
-        }
-        if (!*range) {
-            res.status = 200;
-            return send_file_range(res, file->path, 0, file->size, "application/octet-stream");
-        }
-        const auto& r = **range;
-        res.status = 206;
-        res.set_header("Content-Range", "bytes " + std::to_string(r.first) + "-" + std::to_string(r.last) + "/" +
-                                            std::to_string(file->size));
-        send_file_range(res, file->path, r.first, r.last - r.first + 1, "application/octet-stream");
+        send_file(req, res,
+                  StoredFile{file->path, file->size, "application/octet-stream",
+                             file->sha256.empty() ? "" : "\"" + file->sha256 + "\""});
     });
     // HEAD on the output: httplib routes HEAD to GET handlers, so GET answers the stored offset too.
     router.add("GET", "/api/v1/assignments/" + k_id + "/output", [&](const httplib::Request& req, httplib::Response& res) {

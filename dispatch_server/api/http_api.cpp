@@ -626,23 +626,7 @@ struct HttpApi::Impl {
             res.status = 304;
             return;
         }
-        std::string type = content_type_for(file->filename);
-        auto range = parse_range(req.get_header_value("Range"), file->size);
-        // If-Range with another ETag means the client's partial copy is stale: send it all.
-        if (req.has_header("If-Range") && req.get_header_value("If-Range") != etag) range = std::optional<ByteRange>{};
-        if (!range) {
-            res.set_header("Content-Range", "bytes */" + std::to_string(file->size));
-            return send_error(res, range.error());
-        }
-        if (!*range) {
-            res.status = 200;
-            return send_file_range(res, file->path, 0, file->size, type);
-        }
-        const auto& r = **range;
-        res.status = 206;
-        res.set_header("Content-Range", "bytes " + std::to_string(r.first) + "-" + std::to_string(r.last) + "/" +
-                                            std::to_string(file->size));
-        send_file_range(res, file->path, r.first, r.last - r.first + 1, type);
+        send_file(req, res, StoredFile{file->path, file->size, content_type_for(file->filename), etag});
     }
 
     void pools(const httplib::Request& req, httplib::Response& res) {

@@ -81,29 +81,6 @@ Result<nlohmann::json> parse_json_body(std::string_view text, const std::string&
     return json;
 }
 
-Result<std::optional<ByteRange>> parse_range(const std::string& header, uint64_t size) {
-    if (header.empty()) return std::optional<ByteRange>{};
-    static const std::regex k_re(R"(^bytes=(\d*)-(\d*)$)");
-    std::smatch m;
-    if (!std::regex_match(header, m, k_re) || (m[1].length() == 0 && m[2].length() == 0))
-        return Error(ErrorCode::RangeNotSatisfiable, "only one byte range 'bytes=first-last' is supported",
-                     {{"field", "Range"}});
-    auto a = parse_u64(m[1]), b = parse_u64(m[2]);
-    ByteRange r;
-    if (m[1].length() == 0) {  // suffix: the last b bytes
-        if (!b || *b == 0 || size == 0) return Error(ErrorCode::RangeNotSatisfiable, "empty suffix range");
-        r.first = *b >= size ? 0 : size - *b;
-        r.last = size - 1;
-    } else {
-        if (!a || *a >= size)
-            return Error(ErrorCode::RangeNotSatisfiable, "the range starts beyond the end (" + std::to_string(size) + " bytes)");
-        r.first = *a;
-        r.last = (m[2].length() == 0 || !b || *b >= size) ? size - 1 : *b;
-        if (r.last < r.first) return Error(ErrorCode::RangeNotSatisfiable, "the range ends before it starts");
-    }
-    return std::optional<ByteRange>(r);
-}
-
 Result<std::optional<ContentRange>> parse_content_range(const std::string& header) {
     if (header.empty()) return std::optional<ContentRange>{};
     static const std::regex k_re(R"(^bytes (\d+)-(\d+)/(\d+|\*)$)");
@@ -149,6 +126,7 @@ std::string content_disposition(const std::string& filename) {
     return "attachment; filename=\"" + ascii + "\"; filename*=UTF-8''" + encoded;
 }
 
+namespace {
 // Streams [first, first+length) of a file to the client without loading it.
 void send_file_range(httplib::Response& res, const std::filesystem::path& path, uint64_t first, uint64_t length,
                      const std::string& content_type) {
@@ -169,7 +147,27 @@ void send_file_range(httplib::Response& res, const std::filesystem::path& path, 
         },
         [holder](bool) { ::close(*holder); });
 }
+}  // namespace
 
+void send_file(const httplib::Request& req, httplib::Response& res, const StoredFile& file) {
+    auto range = parse_byte_range(req.get_header_value("Range"), file.size);
+    // If-Range with another ETag means the client's partial copy is stale: send it all.
+    if (!file.etag.empty() && req.has_header("If-Range") && req.get_header_value("If-Range") != file.etag)
+        range = std::optional<ByteRange>{};
+    if (!range) {
+        res.set_header("Content-Range", "bytes */" + std::to_string(file.size));
+        return send_error(res, range.error());
+    }
+    if (!*range) {
+        res.status = 200;
+        return send_file_range(res, file.path, 0, file.size, file.content_type);
+    }
+    const auto& r = **range;
+    res.status = 206;
+    res.set_header("Content-Range", "bytes " + std::to_string(r.first) + "-" + std::to_string(r.last) + "/" +
+                                        std::to_string(file.size));
+    send_file_range(res, file.path, r.first, r.last - r.first + 1, file.content_type);
+}
 
 RequestTrace& current_request() {
     thread_local RequestTrace trace;

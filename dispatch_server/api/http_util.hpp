@@ -3,6 +3,7 @@
 // envelope, JSON answers, Range and Content-Range parsing, file streaming, a route table that knows
 // which methods a path allows (for 405), and authentication with a role check.
 
+#include "common/byte_range.hpp"
 #include "common/error.hpp"
 
 #include <httplib.h>
@@ -41,11 +42,6 @@ std::optional<uint64_t> parse_u64(const std::string& s);
 constexpr int k_max_json_depth = 64;
 Result<nlohmann::json> parse_json_body(std::string_view text, const std::string& field = "body");
 
-struct ByteRange {
-    uint64_t first = 0, last = 0;
-};
-// One range "bytes=a-b", "bytes=a-" or "bytes=-n" against a file of `size` bytes; none when empty.
-Result<std::optional<ByteRange>> parse_range(const std::string& header, uint64_t size);
 
 struct ContentRange {
     uint64_t first = 0, last = 0;
@@ -56,9 +52,16 @@ Result<std::optional<ContentRange>> parse_content_range(const std::string& heade
 
 std::string content_type_for(const std::string& filename);
 std::string content_disposition(const std::string& filename);
-// Streams [first, first+length) of a file without loading it.
-void send_file_range(httplib::Response& res, const std::filesystem::path& path, uint64_t first, uint64_t length,
-                     const std::string& content_type);
+// Answers GET of a stored file: 200 with all of it, or 206 with the one range a `Range` header asks
+// (416 with `Content-Range: bytes */size` when it cannot be served), streamed without loading it.
+// With `etag`, an `If-Range` naming another version gets all of it.
+struct StoredFile {
+    std::filesystem::path path;
+    uint64_t size = 0;
+    std::string content_type = "application/octet-stream";
+    std::string etag;  // quoted, or empty
+};
+void send_file(const httplib::Request& req, httplib::Response& res, const StoredFile& file);
 
 // Facts about the request being served on this thread: httplib runs the pre-routing handler, the
 // route's handler, a content provider and the logger on the worker thread that read the request.
