@@ -240,7 +240,8 @@ size_t request_bytes_needed(std::string_view head,
         if (colon == std::string_view::npos) continue;
         std::string name(h.substr(0, colon));
         for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-        if (name == "transfer-encoding") return head.size();
+        // A client that waits for "100 Continue" sends its body only once a worker answers the head.
+        if (name == "transfer-encoding" || name == "expect") return head.size();
         if (name != "content-length") continue;
         std::string_view v = h.substr(colon + 1);
         while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);

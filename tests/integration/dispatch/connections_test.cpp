@@ -32,6 +32,8 @@ TEST(RequestHead, EndAndBytesNeeded) {
     EXPECT_EQ(request_bytes_needed(put, uploads), put.size()) << "an upload's body is its handler's";
     const std::string big = "POST /api/v1/keys HTTP/1.1\r\nContent-Length: 100000\r\n\r\n";
     EXPECT_EQ(request_bytes_needed(big, uploads), big.size()) << "a large body is read by a worker";
+    const std::string expect = "POST /api/v1/keys HTTP/1.1\r\nContent-Length: 42\r\nExpect: 100-continue\r\n\r\n";
+    EXPECT_EQ(request_bytes_needed(expect, uploads), expect.size()) << "the body comes after 100 Continue";
     const std::string chunked = "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
     EXPECT_EQ(request_bytes_needed(chunked, uploads), chunked.size());
     const std::string twice = "POST /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
@@ -131,6 +133,24 @@ TEST(Connections, IdleKeepAliveConnectionsHoldNoWorkerAndEnd) {
         EXPECT_TRUE(idle[i]->read_to_close(5s));
         EXPECT_EQ(idle[i]->received().find("408"), std::string::npos);
     }
+}
+
+TEST(Connections, AClientWaitingFor100ContinueGetsItAtOnce) {
+    test::TempDir dir;
+    auto data = dir / "data";
+    auto admin_key = cli_key(data, "root", "admin");
+    ChildServer server(data);
+    // A small body on a route that reads it before its handler: the head alone still reaches a worker,
+    // which answers 100 Continue (the client holds the body back until then).
+    const std::string body = json{{"name", "bob"}, {"role", "user"}}.dump();
+    RawConnection c(server.port());
+    ASSERT_TRUE(c.send_all("POST /api/v1/keys HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + admin_key +
+                           "\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: " +
+                           std::to_string(body.size()) + "\r\n\r\n"));
+    ASSERT_TRUE(c.read_until("100 Continue", 900ms)) << c.received();
+    ASSERT_TRUE(c.send_all(body));
+    ASSERT_TRUE(c.read_until("\"bob\"")) << c.received();
+    EXPECT_NE(c.received().find("HTTP/1.1 201"), std::string::npos) << c.received();
 }
 
 TEST(Connections, AClaimWhoseEngineLeftTakesNoJob) {
