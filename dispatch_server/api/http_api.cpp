@@ -283,6 +283,11 @@ struct HttpApi::Impl {
     void metrics(httplib::Response& res) {
         auto g = s.jobs.gauges();
         if (!g) return send_error(res, g.error());  // a scrape that fails is a gap, never a wrong zero
+        if (auto* gated = dynamic_cast<GatedServer*>(&server)) {
+            auto c = gated->counters();
+            g->connections = ConnectionGauges{static_cast<int64_t>(c.waiting), static_cast<int64_t>(c.serving),
+                                              c.slow_headers_closed, c.slow_bodies_closed, c.refused_over_limit};
+        }
         static const Metrics empty;
         res.status = 200;
         res.set_content((s.metrics ? *s.metrics : empty).render(*g), "text/plain; version=0.0.4; charset=utf-8");

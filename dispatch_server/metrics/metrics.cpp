@@ -151,6 +151,21 @@ std::string Metrics::render(const MetricGauges& g) const {
     }
     histogram(out, "distconv_http_request_duration_seconds", "HTTP request latency (headers in to answer written).",
               m_request_seconds);
+    if (g.connections) {
+        const auto& c = *g.connections;
+        header(out, "distconv_http_connections", "gauge", "Open client connections: waiting for a request, or being served.");
+        sample(out, "distconv_http_connections", label("state", "waiting"), std::to_string(c.waiting));
+        sample(out, "distconv_http_connections", label("state", "serving"), std::to_string(c.serving));
+        header(out, "distconv_http_connections_closed_total", "counter",
+               "Connections the server closed early: a request not complete within the header or body time, or "
+               "over max-connections.");
+        sample(out, "distconv_http_connections_closed_total", label("reason", "slow_headers"),
+               std::to_string(c.closed_slow_headers));
+        sample(out, "distconv_http_connections_closed_total", label("reason", "slow_body"),
+               std::to_string(c.closed_slow_bodies));
+        sample(out, "distconv_http_connections_closed_total", label("reason", "over_limit"),
+               std::to_string(c.closed_over_limit));
+    }
     return out;
 }
 

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -37,11 +38,21 @@ private:
     uint64_t m_count = 0;
 };
 
+// The HTTP server's connections (plain HTTP only: the connection gate keeps these).
+struct ConnectionGauges {
+    int64_t waiting = 0;             // between requests, or a request still arriving
+    int64_t serving = 0;             // a worker is serving (or about to serve) a request
+    uint64_t closed_slow_headers = 0;  // counters: closed because a request did not arrive in time
+    uint64_t closed_slow_bodies = 0;
+    uint64_t closed_over_limit = 0;  // refused at once: max-connections reached
+};
+
 struct MetricGauges {
     std::vector<std::pair<std::string, int64_t>> jobs_by_state;
     int64_t queue_depth = 0;
     std::vector<std::pair<std::string, int64_t>> engines_by_state;
     int64_t assignments_active = 0;
+    std::optional<ConnectionGauges> connections;
 };
 
 class Metrics {

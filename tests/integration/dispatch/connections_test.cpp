@@ -85,6 +85,12 @@ TEST(Connections, SlowHeadersWithoutAKeyHoldNoWorker) {
         EXPECT_NE(c->body().find("\"error\""), std::string::npos) << c->received();
     }
     expect_healthz_fast(server.port());
+    // Operators see it in /metrics.
+    auto anonymous = make_client(server.port(), "");
+    auto metrics = call(anonymous, "GET", "http://127.0.0.1:" + std::to_string(server.port()) + "/metrics");
+    EXPECT_NE(metrics.body.find("distconv_http_connections_closed_total{reason=\"slow_headers\"} 64"), std::string::npos)
+        << metrics.body;
+    EXPECT_NE(metrics.body.find("distconv_http_connections{state=\"waiting\"}"), std::string::npos);
 }
 
 TEST(Connections, SlowSmallBodiesWithoutAKeyHoldNoWorker) {
