@@ -3,15 +3,16 @@
 // failure can be replayed with DISTCONV_FAULT_SEED): engine SIGKILL, SIGSTOP past the lease then
 // SIGCONT, engine restarts on the same state dir, dispatch SIGKILL and restart at chosen requests
 // (submit uploads, claims, output uploads, completes), pools at their cap, upload and download
-// connections cut midway. Afterwards the invariants are checked: every acknowledged job ends
-// completed exactly once (one accepted output, from the newest fencing token) or failed with a
-// reason; nothing stays non-terminal; outputs are valid files of the requested codec and duration;
-// the database passes integrity_check; no orphan files in the pools or engine work dirs.
+// connections cut midway, the database's write lock held by another process past the server's busy
+// timeout (its writes answer 503 meanwhile). Afterwards the invariants are checked: every acknowledged job
+// ends completed exactly once (one accepted output, from the newest fencing token) or failed with a reason;
+// nothing stays non-terminal; outputs are valid files of the requested codec and duration; the database
+// passes integrity_check; no orphan files in the pools or engine work dirs.
 //
 // Parameters (environment): DISTCONV_FAULT_SEED, DISTCONV_FAULT_JOBS (40), DISTCONV_FAULT_FAULTS
-// (20 engine, network and pool faults), DISTCONV_FAULT_DISPATCH_RESTARTS (4), DISTCONV_FAULT_ENGINES
-// (3), DISTCONV_FAULT_REPORT (a file the run's figures are written to as JSON). scripts/soak.sh runs
-// this test with soak parameters.
+// (20 engine, network, pool and database faults), DISTCONV_FAULT_DISPATCH_RESTARTS (4),
+// DISTCONV_FAULT_ENGINES (3), DISTCONV_FAULT_REPORT (a file the run's figures are written to as JSON).
+// scripts/soak.sh runs this test with soak parameters.
 
 #include "common/http/client.hpp"
 #include "common/time.hpp"
@@ -20,10 +21,11 @@
 #include "dispatch_server/store/store.hpp"
 #include "tests/integration/engine_e2e/e2e_support.hpp"
 #include "tests/integration/fault/fault_proxy.hpp"
+#include "tests/support/sqlite_peer.hpp"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <sqlite3.h>
+#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <cmath>
@@ -67,13 +69,15 @@ std::string trim(std::string s) {
 constexpr const char* k_lease = "2s";
 constexpr auto k_lease_ms = 2000ms;
 constexpr const char* k_small_pool_cap = "300000";  // a few jobs' files: the pool reaches its cap
+// How long the dispatch waits for a database lock another process holds; DatabaseLocked holds it longer.
+constexpr const char* k_db_busy_timeout = "300ms";
 
 // What a job asks for and what its output must be.
 struct JobSpec {
     std::string container;
     std::string extension;
-    std::string video_codec;  // encoder asked for
-    std::string probed_codec; // codec name ffprobe reports
+    std::string video_codec;   // encoder asked for
+    std::string probed_codec;  // codec name ffprobe reports
 };
 
 const std::vector<JobSpec>& job_specs() {
@@ -103,27 +107,37 @@ enum class Kind {
     CutDownload,     // a source download cut midway
     PoolFull,        // the dispatch restarted with every pool at its cap, then restarted as before
     DispatchKill,    // SIGKILL the dispatch at a request of `point`, restart it
+    DatabaseLocked,  // another process holds the database's write lock (BEGIN IMMEDIATE) for `hold`
 };
 
 const char* kind_name(Kind k) {
     switch (k) {
-        case Kind::EngineKill: return "engine_sigkill";
-        case Kind::EngineStop: return "engine_sigstop";
-        case Kind::EngineRestart: return "engine_restart";
-        case Kind::CutUpload: return "cut_upload";
-        case Kind::CutDownload: return "cut_download";
-        case Kind::PoolFull: return "pool_full";
-        case Kind::DispatchKill: return "dispatch_sigkill";
+        case Kind::EngineKill:
+            return "engine_sigkill";
+        case Kind::EngineStop:
+            return "engine_sigstop";
+        case Kind::EngineRestart:
+            return "engine_restart";
+        case Kind::CutUpload:
+            return "cut_upload";
+        case Kind::CutDownload:
+            return "cut_download";
+        case Kind::PoolFull:
+            return "pool_full";
+        case Kind::DispatchKill:
+            return "dispatch_sigkill";
+        case Kind::DatabaseLocked:
+            return "database_locked";
     }
     return "?";
 }
 
 struct Fault {
     Kind kind;
-    int engine = 0;                      // engine faults
-    std::string point;                   // DispatchKill: upload|claim|output|complete|any; cuts: what
-    std::chrono::milliseconds gap{0};    // wait before this fault
-    std::chrono::milliseconds hold{0};   // down/stopped time
+    int engine = 0;                     // engine faults
+    std::string point;                  // DispatchKill: upload|claim|output|complete|any; cuts: what
+    std::chrono::milliseconds gap{0};   // wait before this fault
+    std::chrono::milliseconds hold{0};  // down/stopped time
 };
 
 std::string describe(const Fault& f) {
@@ -139,20 +153,31 @@ std::string describe(const Fault& f) {
 std::vector<Fault> make_schedule(std::mt19937_64& rng, int faults, int restarts, int engines) {
     std::vector<Fault> out;
     auto pick = [&](int n) { return static_cast<int>(std::uniform_int_distribution<int>(0, n - 1)(rng)); };
-    auto ms = [&](int lo, int hi) { return std::chrono::milliseconds(std::uniform_int_distribution<int>(lo, hi)(rng)); };
+    auto ms = [&](int lo, int hi) {
+        return std::chrono::milliseconds(std::uniform_int_distribution<int>(lo, hi)(rng));
+    };
     for (int i = 0; i < faults; ++i) {
         Fault f;
         int r = pick(100);
-        if (r < 25) f.kind = Kind::EngineKill;
-        else if (r < 42) f.kind = Kind::EngineStop;
-        else if (r < 57) f.kind = Kind::EngineRestart;
-        else if (r < 74) f.kind = Kind::CutUpload;
-        else if (r < 91) f.kind = Kind::CutDownload;
-        else f.kind = Kind::PoolFull;
+        if (r < 22)
+            f.kind = Kind::EngineKill;
+        else if (r < 37)
+            f.kind = Kind::EngineStop;
+        else if (r < 51)
+            f.kind = Kind::EngineRestart;
+        else if (r < 66)
+            f.kind = Kind::CutUpload;
+        else if (r < 81)
+            f.kind = Kind::CutDownload;
+        else if (r < 89)
+            f.kind = Kind::PoolFull;
+        else
+            f.kind = Kind::DatabaseLocked;
         f.engine = pick(engines);
         if (f.kind == Kind::EngineKill) f.hold = ms(0, 4000);
         if (f.kind == Kind::EngineStop) f.hold = k_lease_ms + ms(500, 2000);
         if (f.kind == Kind::PoolFull) f.hold = ms(1000, 3000);
+        if (f.kind == Kind::DatabaseLocked) f.hold = ms(1500, 3000);  // past the 1 s /readyz waits, too
         if (f.kind == Kind::CutUpload) f.point = pick(2) ? "output" : "submit";
         if (f.kind == Kind::CutDownload) f.point = "source";
         out.push_back(f);
@@ -193,9 +218,7 @@ class Harness {
         for (int i = 0; i < engines; ++i) start_engine(i);
     }
 
-    ~Harness() {
-        stop_all();
-    }
+    ~Harness() { stop_all(); }
 
     const test::TempDir& dir() const { return m_dir; }
     std::string proxy_url() const { return "http://127.0.0.1:" + std::to_string(m_proxy.port()); }
@@ -204,7 +227,8 @@ class Harness {
         return "http://127.0.0.1:" + std::to_string(m_dispatch_port);
     }
 
-    std::unique_ptr<http::Client> client(const std::string& base, std::chrono::milliseconds timeout = 10s) const {
+    std::unique_ptr<http::Client> client(const std::string& base,
+                                         std::chrono::milliseconds timeout = 10s) const {
         http::ClientOptions o;
         o.base_url = base + "/api/v1";
         o.api_key = m_user_key;
@@ -222,11 +246,28 @@ class Harness {
         std::lock_guard lock(m_dispatch_mutex);
         ++m_incarnation;
         auto log = m_dir / ("dispatch-" + std::to_string(m_incarnation) + ".log");
-        std::vector<std::string> argv = {dispatch_binary(), "serve", "--listen", "127.0.0.1:0", "--data-dir",
-                                         (m_dir / "data").string(), "--lease-timeout", k_lease,
-                                         "--heartbeat-interval", "300ms", "--engine-offline-after", "3s",
-                                         "--retry-backoff", "200ms", "--retry-backoff-max", "1s",
-                                         "--maintenance-interval", "1s", "--source-retention", "0s"};
+        std::vector<std::string> argv = {dispatch_binary(),
+                                         "serve",
+                                         "--listen",
+                                         "127.0.0.1:0",
+                                         "--data-dir",
+                                         (m_dir / "data").string(),
+                                         "--lease-timeout",
+                                         k_lease,
+                                         "--heartbeat-interval",
+                                         "300ms",
+                                         "--engine-offline-after",
+                                         "3s",
+                                         "--retry-backoff",
+                                         "200ms",
+                                         "--retry-backoff-max",
+                                         "1s",
+                                         "--maintenance-interval",
+                                         "1s",
+                                         "--source-retention",
+                                         "0s",
+                                         "--db-busy-timeout",
+                                         k_db_busy_timeout};
         for (const auto& a : pool_args(pools_full)) argv.push_back(a);
         m_dispatch = std::make_unique<Daemon>(argv, log);
         static const std::regex k_listening(R"(listening on 127\.0\.0\.1:(\d+))");
@@ -261,7 +302,7 @@ class Harness {
 
     struct EngineSlot {
         std::unique_ptr<Daemon> daemon;
-        std::vector<pid_t> stopped;              // pids stopped by SIGSTOP (engine and its ffmpeg)
+        std::vector<pid_t> stopped;  // pids stopped by SIGSTOP (engine and its ffmpeg)
         std::optional<SteadyClock::time_point> resume_at;
         std::optional<SteadyClock::time_point> restart_at;
     };
@@ -270,10 +311,25 @@ class Harness {
     std::filesystem::path work_dir(int i) const { return m_dir / engine_name(i); }
 
     void start_engine(int i) {
-        std::vector<std::string> argv = {engine_binary(), "--server", proxy_url(), "--key", m_engine_key,
-                                         "--work-dir", work_dir(i).string(), "--hostname", engine_name(i),
-                                         "--slots", "1", "--benchmark", "off", "--heartbeat-interval", "300ms",
-                                         "--claim-wait", "1s", "--drain-timeout", "3s"};
+        std::vector<std::string> argv = {engine_binary(),
+                                         "--server",
+                                         proxy_url(),
+                                         "--key",
+                                         m_engine_key,
+                                         "--work-dir",
+                                         work_dir(i).string(),
+                                         "--hostname",
+                                         engine_name(i),
+                                         "--slots",
+                                         "1",
+                                         "--benchmark",
+                                         "off",
+                                         "--heartbeat-interval",
+                                         "300ms",
+                                         "--claim-wait",
+                                         "1s",
+                                         "--drain-timeout",
+                                         "3s"};
         m_engines[i].daemon = std::make_unique<Daemon>(argv, m_dir / (engine_name(i) + ".log"));
         m_engines[i].restart_at.reset();
     }
@@ -329,7 +385,9 @@ class Harness {
             int i = 0;
             while (i < m_engine_count && !engine_available((f.engine + i) % m_engine_count)) ++i;
             if (i == m_engine_count) return false;
-            if (i) *note = "e" + std::to_string(f.engine) + " busy, on e" + std::to_string((f.engine + i) % m_engine_count);
+            if (i)
+                *note = "e" + std::to_string(f.engine) + " busy, on e" +
+                        std::to_string((f.engine + i) % m_engine_count);
             f.engine = (f.engine + i) % m_engine_count;
         }
         switch (f.kind) {
@@ -357,8 +415,9 @@ class Harness {
             }
             case Kind::CutUpload:
             case Kind::CutDownload: {
-                m_proxy.arm(needle_of(f.point), f.kind == Kind::CutUpload ? fault::FaultProxy::Action::CutUpload
-                                                                          : fault::FaultProxy::Action::CutDownload);
+                m_proxy.arm(needle_of(f.point), f.kind == Kind::CutUpload
+                                                    ? fault::FaultProxy::Action::CutUpload
+                                                    : fault::FaultProxy::Action::CutDownload);
                 bool fired = wait_fired(15s);
                 m_proxy.disarm();
                 if (!fired) *note = "no matching request came";
@@ -371,6 +430,23 @@ class Harness {
                 stop_dispatch();
                 return start_dispatch(false);
             }
+            case Kind::DatabaseLocked: {
+                // Another process's write lock, held past the busy timeout: the dispatch's writes (submits,
+                // claims, heartbeats, completes, maintenance) fail meanwhile with 503 UNAVAILABLE; its reads
+                // go on (WAL). /readyz must say so.
+                const auto until = SteadyClock::now() + f.hold;
+                test::SqlitePeer other(m_dir / "data" / "dispatch.db");
+                if (!other.exec("BEGIN IMMEDIATE")) return false;
+                const int ready = readyz_status();  // waits 1 s for the write lock, then answers
+                if (ready != 503) {
+                    ADD_FAILURE() << "/readyz answered " << ready
+                                  << " while another process held the database's write lock";
+                    *note = "readyz answered " + std::to_string(ready);
+                }
+                wait_ticking(std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::max<SteadyClock::duration>(until - SteadyClock::now(), 0ms)));
+                return other.exec("ROLLBACK");
+            }
             case Kind::DispatchKill: {
                 std::atomic<pid_t> pid{0};
                 {
@@ -378,7 +454,8 @@ class Harness {
                     pid = m_dispatch ? m_dispatch->pid() : 0;
                 }
                 pid_t target = pid.load();
-                m_proxy.arm(needle_of(f.point), fault::FaultProxy::Action::Hook, [target] { kill(target, SIGKILL); });
+                m_proxy.arm(needle_of(f.point), fault::FaultProxy::Action::Hook,
+                            [target] { kill(target, SIGKILL); });
                 bool fired = wait_fired(15s);
                 m_proxy.disarm();
                 if (!fired) *note = "no matching request came: killed at a random point";
@@ -388,6 +465,16 @@ class Harness {
             }
         }
         return false;
+    }
+
+    // GET /readyz straight at the dispatch (0 when it did not answer).
+    int readyz_status() {
+        http::ClientOptions o;
+        o.base_url = direct_url();
+        o.request_timeout = 10s;
+        o.retry.max_attempts = 1;
+        auto r = http::Client(o).get("/readyz");
+        return r ? r->status : 0;
     }
 
     bool wait_fired(std::chrono::milliseconds timeout) {
@@ -432,8 +519,8 @@ class Harness {
   private:
     static std::string create_key(const std::string& data, const std::string& role) {
         std::string out;
-        test::run_command({dispatch_binary(), "keys", "create", "--data-dir", data, "--role", role, "--name", role},
-                          &out);
+        test::run_command(
+            {dispatch_binary(), "keys", "create", "--data-dir", data, "--role", role, "--name", role}, &out);
         return trim(out);
     }
 
@@ -472,7 +559,9 @@ std::string submit(http::Client& c, const std::filesystem::path& source, const n
     return j["job_id"].get<std::string>();
 }
 
-bool is_terminal(const std::string& s) { return s == "completed" || s == "failed" || s == "canceled"; }
+bool is_terminal(const std::string& s) {
+    return s == "completed" || s == "failed" || s == "canceled";
+}
 
 // Read-only view of the dispatch database after the server stopped.
 class Db {
@@ -523,11 +612,12 @@ TEST(FaultHarness, RandomFaultScheduleKeepsEveryJobExactlyOnce) {
     const int restarts = env_int("DISTCONV_FAULT_DISPATCH_RESTARTS", 4);
     const int engines = std::max(1, env_int("DISTCONV_FAULT_ENGINES", 3));
     const auto drain_timeout = std::chrono::seconds(env_int("DISTCONV_FAULT_DRAIN_SECONDS", 120));
-    const std::string report_path = std::getenv("DISTCONV_FAULT_REPORT") ? std::getenv("DISTCONV_FAULT_REPORT") : "";
+    const std::string report_path =
+        std::getenv("DISTCONV_FAULT_REPORT") ? std::getenv("DISTCONV_FAULT_REPORT") : "";
     // The daemons read DISTCONV_* settings from the environment and warn about unknown ones.
     for (const char* v : {"DISTCONV_FAULT_SEED", "DISTCONV_FAULT_JOBS", "DISTCONV_FAULT_FAULTS",
-                          "DISTCONV_FAULT_DISPATCH_RESTARTS", "DISTCONV_FAULT_ENGINES", "DISTCONV_FAULT_DRAIN_SECONDS",
-                          "DISTCONV_FAULT_REPORT"})
+                          "DISTCONV_FAULT_DISPATCH_RESTARTS", "DISTCONV_FAULT_ENGINES",
+                          "DISTCONV_FAULT_DRAIN_SECONDS", "DISTCONV_FAULT_REPORT"})
         unsetenv(v);
     std::cout << "fault harness: seed=" << seed << " jobs=" << jobs << " faults=" << faults
               << " dispatch_restarts=" << restarts << " engines=" << engines
@@ -538,7 +628,8 @@ TEST(FaultHarness, RandomFaultScheduleKeepsEveryJobExactlyOnce) {
     std::mt19937_64 rng(seed);
     auto schedule = make_schedule(rng, faults, restarts, engines);
     std::cout << "schedule:" << std::endl;
-    for (size_t i = 0; i < schedule.size(); ++i) std::cout << "  " << i << ": " << describe(schedule[i]) << std::endl;
+    for (size_t i = 0; i < schedule.size(); ++i)
+        std::cout << "  " << i << ": " << describe(schedule[i]) << std::endl;
 
     Harness h(seed, engines);
     // A few distinct tiny clips (1 s, 160x120), so sources are not all byte-identical.
@@ -560,7 +651,8 @@ TEST(FaultHarness, RandomFaultScheduleKeepsEveryJobExactlyOnce) {
     for (int i = 0; i < jobs; ++i) {
         submitted[i].spec = static_cast<int>(submit_rng() % job_specs().size());
         submitted[i].idempotency_key = "fault-" + std::to_string(seed) + "-" + std::to_string(i);
-        submit_gaps.push_back(std::chrono::milliseconds(submit_rng() % (2 * std::max<int64_t>(1, window_ms / std::max(1, jobs)) + 1)));
+        submit_gaps.push_back(std::chrono::milliseconds(
+            submit_rng() % (2 * std::max<int64_t>(1, window_ms / std::max(1, jobs)) + 1)));
     }
     std::thread submitter([&] {
         for (int i = 0; i < jobs; ++i) {
@@ -622,12 +714,15 @@ TEST(FaultHarness, RandomFaultScheduleKeepsEveryJobExactlyOnce) {
                 },
                 std::chrono::duration_cast<std::chrono::milliseconds>(
                     std::max<SteadyClock::duration>(deadline - SteadyClock::now(), 1ms)));
-            if (done) final_state[id] = j.value("state", "");
-            else stuck.push_back(id + " (" + (j.is_object() ? j.value("state", "?") : "?") + ")");
+            if (done)
+                final_state[id] = j.value("state", "");
+            else
+                stuck.push_back(id + " (" + (j.is_object() ? j.value("state", "?") : "?") + ")");
         }
     }
     const auto drained = SteadyClock::now();
-    EXPECT_TRUE(stuck.empty()) << "jobs stuck non-terminal once faults stopped: " << testing::PrintToString(stuck);
+    EXPECT_TRUE(stuck.empty()) << "jobs stuck non-terminal once faults stopped: "
+                               << testing::PrintToString(stuck);
 
     // Engines go idle and clean their work dirs: only the state database stays.
     for (int i = 0; i < engines; ++i) {
@@ -679,7 +774,8 @@ TEST(FaultHarness, RandomFaultScheduleKeepsEveryJobExactlyOnce) {
         std::map<std::string, std::vector<std::string>> rows;
         for (auto& r : db.rows("SELECT id, state, failure_code, failure_reason, idempotency_key FROM jobs"))
             rows[r[0]] = r;
-        for (const auto& r : db.rows("SELECT id, state FROM jobs WHERE state NOT IN ('completed','failed','canceled')"))
+        for (const auto& r :
+             db.rows("SELECT id, state FROM jobs WHERE state NOT IN ('completed','failed','canceled')"))
             ADD_FAILURE() << "job " << r[0] << " is left " << r[1];
         for (const auto& r :
              db.rows("SELECT idempotency_key, COUNT(*) FROM jobs WHERE idempotency_key IS NOT NULL "
@@ -700,7 +796,8 @@ TEST(FaultHarness, RandomFaultScheduleKeepsEveryJobExactlyOnce) {
                 ++completed;
                 auto accepted = db.rows("SELECT fencing_token FROM attempts WHERE job_id = '" + s.job_id +
                                         "' AND state = 'completed'");
-                auto newest = db.rows("SELECT MAX(fencing_token) FROM attempts WHERE job_id = '" + s.job_id + "'");
+                auto newest =
+                    db.rows("SELECT MAX(fencing_token) FROM attempts WHERE job_id = '" + s.job_id + "'");
                 auto events = db.rows("SELECT COUNT(*) FROM job_events WHERE job_id = '" + s.job_id +
                                       "' AND to_state = 'completed'");
                 if (accepted.size() != 1 || events[0][0] != "1") {
@@ -708,8 +805,8 @@ TEST(FaultHarness, RandomFaultScheduleKeepsEveryJobExactlyOnce) {
                     ADD_FAILURE() << "job " << s.job_id << " completed " << accepted.size() << " attempts, "
                                   << events[0][0] << " completion events";
                 } else {
-                    EXPECT_EQ(accepted[0][0], newest[0][0]) << "job " << s.job_id
-                                                            << " accepted an output from a stale fencing token";
+                    EXPECT_EQ(accepted[0][0], newest[0][0])
+                        << "job " << s.job_id << " accepted an output from a stale fencing token";
                 }
             } else if (state == "failed") {
                 ++failed;

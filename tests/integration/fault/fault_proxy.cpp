@@ -40,7 +40,9 @@ bool starts_request(std::string_view s) {
 }  // namespace
 
 FaultProxy::FaultProxy() {
-    m_listen = ::socket(AF_INET, SOCK_STREAM, 0);
+    // Close-on-exec: daemons the harness starts must not hold copies of the proxy's sockets (a copy
+    // keeps a connection open after the proxy closed it, and its peer waits for an answer for ever).
+    m_listen = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     setsockopt(m_listen, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     sockaddr_in addr{};
@@ -100,7 +102,7 @@ void FaultProxy::accept_loop() {
     while (!m_stop) {
         pollfd p{m_listen, POLLIN, 0};
         if (::poll(&p, 1, 100) <= 0) continue;
-        int client = ::accept(m_listen, nullptr, nullptr);
+        int client = ::accept4(m_listen, nullptr, nullptr, SOCK_CLOEXEC);
         if (client < 0) continue;
         std::lock_guard lock(m_mutex);
         // Join the connections that ended, so a long run does not pile up threads.
@@ -122,7 +124,7 @@ void FaultProxy::accept_loop() {
 }
 
 void FaultProxy::serve(int client) {
-    int upstream = ::socket(AF_INET, SOCK_STREAM, 0);
+    int upstream = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
