@@ -3,6 +3,7 @@
 #include "common/error.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -329,6 +330,9 @@ struct GatedServer::Impl {
 
     // --- the gate ---------------------------------------------------------------------------------
     void admit(int fd) {
+        // httplib accepts without close-on-exec: an ffprobe or ffmpeg the server starts would hold a
+        // copy of the connection and keep it open after the server closed it.
+        ::fcntl(fd, F_SETFD, FD_CLOEXEC);
         int on = 1;
         ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
         auto c = std::make_unique<Conn>();
@@ -533,6 +537,7 @@ GatedServer::GatedServer(GateSettings settings) : m_impl(std::make_unique<Impl>(
         ::setrlimit(RLIMIT_NOFILE, &lim);
     }
     new_task_queue = [this] {
+        if (svr_sock_ != INVALID_SOCKET) ::fcntl(svr_sock_, F_SETFD, FD_CLOEXEC);  // the listening socket too
         m_impl->start();
         return new InlineQueue([this] { m_impl->shutdown(); });
     };

@@ -150,6 +150,14 @@ void install_engine_routes(Router& router, AuthService& auth, EngineService& eng
     router.add_streaming(
         "PUT", "/api/v1/assignments/" + k_id + "/output",
         [&](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+            // A refused or cut upload's body may be unread: end the connection rather than parse it as a request.
+            struct CloseOnError {
+                const httplib::Request& req;
+                httplib::Response& res;
+                ~CloseOnError() {
+                    if (res.status >= 400) close_after_answer(req, res);
+                }
+            } close_on_error{req, res};
             auto who = authorize(auth, req, res, require_transfer);
             if (!who) return;
             std::string aid = req.matches[1];
