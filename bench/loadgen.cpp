@@ -13,10 +13,11 @@
 //                 queue (POST /jobs/{id}/retry) and the time until the engine holds it is recorded.
 #include <curl/curl.h>
 #include <httplib.h>
-#include <nlohmann/json.hpp>
 #include <openssl/sha.h>
 #include <sqlite3.h>
+#include <nlohmann/json.hpp>
 
+#include <unistd.h>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -36,7 +37,6 @@
 #include <random>
 #include <string>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 namespace {
@@ -45,7 +45,9 @@ using json = nlohmann::json;
 using SteadyClock = std::chrono::steady_clock;
 using TimePoint = SteadyClock::time_point;
 
-double ms_between(TimePoint a, TimePoint b) { return std::chrono::duration<double, std::milli>(b - a).count(); }
+double ms_between(TimePoint a, TimePoint b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+}
 
 // --- arguments ---------------------------------------------------------------------------------------
 
@@ -198,7 +200,10 @@ int run_sqlite(const Args& args) {
     sqlite3_finalize(st);
     sqlite3_close(db);
     for (const char* s : {"", "-wal", "-shm"}) std::filesystem::remove(path.string() + s);
-    std::cout << json{{"commits", n}, {"seconds", elapsed}, {"commits_per_s", static_cast<double>(n) / elapsed}}.dump()
+    std::cout << json{{"commits", n},
+                      {"seconds", elapsed},
+                      {"commits_per_s", static_cast<double>(n) / elapsed}}
+                     .dump()
               << std::endl;
     return 0;
 }
@@ -224,7 +229,7 @@ struct Request {
 };
 
 class Loop {
-public:
+  public:
     Loop() {
         m_multi = curl_multi_init();
         curl_multi_setopt(m_multi, CURLMOPT_MAXCONNECTS, 20000L);
@@ -302,7 +307,8 @@ public:
                     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &call->reply.status);
                 } else {
                     call->reply.status = 0;
-                    call->reply.error = curl_easy_strerror(code);  // without the varying details, so errors group
+                    call->reply.error =
+                        curl_easy_strerror(code);  // without the varying details, so errors group
                 }
                 cleanup(*call);
                 m_idle.push_back(easy);
@@ -320,7 +326,7 @@ public:
 
     size_t in_flight() const { return m_calls.size(); }
 
-private:
+  private:
     struct Call {
         std::function<void(const Reply&)> done;
         Reply reply;
@@ -368,8 +374,10 @@ int run_hammer(const Args& args) {
     Stats stats;
     size_t next_url = 0;
     auto start = SteadyClock::now();
-    auto measure_from = start + std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(warmup));
-    auto end = measure_from + std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(seconds));
+    auto measure_from =
+        start + std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(warmup));
+    auto end = measure_from +
+               std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(seconds));
     std::function<void()> fire = [&] {
         if (SteadyClock::now() >= end) return;
         Request r = base;
@@ -379,8 +387,8 @@ int run_hammer(const Args& args) {
                 if (rep.status >= 200 && rep.status < 300) {
                     stats.ms.push_back(rep.ms);
                     ++stats.count;
-                }
-                else stats.error(rep.status ? std::to_string(rep.status) : rep.error);
+                } else
+                    stats.error(rep.status ? std::to_string(rep.status) : rep.error);
             }
             fire();
         });
@@ -426,7 +434,7 @@ json registration_body(int i) {
 }
 
 class Sim {
-public:
+  public:
     explicit Sim(const Args& args)
         : m_server(args.get("server")),
           m_engine_key(args.get("engine-key")),
@@ -438,7 +446,9 @@ public:
           m_max_outstanding(args.num("max-outstanding", 0)),
           m_warmup(args.real("warmup", 2.0)),
           m_seconds(args.real("seconds", 10.0)),
-          m_output(args.get("output-bytes", "64") == "0" ? "" : std::string(static_cast<size_t>(args.num("output-bytes", 64)), 'o')),
+          m_output(args.get("output-bytes", "64") == "0"
+                       ? ""
+                       : std::string(static_cast<size_t>(args.num("output-bytes", 64)), 'o')),
           m_output_sha(sha256_hex(m_output)) {
         m_source.path = args.get("source");
         m_source.job_json = R"({"preset":"h264-web","output_filename":"out.mp4","max_attempts":1})";
@@ -457,9 +467,11 @@ public:
         reg_one = [&](size_t i) {
             Request r = engine_request("/engines", registration_body(static_cast<int>(i)).dump());
             m_loop.send(r, [&, i](const Reply& rep) {
-                if (rep.status == 0 && ++transport_retries <= 50) return reg_one(i);  // refused or reset: again
+                if (rep.status == 0 && ++transport_retries <= 50)
+                    return reg_one(i);  // refused or reset: again
                 if (rep.status != 201)
-                    throw std::runtime_error("register: " + std::to_string(rep.status) + " " + rep.body + rep.error);
+                    throw std::runtime_error("register: " + std::to_string(rep.status) + " " + rep.body +
+                                             rep.error);
                 auto j = json::parse(rep.body);
                 m_engine[i].id = j.at("engine_id").get<std::string>();
                 if (m_hb_ms <= 0) m_hb_ms = j.at("heartbeat_interval_seconds").get<long>() * 1000;
@@ -510,7 +522,7 @@ public:
         return 0;
     }
 
-private:
+  private:
     struct EngineState {
         std::string id;
         std::string assignment_id;
@@ -553,12 +565,14 @@ private:
         auto& e = m_engine[i];
         json body{{"state", e.assignment_id.empty() ? "idle" : "busy"},
                   {"free_disk_bytes", 1000000000000LL},
-                  {"running_assignments", e.assignment_id.empty() ? json::array() : json::array({e.assignment_id})}};
+                  {"running_assignments",
+                   e.assignment_id.empty() ? json::array() : json::array({e.assignment_id})}};
         auto due = SteadyClock::now() + std::chrono::milliseconds(m_hb_ms);
-        m_loop.send(engine_request("/engines/" + e.id + "/heartbeat", body.dump()), [this, i, due](const Reply& rep) {
-            record("heartbeat", rep, {200});
-            m_loop.at(due, [this, i] { heartbeat(i); });
-        });
+        m_loop.send(engine_request("/engines/" + e.id + "/heartbeat", body.dump()),
+                    [this, i, due](const Reply& rep) {
+                        record("heartbeat", rep, {200});
+                        m_loop.at(due, [this, i] { heartbeat(i); });
+                    });
     }
 
     void claim(size_t i) {
@@ -683,11 +697,11 @@ Reply blocking(CURL* easy, const std::string& method, const std::string& url, co
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION,
-                     +[](char* d, size_t s, size_t n, void* u) {
-                         static_cast<std::string*>(u)->append(d, s * n);
-                         return s * n;
-                     });
+    curl_easy_setopt(
+        easy, CURLOPT_WRITEFUNCTION, +[](char* d, size_t s, size_t n, void* u) {
+            static_cast<std::string*>(u)->append(d, s * n);
+            return s * n;
+        });
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, &rep.body);
     curl_slist* headers = curl_slist_append(nullptr, ("Authorization: Bearer " + key).c_str());
     headers = curl_slist_append(headers, "Expect:");
@@ -706,8 +720,10 @@ Reply blocking(CURL* easy, const std::string& method, const std::string& url, co
     auto t0 = SteadyClock::now();
     CURLcode code = curl_easy_perform(easy);
     rep.ms = ms_between(t0, SteadyClock::now());
-    if (code == CURLE_OK) curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &rep.status);
-    else rep.error = curl_easy_strerror(code);
+    if (code == CURLE_OK)
+        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &rep.status);
+    else
+        rep.error = curl_easy_strerror(code);
     curl_slist_free_all(headers);
     if (mime) curl_mime_free(mime);
     return rep;
@@ -721,13 +737,16 @@ int run_latency(const Args& args) {
     CURL* eng = curl_easy_init();
     auto must = [](const Reply& r, long status, const char* what) {
         if (r.status != status)
-            throw std::runtime_error(std::string(what) + ": " + std::to_string(r.status) + " " + r.body + r.error);
+            throw std::runtime_error(std::string(what) + ": " + std::to_string(r.status) + " " + r.body +
+                                     r.error);
         return json::parse(r.body.empty() ? "{}" : r.body);
     };
-    auto reg = must(blocking(eng, "POST", api + "/engines", ekey, registration_body(0).dump()), 201, "register");
+    auto reg =
+        must(blocking(eng, "POST", api + "/engines", ekey, registration_body(0).dump()), 201, "register");
     std::string engine_id = reg.at("engine_id");
     // One job, submitted and canceled while no engine claims, then failed and re-queued in turn.
-    MimeSource src{args.get("source"), R"({"preset":"h264-web","output_filename":"out.mp4","max_attempts":1})"};
+    MimeSource src{args.get("source"),
+                   R"({"preset":"h264-web","output_filename":"out.mp4","max_attempts":1})"};
     auto job = must(blocking(user, "POST", api + "/jobs", ukey, "", &src), 202, "submit");
     std::string job_id = job.at("job_id");
     must(blocking(user, "DELETE", api + "/jobs/" + job_id, ukey, ""), 202, "cancel");
@@ -746,7 +765,8 @@ int run_latency(const Args& args) {
                 polling = true;
             }
             cv.notify_all();
-            auto rep = blocking(eng, "POST", api + "/engines/" + engine_id + "/claim", ekey, claim.dump(), nullptr, 45000);
+            auto rep = blocking(eng, "POST", api + "/engines/" + engine_id + "/claim", ekey, claim.dump(),
+                                nullptr, 45000);
             auto now = SteadyClock::now();
             if (rep.status == 204) continue;
             std::unique_lock lock(m);
@@ -758,8 +778,10 @@ int run_latency(const Args& args) {
             }
             auto a = json::parse(rep.body);
             lock.unlock();
-            json fail{{"fencing_token", a.at("fencing_token")}, {"error_class", "permanent"}, {"message", "bench"}};
-            auto f = blocking(eng, "POST", api + "/assignments/" + a.at("assignment_id").get<std::string>() + "/fail",
+            json fail{
+                {"fencing_token", a.at("fencing_token")}, {"error_class", "permanent"}, {"message", "bench"}};
+            auto f = blocking(eng, "POST",
+                              api + "/assignments/" + a.at("assignment_id").get<std::string>() + "/fail",
                               ekey, fail.dump());
             lock.lock();
             if (f.status != 200) error = "fail: " + std::to_string(f.status) + " " + f.body;
@@ -778,7 +800,8 @@ int run_latency(const Args& args) {
             cv.wait(lock, [&] { return polling || !error.empty(); });
         }
         // Let the claim reach the server and park in its long-poll (an idle engine).
-        std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(30, 60)(rng)));
+        std::this_thread::sleep_for(
+            std::chrono::milliseconds(std::uniform_int_distribution<int>(30, 60)(rng)));
         {
             std::lock_guard lock(m);
             received = false;

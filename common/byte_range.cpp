@@ -25,7 +25,8 @@ Result<std::optional<ByteRange>> parse_byte_range(const std::string& header, uin
     if (header.empty()) return std::optional<ByteRange>{};
     constexpr std::string_view k_unit = "bytes=";
     std::string_view spec(header);
-    if (spec.substr(0, k_unit.size()) != k_unit) return unsatisfiable("only one byte range 'bytes=first-last' is supported");
+    if (spec.substr(0, k_unit.size()) != k_unit)
+        return unsatisfiable("only one byte range 'bytes=first-last' is supported");
     spec.remove_prefix(k_unit.size());
     auto dash = spec.find('-');
     if (dash == std::string_view::npos || spec.find(',') != std::string_view::npos)
@@ -40,7 +41,8 @@ Result<std::optional<ByteRange>> parse_byte_range(const std::string& header, uin
         r.first = *b >= size ? 0 : size - *b;
         r.last = size - 1;
     } else {
-        if (*a >= size) return unsatisfiable("the range starts beyond the end (" + std::to_string(size) + " bytes)");
+        if (*a >= size)
+            return unsatisfiable("the range starts beyond the end (" + std::to_string(size) + " bytes)");
         r.first = *a;
         r.last = (!b || *b >= size) ? size - 1 : *b;
         if (r.last < r.first) return unsatisfiable("the range ends before it starts");

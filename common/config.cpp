@@ -21,12 +21,15 @@ void collect_options(CLI::App& app, std::vector<CLI::Option*>& out) {
 
 void collect_options(const CLI::App& app, std::vector<const CLI::Option*>& out) {
     for (const CLI::Option* opt : app.get_options()) out.push_back(opt);
-    for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) collect_options(*sub, out);
+    for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+        collect_options(*sub, out);
 }
 
 std::string upper_snake(const std::string& s) {
     std::string out;
-    for (char c : s) out.push_back(c == '-' || c == '.' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+    for (char c : s)
+        out.push_back(c == '-' || c == '.' ? '_'
+                                           : static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
     return out;
 }
 
@@ -65,7 +68,8 @@ void add_sources(CLI::App& app, const SourceSettings& settings) {
     collect_options(app, options);
     for (CLI::Option* opt : options) {
         const auto& lnames = opt->get_lnames();
-        if (lnames.empty() || lnames.front() == "config" || lnames.front() == "help" || lnames.front() == "version")
+        if (lnames.empty() || lnames.front() == "config" || lnames.front() == "help" ||
+            lnames.front() == "version")
             continue;
         if (opt->get_envname().empty()) opt->envname(env_name_for(settings.env_prefix, lnames.front()));
     }
@@ -128,21 +132,30 @@ Result<uint64_t> parse_byte_size(const std::string& text) {
     try {
         number = std::stod(s, &pos);
     } catch (...) {
-        return Error(ErrorCode::InvalidArgument, "'" + text + "' is not a size (examples: 500M, 64GiB, 1048576)");
+        return Error(ErrorCode::InvalidArgument,
+                     "'" + text + "' is not a size (examples: 500M, 64GiB, 1048576)");
     }
     if (!std::isfinite(number) || number < 0)
         return Error(ErrorCode::InvalidArgument, "'" + text + "' is not a size (must be >= 0)");
     std::string unit = s.substr(pos);
     for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    if (unit.size() >= 2 && unit.substr(unit.size() - 2) == "IB") unit = unit.substr(0, unit.size() - 2);
-    else if (unit.size() >= 2 && unit.back() == 'B') unit.pop_back();
+    if (unit.size() >= 2 && unit.substr(unit.size() - 2) == "IB")
+        unit = unit.substr(0, unit.size() - 2);
+    else if (unit.size() >= 2 && unit.back() == 'B')
+        unit.pop_back();
     double mult = 1;
-    if (unit.empty() || unit == "B") mult = 1;
-    else if (unit == "K") mult = 1024.0;
-    else if (unit == "M") mult = 1024.0 * 1024;
-    else if (unit == "G") mult = 1024.0 * 1024 * 1024;
-    else if (unit == "T") mult = 1024.0 * 1024 * 1024 * 1024;
-    else return Error(ErrorCode::InvalidArgument, "'" + text + "' has an unknown unit (use K, M, G or T)");
+    if (unit.empty() || unit == "B")
+        mult = 1;
+    else if (unit == "K")
+        mult = 1024.0;
+    else if (unit == "M")
+        mult = 1024.0 * 1024;
+    else if (unit == "G")
+        mult = 1024.0 * 1024 * 1024;
+    else if (unit == "T")
+        mult = 1024.0 * 1024 * 1024 * 1024;
+    else
+        return Error(ErrorCode::InvalidArgument, "'" + text + "' has an unknown unit (use K, M, G or T)");
     double bytes = number * mult;
     if (bytes > 1.8e19) return Error(ErrorCode::InvalidArgument, "'" + text + "' is too large");
     return static_cast<uint64_t>(bytes);
@@ -156,18 +169,25 @@ Result<int64_t> parse_duration_ms(const std::string& text) {
     try {
         number = std::stod(s, &pos);
     } catch (...) {
-        return Error(ErrorCode::InvalidArgument, "'" + text + "' is not a duration (examples: 30s, 5m, 24h, 7d)");
+        return Error(ErrorCode::InvalidArgument,
+                     "'" + text + "' is not a duration (examples: 30s, 5m, 24h, 7d)");
     }
     if (!std::isfinite(number) || number < 0)
         return Error(ErrorCode::InvalidArgument, "'" + text + "' is not a duration (must be >= 0)");
     std::string unit = s.substr(pos);
     double mult;
-    if (unit.empty() || unit == "s") mult = 1000;
-    else if (unit == "ms") mult = 1;
-    else if (unit == "m" || unit == "min") mult = 60e3;
-    else if (unit == "h") mult = 3600e3;
-    else if (unit == "d") mult = 86400e3;
-    else return Error(ErrorCode::InvalidArgument, "'" + text + "' has an unknown unit (use ms, s, m, h or d)");
+    if (unit.empty() || unit == "s")
+        mult = 1000;
+    else if (unit == "ms")
+        mult = 1;
+    else if (unit == "m" || unit == "min")
+        mult = 60e3;
+    else if (unit == "h")
+        mult = 3600e3;
+    else if (unit == "d")
+        mult = 86400e3;
+    else
+        return Error(ErrorCode::InvalidArgument, "'" + text + "' has an unknown unit (use ms, s, m, h or d)");
     double ms = number * mult;
     if (ms > 9.2e18) return Error(ErrorCode::InvalidArgument, "'" + text + "' is too long");
     return static_cast<int64_t>(ms);

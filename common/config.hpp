@@ -20,7 +20,8 @@ namespace distconv::config {
 
 struct SourceSettings {
     std::string env_prefix = "DISTCONV_";
-    // Config files read when --config is not given (the first that exists), e.g. ~/.config/distconv/client.ini.
+    // Config files read when --config is not given (the first that exists), e.g.
+    // ~/.config/distconv/client.ini.
     std::vector<std::string> default_files;
 };
 

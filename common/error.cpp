@@ -42,9 +42,15 @@ const CodeInfo& info(ErrorCode code) {
 
 }  // namespace
 
-std::string_view error_code_name(ErrorCode code) { return info(code).name; }
-int http_status(ErrorCode code) { return info(code).status; }
-bool default_retryable(ErrorCode code) { return info(code).retryable; }
+std::string_view error_code_name(ErrorCode code) {
+    return info(code).name;
+}
+int http_status(ErrorCode code) {
+    return info(code).status;
+}
+bool default_retryable(ErrorCode code) {
+    return info(code).retryable;
+}
 
 std::optional<ErrorCode> error_code_from_name(std::string_view name) {
     for (const auto& c : k_codes)
@@ -65,7 +71,8 @@ nlohmann::json Error::to_json() const {
 }
 
 std::optional<Error> Error::from_json(const nlohmann::json& envelope) {
-    if (!envelope.is_object() || !envelope.contains("error") || !envelope["error"].is_object()) return std::nullopt;
+    if (!envelope.is_object() || !envelope.contains("error") || !envelope["error"].is_object())
+        return std::nullopt;
     const auto& e = envelope["error"];
     if (!e.contains("code") || !e["code"].is_string()) return std::nullopt;
     auto code = error_code_from_name(e["code"].get<std::string>()).value_or(ErrorCode::Internal);
@@ -75,6 +82,8 @@ std::optional<Error> Error::from_json(const nlohmann::json& envelope) {
     return out;
 }
 
-std::string Error::to_string() const { return std::string(error_code_name(code)) + ": " + message; }
+std::string Error::to_string() const {
+    return std::string(error_code_name(code)) + ": " + message;
+}
 
 }  // namespace distconv

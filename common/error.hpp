@@ -62,8 +62,8 @@ struct Error {
 // A value or an Error. Small on purpose: ok(), value(), error(), and the TRY macro below.
 template <typename T>
 class [[nodiscard]] Result {
-public:
-    Result(T value) : m_v(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit by design
+  public:
+    Result(T value) : m_v(std::in_place_index<0>, std::move(value)) {}      // NOLINT: implicit by design
     Result(Error error) : m_v(std::in_place_index<1>, std::move(error)) {}  // NOLINT
 
     bool ok() const { return m_v.index() == 0; }
@@ -85,13 +85,13 @@ public:
         return ok() ? value() : static_cast<T>(std::forward<U>(fallback));
     }
 
-private:
+  private:
     std::variant<T, Error> m_v;
 };
 
 template <>
 class [[nodiscard]] Result<void> {
-public:
+  public:
     Result() = default;
     Result(Error error) : m_error(std::move(error)) {}  // NOLINT
     bool ok() const { return !m_error.has_value(); }
@@ -99,7 +99,7 @@ public:
     const Error& error() const& { return *m_error; }
     Error&& error() && { return std::move(*m_error); }
 
-private:
+  private:
     std::optional<Error> m_error;
 };
 
@@ -108,9 +108,8 @@ using Status = Result<void>;
 }  // namespace distconv
 
 // Returns the error of a failed Result from the enclosing function.
-#define DISTCONV_TRY(expr)                                   \
-    do {                                                     \
-        auto&& distconv_try_r_ = (expr);                     \
-        if (!distconv_try_r_.ok())                           \
-            return std::move(distconv_try_r_).error();       \
+#define DISTCONV_TRY(expr)                                                    \
+    do {                                                                      \
+        auto&& distconv_try_r_ = (expr);                                      \
+        if (!distconv_try_r_.ok()) return std::move(distconv_try_r_).error(); \
     } while (0)

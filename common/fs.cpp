@@ -64,7 +64,8 @@ Status atomic_write(const std::filesystem::path& path, std::string_view data) {
 }
 
 Status durable_rename(const std::filesystem::path& from, const std::filesystem::path& to) {
-    if (::rename(from.c_str(), to.c_str()) != 0) return errno_error("rename " + from.string() + " to", to, errno);
+    if (::rename(from.c_str(), to.c_str()) != 0)
+        return errno_error("rename " + from.string() + " to", to, errno);
     auto dir = to.parent_path().empty() ? std::filesystem::path(".") : to.parent_path();
     return fsync_path(dir);
 }
@@ -99,7 +100,8 @@ bool is_plain_file_name(std::string_view name) {
 void start_writeback(int fd, uint64_t from, uint64_t to) {
 #ifdef SYNC_FILE_RANGE_WRITE
     if (to > from)
-        (void)::sync_file_range(fd, static_cast<off_t>(from), static_cast<off_t>(to - from), SYNC_FILE_RANGE_WRITE);
+        (void)::sync_file_range(fd, static_cast<off_t>(from), static_cast<off_t>(to - from),
+                                SYNC_FILE_RANGE_WRITE);
 #else
     (void)fd, (void)from, (void)to;
 #endif

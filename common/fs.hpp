@@ -23,7 +23,7 @@ void start_writeback(int fd, uint64_t from, uint64_t to);
 
 struct SpaceInfo {
     uint64_t capacity_bytes = 0;
-    uint64_t free_bytes = 0;       // free for an unprivileged user (f_bavail)
+    uint64_t free_bytes = 0;  // free for an unprivileged user (f_bavail)
 };
 Result<SpaceInfo> disk_space(const std::filesystem::path& path);
 

@@ -74,8 +74,8 @@ Result<std::string> sha256_file(const std::filesystem::path& path) {
 std::string hmac_sha256_hex(std::string_view key, std::string_view message) {
     unsigned char out[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
-    HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(message.data()),
-         message.size(), out, &len);
+    HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+         reinterpret_cast<const unsigned char*>(message.data()), message.size(), out, &len);
     return to_hex(std::string_view(reinterpret_cast<const char*>(out), len));
 }
 

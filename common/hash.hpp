@@ -16,7 +16,7 @@ std::string to_hex(std::string_view bytes);
 
 // Incremental SHA-256: update() with chunks as they stream past, then hex_digest() once.
 class Sha256 {
-public:
+  public:
     Sha256();
     ~Sha256();
     Sha256(Sha256&&) noexcept;
@@ -29,7 +29,7 @@ public:
     std::array<unsigned char, 32> digest();  // finishes the hash; the object must not be updated afterwards
     std::string hex_digest();
 
-private:
+  private:
     struct Impl;
     std::unique_ptr<Impl> m_impl;
 };

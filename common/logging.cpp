@@ -18,8 +18,9 @@ std::vector<std::pair<std::string, std::string>>& context() {
 }
 
 class RedactingFormatter final : public spdlog::formatter {
-public:
-    RedactingFormatter(Format format, std::string program) : m_format(format), m_program(std::move(program)) {}
+  public:
+    RedactingFormatter(Format format, std::string program)
+        : m_format(format), m_program(std::move(program)) {}
 
     void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
         std::string text = redact(std::string_view(msg.payload.data(), msg.payload.size()));
@@ -36,8 +37,10 @@ public:
         } else {
             // One record is one line: a newline or other control character in a message or a field
             // (a decoded URL's %0a, a filename) is written escaped, so no line can be forged.
-            line = ts + " " + std::string(level.data(), level.size()) + " [" + m_program + "] " + escape_control(text);
-            for (const auto& [key, value] : context()) line += " " + escape_control(key) + "=" + escape_control(value);
+            line = ts + " " + std::string(level.data(), level.size()) + " [" + m_program + "] " +
+                   escape_control(text);
+            for (const auto& [key, value] : context())
+                line += " " + escape_control(key) + "=" + escape_control(value);
         }
         line.push_back('\n');
         dest.append(line.data(), line.data() + line.size());
@@ -47,7 +50,7 @@ public:
         return std::make_unique<RedactingFormatter>(m_format, m_program);
     }
 
-private:
+  private:
     Format m_format;
     std::string m_program;
 };
@@ -63,7 +66,9 @@ void set_context(std::string key, std::string value) {
     context().emplace_back(std::move(key), std::move(value));
 }
 
-void clear_context() { context().clear(); }
+void clear_context() {
+    context().clear();
+}
 
 std::string escape_control(std::string_view text) {
     std::string out;
@@ -90,18 +95,21 @@ std::string escape_control(std::string_view text) {
 Result<Format> parse_format(std::string_view name) {
     if (name == "text") return Format::Text;
     if (name == "json") return Format::Json;
-    return Error::invalid("log-format", "log format must be 'text' or 'json', not '" + std::string(name) + "'");
+    return Error::invalid("log-format",
+                          "log format must be 'text' or 'json', not '" + std::string(name) + "'");
 }
 
 Result<spdlog::level::level_enum> parse_level(std::string_view name) {
     static const std::pair<std::string_view, spdlog::level::level_enum> k_levels[] = {
-        {"trace", spdlog::level::trace}, {"debug", spdlog::level::debug},      {"info", spdlog::level::info},
-        {"warn", spdlog::level::warn},   {"warning", spdlog::level::warn},     {"error", spdlog::level::err},
+        {"trace", spdlog::level::trace},       {"debug", spdlog::level::debug},
+        {"info", spdlog::level::info},         {"warn", spdlog::level::warn},
+        {"warning", spdlog::level::warn},      {"error", spdlog::level::err},
         {"critical", spdlog::level::critical}, {"off", spdlog::level::off}};
     for (const auto& [n, l] : k_levels)
         if (n == name) return l;
-    return Error::invalid("log-level", "log level must be one of trace, debug, info, warn, error, critical, off; not '" +
-                                           std::string(name) + "'");
+    return Error::invalid("log-level",
+                          "log level must be one of trace, debug, info, warn, error, critical, off; not '" +
+                              std::string(name) + "'");
 }
 
 std::string redact(std::string_view text) {

@@ -16,11 +16,11 @@ enum class Format { Text, Json };
 struct Settings {
     std::string level = "info";  // trace|debug|info|warn|error|critical|off
     Format format = Format::Text;
-    std::string file;            // empty: stderr
+    std::string file;  // empty: stderr
     std::string program = "distconv";
 };
 
-Result<Format> parse_format(std::string_view name);              // "text" | "json"
+Result<Format> parse_format(std::string_view name);  // "text" | "json"
 Result<spdlog::level::level_enum> parse_level(std::string_view name);
 
 // Installs the default logger. Safe to call more than once (the last call wins).

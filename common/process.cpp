@@ -19,8 +19,10 @@ namespace {
 void append_capped(std::string& s, const char* data, size_t n, size_t cap, bool keep_tail) {
     s.append(data, n);
     if (s.size() > cap) {
-        if (keep_tail) s.erase(0, s.size() - cap);
-        else s.resize(cap);
+        if (keep_tail)
+            s.erase(0, s.size() - cap);
+        else
+            s.resize(cap);
     }
 }
 
@@ -29,7 +31,8 @@ void append_capped(std::string& s, const char* data, size_t n, size_t cap, bool 
 Result<Outcome> run(const std::vector<std::string>& argv, const Options& options) {
     if (argv.empty()) return Error(ErrorCode::InvalidArgument, "empty command");
     int out_pipe[2], err_pipe[2];
-    if (pipe2(out_pipe, O_CLOEXEC) != 0) return Error(ErrorCode::Internal, std::string("pipe: ") + strerror(errno));
+    if (pipe2(out_pipe, O_CLOEXEC) != 0)
+        return Error(ErrorCode::Internal, std::string("pipe: ") + strerror(errno));
     if (pipe2(err_pipe, O_CLOEXEC) != 0) {
         close(out_pipe[0]);
         close(out_pipe[1]);
@@ -62,7 +65,8 @@ Result<Outcome> run(const std::vector<std::string>& argv, const Options& options
     while (open_fds > 0) {
         int wait_ms = -1;
         if (options.timeout.count() > 0) {
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                deadline - std::chrono::steady_clock::now());
             if (left.count() <= 0) {
                 kill(pid, SIGKILL);
                 outcome.timed_out = true;

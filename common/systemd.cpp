@@ -21,9 +21,13 @@ void notify_ready(std::string_view status) {
     send(state);
 }
 
-void notify_stopping() { send("STOPPING=1"); }
+void notify_stopping() {
+    send("STOPPING=1");
+}
 
-void notify_status(std::string_view status) { send("STATUS=" + std::string(status)); }
+void notify_status(std::string_view status) {
+    send("STATUS=" + std::string(status));
+}
 
 std::optional<std::chrono::microseconds> watchdog_interval() {
     uint64_t usec = 0;
@@ -47,8 +51,10 @@ Watchdog::Watchdog(std::function<bool()> healthy) : m_healthy(std::move(healthy)
             } catch (const std::exception& e) {
                 spdlog::error("health check failed: {}", e.what());
             }
-            if (ok) send("WATCHDOG=1");
-            else spdlog::warn("health check failed: not pinging the systemd watchdog");
+            if (ok)
+                send("WATCHDOG=1");
+            else
+                spdlog::warn("health check failed: not pinging the systemd watchdog");
             lock.lock();
             m_cv.wait_for(lock, period, [this] { return m_stop; });
         }

@@ -24,13 +24,13 @@ std::optional<std::chrono::microseconds> watchdog_interval();
 // answers true: a daemon whose health check fails (or hangs) is restarted by systemd.
 // Does nothing when the watchdog is off.
 class Watchdog {
-public:
+  public:
     explicit Watchdog(std::function<bool()> healthy);
     ~Watchdog();
     Watchdog(const Watchdog&) = delete;
     Watchdog& operator=(const Watchdog&) = delete;
 
-private:
+  private:
     std::function<bool()> m_healthy;
     std::mutex m_mutex;
     std::condition_variable m_cv;

@@ -9,7 +9,9 @@ int64_t to_unix_ms(SystemTime t) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
-SystemTime from_unix_ms(int64_t ms) { return SystemTime(std::chrono::milliseconds(ms)); }
+SystemTime from_unix_ms(int64_t ms) {
+    return SystemTime(std::chrono::milliseconds(ms));
+}
 
 std::string format_rfc3339_ms(int64_t unix_ms, bool with_millis) {
     int64_t secs = unix_ms >= 0 ? unix_ms / 1000 : (unix_ms - 999) / 1000;
@@ -19,15 +21,17 @@ std::string format_rfc3339_ms(int64_t unix_ms, bool with_millis) {
     gmtime_r(&tt, &tm);
     char buf[96];
     if (with_millis)
-        std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                      tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+        std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                      tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
     else
-        std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                      tm.tm_hour, tm.tm_min, tm.tm_sec);
+        std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                      tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
     return buf;
 }
 
-std::string format_rfc3339(SystemTime t, bool with_millis) { return format_rfc3339_ms(to_unix_ms(t), with_millis); }
+std::string format_rfc3339(SystemTime t, bool with_millis) {
+    return format_rfc3339_ms(to_unix_ms(t), with_millis);
+}
 
 std::optional<SystemTime> parse_rfc3339(std::string_view s) {
     int y, mo, d, h, mi, sec;

@@ -20,14 +20,14 @@ SystemTime from_unix_ms(int64_t ms);
 
 // Wall-clock time source passed to components that expire things (leases, retention, TTLs).
 class Clock {
-public:
+  public:
     virtual ~Clock() = default;
     virtual SystemTime now() const = 0;
     int64_t now_ms() const { return to_unix_ms(now()); }
 };
 
 class SystemClock final : public Clock {
-public:
+  public:
     SystemTime now() const override { return std::chrono::system_clock::now(); }
 };
 

@@ -35,14 +35,16 @@ std::string encode(uint64_t ms, const uint8_t random[10]) {
 }
 
 uint64_t now_ms() {
-    return static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-            .count());
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
 }
 
 }  // namespace
 
-std::string UlidGenerator::next() { return next_at(now_ms()); }
+std::string UlidGenerator::next() {
+    return next_at(now_ms());
+}
 
 std::string UlidGenerator::next_at(uint64_t unix_ms) {
     std::lock_guard lock(m_mutex);

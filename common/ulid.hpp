@@ -10,12 +10,12 @@
 namespace distconv {
 
 class UlidGenerator {
-public:
+  public:
     std::string next();
     // For tests: the id for a given time (ms since epoch) after the previous one.
     std::string next_at(uint64_t unix_ms);
 
-private:
+  private:
     std::mutex m_mutex;
     uint64_t m_last_ms = 0;
     uint8_t m_last_random[10] = {};

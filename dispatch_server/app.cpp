@@ -39,7 +39,8 @@ struct DispatchServer::Impl {
     std::thread maintenance;
     std::thread rescuer;
 
-    Impl(const DispatchConfig& c, std::shared_ptr<const Clock> clk) : config(c), clock(std::move(clk)), prober(c.ffprobe) {}
+    Impl(const DispatchConfig& c, std::shared_ptr<const Clock> clk)
+        : config(c), clock(std::move(clk)), prober(c.ffprobe) {}
 
     // Ends expired leases and silent engines' work often enough that a lost job waits at most about a
     // quarter of a lease beyond its expiry.
@@ -64,18 +65,21 @@ struct DispatchServer::Impl {
             lock.unlock();
             try {
                 auto report = jobs->run_maintenance();
-                if (report.expired_jobs || report.outputs_deleted || report.sources_deleted || report.orphans_removed ||
-                    report.uploads_abandoned)
-                    spdlog::info("maintenance: {} jobs expired, {} uploads abandoned, {} outputs and {} sources deleted, "
-                                 "{} orphan files removed",
-                                 report.expired_jobs, report.uploads_abandoned, report.outputs_deleted,
-                                 report.sources_deleted, report.orphans_removed);
+                if (report.expired_jobs || report.outputs_deleted || report.sources_deleted ||
+                    report.orphans_removed || report.uploads_abandoned)
+                    spdlog::info(
+                        "maintenance: {} jobs expired, {} uploads abandoned, {} outputs and {} sources "
+                        "deleted, "
+                        "{} orphan files removed",
+                        report.expired_jobs, report.uploads_abandoned, report.outputs_deleted,
+                        report.sources_deleted, report.orphans_removed);
                 for (const auto& e : report.errors) spdlog::warn("maintenance: {}", e);
             } catch (const std::exception& e) {
                 spdlog::error("maintenance failed: {}", e.what());
             }
             lock.lock();
-            cv.wait_for(lock, std::chrono::milliseconds(config.maintenance_interval_ms), [&] { return stopping; });
+            cv.wait_for(lock, std::chrono::milliseconds(config.maintenance_interval_ms),
+                        [&] { return stopping; });
         }
     }
 };
@@ -86,7 +90,8 @@ Result<std::unique_ptr<DispatchServer>> DispatchServer::create(const DispatchCon
     auto impl = std::make_unique<Impl>(config, clock);
     std::error_code ec;
     std::filesystem::create_directories(config.data_dir, ec);
-    if (ec) return Error(ErrorCode::Internal, "cannot create data-dir " + config.data_dir + ": " + ec.message());
+    if (ec)
+        return Error(ErrorCode::Internal, "cannot create data-dir " + config.data_dir + ": " + ec.message());
     auto store = Store::open(config.database_path(), *impl->clock,
                              std::chrono::milliseconds(config.db_busy_timeout_ms));
     if (!store) return store.error();
@@ -94,16 +99,17 @@ Result<std::unique_ptr<DispatchServer>> DispatchServer::create(const DispatchCon
     impl->pools = std::make_unique<StoragePools>(config.pools);
     if (auto st = impl->pools->prepare(); !st) return st.error();
     // The secret that signs per-assignment credentials; kept so a restart does not cut running transfers.
-    auto credentials = AssignmentCredentials::load_or_create(std::filesystem::path(config.data_dir) / "credential.secret");
+    auto credentials =
+        AssignmentCredentials::load_or_create(std::filesystem::path(config.data_dir) / "credential.secret");
     if (!credentials) return credentials.error();
     impl->credentials = std::make_unique<AssignmentCredentials>(std::move(*credentials));
     impl->auth = std::make_unique<AuthService>(*impl->store, impl->credentials.get(), impl->clock.get());
-    impl->jobs = std::make_unique<JobService>(*impl->store, *impl->pools, impl->config, impl->prober, *impl->clock,
-                                              impl->notifier);
+    impl->jobs = std::make_unique<JobService>(*impl->store, *impl->pools, impl->config, impl->prober,
+                                              *impl->clock, impl->notifier);
     impl->engines = std::make_unique<EngineService>(*impl->store, *impl->pools, impl->config, *impl->clock,
                                                     impl->notifier, &impl->metrics, impl->credentials.get());
-    impl->api = std::make_unique<HttpApi>(
-        ApiServices{*impl->auth, *impl->jobs, impl->notifier, impl->config, impl->engines.get(), &impl->metrics});
+    impl->api = std::make_unique<HttpApi>(ApiServices{*impl->auth, *impl->jobs, impl->notifier, impl->config,
+                                                      impl->engines.get(), &impl->metrics});
     auto port = impl->api->bind(config.host, config.port);
     if (!port) return port.error();
     impl->port = *port;
@@ -118,13 +124,15 @@ DispatchServer::~DispatchServer() {
     if (m_impl->rescuer.joinable()) m_impl->rescuer.join();
 }
 
-int DispatchServer::port() const { return m_impl->port; }
+int DispatchServer::port() const {
+    return m_impl->port;
+}
 
 void DispatchServer::run() {
     m_impl->maintenance = std::thread([this] { m_impl->maintenance_loop(); });
     m_impl->rescuer = std::thread([this] { m_impl->rescue_loop(); });
-    std::string where = std::string(m_impl->config.tls_cert.empty() ? "http" : "https") + "://" + m_impl->config.host +
-                        ":" + std::to_string(m_impl->port);
+    std::string where = std::string(m_impl->config.tls_cert.empty() ? "http" : "https") + "://" +
+                        m_impl->config.host + ":" + std::to_string(m_impl->port);
     spdlog::info("distconv-dispatch serving on {} (data in {})", where, m_impl->config.data_dir);
     // The listener is bound: connections queue until serve() accepts them, so systemd may go on.
     systemd::notify_ready("serving on " + where);
@@ -152,10 +160,20 @@ void DispatchServer::stop() {
     m_impl->api->stop();
 }
 
-Store& DispatchServer::store() { return *m_impl->store; }
-JobService& DispatchServer::jobs() { return *m_impl->jobs; }
-StoragePools& DispatchServer::pools() { return *m_impl->pools; }
-AuthService& DispatchServer::auth() { return *m_impl->auth; }
-EngineService& DispatchServer::engines() { return *m_impl->engines; }
+Store& DispatchServer::store() {
+    return *m_impl->store;
+}
+JobService& DispatchServer::jobs() {
+    return *m_impl->jobs;
+}
+StoragePools& DispatchServer::pools() {
+    return *m_impl->pools;
+}
+AuthService& DispatchServer::auth() {
+    return *m_impl->auth;
+}
+EngineService& DispatchServer::engines() {
+    return *m_impl->engines;
+}
 
 }  // namespace distconv::dispatch

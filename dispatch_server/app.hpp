@@ -17,7 +17,7 @@ class EngineService;
 class StoragePools;
 
 class DispatchServer {
-public:
+  public:
     // Opens the database (running migrations), prepares the pools and binds the listener.
     static Result<std::unique_ptr<DispatchServer>> create(const DispatchConfig& config,
                                                           std::shared_ptr<const Clock> clock = nullptr);
@@ -37,7 +37,7 @@ public:
     AuthService& auth();
     EngineService& engines();
 
-private:
+  private:
     struct Impl;
     explicit DispatchServer(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> m_impl;

@@ -8,8 +8,8 @@
 #include "dispatch_server/service/auth.hpp"
 #include "dispatch_server/store/store.hpp"
 
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <csignal>
 #include <iostream>
@@ -73,7 +73,8 @@ int dispatch_main(int argc, char** argv) {
     auto* check_cmd = app.add_subcommand("check-config", "Check the configuration and exit")->fallthrough();
     auto* keys = app.add_subcommand("keys", "Manage API keys")->fallthrough()->require_subcommand(1);
     std::string key_role = "user", key_name;
-    auto* keys_create = keys->add_subcommand("create", "Create a key; prints the secret alone on stdout")->fallthrough();
+    auto* keys_create =
+        keys->add_subcommand("create", "Create a key; prints the secret alone on stdout")->fallthrough();
     keys_create->add_option("--role", key_role, "admin|user|engine")
         ->check(CLI::IsMember({"admin", "user", "engine"}))
         ->capture_default_str();
@@ -106,8 +107,8 @@ int dispatch_main(int argc, char** argv) {
             spdlog::warn("ignoring {}: no such setting", name);
 
     if (check_cmd->parsed()) {
-        std::cout << "configuration ok: listen " << config.host << ":" << config.port << ", data-dir " << config.data_dir
-                  << ", " << config.pools.size() << " pool(s)\n";
+        std::cout << "configuration ok: listen " << config.host << ":" << config.port << ", data-dir "
+                  << config.data_dir << ", " << config.pools.size() << " pool(s)\n";
         return k_exit_ok;
     }
     if (serve_cmd->parsed()) return serve(config);
@@ -124,7 +125,9 @@ int dispatch_main(int argc, char** argv) {
     AuthService auth(**store);
     if (keys_create->parsed()) {
         auto created = auth.create_key(key_name, *protocol::parse_role(key_role));
-        if (!created) return fail(created.error(), created.error().code == ErrorCode::InvalidArgument ? k_exit_usage : k_exit_failure);
+        if (!created)
+            return fail(created.error(),
+                        created.error().code == ErrorCode::InvalidArgument ? k_exit_usage : k_exit_failure);
         std::cout << created->secret << std::endl;
         std::cerr << "created " << key_role << " key '" << key_name << "' (id " << created->record.id
                   << "); it is shown only once\n";

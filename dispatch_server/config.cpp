@@ -21,7 +21,8 @@ Result<PoolConfig> parse_pool_spec(const std::string& spec) {
     if (colon != std::string::npos) {
         auto cap = config::parse_byte_size(rest.substr(colon + 1));
         if (!cap) return Error::invalid("pool", "pool '" + pool.name + "': " + cap.error().message);
-        if (*cap == 0) return Error::invalid("pool", "pool '" + pool.name + "': the cap must be more than 0 bytes");
+        if (*cap == 0)
+            return Error::invalid("pool", "pool '" + pool.name + "': the cap must be more than 0 bytes");
         pool.cap_bytes = *cap;
         rest = rest.substr(0, colon);
     }
@@ -36,12 +37,14 @@ void add_options(CLI::App& app, DispatchConfig& c) {
     app.add_option("--log-level", c.log_level, "trace|debug|info|warn|error")->capture_default_str();
     app.add_option("--log-format", c.log_format, "text|json")->capture_default_str();
     app.add_option("--log-file", c.log_file, "Log to this file instead of stderr");
-    app.add_option("--listen", c.listen, "HOST:PORT to serve on (port 0 picks a free one)")->capture_default_str();
+    app.add_option("--listen", c.listen, "HOST:PORT to serve on (port 0 picks a free one)")
+        ->capture_default_str();
     app.add_option("--tls-cert", c.tls_cert, "PEM certificate (chain) to serve HTTPS with (needs --tls-key)");
     app.add_option("--tls-key", c.tls_key, "PEM private key of --tls-cert");
     app.add_option("--pool", c.pool_specs, "Storage pool NAME=DIR[:BYTES]; repeat for several");
     app.add_option("--max-upload", c.max_upload, "Largest accepted source")->capture_default_str();
-    app.add_option("--output-retention", c.output_retention, "How long outputs are kept")->capture_default_str();
+    app.add_option("--output-retention", c.output_retention, "How long outputs are kept")
+        ->capture_default_str();
     app.add_option("--source-retention", c.source_retention, "How long sources are kept after a job ends")
         ->capture_default_str();
     app.add_option("--job-ttl", c.job_ttl, "Default time a job may wait in the queue (0: forever)")
@@ -52,53 +55,64 @@ void add_options(CLI::App& app, DispatchConfig& c) {
                    "How long a database statement waits for a lock held elsewhere before answering 503")
         ->capture_default_str();
     app.add_option("--upload-idle-timeout", c.upload_idle_timeout,
-                   "A job awaiting its upload with no bytes for this long fails (UPLOAD_ABANDONED) and frees its space")
+                   "A job awaiting its upload with no bytes for this long fails (UPLOAD_ABANDONED) and frees "
+                   "its space")
         ->capture_default_str();
-    app.add_option("--user-quota", c.user_quota, "Bytes one user's jobs may reserve or store in the pools (0: no quota)")
+    app.add_option("--user-quota", c.user_quota,
+                   "Bytes one user's jobs may reserve or store in the pools (0: no quota)")
         ->capture_default_str();
     app.add_option("--source-url-host", c.source_url_hosts,
                    "A host that source_url may fetch from, HOST (ports 80 and 443) or HOST:PORT; repeat");
     app.add_option("--source-url-timeout", c.source_url_timeout, "Longest a whole source_url fetch may take")
         ->capture_default_str();
-    app.add_option("--source-url-fetches", c.source_url_fetches, "source_url fetches running at once (more: 429)")
+    app.add_option("--source-url-fetches", c.source_url_fetches,
+                   "source_url fetches running at once (more: 429)")
         ->check(CLI::Range(1, 256))
         ->capture_default_str();
     app.add_option("--ffprobe", c.ffprobe, "ffprobe program")->capture_default_str();
-    app.add_option("--ffmpeg", c.ffmpeg, "ffmpeg program (finishes streamed MP4 outputs)")->capture_default_str();
+    app.add_option("--ffmpeg", c.ffmpeg, "ffmpeg program (finishes streamed MP4 outputs)")
+        ->capture_default_str();
     app.add_option("--lease-timeout", c.lease_timeout, "An assignment's lease without progress or heartbeats")
         ->capture_default_str();
     app.add_option("--heartbeat-interval", c.heartbeat_interval, "How often engines are told to heartbeat")
         ->capture_default_str();
-    app.add_option("--engine-offline-after", c.engine_offline_after, "Silence after which an engine is offline")
+    app.add_option("--engine-offline-after", c.engine_offline_after,
+                   "Silence after which an engine is offline")
         ->capture_default_str();
     app.add_option("--retry-backoff", c.retry_backoff, "First delay before retrying a transient failure")
         ->capture_default_str();
     app.add_option("--retry-backoff-max", c.retry_backoff_max, "Longest retry delay")->capture_default_str();
     app.add_option("--transfer-reserve", c.transfer_reserve, "Disk an engine keeps free in file mode")
         ->capture_default_str();
-    app.add_option("--http-threads", c.http_threads, "HTTP worker threads (long-polls and event streams hold one each)")
+    app.add_option("--http-threads", c.http_threads,
+                   "HTTP worker threads (long-polls and event streams hold one each)")
         ->check(CLI::Range(4, 4096))
         ->capture_default_str();
-    app.add_option("--http-reserve", c.http_reserve,
-                   "HTTP workers event streams and claim long-polls never take (0: a quarter of --http-threads)")
+    app.add_option(
+           "--http-reserve", c.http_reserve,
+           "HTTP workers event streams and claim long-polls never take (0: a quarter of --http-threads)")
         ->check(CLI::Range(0, 4095))
         ->capture_default_str();
     app.add_option("--max-event-streams-per-key", c.max_event_streams_per_key,
                    "Event streams one key may hold open at once (more: 429)")
         ->check(CLI::Range(1, 4096))
         ->capture_default_str();
-    app.add_option("--max-claims-per-key", c.max_claims_per_key, "Claim long-polls one key may hold at once (more: 429)")
+    app.add_option("--max-claims-per-key", c.max_claims_per_key,
+                   "Claim long-polls one key may hold at once (more: 429)")
         ->check(CLI::Range(1, 4096))
         ->capture_default_str();
     app.add_option("--event-stream-max", c.event_stream_max,
                    "Longest an event stream stays open (the client resumes with Last-Event-ID)")
         ->capture_default_str();
-    app.add_option("--header-timeout", c.header_timeout,
-                   "A request's headers must be complete this long after their first byte (else 408 and closed)")
+    app.add_option(
+           "--header-timeout", c.header_timeout,
+           "A request's headers must be complete this long after their first byte (else 408 and closed)")
         ->capture_default_str();
-    app.add_option("--keep-alive-timeout", c.keep_alive_timeout, "An idle connection waits this long for its next request")
+    app.add_option("--keep-alive-timeout", c.keep_alive_timeout,
+                   "An idle connection waits this long for its next request")
         ->capture_default_str();
-    app.add_option("--max-connections", c.max_connections, "Client connections open at once (more are closed at once)")
+    app.add_option("--max-connections", c.max_connections,
+                   "Client connections open at once (more are closed at once)")
         ->check(CLI::Range(16, 1 << 20))
         ->capture_default_str();
 }
@@ -108,18 +122,22 @@ Status finalize(DispatchConfig& c) {
     if (colon == std::string::npos || colon == 0)
         return Error::invalid("listen", "listen must be HOST:PORT, not '" + c.listen + "'");
     c.host = c.listen.substr(0, colon);
-    if (c.host.size() > 2 && c.host.front() == '[' && c.host.back() == ']') c.host = c.host.substr(1, c.host.size() - 2);
+    if (c.host.size() > 2 && c.host.front() == '[' && c.host.back() == ']')
+        c.host = c.host.substr(1, c.host.size() - 2);
     try {
         size_t used = 0;
         c.port = std::stoi(c.listen.substr(colon + 1), &used);
-        if (used != c.listen.size() - colon - 1 || c.port < 0 || c.port > 65535) throw std::out_of_range("port");
+        if (used != c.listen.size() - colon - 1 || c.port < 0 || c.port > 65535)
+            throw std::out_of_range("port");
     } catch (...) {
         return Error::invalid("listen", "listen port must be 0..65535 in '" + c.listen + "'");
     }
     if (c.data_dir.empty()) return Error::invalid("data-dir", "data-dir must not be empty");
     if (c.tls_cert.empty() != c.tls_key.empty())
-        return Error::invalid(c.tls_cert.empty() ? "tls-cert" : "tls-key", "tls-cert and tls-key go together: set both or neither");
-    for (const auto& [key, path] : {std::pair<const char*, const std::string&>{"tls-cert", c.tls_cert}, {"tls-key", c.tls_key}}) {
+        return Error::invalid(c.tls_cert.empty() ? "tls-cert" : "tls-key",
+                              "tls-cert and tls-key go together: set both or neither");
+    for (const auto& [key, path] :
+         {std::pair<const char*, const std::string&>{"tls-cert", c.tls_cert}, {"tls-key", c.tls_key}}) {
         if (path.empty()) continue;
         std::ifstream in(path);
         if (!in) return Error::invalid(key, std::string(key) + ": cannot read '" + path + "'");
@@ -136,21 +154,22 @@ Status finalize(DispatchConfig& c) {
         int64_t& out;
     };
     int64_t ttl = 0;
-    for (const DurationKey& d : {DurationKey{"output-retention", c.output_retention, c.output_retention_ms},
-                                 DurationKey{"source-retention", c.source_retention, c.source_retention_ms},
-                                 DurationKey{"job-ttl", c.job_ttl, ttl},
-                                 DurationKey{"maintenance-interval", c.maintenance_interval, c.maintenance_interval_ms},
-                                 DurationKey{"db-busy-timeout", c.db_busy_timeout, c.db_busy_timeout_ms},
-                                 DurationKey{"upload-idle-timeout", c.upload_idle_timeout, c.upload_idle_timeout_ms},
-                                 DurationKey{"source-url-timeout", c.source_url_timeout, c.source_url_timeout_ms},
-                                 DurationKey{"event-stream-max", c.event_stream_max, c.event_stream_max_ms},
-                                 DurationKey{"header-timeout", c.header_timeout, c.header_timeout_ms},
-                                 DurationKey{"keep-alive-timeout", c.keep_alive_timeout, c.keep_alive_timeout_ms},
-                                 DurationKey{"lease-timeout", c.lease_timeout, c.lease_ms},
-                                 DurationKey{"heartbeat-interval", c.heartbeat_interval, c.heartbeat_interval_ms},
-                                 DurationKey{"engine-offline-after", c.engine_offline_after, c.engine_offline_ms},
-                                 DurationKey{"retry-backoff", c.retry_backoff, c.retry_backoff_ms},
-                                 DurationKey{"retry-backoff-max", c.retry_backoff_max, c.retry_backoff_max_ms}}) {
+    for (const DurationKey& d :
+         {DurationKey{"output-retention", c.output_retention, c.output_retention_ms},
+          DurationKey{"source-retention", c.source_retention, c.source_retention_ms},
+          DurationKey{"job-ttl", c.job_ttl, ttl},
+          DurationKey{"maintenance-interval", c.maintenance_interval, c.maintenance_interval_ms},
+          DurationKey{"db-busy-timeout", c.db_busy_timeout, c.db_busy_timeout_ms},
+          DurationKey{"upload-idle-timeout", c.upload_idle_timeout, c.upload_idle_timeout_ms},
+          DurationKey{"source-url-timeout", c.source_url_timeout, c.source_url_timeout_ms},
+          DurationKey{"event-stream-max", c.event_stream_max, c.event_stream_max_ms},
+          DurationKey{"header-timeout", c.header_timeout, c.header_timeout_ms},
+          DurationKey{"keep-alive-timeout", c.keep_alive_timeout, c.keep_alive_timeout_ms},
+          DurationKey{"lease-timeout", c.lease_timeout, c.lease_ms},
+          DurationKey{"heartbeat-interval", c.heartbeat_interval, c.heartbeat_interval_ms},
+          DurationKey{"engine-offline-after", c.engine_offline_after, c.engine_offline_ms},
+          DurationKey{"retry-backoff", c.retry_backoff, c.retry_backoff_ms},
+          DurationKey{"retry-backoff-max", c.retry_backoff_max, c.retry_backoff_max_ms}}) {
         auto ms = config::parse_duration_ms(d.text);
         if (!ms) return Error::invalid(d.key, std::string(d.key) + ": " + ms.error().message);
         d.out = *ms;
@@ -159,7 +178,8 @@ Status finalize(DispatchConfig& c) {
     if (c.maintenance_interval_ms < 10)
         return Error::invalid("maintenance-interval", "maintenance-interval must be at least 10ms");
 
-    if (c.event_stream_max_ms < 1000) return Error::invalid("event-stream-max", "event-stream-max must be at least 1s");
+    if (c.event_stream_max_ms < 1000)
+        return Error::invalid("event-stream-max", "event-stream-max must be at least 1s");
     if (c.header_timeout_ms < 100 || c.header_timeout_ms > 600000)
         return Error::invalid("header-timeout", "header-timeout must be between 100ms and 10m");
     if (c.keep_alive_timeout_ms < 100 || c.keep_alive_timeout_ms > 600000)
@@ -178,7 +198,8 @@ Status finalize(DispatchConfig& c) {
         return Error::invalid("db-busy-timeout", "db-busy-timeout must be between 10ms and 10m");
     if (c.lease_ms < 100) return Error::invalid("lease-timeout", "lease-timeout must be at least 100ms");
     if (c.heartbeat_interval_ms < 100 || c.heartbeat_interval_ms >= c.lease_ms)
-        return Error::invalid("heartbeat-interval", "heartbeat-interval must be at least 100ms and shorter than lease-timeout");
+        return Error::invalid("heartbeat-interval",
+                              "heartbeat-interval must be at least 100ms and shorter than lease-timeout");
     auto reserve = config::parse_byte_size(c.transfer_reserve);
     if (!reserve) return Error::invalid("transfer-reserve", "transfer-reserve: " + reserve.error().message);
     c.transfer_reserve_bytes = *reserve;
@@ -191,12 +212,14 @@ Status finalize(DispatchConfig& c) {
             if (p.name == pool->name) return Error::invalid("pool", "pool '" + p.name + "' is defined twice");
         c.pools.push_back(*pool);
     }
-    if (c.pools.empty()) c.pools.push_back(PoolConfig{"default", std::filesystem::path(c.data_dir) / "pool", {}});
+    if (c.pools.empty())
+        c.pools.push_back(PoolConfig{"default", std::filesystem::path(c.data_dir) / "pool", {}});
     for (auto& p : c.pools)
         if (p.root.is_relative()) p.root = std::filesystem::absolute(p.root);
 
     auto fmt_ok = c.log_format == "text" || c.log_format == "json";
-    if (!fmt_ok) return Error::invalid("log-format", "log-format must be text or json, not '" + c.log_format + "'");
+    if (!fmt_ok)
+        return Error::invalid("log-format", "log-format must be text or json, not '" + c.log_format + "'");
     return {};
 }
 

@@ -37,30 +37,34 @@ struct DispatchConfig {
     std::string maintenance_interval = "30s";
     std::string db_busy_timeout = "5s";
     std::string upload_idle_timeout = "30m";  // awaiting_upload with no bytes for this long: UPLOAD_ABANDONED
-    std::string user_quota = "0";             // bytes one user's jobs may hold in the pools (0: no quota)  // a statement waits this long for a lock another process holds
-    std::vector<std::string> source_url_hosts;  // hosts `source_url` may name (none by default); HOST or HOST:PORT
-    std::string source_url_timeout = "1h";      // a whole source_url fetch
-    int source_url_fetches = 4;                 // source_url fetches running at once
+    std::string user_quota = "0";  // bytes one user's jobs may hold in the pools (0: no quota)  // a
+                                   // statement waits this long for a lock another process holds
+    std::vector<std::string>
+        source_url_hosts;  // hosts `source_url` may name (none by default); HOST or HOST:PORT
+    std::string source_url_timeout = "1h";  // a whole source_url fetch
+    int source_url_fetches = 4;             // source_url fetches running at once
     std::string ffprobe = "ffprobe";
     std::string ffmpeg = "ffmpeg";  // finishes stream-mode MP4 outputs (-c copy, faststart)
     int http_threads = 64;
-    int http_reserve = 0;                 // workers long requests never take (0: a quarter of http_threads, at least 2)
-    int max_event_streams_per_key = 8;    // event streams one key may hold open at once
-    int max_claims_per_key = 64;          // claim long-polls one key may hold at once (engines may share a key)
-    std::string event_stream_max = "1h"; // an event stream ends after this; the client resumes with Last-Event-ID
-    std::string header_timeout = "10s";   // a request's headers must be complete this long after its first byte
-    std::string keep_alive_timeout = "5s"; // an idle connection waits this long for its next request
-    int max_connections = 8192;           // open client connections (more are closed at once)
+    int http_reserve = 0;  // workers long requests never take (0: a quarter of http_threads, at least 2)
+    int max_event_streams_per_key = 8;  // event streams one key may hold open at once
+    int max_claims_per_key = 64;        // claim long-polls one key may hold at once (engines may share a key)
+    std::string event_stream_max =
+        "1h";  // an event stream ends after this; the client resumes with Last-Event-ID
+    std::string header_timeout =
+        "10s";  // a request's headers must be complete this long after its first byte
+    std::string keep_alive_timeout = "5s";  // an idle connection waits this long for its next request
+    int max_connections = 8192;             // open client connections (more are closed at once)
     std::string log_level = "info";
     std::string log_format = "text";
     std::string log_file;
     // Engines.
-    std::string lease_timeout = "30s";        // an assignment ends when neither progress nor heartbeats arrive
-    std::string heartbeat_interval = "5s";    // what engines are told to use
-    std::string engine_offline_after = "30s"; // no heartbeat for this long: offline, its work rescued
-    std::string retry_backoff = "5s";         // first delay before a transient failure is retried (doubles)
+    std::string lease_timeout = "30s";      // an assignment ends when neither progress nor heartbeats arrive
+    std::string heartbeat_interval = "5s";  // what engines are told to use
+    std::string engine_offline_after = "30s";  // no heartbeat for this long: offline, its work rescued
+    std::string retry_backoff = "5s";          // first delay before a transient failure is retried (doubles)
     std::string retry_backoff_max = "5m";
-    std::string transfer_reserve = "1GiB";    // free disk an engine keeps beyond source + output in file mode
+    std::string transfer_reserve = "1GiB";  // free disk an engine keeps beyond source + output in file mode
 
     // Derived by finalize().
     std::string host;

@@ -1,3 +1,5 @@
 #include "dispatch_server/cli.hpp"
 
-int main(int argc, char** argv) { return distconv::dispatch::dispatch_main(argc, argv); }
+int main(int argc, char** argv) {
+    return distconv::dispatch::dispatch_main(argc, argv);
+}

@@ -290,8 +290,8 @@ Result<std::vector<std::string>> assignment_argv(const media::JobOptions& option
     media::ArgvSettings settings;
     settings.streamable = mode == TransferMode::Stream;
     settings.input_format = source_format;
-    settings.input_protocols = std::string(mode == TransferMode::Stream ? media::k_relay_protocols
-                                                                        : media::k_file_protocols);
+    settings.input_protocols =
+        std::string(mode == TransferMode::Stream ? media::k_relay_protocols : media::k_file_protocols);
     auto argv = media::build_ffmpeg_argv(options, std::string(k_input_placeholder),
                                          std::string(k_output_placeholder), settings);
     if (!argv) return argv.error();

@@ -83,8 +83,8 @@ Result<SubmitJobRequest> parse_submit_job_request(const json& j, SubmitKind kind
     r.defaulted("priority", out.priority);
     r.check(out.priority >= -100 && out.priority <= 100, "priority", "must be between -100 and 100");
     r.optional("ttl_seconds", out.ttl_seconds);
-    r.check(!out.ttl_seconds || (*out.ttl_seconds > 0 && *out.ttl_seconds <= k_max_ttl_seconds), "ttl_seconds",
-            "must be between 1 and " + std::to_string(k_max_ttl_seconds) + " (10 years)");
+    r.check(!out.ttl_seconds || (*out.ttl_seconds > 0 && *out.ttl_seconds <= k_max_ttl_seconds),
+            "ttl_seconds", "must be between 1 and " + std::to_string(k_max_ttl_seconds) + " (10 years)");
     r.defaulted("max_attempts", out.max_attempts);
     r.check(out.max_attempts >= 1 && out.max_attempts <= 20, "max_attempts", "must be between 1 and 20");
     std::optional<Requirements> requirements;

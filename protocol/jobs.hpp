@@ -45,8 +45,8 @@ enum class SubmitKind { Multipart, JsonOnly };
 // The submitted `job` object: job options plus job-level fields beside them.
 struct SubmitJobRequest {
     media::JobOptions options;
-    int priority = k_default_priority;  // -100..100, higher first
-    std::optional<std::int64_t> ttl_seconds;  // 1..k_max_ttl_seconds
+    int priority = k_default_priority;          // -100..100, higher first
+    std::optional<std::int64_t> ttl_seconds;    // 1..k_max_ttl_seconds
     int max_attempts = k_default_max_attempts;  // 1..20
     Requirements requirements;
     std::optional<SourceDeclaration> source;

@@ -107,10 +107,13 @@ std::optional<Role> parse_role(std::string_view text) {
     return lookup(k_roles, text);
 }
 
-bool is_sha256_hex(std::string_view text) { return distconv::is_sha256_hex(text); }
+bool is_sha256_hex(std::string_view text) {
+    return distconv::is_sha256_hex(text);
+}
 
 std::string format_timestamp(Timestamp t) {
-    return format_rfc3339_ms(std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count());
+    return format_rfc3339_ms(
+        std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count());
 }
 
 std::optional<Timestamp> parse_timestamp(std::string_view s) {

@@ -8,8 +8,8 @@
 #include "submission_client/local_name.hpp"
 #include "submission_client/sse_stream.hpp"
 
-#include <CLI/CLI.hpp>
 #include <unistd.h>
+#include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <csignal>
@@ -136,7 +136,8 @@ class Session {
     bool json_mode() const { return m_g.json; }
 
     // A 2xx answer's JSON, or throws Failure after printing the server's error.
-    json call(const std::string& method, const std::string& path, const std::optional<json>& body = std::nullopt) {
+    json call(const std::string& method, const std::string& path,
+              const std::optional<json>& body = std::nullopt) {
         auto r = m_client->call_json(method, path, body);
         if (!r) fail(r.error());
         return *r;
@@ -233,8 +234,10 @@ Result<JobView> follow_one(Session& s, JobView view) {
     StatusLine line(s.bars());
     PlainReporter plain;
     auto show = [&](bool force = false) {
-        if (s.bars()) line.update(format_job_line(view, true), force);
-        else plain.report(view);
+        if (s.bars())
+            line.update(format_job_line(view, true), force);
+        else
+            plain.report(view);
     };
     show(true);
     bool done = false;
@@ -247,7 +250,8 @@ Result<JobView> follow_one(Session& s, JobView view) {
             view.state = std::string(protocol::to_string(st->state));
             view.percent = st->progress_percent;
             view.message = st->message.value_or("");
-            if (st->state != protocol::JobState::Running) view.fps = view.speed = view.eta_seconds = std::nullopt;
+            if (st->state != protocol::JobState::Running)
+                view.fps = view.speed = view.eta_seconds = std::nullopt;
             if (protocol::is_terminal(st->state)) done = true;
             show(true);
         } else if (ev.event == protocol::k_progress_event) {
@@ -261,10 +265,11 @@ Result<JobView> follow_one(Session& s, JobView view) {
         }
         return !done;
     };
-    auto streamed = read_sse(s.http().options(), s.http().url_for("/jobs/" + view.job_id + "/events"), handler,
-                             [] { return interrupted(); });
-    if (!streamed && (streamed.error().code == ErrorCode::Unauthenticated ||
-                      streamed.error().code == ErrorCode::Forbidden || streamed.error().code == ErrorCode::JobNotFound))
+    auto streamed = read_sse(s.http().options(), s.http().url_for("/jobs/" + view.job_id + "/events"),
+                             handler, [] { return interrupted(); });
+    if (!streamed &&
+        (streamed.error().code == ErrorCode::Unauthenticated ||
+         streamed.error().code == ErrorCode::Forbidden || streamed.error().code == ErrorCode::JobNotFound))
         return streamed.error();
     while (!done && !interrupted()) {
         auto st = fetch_status(s, view.job_id);
@@ -340,8 +345,9 @@ Result<Downloaded> download_result(Session& s, const std::string& job_id, const 
     auto job = protocol::parse_job_resource(*job_json);
     if (!job) return job.error();
     if (job->state != protocol::JobState::Completed)
-        return Error(ErrorCode::JobNotReady,
-                     "job " + job_id + " is " + std::string(protocol::to_string(job->state)) + "; there is no result to download");
+        return Error(ErrorCode::JobNotReady, "job " + job_id + " is " +
+                                                 std::string(protocol::to_string(job->state)) +
+                                                 "; there is no result to download");
     http::DownloadOptions opts;
     if (job->output.sha256) opts.headers.emplace_back("If-Range", "\"" + *job->output.sha256 + "\"");
     StatusLine line(s.bars());
@@ -357,7 +363,8 @@ Result<Downloaded> download_result(Session& s, const std::string& job_id, const 
         if (interrupted()) return false;
         double elapsed = seconds_since(started);
         uint64_t moved = done - std::min(done, base);
-        std::string text = "download " + label + "  " + format_transfer_line(moved, total > base ? total - base : 0, elapsed);
+        std::string text = "download " + label + "  " +
+                           format_transfer_line(moved, total > base ? total - base : 0, elapsed);
         if (base > 0) text += "  (resumed at " + format_bytes(base) + ")";
         line.update(text);
         return true;
@@ -376,8 +383,9 @@ Result<Downloaded> download_result(Session& s, const std::string& job_id, const 
     }
     if (!expected.empty() && expected != sha) {
         stdfs::remove(out, ec);
-        return Error(ErrorCode::Internal, "the downloaded file's SHA-256 (" + sha + ") does not match the server's (" +
-                                              expected + "); removed " + out.string());
+        return Error(ErrorCode::Internal, "the downloaded file's SHA-256 (" + sha +
+                                              ") does not match the server's (" + expected + "); removed " +
+                                              out.string());
     }
     return Downloaded{r->size, r->resumed_from, sha};
 }
@@ -421,7 +429,10 @@ Result<protocol::JobResource> upload_one(Session& s, const Planned& p, const Tra
     };
     auto r = s.http().upload_callback(
         up, [body](char* buf, size_t n) { return body->read(buf, n); }, framing.content_length(size));
-    if (r) line.update("upload " + p.input.filename().string() + "  " + format_transfer_line(size, size, seconds_since(started)), true);
+    if (r)
+        line.update("upload " + p.input.filename().string() + "  " +
+                        format_transfer_line(size, size, seconds_since(started)),
+                    true);
     line.finish();
     if (!r) return r.error();
     if (auto e = r->api_error()) return *e;
@@ -439,7 +450,8 @@ int run_submit(Session& s, SubmitOptions& o) {
     if (!o.output_dir.empty()) {
         out_dir = stdfs::path(o.output_dir);
         std::error_code ec;
-        if (!stdfs::is_directory(*out_dir, ec)) s.fail(Error::invalid("output-dir", o.output_dir + " is not a directory"));
+        if (!stdfs::is_directory(*out_dir, ec))
+            s.fail(Error::invalid("output-dir", o.output_dir + " is not a directory"));
     }
     auto container = resolve_container(o.flags, explicit_out);
     if (!container) s.fail(container.error());
@@ -453,7 +465,8 @@ int run_submit(Session& s, SubmitOptions& o) {
         p.output = explicit_out ? *explicit_out : derive_output_path(p.input, *container, out_dir);
         std::error_code ec;
         if (!o.detach && stdfs::exists(p.output, ec) && !o.force)
-            s.fail(Error::invalid("output", p.output.string() + " already exists (use --force to overwrite)"));
+            s.fail(
+                Error::invalid("output", p.output.string() + " already exists (use --force to overwrite)"));
         if (!outputs.insert(stdfs::absolute(p.output, ec).lexically_normal().string()).second)
             s.fail(Error::invalid("output", "two inputs would both be written to " + p.output.string()));
         plan.push_back(p);
@@ -462,8 +475,10 @@ int run_submit(Session& s, SubmitOptions& o) {
     std::signal(SIGINT, on_sigint);
     int worst = k_exit_ok;
     auto note_exit = [&](int code) {
-        if (code == k_exit_interrupted || worst == k_exit_interrupted) worst = k_exit_interrupted;
-        else worst = std::max(worst, code);
+        if (code == k_exit_interrupted || worst == k_exit_interrupted)
+            worst = k_exit_interrupted;
+        else
+            worst = std::max(worst, code);
     };
 
     for (auto& p : plan) {
@@ -567,11 +582,13 @@ int run_submit(Session& s, SubmitOptions& o) {
         if (!d) {
             std::cerr << error_line(d.error()) << "\n";
             p.error = d.error().to_string();
-            note_exit(exit_code_for(d.error()) == k_exit_usage ? k_exit_job_failed : exit_code_for(d.error()));
+            note_exit(exit_code_for(d.error()) == k_exit_usage ? k_exit_job_failed
+                                                               : exit_code_for(d.error()));
             continue;
         }
         if (!s.json_mode())
-            std::cout << p.output.string() << "  " << format_bytes(d->size) << "  sha256 " << d->sha256 << " ok\n";
+            std::cout << p.output.string() << "  " << format_bytes(d->size) << "  sha256 " << d->sha256
+                      << " ok\n";
     }
     emit_json();
     return worst;
@@ -614,7 +631,8 @@ int run_list(Session& s, const ListOptions& o) {
     std::vector<std::vector<std::string>> rows;
     for (const auto& it : list.items) {
         std::vector<std::string> row{it.job_id, std::string(protocol::to_string(it.state)),
-                                     std::to_string(it.progress_percent) + "%", it.output_filename, ts(it.created_at)};
+                                     std::to_string(it.progress_percent) + "%", it.output_filename,
+                                     ts(it.created_at)};
         if (o.all) row.insert(row.begin() + 1, it.owner);
         rows.push_back(row);
     }
@@ -646,7 +664,8 @@ int run_watch(Session& s, const std::vector<std::string>& ids) {
     if (interrupted()) return k_exit_interrupted;
     if (s.json_mode()) {
         json items = json::array();
-        for (const auto& v : views) items.push_back({{"job_id", v.job_id}, {"state", v.state}, {"message", v.message}});
+        for (const auto& v : views)
+            items.push_back({{"job_id", v.job_id}, {"state", v.state}, {"message", v.message}});
         s.print_json(json{{"items", items}});
     }
     for (const auto& v : views)
@@ -692,13 +711,17 @@ int run_download(Session& s, const DownloadCommandOptions& o) {
         s.fail(Error::invalid("output", out.string() + " already exists (use --force to overwrite)"));
     auto d = download_result(s, o.job_id, out, out.filename().string());
     if (interrupted()) {
-        std::cerr << "distconv: interrupted; run the same command again to resume from " << out.string() << ".part\n";
+        std::cerr << "distconv: interrupted; run the same command again to resume from " << out.string()
+                  << ".part\n";
         return k_exit_interrupted;
     }
     if (!d) s.fail(d.error());
     if (s.json_mode())
-        s.print_json(json{{"job_id", o.job_id}, {"output", out.string()}, {"size", d->size}, {"sha256", d->sha256},
-                      {"resumed_from", d->resumed_from}});
+        s.print_json(json{{"job_id", o.job_id},
+                          {"output", out.string()},
+                          {"size", d->size},
+                          {"sha256", d->sha256},
+                          {"resumed_from", d->resumed_from}});
     else
         std::cout << out.string() << "  " << format_bytes(d->size) << "  sha256 " << d->sha256 << " ok"
                   << (d->resumed_from ? "  (resumed at " + format_bytes(d->resumed_from) + ")" : "") << "\n";
@@ -711,15 +734,17 @@ int run_engines(Session& s) {
         s.print_json(j);
         return k_exit_ok;
     }
-    auto items = decode(s, protocol::parse_items<protocol::EngineInfo>(
-                               j, [](const json& x, const std::string& p) { return protocol::parse_engine_info(x, p); }));
+    auto items = decode(
+        s, protocol::parse_items<protocol::EngineInfo>(
+               j, [](const json& x, const std::string& p) { return protocol::parse_engine_info(x, p); }));
     std::vector<std::vector<std::string>> rows;
     for (const auto& e : items) {
         char score[32] = "-";
         if (e.benchmark_score) std::snprintf(score, sizeof score, "%.1f", *e.benchmark_score);
         rows.push_back({e.engine_id, e.hostname, std::string(protocol::to_string(e.state)),
                         std::to_string(e.running_assignments.size()) + "/" + std::to_string(e.slots), score,
-                        format_bytes(static_cast<uint64_t>(std::max<int64_t>(e.free_disk_bytes, 0))), ts(e.last_seen_at)});
+                        format_bytes(static_cast<uint64_t>(std::max<int64_t>(e.free_disk_bytes, 0))),
+                        ts(e.last_seen_at)});
     }
     std::cout << render_table({"ID", "HOST", "STATE", "SLOTS", "SCORE", "FREE DISK", "LAST SEEN"}, rows);
     return k_exit_ok;
@@ -731,13 +756,15 @@ int run_pools(Session& s) {
         s.print_json(j);
         return k_exit_ok;
     }
-    auto items = decode(s, protocol::parse_items<protocol::Pool>(
-                               j, [](const json& x, const std::string& p) { return protocol::parse_pool(x, p); }));
+    auto items = decode(s, protocol::parse_items<protocol::Pool>(j, [](const json& x, const std::string& p) {
+                            return protocol::parse_pool(x, p);
+                        }));
     auto b = [](int64_t v) { return format_bytes(static_cast<uint64_t>(std::max<int64_t>(v, 0))); };
     std::vector<std::vector<std::string>> rows;
     for (const auto& p : items)
         rows.push_back({p.name, b(p.used_bytes), b(p.reserved_bytes), b(p.free_bytes),
-                        p.capacity_bytes ? b(*p.capacity_bytes) : "-", p.writable ? "yes" : "no", opt_str(p.path, "")});
+                        p.capacity_bytes ? b(*p.capacity_bytes) : "-", p.writable ? "yes" : "no",
+                        opt_str(p.path, "")});
     std::cout << render_table({"NAME", "USED", "RESERVED", "FREE", "CAPACITY", "WRITABLE", "PATH"}, rows);
     return k_exit_ok;
 }
@@ -748,12 +775,13 @@ int run_presets(Session& s) {
         s.print_json(j);
         return k_exit_ok;
     }
-    auto items = decode(s, protocol::parse_items<protocol::Preset>(
-                               j, [](const json& x, const std::string& p) { return protocol::parse_preset(x, p); }));
+    auto items =
+        decode(s, protocol::parse_items<protocol::Preset>(
+                      j, [](const json& x, const std::string& p) { return protocol::parse_preset(x, p); }));
     std::vector<std::vector<std::string>> rows;
     for (const auto& p : items)
-        rows.push_back({p.name, opt_str(p.options.container), opt_str(p.options.video.codec), opt_str(p.options.audio.codec),
-                        p.description});
+        rows.push_back({p.name, opt_str(p.options.container), opt_str(p.options.video.codec),
+                        opt_str(p.options.audio.codec), p.description});
     std::cout << render_table({"NAME", "CONTAINER", "VIDEO", "AUDIO", "DESCRIPTION"}, rows);
     return k_exit_ok;
 }
@@ -766,8 +794,8 @@ int run_keys_create(Session& s, const std::string& name, const std::string& role
     }
     auto k = decode(s, protocol::parse_created_key(j));
     // The secret alone on stdout (for $(...)); what it is on stderr.
-    std::cerr << "created key " << k.info.key_id << " (" << k.info.name << ", " << protocol::to_string(k.info.role)
-              << "); it is shown only this once\n";
+    std::cerr << "created key " << k.info.key_id << " (" << k.info.name << ", "
+              << protocol::to_string(k.info.role) << "); it is shown only this once\n";
     std::cout << k.key << "\n";
     return k_exit_ok;
 }
@@ -778,12 +806,13 @@ int run_keys_list(Session& s, bool all) {
         s.print_json(j);
         return k_exit_ok;
     }
-    auto items = decode(s, protocol::parse_items<protocol::ApiKeyInfo>(
-                               j, [](const json& x, const std::string& p) { return protocol::parse_api_key_info(x, p); }));
+    auto items = decode(
+        s, protocol::parse_items<protocol::ApiKeyInfo>(
+               j, [](const json& x, const std::string& p) { return protocol::parse_api_key_info(x, p); }));
     std::vector<std::vector<std::string>> rows;
     for (const auto& k : items)
-        rows.push_back({k.key_id, k.name, std::string(protocol::to_string(k.role)), k.prefix + "…", ts(k.created_at),
-                        ts(k.last_used_at), k.revoked ? "yes" : "no"});
+        rows.push_back({k.key_id, k.name, std::string(protocol::to_string(k.role)), k.prefix + "…",
+                        ts(k.created_at), ts(k.last_used_at), k.revoked ? "yes" : "no"});
     std::cout << render_table({"ID", "NAME", "ROLE", "PREFIX", "CREATED", "LAST USED", "REVOKED"}, rows);
     return k_exit_ok;
 }
@@ -812,11 +841,13 @@ std::string ask(const std::string& prompt) {
 }
 
 int run_menu(const GlobalOptions& g) {
-    std::cout << "distconv " << " — server " << g.server << "\n";
+    std::cout << "distconv "
+              << " — server " << g.server << "\n";
     int last = k_exit_ok;
     for (;;) {
         g_interrupted = 0;
-        std::cout << "\n  1  submit a file\n  2  my jobs\n  3  all jobs (admin)\n  4  engines\n  5  download a result\n"
+        std::cout << "\n  1  submit a file\n  2  my jobs\n  3  all jobs (admin)\n  4  engines\n  5  download "
+                     "a result\n"
                      "  q  quit\n";
         std::string choice = ask("> ");
         if (choice == "q" || choice == "quit") return last;
@@ -874,35 +905,49 @@ int client_main(int argc, char** argv) {
         "  distconv submit *.mkv --preset h264-web --output-dir out/ --detach\n"
         "  distconv list --state running\n"
         "\n"
-        "Server and key: --server/--key, DISTCONV_SERVER/DISTCONV_API_KEY, or ~/.config/distconv/client.ini.\n"
-        "Exit codes: 0 ok, 1 job failed or canceled, 2 usage, 3 server unreachable or key refused, 130 interrupted.");
+        "Server and key: --server/--key, DISTCONV_SERVER/DISTCONV_API_KEY, or "
+        "~/.config/distconv/client.ini.\n"
+        "Exit codes: 0 ok, 1 job failed or canceled, 2 usage, 3 server unreachable or key refused, 130 "
+        "interrupted.");
 
     GlobalOptions g;
-    app.add_option("--server", g.server, "Dispatch server URL")->envname("DISTCONV_SERVER")->capture_default_str();
+    app.add_option("--server", g.server, "Dispatch server URL")
+        ->envname("DISTCONV_SERVER")
+        ->capture_default_str();
     app.add_option("--key", g.key, "API key (sent as a Bearer token)")->envname("DISTCONV_API_KEY");
     app.add_flag("--json", g.json, "Print one JSON document on stdout instead of tables");
-    app.add_option("--ca-cert", g.ca_cert, "CA bundle to verify the server's TLS certificate")->check(CLI::ExistingFile);
-    app.add_flag("--allow-insecure", g.allow_insecure, "Allow sending the key over plain http to a non-loopback host");
+    app.add_option("--ca-cert", g.ca_cert, "CA bundle to verify the server's TLS certificate")
+        ->check(CLI::ExistingFile);
+    app.add_flag("--allow-insecure", g.allow_insecure,
+                 "Allow sending the key over plain http to a non-loopback host");
 
     // submit
     SubmitOptions submit;
     auto* sub = app.add_subcommand("submit", "Upload media files, transcode them and download the results");
     sub->add_option("files", submit.files, "Input media files")->required()->check(CLI::ExistingFile);
     auto* out_opt = sub->add_option("-o,--output", submit.output, "Output file (one input only)");
-    sub->add_option("--output-dir", submit.output_dir, "Directory for the outputs (default: next to each input)")
+    sub->add_option("--output-dir", submit.output_dir,
+                    "Directory for the outputs (default: next to each input)")
         ->excludes(out_opt);
     auto* preset_opt = sub->add_option("--preset", "Named preset (see `distconv presets`)");
-    auto* vcodec_opt = sub->add_option("--video-codec", "Video codec: libx264, libx265, libvpx-vp9, libaom-av1, copy, none ...");
-    auto* crf_opt = sub->add_option("--crf", "Constant rate factor (quality; lower is better)")->check(CLI::Range(0, 63));
+    auto* vcodec_opt = sub->add_option(
+        "--video-codec", "Video codec: libx264, libx265, libvpx-vp9, libaom-av1, copy, none ...");
+    auto* crf_opt =
+        sub->add_option("--crf", "Constant rate factor (quality; lower is better)")->check(CLI::Range(0, 63));
     auto* bitrate_opt = sub->add_option("--bitrate", "Video bitrate, e.g. 3M or 800k");
     auto* scale_opt = sub->add_option("--scale", "Scale to W:H, e.g. 1280:720 or -2:720");
     auto* fps_opt = sub->add_option("--fps", "Frame rate, e.g. 30 or 30000/1001");
-    auto* acodec_opt = sub->add_option("--audio-codec", "Audio codec: aac, libopus, libmp3lame, flac, copy, none ...");
+    auto* acodec_opt =
+        sub->add_option("--audio-codec", "Audio codec: aac, libopus, libmp3lame, flac, copy, none ...");
     auto* abitrate_opt = sub->add_option("--audio-bitrate", "Audio bitrate, e.g. 128k");
-    auto* container_opt = sub->add_option("--container", "Output container: mp4, mkv, webm, mov, ts, m4a, mp3, ogg, flac");
-    auto* prio_opt = sub->add_option("--priority", "Priority -100..100 (higher runs first)")->check(CLI::Range(-100, 100));
-    auto* wait_flag = sub->add_flag("--wait", submit.wait, "Wait for the jobs and download the results (the default)");
-    sub->add_flag("--detach", submit.detach, "Print the job ids and exit without waiting")->excludes(wait_flag);
+    auto* container_opt =
+        sub->add_option("--container", "Output container: mp4, mkv, webm, mov, ts, m4a, mp3, ogg, flac");
+    auto* prio_opt =
+        sub->add_option("--priority", "Priority -100..100 (higher runs first)")->check(CLI::Range(-100, 100));
+    auto* wait_flag =
+        sub->add_flag("--wait", submit.wait, "Wait for the jobs and download the results (the default)");
+    sub->add_flag("--detach", submit.detach, "Print the job ids and exit without waiting")
+        ->excludes(wait_flag);
     sub->add_flag("--force", submit.force, "Overwrite existing output files");
     sub->footer(
         "Examples:\n"
@@ -917,9 +962,11 @@ int client_main(int argc, char** argv) {
 
     ListOptions list;
     auto* list_cmd = app.add_subcommand("list", "List your jobs, newest first");
-    list_cmd->add_option("--state", list.state, "Only jobs in this state (queued, running, completed, failed ...)")
-        ->check(CLI::IsMember({"awaiting_upload", "queued", "assigned", "running", "canceling", "completed", "failed",
-                               "canceled"}));
+    list_cmd
+        ->add_option("--state", list.state,
+                     "Only jobs in this state (queued, running, completed, failed ...)")
+        ->check(CLI::IsMember({"awaiting_upload", "queued", "assigned", "running", "canceling", "completed",
+                               "failed", "canceled"}));
     list_cmd->add_flag("--all", list.all, "Everyone's jobs (admin key)");
     list_cmd->add_option("--limit", list.limit, "At most this many jobs (1-500)")
         ->check(CLI::Range(1, protocol::k_max_list_limit))
@@ -940,9 +987,11 @@ int client_main(int argc, char** argv) {
     retry_cmd->footer("Example:\n  distconv retry 01J9Z3K6Q8M1V7T2W4X5Y6Z7A8");
 
     DownloadCommandOptions download;
-    auto* download_cmd = app.add_subcommand("download", "Download a completed job's result (resumes an interrupted one)");
+    auto* download_cmd =
+        app.add_subcommand("download", "Download a completed job's result (resumes an interrupted one)");
     download_cmd->add_option("id", download.job_id, "Job id")->required();
-    download_cmd->add_option("-o,--output", download.output, "Output file (default: the job's output name here)");
+    download_cmd->add_option("-o,--output", download.output,
+                             "Output file (default: the job's output name here)");
     download_cmd->add_flag("--force", download.force, "Overwrite an existing file");
     download_cmd->footer("Example:\n  distconv download 01J9Z3K6Q8M1V7T2W4X5Y6Z7A8 -o result.mp4");
 
@@ -955,13 +1004,16 @@ int client_main(int argc, char** argv) {
 
     auto* keys_cmd = app.add_subcommand("keys", "Manage API keys (admin key)");
     keys_cmd->require_subcommand(1);
-    keys_cmd->footer("Examples:\n  distconv keys create --name alice --role user\n  distconv keys list\n"
-                     "  distconv keys revoke alice");
+    keys_cmd->footer(
+        "Examples:\n  distconv keys create --name alice --role user\n  distconv keys list\n"
+        "  distconv keys revoke alice");
     std::string key_name, key_role = "user";
     bool keys_all = false;
     auto* kcreate = keys_cmd->add_subcommand("create", "Create a key; prints the secret once");
     kcreate->add_option("--name", key_name, "Key name ([A-Za-z0-9._@-], 1-64)")->required();
-    kcreate->add_option("--role", key_role, "Role")->check(CLI::IsMember({"admin", "user", "engine"}))->capture_default_str();
+    kcreate->add_option("--role", key_role, "Role")
+        ->check(CLI::IsMember({"admin", "user", "engine"}))
+        ->capture_default_str();
     kcreate->footer("Example:\n  distconv keys create --name alice --role user");
     auto* klist = keys_cmd->add_subcommand("list", "List keys (never their secrets)");
     klist->add_flag("--all", keys_all, "Include revoked keys");
@@ -1007,7 +1059,8 @@ int client_main(int argc, char** argv) {
     try {
         if (app.get_subcommands().empty()) {
             if (::isatty(STDIN_FILENO) == 1) return run_menu(g);
-            std::cerr << app.help() << "distconv: a subcommand is required (stdin is not a terminal, so no menu)\n";
+            std::cerr << app.help()
+                      << "distconv: a subcommand is required (stdin is not a terminal, so no menu)\n";
             return k_exit_usage;
         }
         Session s(g);

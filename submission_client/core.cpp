@@ -98,7 +98,8 @@ stdfs::path derive_output_path(const stdfs::path& input, const std::string& cont
     stdfs::path candidate = dir / (stem + "." + ext);
     std::error_code ec;
     auto same = [&](const stdfs::path& a, const stdfs::path& b) {
-        return stdfs::weakly_canonical(stdfs::absolute(a, ec), ec) == stdfs::weakly_canonical(stdfs::absolute(b, ec), ec);
+        return stdfs::weakly_canonical(stdfs::absolute(a, ec), ec) ==
+               stdfs::weakly_canonical(stdfs::absolute(b, ec), ec);
     };
     if (same(candidate, input)) candidate = dir / (stem + ".transcoded." + ext);
     return candidate;
@@ -111,9 +112,12 @@ namespace {
 std::string safe_filename(const std::string& name) {
     std::string out;
     for (unsigned char c : name) {
-        if (c == '"') out += "%22";
-        else if (c == '\r' || c == '\n' || c == 0) out += '_';
-        else out += static_cast<char>(c);
+        if (c == '"')
+            out += "%22";
+        else if (c == '\r' || c == '\n' || c == 0)
+            out += '_';
+        else
+            out += static_cast<char>(c);
     }
     return out.empty() ? "input" : out;
 }
@@ -125,8 +129,8 @@ MultipartFraming make_multipart_framing(const std::string& job_json, const std::
     f.boundary = boundary;
     f.head = "--" + boundary + "\r\n" + "Content-Disposition: form-data; name=\"job\"\r\n" +
              "Content-Type: application/json\r\n\r\n" + job_json + "\r\n" + "--" + boundary + "\r\n" +
-             "Content-Disposition: form-data; name=\"file\"; filename=\"" + safe_filename(filename) + "\"\r\n" +
-             "Content-Type: application/octet-stream\r\n\r\n";
+             "Content-Disposition: form-data; name=\"file\"; filename=\"" + safe_filename(filename) +
+             "\"\r\n" + "Content-Type: application/octet-stream\r\n\r\n";
     f.tail = "\r\n--" + boundary + "--\r\n";
     return f;
 }
@@ -236,8 +240,10 @@ std::string format_duration(double seconds) {
     auto total = static_cast<long long>(std::llround(seconds));
     long long h = total / 3600, m = (total % 3600) / 60, s = total % 60;
     char buf[32];
-    if (h > 0) std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", h, m, s);
-    else std::snprintf(buf, sizeof buf, "%lld:%02lld", m, s);
+    if (h > 0)
+        std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", h, m, s);
+    else
+        std::snprintf(buf, sizeof buf, "%lld:%02lld", m, s);
     return buf;
 }
 
@@ -246,7 +252,8 @@ std::string render_bar(double fraction, int width) {
     if (!(fraction >= 0)) fraction = 0;
     fraction = std::min(fraction, 1.0);
     int filled = static_cast<int>(std::floor(fraction * width + 1e-9));
-    return "[" + std::string(static_cast<size_t>(filled), '#') + std::string(static_cast<size_t>(width - filled), '.') + "]";
+    return "[" + std::string(static_cast<size_t>(filled), '#') +
+           std::string(static_cast<size_t>(width - filled), '.') + "]";
 }
 
 std::string format_transfer_line(uint64_t done, uint64_t total, double elapsed_seconds, int bar_width) {
@@ -256,7 +263,8 @@ std::string format_transfer_line(uint64_t done, uint64_t total, double elapsed_s
         double fraction = static_cast<double>(done) / static_cast<double>(total);
         char pct[8];
         std::snprintf(pct, sizeof pct, "%3d%%", static_cast<int>(std::min(fraction, 1.0) * 100));
-        out << render_bar(fraction, bar_width) << ' ' << pct << "  " << format_bytes(done) << " / " << format_bytes(total);
+        out << render_bar(fraction, bar_width) << ' ' << pct << "  " << format_bytes(done) << " / "
+            << format_bytes(total);
     } else {
         out << format_bytes(done);
     }
@@ -289,11 +297,13 @@ std::string format_job_line(const JobView& v, bool with_bar, int bar_width) {
     return out.str();
 }
 
-std::string render_table(const std::vector<std::string>& headers, const std::vector<std::vector<std::string>>& rows) {
+std::string render_table(const std::vector<std::string>& headers,
+                         const std::vector<std::vector<std::string>>& rows) {
     std::vector<size_t> widths(headers.size(), 0);
     for (size_t i = 0; i < headers.size(); ++i) widths[i] = headers[i].size();
     for (const auto& r : rows)
-        for (size_t i = 0; i < r.size() && i < widths.size(); ++i) widths[i] = std::max(widths[i], r[i].size());
+        for (size_t i = 0; i < r.size() && i < widths.size(); ++i)
+            widths[i] = std::max(widths[i], r[i].size());
     auto line = [&](const std::vector<std::string>& cells) {
         std::string s;
         for (size_t i = 0; i < widths.size(); ++i) {
@@ -326,8 +336,10 @@ bool is_loopback_host(std::string_view host) {
     // A dotted IPv4 in 127.0.0.0/8, not a name like "127.0.0.1.example.com".
     int dots = 0;
     for (char c : h) {
-        if (c == '.') ++dots;
-        else if (!std::isdigit(static_cast<unsigned char>(c))) return false;
+        if (c == '.')
+            ++dots;
+        else if (!std::isdigit(static_cast<unsigned char>(c)))
+            return false;
     }
     return dots == 3;
 }
@@ -344,8 +356,10 @@ Status check_key_transport(const std::string& server, bool has_key, bool allow_i
     rest = rest.substr(0, rest.find_first_of("/?#"));
     if (auto at = rest.rfind('@'); at != std::string::npos) rest = rest.substr(at + 1);
     std::string host;
-    if (!rest.empty() && rest.front() == '[') host = rest.substr(0, rest.find(']') + 1);
-    else host = rest.substr(0, rest.find(':'));
+    if (!rest.empty() && rest.front() == '[')
+        host = rest.substr(0, rest.find(']') + 1);
+    else
+        host = rest.substr(0, rest.find(':'));
     if (is_loopback_host(host)) return {};
     return Error::invalid("server", "refusing to send the API key over plain http to " + host +
                                         ": use https:// (with --ca-cert if needed) or pass --allow-insecure");

@@ -20,9 +20,9 @@ namespace distconv::client {
 
 // The exit codes scripts rely on (DESIGN.md, issue 5).
 inline constexpr int k_exit_ok = 0;
-inline constexpr int k_exit_job_failed = 1;    // a job failed or was canceled; other server refusals
-inline constexpr int k_exit_usage = 2;         // bad flag or value, an output that already exists
-inline constexpr int k_exit_unreachable = 3;   // server unreachable, or the key was refused
+inline constexpr int k_exit_job_failed = 1;   // a job failed or was canceled; other server refusals
+inline constexpr int k_exit_usage = 2;        // bad flag or value, an output that already exists
+inline constexpr int k_exit_unreachable = 3;  // server unreachable, or the key was refused
 inline constexpr int k_exit_interrupted = 130;
 
 // The exit code for an Error coming back from the server or the transport.
@@ -138,7 +138,8 @@ struct JobView {
 std::string format_job_line(const JobView& view, bool with_bar, int bar_width = 20);
 
 // A plain-text table: columns padded to their widest cell, two spaces apart.
-std::string render_table(const std::vector<std::string>& headers, const std::vector<std::vector<std::string>>& rows);
+std::string render_table(const std::vector<std::string>& headers,
+                         const std::vector<std::vector<std::string>>& rows);
 
 // --- server URL and key ---------------------------------------------------------------------------
 

@@ -80,8 +80,8 @@ Result<long> read_sse(const http::ClientOptions& options, const std::string& url
     curl_easy_cleanup(h);
     if (s.stopped) return s.status;
     if (code != CURLE_OK)
-        return Error(ErrorCode::Unavailable, std::string(*errbuf ? errbuf : curl_easy_strerror(code)) + " (events of " +
-                                                 http::redact_url(url) + ")");
+        return Error(ErrorCode::Unavailable, std::string(*errbuf ? errbuf : curl_easy_strerror(code)) +
+                                                 " (events of " + http::redact_url(url) + ")");
     if (s.status < 200 || s.status >= 300) {
         http::Response r;
         r.status = s.status;

@@ -79,9 +79,11 @@ Status check_assignment(const protocol::Assignment& a, const std::string& server
     }
 
     if (!media::demuxer_allowed(a.source_format))
-        return refused("source_format", "'" + printable(a.source_format) + "' is not a demuxer engines read sources with");
+        return refused("source_format",
+                       "'" + printable(a.source_format) + "' is not a demuxer engines read sources with");
     if (media::container_muxer(a.output_container).empty())
-        return refused("output_container", "'" + printable(a.output_container) + "' is not a known container");
+        return refused("output_container",
+                       "'" + printable(a.output_container) + "' is not a known container");
 
     auto expected = protocol::assignment_argv(a.options, a.transfer_mode, a.source_format);
     if (!expected) return refused("options", "are not valid: " + expected.error().message);

@@ -72,7 +72,8 @@ Result<protocol::Capabilities> probe_capabilities(const std::string& ffmpeg) {
         auto r = process::run({ffmpeg, "-hide_banner", what}, opts);
         if (!r) return r.error();
         if (r->exit_code != 0)
-            return Error(ErrorCode::Unavailable, ffmpeg + " " + what + " exited with " + std::to_string(r->exit_code));
+            return Error(ErrorCode::Unavailable,
+                         ffmpeg + " " + what + " exited with " + std::to_string(r->exit_code));
         return r->out;
     };
     // The four queries run at once: the engine's start (and so its crash report) waits on them.
@@ -103,8 +104,8 @@ Result<double> run_benchmark(const std::string& ffmpeg) {
     opts.timeout = std::chrono::seconds(120);
     auto start = std::chrono::steady_clock::now();
     auto r = process::run({ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
-                           "testsrc2=size=320x240:rate=30:duration=2", "-c:v", "libx264", "-preset", "ultrafast",
-                           "-f", "null", "-"},
+                           "testsrc2=size=320x240:rate=30:duration=2", "-c:v", "libx264", "-preset",
+                           "ultrafast", "-f", "null", "-"},
                           opts);
     if (!r) return r.error();
     if (r->exit_code != 0)

@@ -99,8 +99,8 @@ int engine_main(int argc, char** argv) {
         spdlog::critical("ffmpeg capabilities: {}", caps.error().to_string());
         return 1;
     }
-    spdlog::info("ffmpeg {}: {} encoders, {} decoders, hwaccels [{}]", caps->ffmpeg_version, caps->encoders.size(),
-                 caps->decoders.size(), fmt::join(caps->hwaccels, ", "));
+    spdlog::info("ffmpeg {}: {} encoders, {} decoders, hwaccels [{}]", caps->ffmpeg_version,
+                 caps->encoders.size(), caps->decoders.size(), fmt::join(caps->hwaccels, ", "));
     std::optional<double> score;
     BenchmarkFn bench = [ffmpeg = cfg.ffmpeg] { return run_benchmark(ffmpeg); };
     if (cfg.benchmark) {
@@ -146,9 +146,10 @@ int engine_main(int argc, char** argv) {
             spdlog::critical("sandbox: {} (sandbox = bwrap requires it)", st.error().message);
             return 1;
         } else {
-            spdlog::warn("sandbox: ffmpeg runs WITHOUT a sandbox: {}. Install bubblewrap (and allow user "
-                         "namespaces), or set sandbox = off to say this is intended",
-                         st.error().message);
+            spdlog::warn(
+                "sandbox: ffmpeg runs WITHOUT a sandbox: {}. Install bubblewrap (and allow user "
+                "namespaces), or set sandbox = off to say this is intended",
+                st.error().message);
         }
     }
     Engine engine(api, runner, **state, sys, es, *caps, score, bench);
@@ -161,8 +162,10 @@ int engine_main(int argc, char** argv) {
             if (sig == SIGUSR2) return;  // the engine finished: stop waiting
             ++count;
             spdlog::info("signal {} received", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-            if (count == 1) engine.request_drain();
-            else engine.stop_now();
+            if (count == 1)
+                engine.request_drain();
+            else
+                engine.stop_now();
         }
     });
     // Local set-up is done (state file, capabilities, benchmark): the engine now registers and keeps

@@ -14,25 +14,32 @@ void add_options(CLI::App& app, EngineConfig& c) {
     app.add_option("--server", c.server, "Dispatch server URL, e.g. http://127.0.0.1:8080");
     app.add_option("--key", c.key, "Engine API key")->envname("DISTCONV_API_KEY");
     app.add_option("--work-dir", c.work_dir, "Directory for the state file and the assignments' files");
-    app.add_option("--slots", c.slots, "Assignments run at the same time")->check(CLI::Range(1, 256))->capture_default_str();
+    app.add_option("--slots", c.slots, "Assignments run at the same time")
+        ->check(CLI::Range(1, 256))
+        ->capture_default_str();
     app.add_option("--ffmpeg", c.ffmpeg, "ffmpeg program")->capture_default_str();
     app.add_option("--ffprobe", c.ffprobe, "ffprobe program")->capture_default_str();
     app.add_option("--tag", c.tags, "A tag jobs can require (repeat)");
     app.add_option("--ca-cert", c.ca_cert, "Extra CA bundle for https");
-    app.add_option("--heartbeat-interval", c.heartbeat_interval, "Time between heartbeats")->capture_default_str();
+    app.add_option("--heartbeat-interval", c.heartbeat_interval, "Time between heartbeats")
+        ->capture_default_str();
     app.add_option("--claim-wait", c.claim_wait, "Long-poll wait of a claim")->capture_default_str();
-    app.add_option("--reserve-disk", c.reserve_disk, "Disk space to keep free in the work dir")->capture_default_str();
+    app.add_option("--reserve-disk", c.reserve_disk, "Disk space to keep free in the work dir")
+        ->capture_default_str();
     app.add_option("--drain-timeout", c.drain_timeout, "How long running work may finish after SIGTERM")
         ->capture_default_str();
     app.add_option("--log-level", c.log_level, "trace|debug|info|warn|error")->capture_default_str();
     app.add_option("--log-format", c.log_format, "text|json")->capture_default_str();
     app.add_option("--log-file", c.log_file, "Log to this file instead of stderr");
-    app.add_option("--benchmark", c.benchmark, "Run the reference encode at start (on|off)")->capture_default_str();
+    app.add_option("--benchmark", c.benchmark, "Run the reference encode at start (on|off)")
+        ->capture_default_str();
     app.add_option("--hostname", c.hostname, "Hostname to report (default: the machine's)");
-    app.add_flag("--allow-insecure", c.allow_insecure, "Allow sending the key over plain http to another host");
+    app.add_flag("--allow-insecure", c.allow_insecure,
+                 "Allow sending the key over plain http to another host");
     app.add_option("--max-load", c.max_load, "Claim nothing while the 1-minute load is above this (0: off)")
         ->capture_default_str();
-    app.add_option("--min-free-memory", c.min_free_memory, "Claim nothing while available memory is below this (0: off)")
+    app.add_option("--min-free-memory", c.min_free_memory,
+                   "Claim nothing while available memory is below this (0: off)")
         ->capture_default_str();
     app.add_option("--cpu-set", c.cpu_set, "Pin ffmpeg to these CPUs, taskset-style (e.g. 0-3,6)");
     app.add_option("--sandbox", c.sandbox,
@@ -79,7 +86,8 @@ Status finalize(EngineConfig& c) {
     if (c.server.empty()) return Error::invalid("server", "server is required (--server URL)");
     while (!c.server.empty() && c.server.back() == '/') c.server.pop_back();
     auto url = parse_server_url(c.server);
-    if (!url) return Error::invalid("server", "server must be an http:// or https:// URL, not '" + c.server + "'");
+    if (!url)
+        return Error::invalid("server", "server must be an http:// or https:// URL, not '" + c.server + "'");
     if (c.key.empty()) return Error::invalid("key", "key is required (--key or DISTCONV_API_KEY)");
     if (c.sandbox != "auto" && c.sandbox != "bwrap" && c.sandbox != "off")
         return Error::invalid("sandbox", "sandbox must be auto, bwrap or off, not '" + c.sandbox + "'");
@@ -103,7 +111,8 @@ Status finalize(EngineConfig& c) {
     c.api_base = c.server + "/api/v1";
 
     auto hb = config::parse_duration_ms(c.heartbeat_interval);
-    if (!hb || *hb <= 0) return Error::invalid("heartbeat-interval", "heartbeat-interval must be a positive duration");
+    if (!hb || *hb <= 0)
+        return Error::invalid("heartbeat-interval", "heartbeat-interval must be a positive duration");
     c.heartbeat_interval_ms = std::chrono::milliseconds(*hb);
     auto wait = config::parse_duration_ms(c.claim_wait);
     if (!wait || *wait < 0 || *wait > 60000) return Error::invalid("claim-wait", "claim-wait must be 0..60s");

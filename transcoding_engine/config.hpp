@@ -32,11 +32,11 @@ struct EngineConfig {
     bool benchmark = true;
     std::string hostname;
     bool allow_insecure = false;
-    double max_load = 0;  // 0: no limit
-    std::string min_free_memory = "0";  // claim nothing while available memory is below this (0: off)
-    std::string cpu_set;                  // pin ffmpeg to these CPUs (taskset list, e.g. 0-3,6)
-    std::string sandbox = "auto";         // auto|bwrap|off (sandbox.hpp)
-    std::string bwrap = "bwrap";          // the bubblewrap program
+    double max_load = 0;                    // 0: no limit
+    std::string min_free_memory = "0";      // claim nothing while available memory is below this (0: off)
+    std::string cpu_set;                    // pin ffmpeg to these CPUs (taskset list, e.g. 0-3,6)
+    std::string sandbox = "auto";           // auto|bwrap|off (sandbox.hpp)
+    std::string bwrap = "bwrap";            // the bubblewrap program
     std::vector<std::string> ffmpeg_env{};  // NAME=VALUE set in ffmpeg's environment (repeat)
 
     // Derived by finalize().

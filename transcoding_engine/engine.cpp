@@ -12,10 +12,12 @@ namespace distconv::engine {
 protocol::Heartbeat build_heartbeat(const HeartbeatInputs& in, const SystemInfo& sys,
                                     const std::filesystem::path& work_dir) {
     protocol::Heartbeat hb;
-    if (in.draining) hb.state = protocol::EngineState::Draining;
+    if (in.draining)
+        hb.state = protocol::EngineState::Draining;
     else if (in.overloaded || static_cast<int>(in.running_assignments.size()) >= in.slots)
         hb.state = protocol::EngineState::Busy;
-    else hb.state = protocol::EngineState::Idle;
+    else
+        hb.state = protocol::EngineState::Idle;
     hb.load_average = sys.load_average();
     auto free = sys.free_disk_bytes(work_dir) - static_cast<std::int64_t>(in.reserve_disk_bytes);
     hb.free_disk_bytes = std::max<std::int64_t>(free, 0);
@@ -27,8 +29,8 @@ protocol::Heartbeat build_heartbeat(const HeartbeatInputs& in, const SystemInfo&
 }
 
 Engine::Engine(EngineApi& api, FfmpegRunner& runner, StateStore& state, const SystemInfo& sys,
-               EngineSettings settings, protocol::Capabilities capabilities, std::optional<double> benchmark_score,
-               BenchmarkFn benchmark)
+               EngineSettings settings, protocol::Capabilities capabilities,
+               std::optional<double> benchmark_score, BenchmarkFn benchmark)
     : m_api(api),
       m_state(state),
       m_sys(sys),
@@ -53,7 +55,8 @@ std::vector<std::string> Engine::running_assignments() const {
 }
 
 std::int64_t Engine::reported_free_disk() const {
-    auto free = m_sys.free_disk_bytes(m_settings.work_dir) - static_cast<std::int64_t>(m_settings.reserve_disk_bytes);
+    auto free =
+        m_sys.free_disk_bytes(m_settings.work_dir) - static_cast<std::int64_t>(m_settings.reserve_disk_bytes);
     return std::max<std::int64_t>(free, 0);
 }
 
@@ -64,7 +67,8 @@ bool machine_overloaded(const SystemInfo& sys, double max_load, std::uint64_t mi
     }
     if (min_free_memory > 0) {
         auto memory = sys.memory();
-        if (memory && static_cast<std::uint64_t>(std::max<std::int64_t>(memory->available_bytes, 0)) < min_free_memory)
+        if (memory &&
+            static_cast<std::uint64_t>(std::max<std::int64_t>(memory->available_bytes, 0)) < min_free_memory)
             return true;
     }
     return false;
@@ -102,7 +106,8 @@ bool Engine::recover() {
     }
     bool all_reported = true;
     for (const auto& r : *records) {
-        spdlog::warn("assignment {} (job {}) was interrupted by a restart: reporting it", r.assignment_id, r.job_id);
+        spdlog::warn("assignment {} (job {}) was interrupted by a restart: reporting it", r.assignment_id,
+                     r.job_id);
         protocol::FailRequest f;
         f.fencing_token = r.fencing_token;
         f.error_class = protocol::ErrorClass::Transient;
@@ -125,7 +130,8 @@ bool Engine::recover() {
     for (const auto& e : std::filesystem::directory_iterator(m_settings.work_dir / "assignments", ec)) {
         bool known = false;
         if (records_left)
-            for (const auto& r : *records_left) known = known || r.assignment_id == e.path().filename().string();
+            for (const auto& r : *records_left)
+                known = known || r.assignment_id == e.path().filename().string();
         if (!known) std::filesystem::remove_all(e.path(), ec);
     }
     return all_reported;
@@ -298,7 +304,8 @@ int Engine::run() {
         std::unique_lock lock(m_mutex);
         m_cv.wait(lock, [&] { return m_draining.load(); });
         // Running work may finish until the drain timeout; after that it is handed back.
-        if (!m_cv.wait_for(lock, m_settings.drain_timeout, [&] { return m_active.empty() || m_stop_now.load(); })) {
+        if (!m_cv.wait_for(lock, m_settings.drain_timeout,
+                           [&] { return m_active.empty() || m_stop_now.load(); })) {
             spdlog::warn("drain timeout: handing back {} assignment(s)", m_active.size());
         }
         for (auto& [id, a] : m_active) a->stop(StopReason::Draining, m_settings.executor.kill_grace);

@@ -33,7 +33,7 @@ struct EngineSettings {
     int claim_wait_seconds = 30;
     std::uint64_t reserve_disk_bytes = 0;
     std::chrono::milliseconds drain_timeout{300000};
-    double max_load = 0;  // 0: no limit
+    double max_load = 0;                      // 0: no limit
     std::uint64_t min_free_memory_bytes = 0;  // 0: no limit
     ExecutorSettings executor;
 };
@@ -58,8 +58,9 @@ using BenchmarkFn = std::function<Result<double>()>;
 
 class Engine {
   public:
-    Engine(EngineApi& api, FfmpegRunner& runner, StateStore& state, const SystemInfo& sys, EngineSettings settings,
-           protocol::Capabilities capabilities, std::optional<double> benchmark_score, BenchmarkFn benchmark = {});
+    Engine(EngineApi& api, FfmpegRunner& runner, StateStore& state, const SystemInfo& sys,
+           EngineSettings settings, protocol::Capabilities capabilities,
+           std::optional<double> benchmark_score, BenchmarkFn benchmark = {});
     ~Engine();
 
     // Runs until drained (request_drain) or stopped; returns the process exit code.

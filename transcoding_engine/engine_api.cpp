@@ -8,7 +8,9 @@
 namespace distconv::engine {
 namespace {
 
-std::string fencing(const protocol::Assignment& a) { return std::to_string(a.fencing_token); }
+std::string fencing(const protocol::Assignment& a) {
+    return std::to_string(a.fencing_token);
+}
 
 // The headers of a byte transfer: the fencing token, and the assignment's credential instead of
 // the engine key when the server issued one.
@@ -58,13 +60,15 @@ Result<nlohmann::json> HttpEngineApi::post(const std::string& path, const nlohma
     return r->json();
 }
 
-Result<protocol::EngineRegistrationReply> HttpEngineApi::register_engine(const protocol::EngineRegistration& reg) {
+Result<protocol::EngineRegistrationReply> HttpEngineApi::register_engine(
+    const protocol::EngineRegistration& reg) {
     auto j = post("/engines", protocol::to_json(reg), false);
     if (!j) return j.error();
     return protocol::parse_engine_registration_reply(*j);
 }
 
-Result<protocol::HeartbeatReply> HttpEngineApi::heartbeat(const std::string& engine_id, const protocol::Heartbeat& hb) {
+Result<protocol::HeartbeatReply> HttpEngineApi::heartbeat(const std::string& engine_id,
+                                                          const protocol::Heartbeat& hb) {
     // A heartbeat is cheap to repeat and the next one comes soon anyway: no retries here.
     auto j = post("/engines/" + path_segment(engine_id) + "/heartbeat", protocol::to_json(hb), false);
     if (!j) return j.error();
@@ -94,7 +98,8 @@ Result<std::optional<protocol::Assignment>> HttpEngineApi::claim(const std::stri
 
 Result<protocol::ProgressReply> HttpEngineApi::progress(const std::string& assignment_id,
                                                         const protocol::ProgressReport& report) {
-    auto j = post("/assignments/" + path_segment(assignment_id) + "/progress", protocol::to_json(report), true);
+    auto j =
+        post("/assignments/" + path_segment(assignment_id) + "/progress", protocol::to_json(report), true);
     if (!j) return j.error();
     return protocol::parse_progress_reply(*j);
 }
@@ -104,20 +109,22 @@ std::string HttpEngineApi::source_url(const protocol::Assignment& a) const {
     return m_server + std::string(protocol::k_api_prefix) + assignment_path(a, "source");
 }
 
-Result<std::string> HttpEngineApi::read_source_range(const protocol::Assignment& a, uint64_t offset, uint64_t length) {
+Result<std::string> HttpEngineApi::read_source_range(const protocol::Assignment& a, uint64_t offset,
+                                                     uint64_t length) {
     if (length == 0) return std::string();
     http::Request req;
     req.method = "GET";
     req.path_or_url = assignment_path(a, "source");
     req.headers = transfer_headers(a);
-    req.headers.emplace_back("Range", "bytes=" + std::to_string(offset) + "-" + std::to_string(offset + length - 1));
+    req.headers.emplace_back("Range",
+                             "bytes=" + std::to_string(offset) + "-" + std::to_string(offset + length - 1));
     req.timeout = std::chrono::seconds(120);
     auto r = http::expect_success(m_client->request(req));
     if (!r) return r.error();
     if (r->status != 206 || r->body.size() > length)
         return Error(ErrorCode::Unavailable, "the server answered a source range request with HTTP " +
-                                                 std::to_string(r->status) + " and " + std::to_string(r->body.size()) +
-                                                 " bytes");
+                                                 std::to_string(r->status) + " and " +
+                                                 std::to_string(r->body.size()) + " bytes");
     return std::move(r->body);
 }
 
@@ -165,7 +172,8 @@ Status HttpEngineApi::upload_output_file(const protocol::Assignment& a, const st
         up.headers = transfer_headers(a);
         if (offset > 0 && total > 0)
             up.headers.emplace_back("Content-Range", "bytes " + std::to_string(offset) + "-" +
-                                                         std::to_string(total - 1) + "/" + std::to_string(total));
+                                                         std::to_string(total - 1) + "/" +
+                                                         std::to_string(total));
         up.progress = progress;
         if (offset == total && total > 0) return {};
         auto r = http::expect_success(m_client->upload_file(up, file, offset));
@@ -189,7 +197,8 @@ Status HttpEngineApi::upload_output_stream(const protocol::Assignment& a, http::
 Result<protocol::AssignmentAck> HttpEngineApi::complete(const std::string& assignment_id,
                                                         const protocol::CompleteRequest& request) {
     // Idempotent for the same token (see the spec), so retrying is safe.
-    auto j = post("/assignments/" + path_segment(assignment_id) + "/complete", protocol::to_json(request), true);
+    auto j =
+        post("/assignments/" + path_segment(assignment_id) + "/complete", protocol::to_json(request), true);
     if (!j) return j.error();
     return protocol::parse_assignment_ack(*j);
 }

@@ -16,8 +16,10 @@ namespace distconv::engine {
 class EngineApi {
   public:
     virtual ~EngineApi() = default;
-    virtual Result<protocol::EngineRegistrationReply> register_engine(const protocol::EngineRegistration& r) = 0;
-    virtual Result<protocol::HeartbeatReply> heartbeat(const std::string& engine_id, const protocol::Heartbeat& hb) = 0;
+    virtual Result<protocol::EngineRegistrationReply> register_engine(
+        const protocol::EngineRegistration& r) = 0;
+    virtual Result<protocol::HeartbeatReply> heartbeat(const std::string& engine_id,
+                                                       const protocol::Heartbeat& hb) = 0;
     // nullopt: no work within the wait (204). `abort` is polled while waiting; true ends the wait.
     virtual Result<std::optional<protocol::Assignment>> claim(const std::string& engine_id,
                                                               const protocol::ClaimRequest& request,
@@ -37,7 +39,8 @@ class EngineApi {
     virtual Result<protocol::AssignmentAck> fail(const std::string& assignment_id,
                                                  const protocol::FailRequest& request) = 0;
     // [offset, offset + length) of the source, in memory (the stream-mode relay's fetches).
-    virtual Result<std::string> read_source_range(const protocol::Assignment& a, uint64_t offset, uint64_t length) = 0;
+    virtual Result<std::string> read_source_range(const protocol::Assignment& a, uint64_t offset,
+                                                  uint64_t length) = 0;
     // The absolute URL of the assignment's source on the configured server.
     virtual std::string source_url(const protocol::Assignment& a) const = 0;
 };
@@ -56,7 +59,8 @@ class HttpEngineApi final : public EngineApi {
   public:
     explicit HttpEngineApi(const HttpEngineApiOptions& options);
     Result<protocol::EngineRegistrationReply> register_engine(const protocol::EngineRegistration& r) override;
-    Result<protocol::HeartbeatReply> heartbeat(const std::string& engine_id, const protocol::Heartbeat& hb) override;
+    Result<protocol::HeartbeatReply> heartbeat(const std::string& engine_id,
+                                               const protocol::Heartbeat& hb) override;
     Result<std::optional<protocol::Assignment>> claim(const std::string& engine_id,
                                                       const protocol::ClaimRequest& request,
                                                       const std::function<bool()>& abort) override;
@@ -69,8 +73,10 @@ class HttpEngineApi final : public EngineApi {
     Status upload_output_stream(const protocol::Assignment& a, http::BodyReader reader) override;
     Result<protocol::AssignmentAck> complete(const std::string& assignment_id,
                                              const protocol::CompleteRequest& request) override;
-    Result<protocol::AssignmentAck> fail(const std::string& assignment_id, const protocol::FailRequest& request) override;
-    Result<std::string> read_source_range(const protocol::Assignment& a, uint64_t offset, uint64_t length) override;
+    Result<protocol::AssignmentAck> fail(const std::string& assignment_id,
+                                         const protocol::FailRequest& request) override;
+    Result<std::string> read_source_range(const protocol::Assignment& a, uint64_t offset,
+                                          uint64_t length) override;
     std::string source_url(const protocol::Assignment& a) const override;
 
   private:

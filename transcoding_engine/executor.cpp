@@ -58,11 +58,16 @@ void ActiveAssignment::renew_credential(const std::string& credential) {
 
 std::string_view to_string(AssignmentOutcome o) {
     switch (o) {
-        case AssignmentOutcome::Completed: return "completed";
-        case AssignmentOutcome::Failed: return "failed";
-        case AssignmentOutcome::Canceled: return "canceled";
-        case AssignmentOutcome::LeaseLost: return "lease_lost";
-        case AssignmentOutcome::HandedBack: return "handed_back";
+        case AssignmentOutcome::Completed:
+            return "completed";
+        case AssignmentOutcome::Failed:
+            return "failed";
+        case AssignmentOutcome::Canceled:
+            return "canceled";
+        case AssignmentOutcome::LeaseLost:
+            return "lease_lost";
+        case AssignmentOutcome::HandedBack:
+            return "handed_back";
     }
     return "unknown";
 }
@@ -83,8 +88,8 @@ std::vector<std::string> with_cpu_set(std::vector<std::string> argv, const std::
     return argv;
 }
 
-std::vector<std::string> build_file_argv(const Assignment& a, const std::string& ffmpeg, const std::string& input,
-                                         const std::string& output) {
+std::vector<std::string> build_file_argv(const Assignment& a, const std::string& ffmpeg,
+                                         const std::string& input, const std::string& output) {
     std::vector<std::string> argv = {ffmpeg};
     auto args = with_progress(protocol::substitute_placeholders(a.ffmpeg_argv, input, output));
     argv.insert(argv.end(), args.begin(), args.end());
@@ -99,7 +104,8 @@ std::vector<std::string> build_stream_argv(const Assignment& a, const std::strin
     return argv;
 }
 
-RunSpec Executor::run_spec(std::vector<std::string> argv, const std::filesystem::path& dir, bool network) const {
+RunSpec Executor::run_spec(std::vector<std::string> argv, const std::filesystem::path& dir,
+                           bool network) const {
     RunSpec spec;
     argv = with_cpu_set(std::move(argv), m_settings.cpu_set);
     if (!m_settings.bwrap.empty()) {
@@ -156,7 +162,8 @@ struct Executor::Attempt {
             } else if (reply.error().code == ErrorCode::NotFound) {
                 active.stop(StopReason::LeaseLost, ex.m_settings.kill_grace);
             } else {
-                spdlog::warn("assignment {}: progress report failed: {}", active.id(), reply.error().to_string());
+                spdlog::warn("assignment {}: progress report failed: {}", active.id(),
+                             reply.error().to_string());
             }
             return;
         }
@@ -193,7 +200,8 @@ AssignmentOutcome Executor::run(ActiveAssignment& active) {
         Attempt at(*this, active);
         spdlog::info("assignment {} (job {}, token {}, {} mode): starting", a.assignment_id, a.job_id,
                      a.fencing_token, protocol::to_string(a.transfer_mode));
-        outcome = a.transfer_mode == protocol::TransferMode::Stream ? run_stream(active, at) : run_file(active, at);
+        outcome =
+            a.transfer_mode == protocol::TransferMode::Stream ? run_stream(active, at) : run_file(active, at);
     }
     std::filesystem::remove_all(dir, ec);
     if (auto st = m_state.remove_assignment(a.assignment_id); !st)
@@ -204,7 +212,8 @@ AssignmentOutcome Executor::run(ActiveAssignment& active) {
 
 AssignmentOutcome Executor::finish_stopped(ActiveAssignment& active) {
     switch (active.stop_reason()) {
-        case StopReason::LeaseLost: return AssignmentOutcome::LeaseLost;
+        case StopReason::LeaseLost:
+            return AssignmentOutcome::LeaseLost;
         case StopReason::Canceled:
             // Tells the server the engine has stopped, so a canceling job can become canceled.
             (void)report_failure(active, std::nullopt, "", ErrorClass::Transient, "canceled");
@@ -212,7 +221,8 @@ AssignmentOutcome Executor::finish_stopped(ActiveAssignment& active) {
         case StopReason::Draining:
             (void)report_failure(active, std::nullopt, "", ErrorClass::Transient, "engine draining");
             return AssignmentOutcome::HandedBack;
-        case StopReason::None: break;
+        case StopReason::None:
+            break;
     }
     return AssignmentOutcome::Failed;
 }
@@ -312,7 +322,8 @@ AssignmentOutcome Executor::run_file(ActiveAssignment& active, Attempt& at) {
 
     // 2. Transcode.
     (void)m_state.update_state(a.assignment_id, "transcoding");
-    RunSpec spec = run_spec(build_file_argv(a, m_settings.ffmpeg, input.string(), output.string()), dir, false);
+    RunSpec spec =
+        run_spec(build_file_argv(a, m_settings.ffmpeg, input.string(), output.string()), dir, false);
     spdlog::info("assignment {}: {}", a.assignment_id, media::quote_command(spec.argv));
     auto started = m_runner.start(spec);
     if (!started)
@@ -323,7 +334,8 @@ AssignmentOutcome Executor::run_file(ActiveAssignment& active, Attempt& at) {
     media::ProgressParser parser(media::expected_output_duration(a.duration_seconds, a.options));
     at.report(ProgressPhase::Transcoding, 0);
     RunResult rr = proc->wait([&](std::string_view chunk) {
-        for (const auto& u : parser.feed(chunk)) at.report(ProgressPhase::Transcoding, u.percent.value_or(0), &u);
+        for (const auto& u : parser.feed(chunk))
+            at.report(ProgressPhase::Transcoding, u.percent.value_or(0), &u);
     });
     active.detach();
     if (active.stopping()) return finish_stopped(active);
@@ -336,13 +348,15 @@ AssignmentOutcome Executor::run_file(ActiveAssignment& active, Attempt& at) {
     auto out_size = std::filesystem::file_size(output, ec);
     if (ec) return report_failure(active, 0, "", ErrorClass::Transient, "ffmpeg wrote no output file");
     auto up = m_api.upload_output_file(active.current(), output, [&](uint64_t done, uint64_t) {
-        at.report(ProgressPhase::Uploading, 100.0 * static_cast<double>(done) / static_cast<double>(std::max<uint64_t>(out_size, 1)));
+        at.report(ProgressPhase::Uploading,
+                  100.0 * static_cast<double>(done) / static_cast<double>(std::max<uint64_t>(out_size, 1)));
         return !active.stopping();
     });
     if (active.stopping()) return finish_stopped(active);
     if (!up) {
         if (up.error().code == ErrorCode::LeaseLost) return AssignmentOutcome::LeaseLost;
-        return report_failure(active, std::nullopt, "", ErrorClass::Transient, "output upload failed: " + up.error().message);
+        return report_failure(active, std::nullopt, "", ErrorClass::Transient,
+                              "output upload failed: " + up.error().message);
     }
     auto sha = sha256_file(output);
     if (!sha) return report_failure(active, std::nullopt, "", ErrorClass::Transient, sha.error().message);
@@ -356,7 +370,8 @@ AssignmentOutcome Executor::run_file(ActiveAssignment& active, Attempt& at) {
     auto done = m_api.complete(a.assignment_id, c);
     if (!done) {
         if (done.error().code == ErrorCode::LeaseLost) return AssignmentOutcome::LeaseLost;
-        return report_failure(active, std::nullopt, "", ErrorClass::Transient, "complete failed: " + done.error().message);
+        return report_failure(active, std::nullopt, "", ErrorClass::Transient,
+                              "complete failed: " + done.error().message);
     }
     return AssignmentOutcome::Completed;
 }
@@ -379,7 +394,8 @@ AssignmentOutcome Executor::run_stream(ActiveAssignment& active, Attempt& at) {
     auto argv = build_stream_argv(a, m_settings.ffmpeg, relay.url());
     if (own_port) {
         port.emplace(relay.port());
-        argv.insert(argv.begin(), {m_settings.self_exe, "sandbox-listen", std::to_string(relay.port()), "--"});
+        argv.insert(argv.begin(),
+                    {m_settings.self_exe, "sandbox-listen", std::to_string(relay.port()), "--"});
     }
     RunSpec spec = run_spec(std::move(argv), assignment_dir(a.assignment_id), !own_port);
     spec.output_pipe = true;
@@ -423,7 +439,8 @@ AssignmentOutcome Executor::run_stream(ActiveAssignment& active, Attempt& at) {
     media::ProgressParser parser(media::expected_output_duration(a.duration_seconds, a.options));
     at.report(ProgressPhase::Transcoding, 0);
     RunResult rr = proc->wait([&](std::string_view chunk) {
-        for (const auto& u : parser.feed(chunk)) at.report(ProgressPhase::Transcoding, u.percent.value_or(0), &u);
+        for (const auto& u : parser.feed(chunk))
+            at.report(ProgressPhase::Transcoding, u.percent.value_or(0), &u);
     });
     uploader.join();
     active.detach();
@@ -432,11 +449,13 @@ AssignmentOutcome Executor::run_stream(ActiveAssignment& active, Attempt& at) {
     if (active.stopping()) return finish_stopped(active);
     // Also when ffmpeg exited 0: a cut connection can read as the end of the input to it.
     if (auto e = relay.error())
-        return report_failure(active, std::nullopt, process::tail_lines(rr.stderr_tail, 40), ErrorClass::Transient,
+        return report_failure(active, std::nullopt, process::tail_lines(rr.stderr_tail, 40),
+                              ErrorClass::Transient,
                               "reading the source from the server failed: " + e->message);
     if (upload_failed) {
         if (upload_status.error().code == ErrorCode::LeaseLost) return AssignmentOutcome::LeaseLost;
-        return report_failure(active, std::nullopt, process::tail_lines(rr.stderr_tail, 40), ErrorClass::Transient,
+        return report_failure(active, std::nullopt, process::tail_lines(rr.stderr_tail, 40),
+                              ErrorClass::Transient,
                               "output upload failed: " + upload_status.error().message);
     }
     // The bytes ffmpeg read are checked before the output is completed (the server drops an attempt's
@@ -486,7 +505,8 @@ AssignmentOutcome Executor::run_stream(ActiveAssignment& active, Attempt& at) {
     auto done = m_api.complete(a.assignment_id, c);
     if (!done) {
         if (done.error().code == ErrorCode::LeaseLost) return AssignmentOutcome::LeaseLost;
-        return report_failure(active, std::nullopt, "", ErrorClass::Transient, "complete failed: " + done.error().message);
+        return report_failure(active, std::nullopt, "", ErrorClass::Transient,
+                              "complete failed: " + done.error().message);
     }
     return AssignmentOutcome::Completed;
 }

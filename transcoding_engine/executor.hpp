@@ -21,7 +21,8 @@ enum class StopReason { None, Canceled, LeaseLost, Draining };
 // An assignment in flight: other threads (heartbeat answers, drain) ask it to stop.
 class ActiveAssignment {
   public:
-    explicit ActiveAssignment(protocol::Assignment a) : m_assignment(std::move(a)), m_credential(m_assignment.credential) {}
+    explicit ActiveAssignment(protocol::Assignment a)
+        : m_assignment(std::move(a)), m_credential(m_assignment.credential) {}
     const protocol::Assignment& assignment() const { return m_assignment; }
     const std::string& id() const { return m_assignment.assignment_id; }
 
@@ -53,8 +54,8 @@ std::string_view to_string(AssignmentOutcome o);
 struct ExecutorSettings {
     std::filesystem::path work_dir;  // assignments live in <work_dir>/assignments/<id>
     std::string ffmpeg = "ffmpeg";
-    std::string server{};   // the configured dispatch server: assignments must name it (assignment_check.hpp)
-    std::string cpu_set;  // when set, ffmpeg runs under `taskset -c <cpu_set>`
+    std::string server{};  // the configured dispatch server: assignments must name it (assignment_check.hpp)
+    std::string cpu_set;   // when set, ffmpeg runs under `taskset -c <cpu_set>`
     // ffmpeg runs under bubblewrap (sandbox.hpp) when set: the program path, e.g. "bwrap".
     std::string bwrap{};
     // This engine's own executable: in stream mode it opens ffmpeg's one port inside the sandbox

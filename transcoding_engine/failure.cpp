@@ -8,10 +8,18 @@ protocol::ErrorClass classify_failure(std::optional<int> exit_code, std::string_
     if (!exit_code) return protocol::ErrorClass::Transient;
     // Trouble of this machine or the network wins over a permanent-looking line: a full disk makes
     // ffmpeg print "Invalid argument" too.
-    static constexpr std::array<std::string_view, 12> k_transient = {
-        "No space left on device", "Disk quota exceeded",   "Connection refused", "Connection reset",
-        "Connection timed out",    "Network is unreachable", "Server returned 5", "Input/output error",
-        "Cannot allocate memory",  "Resource temporarily unavailable", "Broken pipe", "Too many open files"};
+    static constexpr std::array<std::string_view, 12> k_transient = {"No space left on device",
+                                                                     "Disk quota exceeded",
+                                                                     "Connection refused",
+                                                                     "Connection reset",
+                                                                     "Connection timed out",
+                                                                     "Network is unreachable",
+                                                                     "Server returned 5",
+                                                                     "Input/output error",
+                                                                     "Cannot allocate memory",
+                                                                     "Resource temporarily unavailable",
+                                                                     "Broken pipe",
+                                                                     "Too many open files"};
     for (auto pattern : k_transient)
         if (stderr_text.find(pattern) != std::string_view::npos) return protocol::ErrorClass::Transient;
     static constexpr std::array<std::string_view, 19> k_permanent = {

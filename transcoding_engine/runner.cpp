@@ -117,8 +117,10 @@ class PosixProcess final : public RunningProcess {
             m_reaped = true;
             result.killed = m_killed;
         }
-        if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
-        else if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
+        if (WIFEXITED(status))
+            result.exit_code = WEXITSTATUS(status);
+        else if (WIFSIGNALED(status))
+            result.signal = WTERMSIG(status);
         if (err.size() > m_tail_bytes) err.erase(0, err.size() - m_tail_bytes);
         result.stderr_tail = std::move(err);
         return result;

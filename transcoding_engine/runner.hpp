@@ -21,8 +21,10 @@ struct RunSpec {
     // false: the child gets only PATH, the locale and TZ of the engine's environment (plus `env`),
     // never the engine's own variables (DISTCONV_API_KEY, ...).
     bool inherit_env = true;
-    bool output_pipe = false;  // the child gets a pipe's write end as fd 3 ("pipe:3"); read it with output_fd()
-    int pass_fd = -1;          // when set, the child gets a copy of it as fd 4 (sandbox_port.hpp); the caller keeps its own
+    bool output_pipe =
+        false;  // the child gets a pipe's write end as fd 3 ("pipe:3"); read it with output_fd()
+    int pass_fd =
+        -1;  // when set, the child gets a copy of it as fd 4 (sandbox_port.hpp); the caller keeps its own
     std::size_t stderr_tail_bytes = 65536;
 };
 

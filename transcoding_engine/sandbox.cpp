@@ -19,9 +19,12 @@ std::optional<SandboxMode> parse_sandbox_mode(std::string_view text) {
 
 std::string_view to_string(SandboxMode m) {
     switch (m) {
-        case SandboxMode::Auto: return "auto";
-        case SandboxMode::Bwrap: return "bwrap";
-        case SandboxMode::Off: return "off";
+        case SandboxMode::Auto:
+            return "auto";
+        case SandboxMode::Bwrap:
+            return "bwrap";
+        case SandboxMode::Off:
+            return "off";
     }
     return "auto";
 }
@@ -44,18 +47,12 @@ bool under_system(const stdfs::path& p) {
 
 std::vector<std::string> bwrap_argv(const std::string& bwrap, const SandboxSpec& spec,
                                     const std::vector<std::string>& argv) {
-    std::vector<std::string> out = {bwrap,
-                                    "--die-with-parent",
-                                    "--new-session",
-                                    "--unshare-user",
-                                    "--unshare-ipc",
-                                    "--unshare-pid",
-                                    "--unshare-uts",
-                                    "--disable-userns",
-                                    "--cap-drop",
-                                    "ALL",
-                                    "--ro-bind",
-                                    "/usr",
+    std::vector<std::string> out = {bwrap,           "--die-with-parent",
+                                    "--new-session", "--unshare-user",
+                                    "--unshare-ipc", "--unshare-pid",
+                                    "--unshare-uts", "--disable-userns",
+                                    "--cap-drop",    "ALL",
+                                    "--ro-bind",     "/usr",
                                     "/usr"};
     if (!spec.network) out.push_back("--unshare-net");
     // Merged-/usr systems link /bin and friends into /usr; older ones have them as directories.
@@ -102,7 +99,8 @@ std::optional<stdfs::path> find_program(const std::string& name) {
 }
 
 Status probe_bwrap(const std::string& bwrap, const stdfs::path& scratch_parent) {
-    if (!find_program(bwrap)) return Error(ErrorCode::Unavailable, "bubblewrap ('" + bwrap + "') is not installed");
+    if (!find_program(bwrap))
+        return Error(ErrorCode::Unavailable, "bubblewrap ('" + bwrap + "') is not installed");
     std::error_code ec;
     const auto scratch = scratch_parent / ".sandbox-probe";
     stdfs::create_directories(scratch, ec);
@@ -112,11 +110,12 @@ Status probe_bwrap(const std::string& bwrap, const stdfs::path& scratch_parent) 
     auto run = process::run(bwrap_argv(bwrap, spec, {"true"}), {std::chrono::seconds(20), 1 << 16});
     stdfs::remove_all(scratch, ec);
     if (!run) return run.error();
-    if (run->timed_out) return Error(ErrorCode::Unavailable, "bubblewrap did not start a process within 20 s");
+    if (run->timed_out)
+        return Error(ErrorCode::Unavailable, "bubblewrap did not start a process within 20 s");
     if (run->exit_code != 0)
-        return Error(ErrorCode::Unavailable,
-                     "bubblewrap cannot create the sandbox here (exit " + std::to_string(run->exit_code) +
-                         "): " + process::tail_lines(run->err, 2));
+        return Error(ErrorCode::Unavailable, "bubblewrap cannot create the sandbox here (exit " +
+                                                 std::to_string(run->exit_code) +
+                                                 "): " + process::tail_lines(run->err, 2));
     return {};
 }
 

@@ -26,7 +26,7 @@ std::string_view to_string(SandboxMode m);
 
 struct SandboxSpec {
     std::filesystem::path writable_dir{};  // the assignment's directory: bound read-write at the same path
-    bool network = false;                // false: a network namespace of its own (no route anywhere)
+    bool network = false;                  // false: a network namespace of its own (no route anywhere)
     // Programs the sandboxed argv runs that live outside the read-only system directories (a test's
     // fake ffmpeg): bound read-only at the same path.
     std::vector<std::filesystem::path> extra_programs{};

@@ -135,7 +135,8 @@ void SandboxPort::serve() {
         ssize_t got = ::recvmsg(m_parent, &m.msg, MSG_CMSG_CLOEXEC);
         if (got <= 0) return;  // the child ended without handing a socket over
         for (cmsghdr* c = CMSG_FIRSTHDR(&m.msg); c; c = CMSG_NXTHDR(&m.msg, c))
-            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) std::memcpy(&listener, CMSG_DATA(c), sizeof(int));
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+                std::memcpy(&listener, CMSG_DATA(c), sizeof(int));
         if (listener < 0) return;
     }
     // 2. Each of ffmpeg's connections, pumped to the relay.
@@ -147,7 +148,8 @@ void SandboxPort::serve() {
         if (conn < 0) continue;
         int upstream = loopback_socket(m_relay_port, false);
         if (upstream < 0) {
-            spdlog::warn("sandbox port: cannot reach the relay on 127.0.0.1:{}: {}", m_relay_port, std::strerror(errno));
+            spdlog::warn("sandbox port: cannot reach the relay on 127.0.0.1:{}: {}", m_relay_port,
+                         std::strerror(errno));
             ::close(conn);
             continue;
         }
@@ -162,7 +164,8 @@ void SandboxPort::pump(int a, int b) {
     char buf[64 << 10];
     bool a_open = true, b_open = true;  // whether each side may still send
     while (!m_stop && (a_open || b_open)) {
-        pollfd pf[2] = {{a, static_cast<short>(a_open ? POLLIN : 0), 0}, {b, static_cast<short>(b_open ? POLLIN : 0), 0}};
+        pollfd pf[2] = {{a, static_cast<short>(a_open ? POLLIN : 0), 0},
+                        {b, static_cast<short>(b_open ? POLLIN : 0), 0}};
         int r = ::poll(pf, 2, 100);
         if (r < 0 && errno != EINTR) break;
         if (r <= 0) continue;

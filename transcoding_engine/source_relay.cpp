@@ -106,7 +106,9 @@ SourceRelay::SourceRelay(uint64_t size, RangeFetch fetch) : m_impl(std::make_uni
     m_impl->fetch = std::move(fetch);
 }
 
-SourceRelay::~SourceRelay() { stop(); }
+SourceRelay::~SourceRelay() {
+    stop();
+}
 
 Status SourceRelay::start() {
     auto& s = m_impl->server;
@@ -118,7 +120,8 @@ Status SourceRelay::start() {
     m_impl->port = port;
     m_impl->thread = std::thread([this] { m_impl->server.listen_after_bind(); });
     // Serving before returning: ffmpeg connects at once, and stop() only ends a running server.
-    for (int i = 0; i < 5000 && !s.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    for (int i = 0; i < 5000 && !s.is_running(); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
     return {};
 }
 
@@ -128,11 +131,17 @@ void SourceRelay::stop() {
     m_impl->thread.join();
 }
 
-std::string SourceRelay::url() const { return "http://127.0.0.1:" + std::to_string(m_impl->port) + m_impl->path; }
+std::string SourceRelay::url() const {
+    return "http://127.0.0.1:" + std::to_string(m_impl->port) + m_impl->path;
+}
 
-int SourceRelay::port() const { return m_impl->port; }
+int SourceRelay::port() const {
+    return m_impl->port;
+}
 
-uint64_t SourceRelay::bytes_served() const { return m_impl->served.load(); }
+uint64_t SourceRelay::bytes_served() const {
+    return m_impl->served.load();
+}
 
 std::optional<Error> SourceRelay::error() const {
     std::lock_guard lock(m_impl->mutex);
@@ -144,6 +153,8 @@ Result<SourceDigest> SourceRelay::finish_hash(const RangeFetch& fetch) {
     return m_impl->prefix.finish(fetch ? fetch : m_impl->fetch, k_chunk);
 }
 
-uint64_t SourceRelay::hashed_prefix() const { return m_impl->prefix.hashed(); }
+uint64_t SourceRelay::hashed_prefix() const {
+    return m_impl->prefix.hashed();
+}
 
 }  // namespace distconv::engine

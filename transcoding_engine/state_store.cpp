@@ -8,7 +8,8 @@ namespace distconv::engine {
 namespace {
 
 std::int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
         .count();
 }
 
@@ -48,15 +49,18 @@ Result<std::unique_ptr<StateStore>> StateStore::open(const std::filesystem::path
     sqlite3_busy_timeout(db, 5000);
     std::unique_ptr<StateStore> store(new StateStore(db));
     // synchronous=FULL: a record must survive a power cut, since it is written before acting.
-    DISTCONV_TRY(store->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-                             "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-                             "CREATE TABLE IF NOT EXISTS assignments(assignment_id TEXT PRIMARY KEY,"
-                             " job_id TEXT NOT NULL, fencing_token INTEGER NOT NULL, state TEXT NOT NULL,"
-                             " dir TEXT NOT NULL, updated_at_ms INTEGER NOT NULL);"));
+    DISTCONV_TRY(
+        store->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                    "CREATE TABLE IF NOT EXISTS assignments(assignment_id TEXT PRIMARY KEY,"
+                    " job_id TEXT NOT NULL, fencing_token INTEGER NOT NULL, state TEXT NOT NULL,"
+                    " dir TEXT NOT NULL, updated_at_ms INTEGER NOT NULL);"));
     return store;
 }
 
-StateStore::~StateStore() { sqlite3_close(m_db); }
+StateStore::~StateStore() {
+    sqlite3_close(m_db);
+}
 
 Status StateStore::exec(const std::string& sql) {
     char* msg = nullptr;
@@ -77,7 +81,8 @@ std::optional<std::string> StateStore::engine_id() {
 
 Status StateStore::set_engine_id(const std::string& id) {
     std::lock_guard lock(m_mutex);
-    Stmt s(m_db, "INSERT INTO meta(key, value) VALUES('engine_id', ?1) ON CONFLICT(key) DO UPDATE SET value=?1");
+    Stmt s(m_db,
+           "INSERT INTO meta(key, value) VALUES('engine_id', ?1) ON CONFLICT(key) DO UPDATE SET value=?1");
     s.bind(1, id);
     if (sqlite3_step(s.get()) != SQLITE_DONE) return db_error(m_db, "save engine id");
     return {};
@@ -90,9 +95,10 @@ Status StateStore::clear_engine_id() {
 
 Status StateStore::record_assignment(const AssignmentRecord& r) {
     std::lock_guard lock(m_mutex);
-    Stmt s(m_db,
-           "INSERT OR REPLACE INTO assignments(assignment_id, job_id, fencing_token, state, dir, updated_at_ms)"
-           " VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+    Stmt s(
+        m_db,
+        "INSERT OR REPLACE INTO assignments(assignment_id, job_id, fencing_token, state, dir, updated_at_ms)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
     s.bind(1, r.assignment_id);
     s.bind(2, r.job_id);
     s.bind(3, r.fencing_token);

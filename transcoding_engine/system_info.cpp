@@ -39,9 +39,12 @@ std::optional<protocol::Memory> parse_meminfo(std::string_view text) {
         std::string name;
         std::int64_t kb = 0;
         if (!(ls >> name >> kb)) continue;
-        if (name == "MemTotal:") total = kb;
-        else if (name == "MemAvailable:") available = kb;
-        else if (name == "MemFree:") free_kb = kb;
+        if (name == "MemTotal:")
+            total = kb;
+        else if (name == "MemAvailable:")
+            available = kb;
+        else if (name == "MemFree:")
+            free_kb = kb;
     }
     if (!total) return std::nullopt;
     protocol::Memory m;
@@ -111,7 +114,8 @@ std::optional<double> LinuxSystemInfo::cpu_temperature_c() const {
     }
     if (first) return first;
     std::vector<std::filesystem::path> mons;
-    for (const auto& e : std::filesystem::directory_iterator(m_root / "sys/class/hwmon", ec)) mons.push_back(e.path());
+    for (const auto& e : std::filesystem::directory_iterator(m_root / "sys/class/hwmon", ec))
+        mons.push_back(e.path());
     std::sort(mons.begin(), mons.end());
     for (const auto& h : mons)
         if (auto temp = slurp(h / "temp1_input"))

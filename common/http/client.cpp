@@ -24,7 +24,7 @@ namespace distconv::http {
 namespace {
 
 constexpr size_t k_max_idle_handles = 8;
-constexpr size_t k_max_error_body = 64 * 1024;  // a download's error answer is kept in memory up to this
+constexpr size_t k_max_error_body = 64 * 1024;    // a download's error answer is kept in memory up to this
 constexpr size_t k_transfer_buffer = 512 * 1024;  // curl's receive and send buffer for bodies
 // A download asks the kernel to start writing back every this many bytes, so the final fsync
 // waits for the tail only instead of the whole file (durability still comes from that fsync).
@@ -51,7 +51,7 @@ bool hash_prefix(const std::filesystem::path& path, uint64_t size, Sha256& h) {
     ::close(fd);
     return ok;
 }
-constexpr int k_max_download_attempts = 100;    // hard stop even while every attempt makes progress
+constexpr int k_max_download_attempts = 100;  // hard stop even while every attempt makes progress
 
 std::once_flag g_curl_init_once;
 
@@ -298,7 +298,8 @@ Error aborted_error(const Transfer& t) {
 Error transport_error(const Transfer& t, CURLcode code, const char* errbuf) {
     std::string what = errbuf && *errbuf ? std::string(errbuf) : std::string(curl_easy_strerror(code));
     if (code == CURLE_PEER_FAILED_VERIFICATION)
-        what += "; the server's TLS certificate is not trusted: pass the CA that signed it with --ca-cert FILE";
+        what +=
+            "; the server's TLS certificate is not trusted: pass the CA that signed it with --ca-cert FILE";
     Error e(ErrorCode::Unavailable, what + " (" + t.method + " " + redact_url(t.url) + ")",
             nlohmann::json{{"curl_code", static_cast<int>(code)}, {"url", redact_url(t.url)}});
     e.retryable = is_transient(code);
@@ -545,7 +546,8 @@ struct Client::Impl {
         curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
         // Large bodies move in large pieces: curl's defaults (16 KiB down, 64 KiB up) cost a callback,
         // a write() and a progress call per piece.
-        curl_easy_setopt(h, CURLOPT_BUFFERSIZE, static_cast<long>(a.sink ? k_transfer_buffer : CURL_MAX_WRITE_SIZE));
+        curl_easy_setopt(h, CURLOPT_BUFFERSIZE,
+                         static_cast<long>(a.sink ? k_transfer_buffer : CURL_MAX_WRITE_SIZE));
         curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, static_cast<long>(k_transfer_buffer));
         curl_easy_setopt(h, CURLOPT_ERRORBUFFER, a.errbuf);
         curl_easy_setopt(h, CURLOPT_USERAGENT, options.user_agent.c_str());

@@ -133,7 +133,7 @@ struct DownloadResult {
     uint64_t size = 0;          // final size of dest
     uint64_t resumed_from = 0;  // bytes kept from an earlier partial file
     int attempts = 0;
-    Headers headers;  // of the last answer
+    Headers headers;     // of the last answer
     std::string sha256;  // SHA-256 (hex) of dest, computed while writing (a kept .part prefix is read once)
 };
 

@@ -106,10 +106,12 @@ Result<std::vector<std::string>> build_ffmpeg_argv(const JobOptions& o, const st
         return Error::invalid("threads", "threads must be between 0 and 256");
 
     if (!s.input_format.empty() && !demuxer_allowed(s.input_format))
-        return Error::invalid("input_format", "input format '" + s.input_format + "' is not an allowed demuxer");
+        return Error::invalid("input_format",
+                              "input format '" + s.input_format + "' is not an allowed demuxer");
     static const std::array<std::string_view, 2> k_protocols = {k_file_protocols, k_relay_protocols};
     if (std::find(k_protocols.begin(), k_protocols.end(), s.input_protocols) == k_protocols.end())
-        return Error::invalid("input_protocols", "input protocols '" + s.input_protocols + "' are not allowed");
+        return Error::invalid("input_protocols",
+                              "input protocols '" + s.input_protocols + "' are not allowed");
 
     const std::string container = o.container.value_or("mp4");
     const std::string muxer = container_muxer(container);
@@ -120,7 +122,8 @@ Result<std::vector<std::string>> build_ffmpeg_argv(const JobOptions& o, const st
     // -ss before -i seeks the input (fast, and frame-accurate when re-encoding).
     if (o.trim.start && *o.trim.start > 0) argv.insert(argv.end(), {"-ss", format_seconds(*o.trim.start)});
     argv.insert(argv.end(), {"-protocol_whitelist", s.input_protocols});
-    if (!s.input_format.empty()) argv.insert(argv.end(), {"-format_whitelist", s.input_format, "-f", s.input_format});
+    if (!s.input_format.empty())
+        argv.insert(argv.end(), {"-format_whitelist", s.input_format, "-f", s.input_format});
     argv.insert(argv.end(), {"-i", input});
     if (o.trim.duration) argv.insert(argv.end(), {"-t", format_seconds(*o.trim.duration)});
 

@@ -71,11 +71,13 @@ const StreamInfo* ProbeInfo::first_audio() const {
 
 std::optional<double> parse_ffmpeg_number(std::string_view text) {
     while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-    while (!text.empty() && (text.back() == ' ' || text.back() == '\t' || text.back() == '\r')) text.remove_suffix(1);
+    while (!text.empty() && (text.back() == ' ' || text.back() == '\t' || text.back() == '\r'))
+        text.remove_suffix(1);
     if (text.empty() || text == "N/A") return std::nullopt;
     double v = 0;
     auto res = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (res.ec != std::errc() || res.ptr != text.data() + text.size() || !std::isfinite(v)) return std::nullopt;
+    if (res.ec != std::errc() || res.ptr != text.data() + text.size() || !std::isfinite(v))
+        return std::nullopt;
     return v;
 }
 
@@ -142,18 +144,26 @@ Result<ProbeInfo> parse_ffprobe_json(std::string_view text) {
     return info;
 }
 
-std::vector<std::string> ffprobe_argv(const std::string& ffprobe, const std::string& file, const std::string& demuxer) {
+std::vector<std::string> ffprobe_argv(const std::string& ffprobe, const std::string& file,
+                                      const std::string& demuxer) {
     std::vector<std::string> argv = {ffprobe, "-v", "error"};
     if (!demuxer.empty())
-        argv.insert(argv.end(), {"-protocol_whitelist", std::string(k_file_protocols), "-format_whitelist", demuxer,
-                                 "-f", demuxer});
+        argv.insert(argv.end(), {"-protocol_whitelist", std::string(k_file_protocols), "-format_whitelist",
+                                 demuxer, "-f", demuxer});
     argv.insert(argv.end(), {"-print_format", "json", "-show_format", "-show_streams", file});
     return argv;
 }
 
 std::vector<std::string> ffprobe_detect_argv(const std::string& ffprobe, const std::string& file) {
-    return {ffprobe, "-hide_banner", "-v", "debug", "-protocol_whitelist", std::string(k_file_protocols),
-            "-format_whitelist", "none", file};
+    return {ffprobe,
+            "-hide_banner",
+            "-v",
+            "debug",
+            "-protocol_whitelist",
+            std::string(k_file_protocols),
+            "-format_whitelist",
+            "none",
+            file};
 }
 
 }  // namespace distconv::media

@@ -10,14 +10,13 @@ namespace {
 // but its own input. (mov opens external data references only with -enable_drefs 1, which nothing
 // here sets.)
 constexpr std::string_view k_allowed[] = {
-    "mov",      "matroska", "avi",      "mpegts",   "mpeg",      "mpegvideo", "m4v",         "h264",
-    "hevc",     "vc1",      "obu",      "ivf",      "flv",       "asf",       "ogg",         "wav",
-    "w64",      "mp3",      "flac",     "aac",      "ac3",       "eac3",      "dts",         "dtshd",
-    "truehd",   "mlp",      "aiff",     "caf",      "au",        "amr",       "amrnb",       "amrwb",
-    "ape",      "wv",       "tak",      "mpc",      "mpc8",      "dsf",       "mxf",         "nut",
-    "dv",       "yuv4mpegpipe", "rm",   "gif",      "apng",      "mjpeg",     "png_pipe",    "jpeg_pipe",
-    "webp_pipe", "bmp_pipe", "tiff_pipe", "wtv",    "gxf",       "mpjpeg",    "smjpeg",      "daud",
-    "oma",      "voc",
+    "mov",    "matroska", "avi",       "mpegts",    "mpeg",     "mpegvideo",    "m4v",    "h264", "hevc",
+    "vc1",    "obu",      "ivf",       "flv",       "asf",      "ogg",          "wav",    "w64",  "mp3",
+    "flac",   "aac",      "ac3",       "eac3",      "dts",      "dtshd",        "truehd", "mlp",  "aiff",
+    "caf",    "au",       "amr",       "amrnb",     "amrwb",    "ape",          "wv",     "tak",  "mpc",
+    "mpc8",   "dsf",      "mxf",       "nut",       "dv",       "yuv4mpegpipe", "rm",     "gif",  "apng",
+    "mjpeg",  "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe",    "wtv",    "gxf",  "mpjpeg",
+    "smjpeg", "daud",     "oma",       "voc",
 };
 
 // Formats that are instructions to open other things, with the reason given to the user.
@@ -72,9 +71,10 @@ Status check_source_format(std::string_view format_name) {
                          "the source is in format '" + demuxer + "', which distconv does not read: " +
                              std::string(r.why) + "; upload the media file itself",
                          details);
-    return Error(ErrorCode::UnsupportedMediaType,
-                 "the source is in format '" + demuxer + "', which is not one distconv reads (see details.allowed)",
-                 details);
+    return Error(
+        ErrorCode::UnsupportedMediaType,
+        "the source is in format '" + demuxer + "', which is not one distconv reads (see details.allowed)",
+        details);
 }
 
 std::optional<std::string> parse_probed_format(std::string_view text) {

@@ -38,7 +38,7 @@ class ProgressParser {
     void finish_block(bool done, std::vector<ProgressUpdate>& out);
 
     std::optional<double> m_duration;
-    std::string m_partial;  // an unfinished line from the previous chunk
+    std::string m_partial;      // an unfinished line from the previous chunk
     bool m_discarding = false;  // inside an overlong line: skip to its newline
     ProgressUpdate m_block;
     std::optional<double> m_out_time_us;  // the most precise key seen in this block wins

@@ -10,12 +10,14 @@ Result<LongRequestBudget::Slot> LongRequestBudget::acquire(const std::string& ki
     if (mine >= per_key) {
         if (mine == 0) m_by_key.erase(id);
         return Error(ErrorCode::TooManyRequests,
-                     "this key already holds " + std::to_string(per_key) + " " + kind + " at once; close one or retry later",
+                     "this key already holds " + std::to_string(per_key) + " " + kind +
+                         " at once; close one or retry later",
                      {{"limit", per_key}, {"kind", kind}});
     }
     if (m_total >= m_limit) {
         if (mine == 0) m_by_key.erase(id);
-        return Error(ErrorCode::Unavailable, "the server is holding as many long requests as it can; retry shortly",
+        return Error(ErrorCode::Unavailable,
+                     "the server is holding as many long requests as it can; retry shortly",
                      {{"kind", kind}});
     }
     ++mine;

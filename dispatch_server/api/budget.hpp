@@ -15,7 +15,7 @@
 namespace distconv::dispatch {
 
 class LongRequestBudget {
-public:
+  public:
     // `workers`: the server's HTTP threads; `reserve`: what long requests never take.
     LongRequestBudget(int workers, int reserve) : m_limit(workers > reserve ? workers - reserve : 1) {}
 
@@ -25,7 +25,7 @@ public:
 
     int held() const;
 
-private:
+  private:
     mutable std::mutex m_mutex;
     int m_limit;
     int m_total = 0;

@@ -35,7 +35,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr size_t k_read_chunk = 16 * 1024;  // read-ahead for httplib's byte-at-a-time header reader
 constexpr size_t k_peek = 64 * 1024;        // a head this large without its end goes to httplib (431)
-constexpr size_t k_small_body = 16 * 1024;  // head + body up to this size arrives whole before a worker takes it
+constexpr size_t k_small_body =
+    16 * 1024;  // head + body up to this size arrives whole before a worker takes it
 
 // One client connection. Owned by the gate while it waits between requests, by a worker while served.
 struct Conn {
@@ -103,9 +104,10 @@ void address_of(int fd, bool peer, std::string& ip, int& port) {
 // Best effort, on a connection about to be closed: never blocks.
 void send_timeout_answer(int fd, const std::string& message) {
     std::string body = Error(ErrorCode::InvalidArgument, message).to_json().dump();
-    std::string head = "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nConnection: close\r\n"
-                       "Content-Length: " +
-                       std::to_string(body.size()) + "\r\n\r\n";
+    std::string head =
+        "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        "Content-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n";
     std::string all = head + body;
     (void)::send(fd, all.data(), all.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
 }
@@ -113,7 +115,7 @@ void send_timeout_answer(int fd, const std::string& message) {
 // The socket as httplib's parser reads and writes it while one request is served: reads are bounded
 // by the read timeout and by the phase's deadline (headers, then a non-upload body).
 class ConnStream final : public httplib::Stream {
-public:
+  public:
     ConnStream(Conn& c, const GateSettings& s) : m_c(c), m_s(s) {}
 
     void set_deadline(std::optional<Clock::time_point> d) { m_deadline = d; }
@@ -121,7 +123,9 @@ public:
     bool write_failed() const { return m_write_failed; }
     uint64_t written() const { return m_written; }
 
-    bool is_readable() const override { return m_c.buffered() > 0 || wait_for(m_c.fd, POLLIN, read_budget()); }
+    bool is_readable() const override {
+        return m_c.buffered() > 0 || wait_for(m_c.fd, POLLIN, read_budget());
+    }
     bool is_writable() const override {
         return wait_for(m_c.fd, POLLOUT, m_s.write_timeout) && !peer_closed(m_c.fd);
     }
@@ -172,11 +176,15 @@ public:
         }
     }
 
-    void get_remote_ip_and_port(std::string& ip, int& port) const override { address_of(m_c.fd, true, ip, port); }
-    void get_local_ip_and_port(std::string& ip, int& port) const override { address_of(m_c.fd, false, ip, port); }
+    void get_remote_ip_and_port(std::string& ip, int& port) const override {
+        address_of(m_c.fd, true, ip, port);
+    }
+    void get_local_ip_and_port(std::string& ip, int& port) const override {
+        address_of(m_c.fd, false, ip, port);
+    }
     socket_t socket() const override { return m_c.fd; }
 
-private:
+  private:
     Clock::duration read_budget() const {
         Clock::duration budget = m_s.read_timeout;
         if (m_deadline) budget = std::min<Clock::duration>(budget, *m_deadline - Clock::now());
@@ -200,12 +208,12 @@ private:
 // httplib's accept loop hands each new socket to its task queue; this one runs the hand-over
 // (GatedServer::process_and_close_socket, which only registers the connection) on the accept thread.
 class InlineQueue final : public httplib::TaskQueue {
-public:
+  public:
     explicit InlineQueue(std::function<void()> on_shutdown) : m_on_shutdown(std::move(on_shutdown)) {}
     void enqueue(std::function<void()> fn) override { fn(); }
     void shutdown() override { m_on_shutdown(); }
 
-private:
+  private:
     std::function<void()> m_on_shutdown;
 };
 
@@ -235,7 +243,8 @@ size_t request_bytes_needed(std::string_view head,
     size_t at = line_end == std::string_view::npos ? head.size() : line_end + 1;
     while (at < head.size()) {
         auto end = head.find('\n', at);
-        std::string_view h = head.substr(at, end == std::string_view::npos ? std::string_view::npos : end - at);
+        std::string_view h =
+            head.substr(at, end == std::string_view::npos ? std::string_view::npos : end - at);
         at = end == std::string_view::npos ? head.size() : end + 1;
         auto colon = h.find(':');
         if (colon == std::string_view::npos) continue;
@@ -265,7 +274,7 @@ struct GatedServer::Impl {
     int epoll_fd = -1;
     int wake_fd = -1;
 
-    mutable std::mutex mutex;  // guards everything below
+    mutable std::mutex mutex;                                // guards everything below
     std::unordered_map<int, std::unique_ptr<Conn>> waiting;  // in the gate, by fd
     std::deque<std::unique_ptr<Conn>> ready;                 // complete heads, for the workers
     std::condition_variable ready_cv;
@@ -299,7 +308,8 @@ struct GatedServer::Impl {
         if (started) return;
         started = true;
         gate = std::thread([this] { gate_loop(); });
-        for (int i = 0; i < std::max(1, settings.workers); ++i) workers.emplace_back([this] { worker_loop(); });
+        for (int i = 0; i < std::max(1, settings.workers); ++i)
+            workers.emplace_back([this] { worker_loop(); });
     }
 
     void shutdown() {
@@ -343,8 +353,9 @@ struct GatedServer::Impl {
         if (stopping || waiting.size() + ready.size() + serving >= settings.max_connections) {
             ++counts.refused_over_limit;
             close_conn(*c);
-            if (!stopping) spdlog::warn("closed a new connection: {} connections are open (max {})",
-                                        waiting.size() + ready.size() + serving, settings.max_connections);
+            if (!stopping)
+                spdlog::warn("closed a new connection: {} connections are open (max {})",
+                             waiting.size() + ready.size() + serving, settings.max_connections);
             return;
         }
         wait_locked(std::move(c));
@@ -429,8 +440,8 @@ struct GatedServer::Impl {
             it = waiting.erase(it);
         }
         if (slow_since_log > 0 && now - last_slow_log >= std::chrono::seconds(10)) {
-            spdlog::warn("closed {} connection(s) whose request headers were not complete within {} ms", slow_since_log,
-                         settings.header_timeout.count());
+            spdlog::warn("closed {} connection(s) whose request headers were not complete within {} ms",
+                         slow_since_log, settings.header_timeout.count());
             slow_since_log = 0;
             last_slow_log = now;
         }
@@ -477,7 +488,8 @@ struct GatedServer::Impl {
             }
             c->began = c->buffered() > 0;
             c->deadline = Clock::now() + (c->began ? settings.header_timeout : settings.keep_alive_timeout);
-            if (c->began && request_head_end(c->ahead.data() + c->ahead_pos, c->buffered()) != std::string::npos)
+            if (c->began &&
+                request_head_end(c->ahead.data() + c->ahead_pos, c->buffered()) != std::string::npos)
                 to_workers_locked(std::move(c));  // a pipelined request, already here
             else
                 wait_locked(std::move(c));
@@ -499,8 +511,9 @@ struct GatedServer::Impl {
         bool ok = owner.process_request(strm, stopping_now, closed_by_request, [&](httplib::Request& req) {
             // The head is parsed: a body of a route that is not an upload must arrive in time too.
             bool streamed = settings.is_streaming && settings.is_streaming(req.method, req.path);
-            strm.set_deadline(streamed ? std::nullopt
-                                       : std::optional<Clock::time_point>(Clock::now() + settings.body_timeout));
+            strm.set_deadline(streamed
+                                  ? std::nullopt
+                                  : std::optional<Clock::time_point>(Clock::now() + settings.body_timeout));
         });
         auto hooks = std::move(t_hooks);
         t_hooks = RequestHooks{};
@@ -519,9 +532,13 @@ struct GatedServer::Impl {
 
 namespace connection {
 
-bool peer_gone() { return t_hooks.conn && t_hooks.conn->fd >= 0 && peer_closed(t_hooks.conn->fd); }
+bool peer_gone() {
+    return t_hooks.conn && t_hooks.conn->fd >= 0 && peer_closed(t_hooks.conn->fd);
+}
 
-void close_after_answer() { t_hooks.close = true; }
+void close_after_answer() {
+    t_hooks.close = true;
+}
 
 void on_unanswered(std::function<void()> callback) {
     if (t_hooks.conn) t_hooks.unanswered.push_back(std::move(callback));
@@ -543,7 +560,9 @@ GatedServer::GatedServer(GateSettings settings) : m_impl(std::make_unique<Impl>(
     };
 }
 
-GatedServer::~GatedServer() { m_impl->shutdown(); }
+GatedServer::~GatedServer() {
+    m_impl->shutdown();
+}
 
 GateCounters GatedServer::counters() const {
     std::lock_guard lock(m_impl->mutex);

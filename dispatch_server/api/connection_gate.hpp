@@ -61,7 +61,7 @@ void on_unanswered(std::function<void()> callback);
 }  // namespace connection
 
 class GatedServer final : public httplib::Server {
-public:
+  public:
     explicit GatedServer(GateSettings settings);
     ~GatedServer() override;
 
@@ -69,7 +69,7 @@ public:
 
     struct Impl;
 
-private:
+  private:
     bool process_and_close_socket(socket_t sock) override;
     std::unique_ptr<Impl> m_impl;
 };

@@ -42,7 +42,8 @@ int percent_of(const JobRecord& job) {
 }  // namespace
 
 protocol::JobResource to_resource(const JobRecord& job, const std::string& owner_name,
-                                  std::optional<int64_t> queue_position, const std::vector<AttemptRecord>& attempts) {
+                                  std::optional<int64_t> queue_position,
+                                  const std::vector<AttemptRecord>& attempts) {
     protocol::JobResource r;
     r.job_id = job.id;
     r.state = job.state;
@@ -152,7 +153,8 @@ std::string to_sse(const JobEvent& event, const JobRecord& job) {
         protocol::StateEvent s;
         s.job_id = job.id;
         s.state = event.to_state;
-        s.progress_percent = event.to_state == JobState::Completed ? 100 : static_cast<int>(job.progress_percent);
+        s.progress_percent =
+            event.to_state == JobState::Completed ? 100 : static_cast<int>(job.progress_percent);
         s.message = non_empty(event.message);
         s.at = to_timestamp(event.at);
         data = protocol::to_json(s);
@@ -160,6 +162,8 @@ std::string to_sse(const JobEvent& event, const JobRecord& job) {
     return "id: " + std::to_string(event.id) + "\nevent: " + type + "\ndata: " + data.dump() + "\n\n";
 }
 
-std::string job_etag(const JobRecord& job) { return "\"" + job.id + "-" + std::to_string(job.version) + "\""; }
+std::string job_etag(const JobRecord& job) {
+    return "\"" + job.id + "-" + std::to_string(job.version) + "\"";
+}
 
 }  // namespace distconv::dispatch

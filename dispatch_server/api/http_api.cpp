@@ -2,8 +2,8 @@
 
 #include "common/fs.hpp"
 #include "common/logging.hpp"
-#include "common/time.hpp"
 #include "common/media/options.hpp"
+#include "common/time.hpp"
 #include "dispatch_server/api/connection_gate.hpp"
 #include "dispatch_server/api/encode.hpp"
 #include "dispatch_server/api/engine_api.hpp"
@@ -61,7 +61,9 @@ struct HttpApi::Impl {
     }
 
     explicit Impl(ApiServices services)
-        : s(services), server_ptr(make_server(services.config)), server(*server_ptr),
+        : s(services),
+          server_ptr(make_server(services.config)),
+          server(*server_ptr),
           budget(services.config.http_threads, services.config.http_reserve) {}
 
     // Every request gets an id (the client's X-Request-Id when sensible), echoed in the answer and
@@ -78,7 +80,10 @@ struct HttpApi::Impl {
         std::smatch m;
         if (std::regex_match(req.path, m, ids)) {
             std::string kind = m[1];
-            logging::set_context(kind == "jobs" ? "job_id" : kind == "engines" ? "engine_id" : "assignment_id", m[2]);
+            logging::set_context(kind == "jobs"      ? "job_id"
+                                 : kind == "engines" ? "engine_id"
+                                                     : "assignment_id",
+                                 m[2]);
         }
     }
 
@@ -94,8 +99,8 @@ struct HttpApi::Impl {
         uint64_t out = trace.bytes_sent + res.body.size();
         if (s.metrics) s.metrics->request_served(req.method, trace.route, res.status, seconds, in, out);
         auto level = res.status >= 500 ? spdlog::level::warn : spdlog::level::info;
-        spdlog::log(level, "{} {} -> {} in {:.1f} ms ({} bytes in, {} out) from {}", req.method, req.path, res.status,
-                    seconds * 1000.0, in, out, req.remote_addr);
+        spdlog::log(level, "{} {} -> {} in {:.1f} ms ({} bytes in, {} out) from {}", req.method, req.path,
+                    res.status, seconds * 1000.0, in, out, req.remote_addr);
         logging::clear_context();
         trace = RequestTrace{};
     }
@@ -111,7 +116,9 @@ struct HttpApi::Impl {
         auto view = s.jobs.view(job, true);
         if (!view) return send_error(res, view.error());
         res.set_header("ETag", job_etag(job));
-        send_json(res, status, protocol::to_json(to_resource(job, view->owner_name, view->queue_position, view->attempts)));
+        send_json(
+            res, status,
+            protocol::to_json(to_resource(job, view->owner_name, view->queue_position, view->attempts)));
     }
 
     Result<std::optional<std::string>> idempotency_key(const httplib::Request& req) {
@@ -119,7 +126,9 @@ struct HttpApi::Impl {
         std::string key = req.get_header_value("Idempotency-Key");
         bool ok = !key.empty() && key.size() <= 200;
         for (unsigned char c : key) ok = ok && c > 0x20 && c < 0x7f;
-        if (!ok) return Error::invalid("Idempotency-Key", "Idempotency-Key must be 1-200 visible ASCII characters");
+        if (!ok)
+            return Error::invalid("Idempotency-Key",
+                                  "Idempotency-Key must be 1-200 visible ASCII characters");
         return std::optional<std::string>(key);
     }
 
@@ -130,10 +139,12 @@ struct HttpApi::Impl {
             auto value = req.get_header_value("Content-Length", i);
             if (!parse_u64(value)) return Error::invalid("Content-Length", "Content-Length is not a number");
             if (value != req.get_header_value("Content-Length", 0))
-                return Error::invalid("Content-Length", "the request has several different Content-Length headers");
+                return Error::invalid("Content-Length",
+                                      "the request has several different Content-Length headers");
         }
         if (lengths > 0 && req.has_header("Transfer-Encoding"))
-            return Error::invalid("Content-Length", "send Content-Length or Transfer-Encoding: chunked, not both");
+            return Error::invalid("Content-Length",
+                                  "send Content-Length or Transfer-Encoding: chunked, not both");
         return {};
     }
 
@@ -156,11 +167,13 @@ struct HttpApi::Impl {
             // A request with neither Content-Length nor Transfer-Encoding has no body (RFC 9112 6.3), but
             // httplib would read one until the client closes: `curl -X POST` with no data would hang until
             // the read timeout. Say so explicitly, so the body is read as empty at once.
-            if ((req.method == "POST" || req.method == "PUT" || req.method == "DELETE" || req.method == "PATCH") &&
+            if ((req.method == "POST" || req.method == "PUT" || req.method == "DELETE" ||
+                 req.method == "PATCH") &&
                 !req.has_header("Content-Length") && !req.has_header("Transfer-Encoding"))
                 const_cast<httplib::Request&>(req).headers.emplace("Content-Length", "0");
-            if (!router.is_streaming(req.method, req.path) && (req.method == "POST" || req.method == "PUT" || req.method == "DELETE" ||
-                                             req.method == "PATCH")) {
+            if (!router.is_streaming(req.method, req.path) &&
+                (req.method == "POST" || req.method == "PUT" || req.method == "DELETE" ||
+                 req.method == "PATCH")) {
                 if (req.has_header("Content-Length")) {
                     auto len = parse_u64(req.get_header_value("Content-Length"));
                     if (*len > k_max_json_body) {
@@ -170,8 +183,9 @@ struct HttpApi::Impl {
                     }
                 } else if (req.has_header("Transfer-Encoding")) {
                     close_after_answer(req, res);
-                    send_error(res, Error::invalid("Content-Length",
-                                                   "send a Content-Length: chunked bodies are for uploads only"));
+                    send_error(res,
+                               Error::invalid("Content-Length",
+                                              "send a Content-Length: chunked bodies are for uploads only"));
                     return httplib::Server::HandlerResponse::Handled;
                 }
             }
@@ -182,8 +196,8 @@ struct HttpApi::Impl {
             if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;  // already an envelope
             // A refused request's body may be unread: end the connection rather than parse it as a request.
             // So is a request httplib could not parse (bad request line, headers too large).
-            if (req.has_header("Content-Length") || req.has_header("Transfer-Encoding") || res.status == 400 ||
-                res.status == 413 || res.status == 414 || res.status == 431)
+            if (req.has_header("Content-Length") || req.has_header("Transfer-Encoding") ||
+                res.status == 400 || res.status == 413 || res.status == 414 || res.status == 431)
                 close_after_answer(req, res);
             if (res.status == 404 || res.status == 400) {
                 auto allowed = router.methods_for(req.path);
@@ -195,74 +209,91 @@ struct HttpApi::Impl {
                     for (const auto& m : allowed) allow += (allow.empty() ? "" : ", ") + m;
                     if (std::find(allowed.begin(), allowed.end(), "GET") != allowed.end()) allow += ", HEAD";
                     res.set_header("Allow", allow);
-                    send_error(res, Error(ErrorCode::MethodNotAllowed, req.method + " is not allowed here; use " + allow));
+                    send_error(res, Error(ErrorCode::MethodNotAllowed,
+                                          req.method + " is not allowed here; use " + allow));
                     return httplib::Server::HandlerResponse::Handled;
                 }
             }
             send_error(res, error_for_status(res.status));
             return httplib::Server::HandlerResponse::Handled;
         }));
-        server.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
-            std::string what = "unknown";
-            try {
-                std::rethrow_exception(ep);
-            } catch (const std::exception& e) {
-                what = e.what();
-            } catch (...) {
-            }
-            spdlog::error("unhandled exception in {} {}: {}", req.method, req.path, what);
-            send_error(res, Error(ErrorCode::Internal, "internal error"));
-        });
-        server.set_logger([this](const httplib::Request& req, const httplib::Response& res) { end_request(req, res); });
+        server.set_exception_handler(
+            [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+                std::string what = "unknown";
+                try {
+                    std::rethrow_exception(ep);
+                } catch (const std::exception& e) {
+                    what = e.what();
+                } catch (...) {
+                }
+                spdlog::error("unhandled exception in {} {}: {}", req.method, req.path, what);
+                send_error(res, Error(ErrorCode::Internal, "internal error"));
+            });
+        server.set_logger(
+            [this](const httplib::Request& req, const httplib::Response& res) { end_request(req, res); });
 
         if (s.engines) install_engine_routes(router, s.auth, *s.engines, budget, s.config.max_claims_per_key);
         router.add("GET", "/healthz", [](const httplib::Request&, httplib::Response& res) {
             send_json(res, 200, {{"status", "ok"}});
         });
-        router.add("GET", "/readyz", [this](const httplib::Request&, httplib::Response& res) { readyz(res); });
-        router.add("GET", "/metrics", [this](const httplib::Request&, httplib::Response& res) { metrics(res); });
+        router.add("GET", "/readyz",
+                   [this](const httplib::Request&, httplib::Response& res) { readyz(res); });
+        router.add("GET", "/metrics",
+                   [this](const httplib::Request&, httplib::Response& res) { metrics(res); });
 
         router.add_streaming("POST", "/api/v1/jobs",
-                      [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
-                          submit(req, res, reader);
-                          // Errors may come before the body was read (401, 507...): do not reuse the connection.
-                          if (res.status >= 400) close_after_answer(req, res);
-                      });
-        router.add("GET", "/api/v1/jobs", [this](const httplib::Request& req, httplib::Response& res) { list(req, res); });
-        router.add("GET", "/api/v1/jobs/" + k_id, [this](const httplib::Request& req, httplib::Response& res) {
-            get_job(req, res, req.matches[1]);
-        });
-        router.add("DELETE", "/api/v1/jobs/" + k_id, [this](const httplib::Request& req, httplib::Response& res) {
-            cancel(req, res, req.matches[1]);
-        });
-        router.add("GET", "/api/v1/jobs/" + k_id + "/status", [this](const httplib::Request& req, httplib::Response& res) {
-            status(req, res, req.matches[1]);
-        });
-        router.add("GET", "/api/v1/jobs/" + k_id + "/events", [this](const httplib::Request& req, httplib::Response& res) {
-            events(req, res, req.matches[1]);
-        });
-        router.add("POST", "/api/v1/jobs/" + k_id + "/retry", [this](const httplib::Request& req, httplib::Response& res) {
-            retry(req, res, req.matches[1]);
-        });
-        router.add("GET", "/api/v1/jobs/" + k_id + "/source", [this](const httplib::Request& req, httplib::Response& res) {
-            source_status(req, res, req.matches[1]);
-        });
+                             [this](const httplib::Request& req, httplib::Response& res,
+                                    const httplib::ContentReader& reader) {
+                                 submit(req, res, reader);
+                                 // Errors may come before the body was read (401, 507...): do not reuse the
+                                 // connection.
+                                 if (res.status >= 400) close_after_answer(req, res);
+                             });
+        router.add("GET", "/api/v1/jobs",
+                   [this](const httplib::Request& req, httplib::Response& res) { list(req, res); });
+        router.add("GET", "/api/v1/jobs/" + k_id,
+                   [this](const httplib::Request& req, httplib::Response& res) {
+                       get_job(req, res, req.matches[1]);
+                   });
+        router.add("DELETE", "/api/v1/jobs/" + k_id,
+                   [this](const httplib::Request& req, httplib::Response& res) {
+                       cancel(req, res, req.matches[1]);
+                   });
+        router.add("GET", "/api/v1/jobs/" + k_id + "/status",
+                   [this](const httplib::Request& req, httplib::Response& res) {
+                       status(req, res, req.matches[1]);
+                   });
+        router.add("GET", "/api/v1/jobs/" + k_id + "/events",
+                   [this](const httplib::Request& req, httplib::Response& res) {
+                       events(req, res, req.matches[1]);
+                   });
+        router.add(
+            "POST", "/api/v1/jobs/" + k_id + "/retry",
+            [this](const httplib::Request& req, httplib::Response& res) { retry(req, res, req.matches[1]); });
+        router.add("GET", "/api/v1/jobs/" + k_id + "/source",
+                   [this](const httplib::Request& req, httplib::Response& res) {
+                       source_status(req, res, req.matches[1]);
+                   });
         router.add_streaming("PUT", "/api/v1/jobs/" + k_id + "/source",
-                      [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
-                          upload_source(req, res, reader, req.matches[1]);
-                          if (res.status >= 400) close_after_answer(req, res);
-                      });
-        router.add("GET", "/api/v1/jobs/" + k_id + "/result", [this](const httplib::Request& req, httplib::Response& res) {
-            result(req, res, req.matches[1]);
-        });
+                             [this](const httplib::Request& req, httplib::Response& res,
+                                    const httplib::ContentReader& reader) {
+                                 upload_source(req, res, reader, req.matches[1]);
+                                 if (res.status >= 400) close_after_answer(req, res);
+                             });
+        router.add("GET", "/api/v1/jobs/" + k_id + "/result",
+                   [this](const httplib::Request& req, httplib::Response& res) {
+                       result(req, res, req.matches[1]);
+                   });
         router.add("GET", "/api/v1/presets", [this](const httplib::Request& req, httplib::Response& res) {
             if (!user(req, res)) return;
             std::vector<protocol::Preset> items;
             for (const auto& p : media::builtin_presets()) items.push_back(protocol::preset_from(p));
             send_json(res, 200, protocol::items_to_json(items));
         });
-        router.add("GET", "/api/v1/pools", [this](const httplib::Request& req, httplib::Response& res) { pools(req, res); });
-        router.add("POST", "/api/v1/keys", [this](const httplib::Request& req, httplib::Response& res) { create_key(req, res); });
+        router.add("GET", "/api/v1/pools",
+                   [this](const httplib::Request& req, httplib::Response& res) { pools(req, res); });
+        router.add("POST", "/api/v1/keys",
+                   [this](const httplib::Request& req, httplib::Response& res) { create_key(req, res); });
         router.add("GET", "/api/v1/keys", [this](const httplib::Request& req, httplib::Response& res) {
             if (!admin(req, res)) return;
             auto keys = s.auth.list_keys(req.get_param_value("all") == "true");
@@ -271,12 +302,13 @@ struct HttpApi::Impl {
             for (const auto& k : *keys) items.push_back(AuthService::info(k));
             send_json(res, 200, protocol::items_to_json(items));
         });
-        router.add("DELETE", "/api/v1/keys/" + k_id, [this](const httplib::Request& req, httplib::Response& res) {
-            if (!admin(req, res)) return;
-            auto r = s.auth.revoke_key(req.matches[1]);
-            if (!r) return send_error(res, r.error());
-            send_json(res, 200, protocol::to_json(AuthService::info(*r)));
-        });
+        router.add("DELETE", "/api/v1/keys/" + k_id,
+                   [this](const httplib::Request& req, httplib::Response& res) {
+                       if (!admin(req, res)) return;
+                       auto r = s.auth.revoke_key(req.matches[1]);
+                       if (!r) return send_error(res, r.error());
+                       send_json(res, 200, protocol::to_json(AuthService::info(*r)));
+                   });
     }
 
     // Prometheus text format 0.0.4: gauges read from the store now, counters and histograms kept in memory.
@@ -285,12 +317,14 @@ struct HttpApi::Impl {
         if (!g) return send_error(res, g.error());  // a scrape that fails is a gap, never a wrong zero
         if (auto* gated = dynamic_cast<GatedServer*>(&server)) {
             auto c = gated->counters();
-            g->connections = ConnectionGauges{static_cast<int64_t>(c.waiting), static_cast<int64_t>(c.serving),
-                                              c.slow_headers_closed, c.slow_bodies_closed, c.refused_over_limit};
+            g->connections =
+                ConnectionGauges{static_cast<int64_t>(c.waiting), static_cast<int64_t>(c.serving),
+                                 c.slow_headers_closed, c.slow_bodies_closed, c.refused_over_limit};
         }
         static const Metrics empty;
         res.status = 200;
-        res.set_content((s.metrics ? *s.metrics : empty).render(*g), "text/plain; version=0.0.4; charset=utf-8");
+        res.set_content((s.metrics ? *s.metrics : empty).render(*g),
+                        "text/plain; version=0.0.4; charset=utf-8");
     }
 
     void readyz(httplib::Response& res) {
@@ -324,7 +358,8 @@ struct HttpApi::Impl {
                 body.append(data, len);
                 return true;
             });
-            if (too_big) return send_error(res, Error(ErrorCode::FileTooLarge, "JSON bodies are limited to 1 MiB"));
+            if (too_big)
+                return send_error(res, Error(ErrorCode::FileTooLarge, "JSON bodies are limited to 1 MiB"));
             if (!ok) return send_error(res, Error::invalid("body", "the request body was cut off"));
             auto json = parse_json_body(body);
             if (!json) return send_error(res, json.error());
@@ -346,11 +381,12 @@ struct HttpApi::Impl {
                                        const Principal& who, const std::optional<std::string>& idem) {
         auto length = parse_u64(req.get_header_value("Content-Length"));
         if (!length)
-            return Error::invalid("Content-Length", "a multipart submit needs a Content-Length (space is reserved first)");
+            return Error::invalid("Content-Length",
+                                  "a multipart submit needs a Content-Length (space is reserved first)");
         if (*length > s.config.max_upload_bytes + k_max_json_body)
             return Error(ErrorCode::FileTooLarge,
-                         "the upload is larger than this server accepts (" + std::to_string(s.config.max_upload_bytes) +
-                             " bytes)",
+                         "the upload is larger than this server accepts (" +
+                             std::to_string(s.config.max_upload_bytes) + " bytes)",
                          {{"max_bytes", s.config.max_upload_bytes}});
         auto target = s.jobs.reserve_multipart(who, *length);
         if (!target) return target.error();
@@ -389,7 +425,8 @@ struct HttpApi::Impl {
                     return false;
                 }
                 if (job_text.size() + len > k_max_json_body) {
-                    problem = Error(ErrorCode::FileTooLarge, "the 'job' part is limited to 1 MiB", {{"field", "job"}});
+                    problem = Error(ErrorCode::FileTooLarge, "the 'job' part is limited to 1 MiB",
+                                    {{"field", "job"}});
                     return false;
                 }
                 job_text.append(data, len);
@@ -401,13 +438,15 @@ struct HttpApi::Impl {
             return e;
         };
         if (problem) return discard(*problem);
-        if (!ok) return discard(Error::invalid("multipart", "the multipart body is malformed or was cut off"));
+        if (!ok)
+            return discard(Error::invalid("multipart", "the multipart body is malformed or was cut off"));
         if (!finished) return discard(finished.error());
         if (!have_job) return discard(Error::invalid("job", "the 'job' part (JSON options) is missing"));
         if (!have_file) return discard(Error::invalid("file", "the 'file' part (the media) is missing"));
         auto json = parse_json_body(job_text, "job");
         if (!json) return discard(json.error());
-        return s.jobs.submit_multipart(who, *json, target->incoming, sink.position(), filename, idem, sink.sha256());
+        return s.jobs.submit_multipart(who, *json, target->incoming, sink.position(), filename, idem,
+                                       sink.sha256());
     }
 
     void list(const httplib::Request& req, httplib::Response& res) {
@@ -420,7 +459,8 @@ struct HttpApi::Impl {
             size_t start = 0;
             while (start <= list.size()) {
                 size_t comma = list.find(',', start);
-                std::string name = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+                std::string name =
+                    list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
                 auto st = protocol::parse_job_state(name);
                 if (!st) return send_error(res, Error::invalid("state", "unknown state '" + name + "'"));
                 q.states.push_back(*st);
@@ -431,7 +471,9 @@ struct HttpApi::Impl {
         if (req.has_param("limit")) {
             auto limit = parse_u64(req.get_param_value("limit"));
             if (!limit || *limit < 1 || *limit > static_cast<uint64_t>(protocol::k_max_list_limit))
-                return send_error(res, Error::invalid("limit", "limit must be 1.." + std::to_string(protocol::k_max_list_limit)));
+                return send_error(
+                    res, Error::invalid("limit",
+                                        "limit must be 1.." + std::to_string(protocol::k_max_list_limit)));
             q.limit = static_cast<int>(*limit);
         } else {
             q.limit = protocol::k_default_list_limit;
@@ -439,11 +481,13 @@ struct HttpApi::Impl {
         if (req.has_param("cursor")) {
             std::string cursor = req.get_param_value("cursor");
             static const std::regex k_cursor("^[0-9A-Z]{26}$");
-            if (!std::regex_match(cursor, k_cursor)) return send_error(res, Error::invalid("cursor", "the cursor is not valid"));
+            if (!std::regex_match(cursor, k_cursor))
+                return send_error(res, Error::invalid("cursor", "the cursor is not valid"));
             q.cursor = cursor;
         }
         bool all = req.get_param_value("all") == "true";
-        if (all && !who->is_admin()) return send_error(res, Error(ErrorCode::Forbidden, "all=true needs an admin key"));
+        if (all && !who->is_admin())
+            return send_error(res, Error(ErrorCode::Forbidden, "all=true needs an admin key"));
         auto page = s.jobs.list(*who, q, all);
         if (!page) return send_error(res, page.error());
         protocol::JobList out;
@@ -513,44 +557,49 @@ struct HttpApi::Impl {
             close_after_answer(req, res);  // a refused caller does not keep a worker with its connection
             return send_error(res, slot.error());
         }
-        const auto ends_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(s.config.event_stream_max_ms);
+        const auto ends_at =
+            std::chrono::steady_clock::now() + std::chrono::milliseconds(s.config.event_stream_max_ms);
         int64_t after = 0;
-        if (req.has_header("Last-Event-ID")) after = static_cast<int64_t>(parse_u64(req.get_header_value("Last-Event-ID")).value_or(0));
+        if (req.has_header("Last-Event-ID"))
+            after = static_cast<int64_t>(parse_u64(req.get_header_value("Last-Event-ID")).value_or(0));
         res.set_header("Cache-Control", "no-cache");
         res.set_header("X-Accel-Buffering", "no");
         auto last = std::make_shared<int64_t>(after);
-        res.set_chunked_content_provider("text/event-stream", [this, id, last, slot = *slot, ends_at](
-                                                                  size_t, httplib::DataSink& sink) {
-            while (true) {
-                uint64_t gen = s.notifier.generation();
-                // A read that fails ends the stream; the client resumes with Last-Event-ID.
-                auto current = s.jobs.current(id);
-                auto events = s.jobs.events(id, *last);
-                if (!current || !events) {
-                    sink.done();
-                    return true;
+        res.set_chunked_content_provider(
+            "text/event-stream", [this, id, last, slot = *slot, ends_at](size_t, httplib::DataSink& sink) {
+                while (true) {
+                    uint64_t gen = s.notifier.generation();
+                    // A read that fails ends the stream; the client resumes with Last-Event-ID.
+                    auto current = s.jobs.current(id);
+                    auto events = s.jobs.events(id, *last);
+                    if (!current || !events) {
+                        sink.done();
+                        return true;
+                    }
+                    for (const auto& ev : *events) {
+                        std::string msg = to_sse(ev, *current);
+                        if (!sink.write(msg.data(), msg.size())) return false;
+                        *last = ev.id;
+                    }
+                    // A stream ends when its job does, when the server stops, or at --event-stream-max (a job
+                    // that never runs must not hold a worker for ever): the client resumes with
+                    // Last-Event-ID.
+                    if (protocol::is_terminal(current->state) || stopping || s.notifier.closed() ||
+                        std::chrono::steady_clock::now() >= ends_at) {
+                        sink.done();
+                        return true;
+                    }
+                    auto wait = std::min<std::chrono::steady_clock::duration>(
+                        std::chrono::seconds(5),
+                        std::max<std::chrono::steady_clock::duration>(
+                            ends_at - std::chrono::steady_clock::now(), std::chrono::milliseconds(1)));
+                    if (s.notifier.wait_for_change(
+                            gen, std::chrono::duration_cast<std::chrono::milliseconds>(wait)) == gen) {
+                        static const std::string k_ping = ": keep-alive\n\n";
+                        if (!sink.write(k_ping.data(), k_ping.size())) return false;
+                    }
                 }
-                for (const auto& ev : *events) {
-                    std::string msg = to_sse(ev, *current);
-                    if (!sink.write(msg.data(), msg.size())) return false;
-                    *last = ev.id;
-                }
-                // A stream ends when its job does, when the server stops, or at --event-stream-max (a job
-                // that never runs must not hold a worker for ever): the client resumes with Last-Event-ID.
-                if (protocol::is_terminal(current->state) || stopping || s.notifier.closed() ||
-                    std::chrono::steady_clock::now() >= ends_at) {
-                    sink.done();
-                    return true;
-                }
-                auto wait = std::min<std::chrono::steady_clock::duration>(
-                    std::chrono::seconds(5), std::max<std::chrono::steady_clock::duration>(
-                                                  ends_at - std::chrono::steady_clock::now(), std::chrono::milliseconds(1)));
-                if (s.notifier.wait_for_change(gen, std::chrono::duration_cast<std::chrono::milliseconds>(wait)) == gen) {
-                    static const std::string k_ping = ": keep-alive\n\n";
-                    if (!sink.write(k_ping.data(), k_ping.size())) return false;
-                }
-            }
-        });
+            });
     }
 
     void source_status(const httplib::Request& req, httplib::Response& res, const std::string& id) {
@@ -567,12 +616,13 @@ struct HttpApi::Impl {
         st.complete = job->state != JobState::AwaitingUpload;
         st.state = job->state;
         res.set_header(std::string(protocol::k_upload_offset_header), std::to_string(*offset));
-        if (job->source_size) res.set_header(std::string(protocol::k_upload_length_header), std::to_string(*job->source_size));
+        if (job->source_size)
+            res.set_header(std::string(protocol::k_upload_length_header), std::to_string(*job->source_size));
         send_json(res, 200, protocol::to_json(st));
     }
 
-    void upload_source(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader,
-                       const std::string& id) {
+    void upload_source(const httplib::Request& req, httplib::Response& res,
+                       const httplib::ContentReader& reader, const std::string& id) {
         auto who = user(req, res);
         if (!who) return;
         // Every answer carries Upload-Offset (the spec), refusals too, so a client can resync.
@@ -591,7 +641,8 @@ struct HttpApi::Impl {
         uint64_t start = *range ? (*range)->first : 0;
         if (*range && length && (*range)->last - (*range)->first + 1 != *length)
             return refuse(Error::invalid("Content-Range", "Content-Range does not match Content-Length"));
-        auto plan = s.jobs.begin_source_upload(*who, id, start, length, *range ? (*range)->total : std::nullopt);
+        auto plan =
+            s.jobs.begin_source_upload(*who, id, start, length, *range ? (*range)->total : std::nullopt);
         if (!plan) return refuse(plan.error());
         FileSink sink;
         if (auto st = sink.open(plan->part_path, plan->offset); !st) {
@@ -607,7 +658,8 @@ struct HttpApi::Impl {
         bool complete_request = ok && !sink.error() && finished.ok();
         auto job = s.jobs.end_source_upload(id, sink.position(), complete_request, sink.sha256());
         res.set_header(std::string(protocol::k_upload_offset_header), std::to_string(sink.position()));
-        if (auto outcome = upload_outcome(sink, ok, finished); !outcome) return send_error(res, outcome.error());
+        if (auto outcome = upload_outcome(sink, ok, finished); !outcome)
+            return send_error(res, outcome.error());
         if (!job) return send_error(res, job.error());
         protocol::UploadStatus st;
         st.job_id = id;
@@ -669,18 +721,22 @@ struct HttpApi::Impl {
 
 HttpApi::HttpApi(ApiServices services) : m_impl(std::make_unique<Impl>(services)) {
     m_impl->server.set_tcp_nodelay(true);
-    m_impl->server.set_payload_max_length(static_cast<size_t>(services.config.max_upload_bytes + k_max_json_body));
+    m_impl->server.set_payload_max_length(
+        static_cast<size_t>(services.config.max_upload_bytes + k_max_json_body));
     m_impl->server.set_read_timeout(std::chrono::seconds(60));
     m_impl->server.set_write_timeout(std::chrono::seconds(60));
     if (services.config.tls_cert.empty()) {
         // What the Keep-Alive header tells clients; the gate keeps these limits itself.
-        m_impl->server.set_keep_alive_timeout(std::max<time_t>(1, services.config.keep_alive_timeout_ms / 1000));
+        m_impl->server.set_keep_alive_timeout(
+            std::max<time_t>(1, services.config.keep_alive_timeout_ms / 1000));
         m_impl->server.set_keep_alive_max_count(1000000);
     }
     m_impl->install();
 }
 
-HttpApi::~HttpApi() { stop(); }
+HttpApi::~HttpApi() {
+    stop();
+}
 
 Result<int> HttpApi::bind(const std::string& host, int port) {
     if (!m_impl->server.is_valid()) {
@@ -690,12 +746,16 @@ Result<int> HttpApi::bind(const std::string& host, int port) {
                          "': both must be PEM files, readable, and the key must belong to the certificate",
                      {{"field", "tls-cert"}});
     }
-    int bound = port == 0 ? m_impl->server.bind_to_any_port(host) : (m_impl->server.bind_to_port(host, port) ? port : -1);
-    if (bound <= 0) return Error(ErrorCode::Unavailable, "cannot listen on " + host + ":" + std::to_string(port));
+    int bound = port == 0 ? m_impl->server.bind_to_any_port(host)
+                          : (m_impl->server.bind_to_port(host, port) ? port : -1);
+    if (bound <= 0)
+        return Error(ErrorCode::Unavailable, "cannot listen on " + host + ":" + std::to_string(port));
     return bound;
 }
 
-void HttpApi::serve() { m_impl->server.listen_after_bind(); }
+void HttpApi::serve() {
+    m_impl->server.listen_after_bind();
+}
 
 void HttpApi::stop() {
     m_impl->stopping = true;
@@ -703,6 +763,8 @@ void HttpApi::stop() {
     m_impl->server.stop();
 }
 
-bool HttpApi::running() const { return m_impl->server.is_running(); }
+bool HttpApi::running() const {
+    return m_impl->server.is_running();
+}
 
 }  // namespace distconv::dispatch

@@ -27,7 +27,7 @@ struct ApiServices {
 };
 
 class HttpApi {
-public:
+  public:
     explicit HttpApi(ApiServices services);
     ~HttpApi();
     HttpApi(const HttpApi&) = delete;
@@ -42,7 +42,7 @@ public:
     void stop();
     bool running() const;
 
-private:
+  private:
     struct Impl;
     std::unique_ptr<Impl> m_impl;
 };

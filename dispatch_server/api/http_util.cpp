@@ -12,7 +12,6 @@
 
 namespace distconv::dispatch::http_util {
 
-
 void send_json(httplib::Response& res, int status, const nlohmann::json& body) {
     res.status = status;
     res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), k_json);
@@ -34,16 +33,25 @@ void close_after_answer(const httplib::Request& req, httplib::Response& res) {
 
 Error error_for_status(int status) {
     switch (status) {
-        case 400: return Error(ErrorCode::InvalidArgument, "the request is malformed");
-        case 404: return Error(ErrorCode::NotFound, "no such endpoint");
-        case 413: return Error(ErrorCode::FileTooLarge, "the request body is too large");
-        case 414: return Error(ErrorCode::InvalidArgument, "the request URI is too long");
-        case 416: return Error(ErrorCode::RangeNotSatisfiable, "the requested range is not satisfiable");
-        case 431: return Error(ErrorCode::InvalidArgument, "the request headers are too large");
-        case 500: return Error(ErrorCode::Internal, "internal error");
-        case 503: return Error(ErrorCode::Unavailable, "the server is shutting down");
-        default: return Error(status >= 500 ? ErrorCode::Internal : ErrorCode::InvalidArgument,
-                              "HTTP " + std::to_string(status));
+        case 400:
+            return Error(ErrorCode::InvalidArgument, "the request is malformed");
+        case 404:
+            return Error(ErrorCode::NotFound, "no such endpoint");
+        case 413:
+            return Error(ErrorCode::FileTooLarge, "the request body is too large");
+        case 414:
+            return Error(ErrorCode::InvalidArgument, "the request URI is too long");
+        case 416:
+            return Error(ErrorCode::RangeNotSatisfiable, "the requested range is not satisfiable");
+        case 431:
+            return Error(ErrorCode::InvalidArgument, "the request headers are too large");
+        case 500:
+            return Error(ErrorCode::Internal, "internal error");
+        case 503:
+            return Error(ErrorCode::Unavailable, "the server is shutting down");
+        default:
+            return Error(status >= 500 ? ErrorCode::Internal : ErrorCode::InvalidArgument,
+                         "HTTP " + std::to_string(status));
     }
 }
 
@@ -62,22 +70,27 @@ Result<nlohmann::json> parse_json_body(std::string_view text, const std::string&
     bool in_string = false, escaped = false;
     for (char c : text) {
         if (in_string) {
-            if (escaped) escaped = false;
-            else if (c == '\\') escaped = true;
-            else if (c == '"') in_string = false;
+            if (escaped)
+                escaped = false;
+            else if (c == '\\')
+                escaped = true;
+            else if (c == '"')
+                in_string = false;
         } else if (c == '"') {
             in_string = true;
         } else if (c == '[' || c == '{') {
             if (++depth > k_max_json_depth)
                 return Error::invalid(field, (field == "body" ? "the body" : "the '" + field + "' part") +
-                                                 " is nested more than " + std::to_string(k_max_json_depth) + " levels deep");
+                                                 " is nested more than " + std::to_string(k_max_json_depth) +
+                                                 " levels deep");
         } else if (c == ']' || c == '}') {
             --depth;
         }
     }
     auto json = nlohmann::json::parse(text, nullptr, false);
     if (json.is_discarded())
-        return Error::invalid(field, (field == "body" ? "the body" : "the '" + field + "' part") + " is not valid JSON");
+        return Error::invalid(
+            field, (field == "body" ? "the body" : "the '" + field + "' part") + " is not valid JSON");
     return json;
 }
 
@@ -86,15 +99,18 @@ Result<std::optional<ContentRange>> parse_content_range(const std::string& heade
     static const std::regex k_re(R"(^bytes (\d+)-(\d+)/(\d+|\*)$)");
     std::smatch m;
     if (!std::regex_match(header, m, k_re))
-        return Error::invalid("Content-Range", "Content-Range must be 'bytes first-last/total' or 'bytes first-last/*'");
+        return Error::invalid("Content-Range",
+                              "Content-Range must be 'bytes first-last/total' or 'bytes first-last/*'");
     ContentRange r;
     auto a = parse_u64(m[1]), b = parse_u64(m[2]);
-    if (!a || !b || *b < *a) return Error::invalid("Content-Range", "Content-Range has an empty or reversed range");
+    if (!a || !b || *b < *a)
+        return Error::invalid("Content-Range", "Content-Range has an empty or reversed range");
     r.first = *a;
     r.last = *b;
     if (m[3] != "*") {
         r.total = parse_u64(m[3]);
-        if (!r.total || *r.total <= r.last) return Error::invalid("Content-Range", "Content-Range total is too small");
+        if (!r.total || *r.total <= r.last)
+            return Error::invalid("Content-Range", "Content-Range total is too small");
     }
     return std::optional<ContentRange>(r);
 }
@@ -103,9 +119,9 @@ std::string content_type_for(const std::string& filename) {
     auto dot = filename.rfind('.');
     std::string ext = dot == std::string::npos ? "" : filename.substr(dot + 1);
     static const std::map<std::string, std::string> k_types{
-        {"mp4", "video/mp4"},   {"mov", "video/quicktime"}, {"mkv", "video/x-matroska"}, {"webm", "video/webm"},
-        {"ts", "video/mp2t"},   {"m4a", "audio/mp4"},       {"mp3", "audio/mpeg"},       {"ogg", "audio/ogg"},
-        {"flac", "audio/flac"}};
+        {"mp4", "video/mp4"},   {"mov", "video/quicktime"}, {"mkv", "video/x-matroska"},
+        {"webm", "video/webm"}, {"ts", "video/mp2t"},       {"m4a", "audio/mp4"},
+        {"mp3", "audio/mpeg"},  {"ogg", "audio/ogg"},       {"flac", "audio/flac"}};
     auto it = k_types.find(ext);
     return it == k_types.end() ? "application/octet-stream" : it->second;
 }
@@ -128,8 +144,8 @@ std::string content_disposition(const std::string& filename) {
 
 namespace {
 // Streams [first, first+length) of a file to the client without loading it.
-void send_file_range(httplib::Response& res, const std::filesystem::path& path, uint64_t first, uint64_t length,
-                     const std::string& content_type) {
+void send_file_range(httplib::Response& res, const std::filesystem::path& path, uint64_t first,
+                     uint64_t length, const std::string& content_type) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         send_error(res, Error(ErrorCode::ResultGone, "the file is no longer stored"));
@@ -176,7 +192,8 @@ RequestTrace& current_request() {
 
 std::string request_id_for(const std::string& value) {
     bool ok = !value.empty() && value.size() <= 128;
-    for (unsigned char c : value) ok = ok && (std::isalnum(c) || c == '.' || c == '_' || c == ':' || c == '-');
+    for (unsigned char c : value)
+        ok = ok && (std::isalnum(c) || c == '.' || c == '_' || c == ':' || c == '-');
     return ok ? value : random_token(12);
 }
 
@@ -189,20 +206,26 @@ std::string Router::display_name(const std::string& pattern) {
 
 void Router::add(const std::string& method, const std::string& pattern, httplib::Server::Handler h) {
     m_routes.push_back({method, std::regex(pattern)});
-    auto handler = [name = display_name(pattern), h = std::move(h)](const httplib::Request& req, httplib::Response& res) {
+    auto handler = [name = display_name(pattern), h = std::move(h)](const httplib::Request& req,
+                                                                    httplib::Response& res) {
         current_request().route = name;
         h(req, res);
     };
-    if (method == "GET") m_server.Get(pattern, std::move(handler));
-    else if (method == "POST") m_server.Post(pattern, std::move(handler));
-    else if (method == "PUT") m_server.Put(pattern, std::move(handler));
-    else if (method == "DELETE") m_server.Delete(pattern, std::move(handler));
+    if (method == "GET")
+        m_server.Get(pattern, std::move(handler));
+    else if (method == "POST")
+        m_server.Post(pattern, std::move(handler));
+    else if (method == "PUT")
+        m_server.Put(pattern, std::move(handler));
+    else if (method == "DELETE")
+        m_server.Delete(pattern, std::move(handler));
 }
 
 void Router::add_streaming(const std::string& method, const std::string& pattern,
                            httplib::Server::HandlerWithContentReader h) {
     m_routes.push_back({method, std::regex(pattern)});
-    auto handler = [name = display_name(pattern), h = std::move(h)](const httplib::Request& req, httplib::Response& res,
+    auto handler = [name = display_name(pattern), h = std::move(h)](const httplib::Request& req,
+                                                                    httplib::Response& res,
                                                                     const httplib::ContentReader& reader) {
         auto& trace = current_request();
         trace.route = name;
@@ -220,8 +243,10 @@ void Router::add_streaming(const std::string& method, const std::string& pattern
         h(req, res, counted);
     };
     m_streaming.push_back({method, std::regex(pattern)});
-    if (method == "POST") m_server.Post(pattern, std::move(handler));
-    else if (method == "PUT") m_server.Put(pattern, std::move(handler));
+    if (method == "POST")
+        m_server.Post(pattern, std::move(handler));
+    else if (method == "PUT")
+        m_server.Put(pattern, std::move(handler));
 }
 
 std::vector<std::string> Router::methods_for(const std::string& path) const {

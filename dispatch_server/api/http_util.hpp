@@ -42,7 +42,6 @@ std::optional<uint64_t> parse_u64(const std::string& s);
 constexpr int k_max_json_depth = 64;
 Result<nlohmann::json> parse_json_body(std::string_view text, const std::string& field = "body");
 
-
 struct ContentRange {
     uint64_t first = 0, last = 0;
     std::optional<uint64_t> total;
@@ -78,7 +77,7 @@ std::string request_id_for(const std::string& header_value);
 
 // Records the route name for metrics and logs, and counts streamed upload bytes.
 class Router {
-public:
+  public:
     explicit Router(httplib::Server& server) : m_server(server) {}
     void add(const std::string& method, const std::string& pattern, httplib::Server::Handler handler);
     void add_streaming(const std::string& method, const std::string& pattern,
@@ -86,7 +85,7 @@ public:
     std::vector<std::string> methods_for(const std::string& path) const;
     bool is_streaming(const std::string& method, const std::string& path) const;
 
-private:
+  private:
     struct Route {
         std::string method;
         std::regex pattern;

@@ -56,10 +56,14 @@ std::string escape_label_value(std::string_view value) {
     std::string out;
     out.reserve(value.size());
     for (char c : value) {
-        if (c == '\\') out += "\\\\";
-        else if (c == '"') out += "\\\"";
-        else if (c == '\n') out += "\\n";
-        else out += c;
+        if (c == '\\')
+            out += "\\\\";
+        else if (c == '"')
+            out += "\\\"";
+        else if (c == '\n')
+            out += "\\n";
+        else
+            out += c;
     }
     return out;
 }
@@ -71,7 +75,8 @@ Histogram::Histogram(std::vector<double> upper_bounds) : m_bounds(std::move(uppe
 
 void Histogram::observe(double value) {
     if (std::isnan(value)) return;
-    size_t i = static_cast<size_t>(std::lower_bound(m_bounds.begin(), m_bounds.end(), value) - m_bounds.begin());
+    size_t i =
+        static_cast<size_t>(std::lower_bound(m_bounds.begin(), m_bounds.end(), value) - m_bounds.begin());
     std::lock_guard lock(m_mutex);
     ++m_counts[i];
     m_sum += value;
@@ -115,7 +120,8 @@ std::string Metrics::render(const MetricGauges& g) const {
     std::string out;
     out.reserve(8192);
     header(out, "distconv_jobs", "gauge", "Jobs by state.");
-    for (const auto& [state, n] : g.jobs_by_state) sample(out, "distconv_jobs", label("state", state), std::to_string(n));
+    for (const auto& [state, n] : g.jobs_by_state)
+        sample(out, "distconv_jobs", label("state", state), std::to_string(n));
     header(out, "distconv_queue_depth", "gauge", "Jobs waiting for an engine.");
     sample(out, "distconv_queue_depth", "", std::to_string(g.queue_depth));
     header(out, "distconv_engines", "gauge", "Engines by state.");
@@ -130,15 +136,18 @@ std::string Metrics::render(const MetricGauges& g) const {
     sample(out, "distconv_lease_expiries_total", "", std::to_string(m_lease_expiries.load()));
     header(out, "distconv_engines_offline_total", "counter", "Engines marked offline after going silent.");
     sample(out, "distconv_engines_offline_total", "", std::to_string(m_engines_offline.load()));
-    header(out, "distconv_job_retries_total", "counter", "Jobs requeued after a transient failure or a lost engine.");
+    header(out, "distconv_job_retries_total", "counter",
+           "Jobs requeued after a transient failure or a lost engine.");
     sample(out, "distconv_job_retries_total", "", std::to_string(m_retries.load()));
-    histogram(out, "distconv_job_duration_seconds", "Run time of the attempt that completed a job (claim to complete).",
-              m_job_seconds);
+    histogram(out, "distconv_job_duration_seconds",
+              "Run time of the attempt that completed a job (claim to complete).", m_job_seconds);
     histogram(out, "distconv_queue_wait_seconds", "Time a job waited queued before an engine received it.",
               m_queue_wait_seconds);
-    header(out, "distconv_bytes_received_total", "counter", "HTTP request body bytes received (uploads included).");
+    header(out, "distconv_bytes_received_total", "counter",
+           "HTTP request body bytes received (uploads included).");
     sample(out, "distconv_bytes_received_total", "", std::to_string(m_bytes_received.load()));
-    header(out, "distconv_bytes_sent_total", "counter", "HTTP response body bytes sent (downloads included).");
+    header(out, "distconv_bytes_sent_total", "counter",
+           "HTTP response body bytes sent (downloads included).");
     sample(out, "distconv_bytes_sent_total", "", std::to_string(m_bytes_sent.load()));
     {
         header(out, "distconv_http_requests_total", "counter", "HTTP requests by method, route and status.");
@@ -149,16 +158,18 @@ std::string Metrics::render(const MetricGauges& g) const {
                        label("status", std::to_string(key.status)),
                    std::to_string(n));
     }
-    histogram(out, "distconv_http_request_duration_seconds", "HTTP request latency (headers in to answer written).",
-              m_request_seconds);
+    histogram(out, "distconv_http_request_duration_seconds",
+              "HTTP request latency (headers in to answer written).", m_request_seconds);
     if (g.connections) {
         const auto& c = *g.connections;
-        header(out, "distconv_http_connections", "gauge", "Open client connections: waiting for a request, or being served.");
+        header(out, "distconv_http_connections", "gauge",
+               "Open client connections: waiting for a request, or being served.");
         sample(out, "distconv_http_connections", label("state", "waiting"), std::to_string(c.waiting));
         sample(out, "distconv_http_connections", label("state", "serving"), std::to_string(c.serving));
-        header(out, "distconv_http_connections_closed_total", "counter",
-               "Connections the server closed early: a request not complete within the header or body time, or "
-               "over max-connections.");
+        header(
+            out, "distconv_http_connections_closed_total", "counter",
+            "Connections the server closed early: a request not complete within the header or body time, or "
+            "over max-connections.");
         sample(out, "distconv_http_connections_closed_total", label("reason", "slow_headers"),
                std::to_string(c.closed_slow_headers));
         sample(out, "distconv_http_connections_closed_total", label("reason", "slow_body"),

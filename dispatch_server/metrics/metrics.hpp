@@ -18,7 +18,7 @@
 namespace distconv::dispatch {
 
 class Histogram {
-public:
+  public:
     explicit Histogram(std::vector<double> upper_bounds);
     void observe(double value);
 
@@ -30,7 +30,7 @@ public:
     };
     Snapshot snapshot() const;
 
-private:
+  private:
     mutable std::mutex m_mutex;
     std::vector<double> m_bounds;
     std::vector<uint64_t> m_counts;  // per bucket (not cumulative), last one is +Inf
@@ -40,8 +40,8 @@ private:
 
 // The HTTP server's connections (plain HTTP only: the connection gate keeps these).
 struct ConnectionGauges {
-    int64_t waiting = 0;             // between requests, or a request still arriving
-    int64_t serving = 0;             // a worker is serving (or about to serve) a request
+    int64_t waiting = 0;               // between requests, or a request still arriving
+    int64_t serving = 0;               // a worker is serving (or about to serve) a request
     uint64_t closed_slow_headers = 0;  // counters: closed because a request did not arrive in time
     uint64_t closed_slow_bodies = 0;
     uint64_t closed_over_limit = 0;  // refused at once: max-connections reached
@@ -56,7 +56,7 @@ struct MetricGauges {
 };
 
 class Metrics {
-public:
+  public:
     Metrics();
 
     // One HTTP request: `route` is the route's pattern ("/api/v1/jobs/{id}") or "unmatched".
@@ -71,7 +71,7 @@ public:
 
     std::string render(const MetricGauges& gauges) const;
 
-private:
+  private:
     struct RequestKey {
         std::string method, route;
         int status = 0;

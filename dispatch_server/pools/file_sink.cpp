@@ -26,8 +26,10 @@ Status FileSink::open(const stdfs::path& path, uint64_t offset) {
     std::error_code ec;
     stdfs::create_directories(path.parent_path(), ec);
     m_fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
-    if (m_fd < 0) return Error(ErrorCode::Internal, "cannot open " + path.filename().string() + ": " + strerror(errno));
-    if (::ftruncate(m_fd, static_cast<off_t>(offset)) != 0 || ::lseek(m_fd, static_cast<off_t>(offset), SEEK_SET) < 0)
+    if (m_fd < 0)
+        return Error(ErrorCode::Internal, "cannot open " + path.filename().string() + ": " + strerror(errno));
+    if (::ftruncate(m_fd, static_cast<off_t>(offset)) != 0 ||
+        ::lseek(m_fd, static_cast<off_t>(offset), SEEK_SET) < 0)
         return Error(ErrorCode::Internal, std::string("cannot position upload: ") + strerror(errno));
     m_position = offset;
     m_kicked = offset;
@@ -43,8 +45,9 @@ bool FileSink::flush() {
         ssize_t n = ::write(m_fd, data, size);
         if (n < 0) {
             if (errno == EINTR) continue;
-            m_error = errno == ENOSPC ? Error(ErrorCode::InsufficientStorage, "the storage pool is full")
-                                      : Error(ErrorCode::Internal, std::string("write failed: ") + strerror(errno));
+            m_error = errno == ENOSPC
+                          ? Error(ErrorCode::InsufficientStorage, "the storage pool is full")
+                          : Error(ErrorCode::Internal, std::string("write failed: ") + strerror(errno));
             m_buffered.clear();
             return false;
         }

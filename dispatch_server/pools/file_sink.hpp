@@ -17,7 +17,7 @@ namespace distconv::dispatch {
 // started every 8 MiB so the closing fsync waits for the tail only, and a file written from byte 0
 // is hashed on the way (no second read for the SHA-256 check).
 class FileSink {
-public:
+  public:
     FileSink() = default;
     ~FileSink();
     FileSink(const FileSink&) = delete;
@@ -37,7 +37,7 @@ public:
     }
     const std::optional<Error>& error() const { return m_error; }
 
-private:
+  private:
     bool flush();
     int m_fd = -1;
     uint64_t m_position = 0;  // bytes written to the file

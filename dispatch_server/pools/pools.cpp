@@ -17,8 +17,8 @@ Status StoragePools::prepare() {
         stdfs::create_directories(p.root / "jobs", ec);
         if (!ec) stdfs::create_directories(p.root / "incoming", ec);
         if (ec)
-            return Error(ErrorCode::Internal, "pool '" + p.name + "': cannot create " + p.root.string() + ": " +
-                                                  ec.message());
+            return Error(ErrorCode::Internal,
+                         "pool '" + p.name + "': cannot create " + p.root.string() + ": " + ec.message());
     }
     return check_writable();
 }
@@ -27,7 +27,9 @@ Status StoragePools::check_writable() const {
     for (const auto& p : m_pools) {
         auto probe = p.root / ".write-check";
         auto st = fs::atomic_write(probe, "ok");
-        if (!st) return Error(ErrorCode::Unavailable, "pool '" + p.name + "' is not writable: " + st.error().message);
+        if (!st)
+            return Error(ErrorCode::Unavailable,
+                         "pool '" + p.name + "' is not writable: " + st.error().message);
         std::error_code ec;
         stdfs::remove(probe, ec);
     }
@@ -80,7 +82,8 @@ Result<StoragePools::Incoming> StoragePools::reserve_incoming(Store& store, uint
         m_inflight[p.name] += bytes;
         return Incoming{p.name, "incoming/" + new_ulid() + ".part", bytes};
     }
-    return Error(ErrorCode::InsufficientStorage, "no storage pool has room for " + std::to_string(bytes) + " bytes",
+    return Error(ErrorCode::InsufficientStorage,
+                 "no storage pool has room for " + std::to_string(bytes) + " bytes",
                  nlohmann::json{{"needed_bytes", bytes}});
 }
 
@@ -122,8 +125,8 @@ StoragePools::SweepReport StoragePools::sweep_orphans(
         }
         // Drop job directories left empty.
         std::error_code ec;
-        for (auto it = stdfs::directory_iterator(p.root / "jobs", ec); !ec && it != stdfs::directory_iterator();
-             it.increment(ec)) {
+        for (auto it = stdfs::directory_iterator(p.root / "jobs", ec);
+             !ec && it != stdfs::directory_iterator(); it.increment(ec)) {
             std::error_code dec;
             if (it->is_directory() && stdfs::is_empty(it->path(), dec)) stdfs::remove(it->path(), dec);
         }

@@ -21,7 +21,7 @@
 namespace distconv::dispatch {
 
 class StoragePools {
-public:
+  public:
     explicit StoragePools(std::vector<PoolConfig> pools);
 
     // Creates the pool directories; fails if one cannot be created or written.
@@ -65,15 +65,15 @@ public:
         std::string name;
         std::filesystem::path root;
         std::optional<uint64_t> cap_bytes;
-        uint64_t reserved_bytes = 0;   // by stored jobs (in-flight multipart uploads count in free_bytes)
-        uint64_t used_bytes = 0;       // the files under jobs/ now
+        uint64_t reserved_bytes = 0;  // by stored jobs (in-flight multipart uploads count in free_bytes)
+        uint64_t used_bytes = 0;      // the files under jobs/ now
         uint64_t disk_free_bytes = 0;
-        uint64_t free_bytes = 0;       // what a new reservation may take
-        bool writable = false;         // the filesystem answered
+        uint64_t free_bytes = 0;  // what a new reservation may take
+        bool writable = false;    // the filesystem answered
     };
     Result<std::vector<Usage>> usage(Store& store) const;
 
-private:
+  private:
     std::vector<PoolConfig> m_pools;
     mutable std::mutex m_mutex;
     std::map<std::string, uint64_t> m_inflight;  // pool -> bytes reserved by incoming uploads

@@ -17,7 +17,8 @@ std::set<std::string> string_set(const nlohmann::json& j) {
 }
 
 std::optional<std::string> codec_of(const nlohmann::json& resolved, const char* section) {
-    if (!resolved.is_object() || !resolved.contains(section) || !resolved[section].is_object()) return std::nullopt;
+    if (!resolved.is_object() || !resolved.contains(section) || !resolved[section].is_object())
+        return std::nullopt;
     const auto& s = resolved[section];
     if (!s.contains("codec") || !s["codec"].is_string()) return std::nullopt;
     std::string codec = s["codec"].get<std::string>();
@@ -27,7 +28,8 @@ std::optional<std::string> codec_of(const nlohmann::json& resolved, const char* 
 
 // Size classes by duration (or bytes when the duration is unknown): powers of 4.
 int size_class(const JobRecord& job) {
-    double measure = job.duration_seconds ? *job.duration_seconds : static_cast<double>(job.source_size.value_or(0)) / 1e6;
+    double measure =
+        job.duration_seconds ? *job.duration_seconds : static_cast<double>(job.source_size.value_or(0)) / 1e6;
     if (measure <= 1) return 0;
     return static_cast<int>(std::log(measure) / std::log(4.0));
 }
@@ -42,7 +44,8 @@ EngineProfile profile_of(const EngineRecord& engine, const std::vector<EngineRec
     return profile_of(engine, scores, disk_reserve_bytes);
 }
 
-EngineProfile profile_of(const EngineRecord& engine, const std::vector<double>& scores, uint64_t disk_reserve_bytes) {
+EngineProfile profile_of(const EngineRecord& engine, const std::vector<double>& scores,
+                         uint64_t disk_reserve_bytes) {
     EngineProfile p;
     p.engine_id = engine.id;
     if (engine.capabilities.is_object()) {
@@ -53,7 +56,8 @@ EngineProfile profile_of(const EngineRecord& engine, const std::vector<double>& 
     p.free_disk_bytes = static_cast<uint64_t>(std::max<int64_t>(0, engine.free_disk_bytes));
     p.disk_reserve_bytes = disk_reserve_bytes;
     if (engine.benchmark_score && scores.size() > 1) {
-        auto below = std::count_if(scores.begin(), scores.end(), [&](double s) { return s < *engine.benchmark_score; });
+        auto below = std::count_if(scores.begin(), scores.end(),
+                                   [&](double s) { return s < *engine.benchmark_score; });
         p.speed_rank = static_cast<double>(below) / static_cast<double>(scores.size() - 1);
     }
     return p;
@@ -109,7 +113,8 @@ TransferMode choose_transfer_mode(uint64_t source_size, uint64_t free_disk_bytes
     return free_disk_bytes >= need ? TransferMode::File : TransferMode::Stream;
 }
 
-std::optional<ClaimChoice> choose_job(const std::vector<ClaimCandidate>& candidates, const EngineProfile& engine) {
+std::optional<ClaimChoice> choose_job(const std::vector<ClaimCandidate>& candidates,
+                                      const EngineProfile& engine) {
     bool fast = engine.speed_rank >= 0.5;
     std::optional<size_t> best;
     std::tuple<int, int, int, int, int64_t, std::string> best_key;
@@ -118,8 +123,8 @@ std::optional<ClaimChoice> choose_job(const std::vector<ClaimCandidate>& candida
         if (!meets_requirements(c.job, engine)) continue;
         int cls = size_class(c.job);
         auto key = std::make_tuple(-c.job.priority, c.owner_running, fast ? -cls : cls,
-                                   c.last_engine && *c.last_engine == engine.engine_id ? 1 : 0, c.job.created_at,
-                                   c.job.id);
+                                   c.last_engine && *c.last_engine == engine.engine_id ? 1 : 0,
+                                   c.job.created_at, c.job.id);
         if (!best || key < best_key) {
             best = i;
             best_key = key;
@@ -128,8 +133,8 @@ std::optional<ClaimChoice> choose_job(const std::vector<ClaimCandidate>& candida
     if (!best) return std::nullopt;
     ClaimChoice choice;
     choice.index = *best;
-    choice.transfer_mode = choose_transfer_mode(candidates[*best].job.source_size.value_or(0), engine.free_disk_bytes,
-                                                engine.disk_reserve_bytes);
+    choice.transfer_mode = choose_transfer_mode(candidates[*best].job.source_size.value_or(0),
+                                                engine.free_disk_bytes, engine.disk_reserve_bytes);
     return choice;
 }
 

@@ -17,7 +17,7 @@ struct EngineProfile {
     std::set<std::string> encoders;
     std::set<std::string> hwaccels;
     std::set<std::string> tags;
-    double speed_rank = 0.5;          // 0 = slowest online engine, 1 = fastest (by benchmark score)
+    double speed_rank = 0.5;  // 0 = slowest online engine, 1 = fastest (by benchmark score)
     uint64_t free_disk_bytes = 0;
     uint64_t disk_reserve_bytes = 1ull << 30;
 };
@@ -43,7 +43,8 @@ TransferMode choose_transfer_mode(uint64_t source_size, uint64_t free_disk_bytes
 // it the owner with the fewest running jobs (fair share); then, for engines faster than the median,
 // longer jobs first and for slower ones shorter jobs first (coarse size classes, so age still counts);
 // then age. A job whose previous attempt ran on this engine goes after the others of its class.
-std::optional<ClaimChoice> choose_job(const std::vector<ClaimCandidate>& candidates, const EngineProfile& engine);
+std::optional<ClaimChoice> choose_job(const std::vector<ClaimCandidate>& candidates,
+                                      const EngineProfile& engine);
 
 // Exponential backoff with jitter before attempt `attempt_no + 1`: base * 2^(attempt_no-1), capped,
 // spread by +-20% using random01.

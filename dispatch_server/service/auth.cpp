@@ -14,7 +14,8 @@ constexpr std::string_view k_key_prefix = "dcv_";
 Result<AuthService::CreatedKey> AuthService::create_key(const std::string& name, Role role) {
     static const std::regex k_name(R"(^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}$)");
     if (!std::regex_match(name, k_name))
-        return Error::invalid("name", "a key name is 1-64 letters, digits, spaces or ._@- and starts with a letter or digit");
+        return Error::invalid(
+            "name", "a key name is 1-64 letters, digits, spaces or ._@- and starts with a letter or digit");
     std::string secret = std::string(k_key_prefix) + random_token(32);
     auto record = m_store.create_api_key(name, role, sha256_hex(secret), secret.substr(0, 10));
     if (!record) return record.error();
@@ -24,12 +25,14 @@ Result<AuthService::CreatedKey> AuthService::create_key(const std::string& name,
 Result<Principal> AuthService::authenticate(std::string_view header) {
     constexpr std::string_view k_bearer = "Bearer ";
     if (header.empty())
-        return Error(ErrorCode::Unauthenticated, "an API key is required: send 'Authorization: Bearer <key>'");
+        return Error(ErrorCode::Unauthenticated,
+                     "an API key is required: send 'Authorization: Bearer <key>'");
     if (header.size() <= k_bearer.size() || header.substr(0, k_bearer.size()) != k_bearer)
         return Error(ErrorCode::Unauthenticated, "the Authorization header must be 'Bearer <key>'");
     std::string_view secret = header.substr(k_bearer.size());
     if (AssignmentCredentials::looks_like(secret)) {
-        if (!m_credentials) return Error(ErrorCode::Unauthenticated, "assignment credentials are not accepted here");
+        if (!m_credentials)
+            return Error(ErrorCode::Unauthenticated, "assignment credentials are not accepted here");
         auto claims = m_credentials->verify(
             secret, m_clock ? m_clock->now_ms() : to_unix_ms(std::chrono::system_clock::now()));
         if (!claims) return claims.error();
@@ -53,7 +56,9 @@ Result<std::vector<ApiKeyRecord>> AuthService::list_keys(bool include_revoked) {
     return m_store.list_api_keys(include_revoked);
 }
 
-Result<ApiKeyRecord> AuthService::revoke_key(const std::string& id_or_name) { return m_store.revoke_api_key(id_or_name); }
+Result<ApiKeyRecord> AuthService::revoke_key(const std::string& id_or_name) {
+    return m_store.revoke_api_key(id_or_name);
+}
 
 protocol::ApiKeyInfo AuthService::info(const ApiKeyRecord& key) {
     protocol::ApiKeyInfo k;
@@ -79,7 +84,8 @@ Status require_admin(const Principal& p) {
 
 Status require_engine(const Principal& p) {
     if (p.role == Role::User) return Error(ErrorCode::Forbidden, "this endpoint is for engine keys");
-    if (p.scoped()) return Error(ErrorCode::Forbidden, "an assignment credential only moves its assignment's bytes");
+    if (p.scoped())
+        return Error(ErrorCode::Forbidden, "an assignment credential only moves its assignment's bytes");
     return {};
 }
 

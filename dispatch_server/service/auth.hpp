@@ -27,10 +27,11 @@ struct Principal {
 };
 
 class AuthService {
-public:
+  public:
     // `credentials`: verifies assignment credentials ("dca1." tokens); without it they are refused.
     // `clock`: what credential expiry is measured against (the one that issues them).
-    explicit AuthService(Store& store, const AssignmentCredentials* credentials = nullptr, const Clock* clock = nullptr)
+    explicit AuthService(Store& store, const AssignmentCredentials* credentials = nullptr,
+                         const Clock* clock = nullptr)
         : m_store(store), m_credentials(credentials), m_clock(clock) {}
 
     struct CreatedKey {
@@ -47,14 +48,14 @@ public:
     // The one shape of a key in answers: GET /keys and `distconv-dispatch keys list --json`.
     static protocol::ApiKeyInfo info(const ApiKeyRecord& key);
 
-private:
+  private:
     Store& m_store;
     const AssignmentCredentials* m_credentials;
     const Clock* m_clock;
 };
 
 // Role checks used by the API: FORBIDDEN with a message naming what the role may not do.
-Status require_user(const Principal& p);    // admin or user (engine keys may not use user endpoints)
+Status require_user(const Principal& p);  // admin or user (engine keys may not use user endpoints)
 Status require_admin(const Principal& p);
 Status require_engine(const Principal& p);  // engine or admin (not an assignment credential)
 // An assignment's byte transfers: engine or admin keys, or that assignment's credential (the

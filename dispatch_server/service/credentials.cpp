@@ -14,8 +14,8 @@ namespace distconv::dispatch {
 namespace {
 
 std::string signed_part(const CredentialClaims& c) {
-    return std::string(AssignmentCredentials::k_prefix) + c.assignment_id + "." + std::to_string(c.fencing_token) + "." +
-           std::to_string(c.expires_at_ms);
+    return std::string(AssignmentCredentials::k_prefix) + c.assignment_id + "." +
+           std::to_string(c.fencing_token) + "." + std::to_string(c.expires_at_ms);
 }
 
 bool parse_i64(std::string_view s, std::int64_t& out) {
@@ -24,7 +24,9 @@ bool parse_i64(std::string_view s, std::int64_t& out) {
     return ec == std::errc() && p == s.data() + s.size() && out >= 0;
 }
 
-Error bad(const std::string& why) { return Error(ErrorCode::Unauthenticated, "the assignment credential " + why); }
+Error bad(const std::string& why) {
+    return Error(ErrorCode::Unauthenticated, "the assignment credential " + why);
+}
 
 }  // namespace
 
@@ -47,8 +49,10 @@ Result<AssignmentCredentials> AssignmentCredentials::load_or_create(const std::f
     std::string secret = text.str();
     while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
     if (secret.size() < 32)
-        return Error(ErrorCode::Internal, path.string() + " holds no usable secret (expected 64 hex digits); remove it to "
-                                                          "make a new one");
+        return Error(ErrorCode::Internal,
+                     path.string() +
+                         " holds no usable secret (expected 64 hex digits); remove it to "
+                         "make a new one");
     return AssignmentCredentials(secret);
 }
 
@@ -67,7 +71,8 @@ Result<CredentialClaims> AssignmentCredentials::verify(std::string_view token, s
     if (parts.size() != 4) return bad("is malformed");
     CredentialClaims c;
     c.assignment_id = std::string(parts[0]);
-    if (c.assignment_id.empty() || !parse_i64(parts[1], c.fencing_token) || !parse_i64(parts[2], c.expires_at_ms))
+    if (c.assignment_id.empty() || !parse_i64(parts[1], c.fencing_token) ||
+        !parse_i64(parts[2], c.expires_at_ms))
         return bad("is malformed");
     if (!constant_time_equal(hmac_sha256_hex(m_secret, signed_part(c)), parts[3])) return bad("is not valid");
     if (c.expires_at_ms <= now_ms) return bad("has expired");

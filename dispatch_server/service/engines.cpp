@@ -24,7 +24,9 @@ double random01() {
     return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
 }
 
-protocol::Timestamp ts(int64_t ms) { return protocol::Timestamp(std::chrono::seconds(ms / 1000)); }
+protocol::Timestamp ts(int64_t ms) {
+    return protocol::Timestamp(std::chrono::seconds(ms / 1000));
+}
 
 bool is_mp4_family(const std::string& container) {
     return container == "mp4" || container == "mov" || container == "m4a";
@@ -35,7 +37,8 @@ bool is_mp4_family(const std::string& container) {
 std::string source_demuxer(const nlohmann::json& probe) {
     std::string name;
     if (probe.is_object()) {
-        if (auto d = probe.find("demuxer"); d != probe.end() && d->is_string()) name = d->get<std::string>();
+        if (auto d = probe.find("demuxer"); d != probe.end() && d->is_string())
+            name = d->get<std::string>();
         else if (auto f = probe.find("format_name"); f != probe.end() && f->is_string())
             name = media::demuxer_of(f->get<std::string>());
     }
@@ -44,8 +47,9 @@ std::string source_demuxer(const nlohmann::json& probe) {
 
 }  // namespace
 
-EngineService::EngineService(Store& store, StoragePools& pools, const DispatchConfig& config, const Clock& clock,
-                             ChangeNotifier& notifier, Metrics* metrics, const AssignmentCredentials* credentials)
+EngineService::EngineService(Store& store, StoragePools& pools, const DispatchConfig& config,
+                             const Clock& clock, ChangeNotifier& notifier, Metrics* metrics,
+                             const AssignmentCredentials* credentials)
     : m_store(store),
       m_pools(pools),
       m_config(config),
@@ -92,8 +96,8 @@ Result<AttemptRecord> EngineService::owned_attempt(const Principal& who, const s
     return *a;
 }
 
-Result<protocol::EngineRegistrationReply> EngineService::register_engine(const Principal& who,
-                                                                         const protocol::EngineRegistration& r) {
+Result<protocol::EngineRegistrationReply> EngineService::register_engine(
+    const Principal& who, const protocol::EngineRegistration& r) {
     EngineRecord e;
     e.key_id = who.key_id;
     e.hostname = r.hostname;
@@ -110,7 +114,8 @@ Result<protocol::EngineRegistrationReply> EngineService::register_engine(const P
                  r.benchmark_score ? std::to_string(*r.benchmark_score) : "none");
     protocol::EngineRegistrationReply reply;
     reply.engine_id = inserted->id;
-    reply.heartbeat_interval_seconds = static_cast<int>(std::max<int64_t>(1, m_config.heartbeat_interval_ms / 1000));
+    reply.heartbeat_interval_seconds =
+        static_cast<int>(std::max<int64_t>(1, m_config.heartbeat_interval_ms / 1000));
     reply.lease_seconds = static_cast<int>(std::max<int64_t>(1, m_config.lease_ms / 1000));
     return reply;
 }
@@ -148,7 +153,8 @@ Result<protocol::HeartbeatReply> EngineService::heartbeat(const Principal& who, 
         if (!job && job.error().code != ErrorCode::JobNotFound) return job.error();
         if (job && job->state == JobState::Canceling) {
             reply.cancel.push_back(aid);
-            (void)end_unfinished(*a, AttemptState::Canceled, false, "canceled by the user", "", std::nullopt, "");
+            (void)end_unfinished(*a, AttemptState::Canceled, false, "canceled by the user", "", std::nullopt,
+                                 "");
             continue;
         }
         (void)m_store.extend_lease(aid, a->fencing_token, now + m_config.lease_ms);
@@ -156,15 +162,17 @@ Result<protocol::HeartbeatReply> EngineService::heartbeat(const Principal& who, 
     return reply;
 }
 
-Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal& who, const std::string& engine_id,
+Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal& who,
+                                                                 const std::string& engine_id,
                                                                  const protocol::ClaimRequest& request,
                                                                  const std::string& base_url,
                                                                  const std::function<bool()>& caller_gone) {
     using Out = std::optional<protocol::Assignment>;
     auto engine = owned_engine(who, engine_id);
     if (!engine) return engine.error();
-    auto deadline = std::chrono::steady_clock::now() +
-                    std::chrono::seconds(std::clamp(request.wait_seconds, 0, protocol::k_max_claim_wait_seconds));
+    auto deadline =
+        std::chrono::steady_clock::now() +
+        std::chrono::seconds(std::clamp(request.wait_seconds, 0, protocol::k_max_claim_wait_seconds));
     {
         // Seen now: written once per claim, not on every wake of its long-poll.
         EngineRecord e = *engine;
@@ -189,24 +197,26 @@ Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal
 
         // Most wakes find the queue empty: only a claimable job is worth the other engines' scores
         // and a write transaction.
-        Result<std::optional<std::pair<JobRecord, AttemptRecord>>> claimed = std::optional<std::pair<JobRecord, AttemptRecord>>{};
+        Result<std::optional<std::pair<JobRecord, AttemptRecord>>> claimed =
+            std::optional<std::pair<JobRecord, AttemptRecord>>{};
         auto claimable = m_store.any_claimable_job();
         if (!claimable) return claimable.error();
         if (*claimable) {
             auto scores = m_store.online_benchmark_scores();
             if (!scores) return scores.error();
             EngineProfile profile = profile_of(*e, *scores, m_config.transfer_reserve_bytes);
-            claimed = m_store.claim_job(engine_id, m_config.lease_ms, [&](const std::vector<ClaimCandidate>& c) {
-                return choose_job(c, profile);
-            });
+            claimed = m_store.claim_job(
+                engine_id, m_config.lease_ms,
+                [&](const std::vector<ClaimCandidate>& c) { return choose_job(c, profile); });
         }
         if (!claimed) return claimed.error();
         if (*claimed) {
             const auto& [job, attempt] = **claimed;
             changed_for_watchers();  // a hand-out gives the other engines nothing to claim
             if (m_metrics)
-                m_metrics->job_assigned(static_cast<double>(attempt.started_at - job.queued_at.value_or(attempt.started_at)) /
-                                        1000.0);
+                m_metrics->job_assigned(
+                    static_cast<double>(attempt.started_at - job.queued_at.value_or(attempt.started_at)) /
+                    1000.0);
             auto options = media::parse_job_options(job.resolved);
             if (!options) return options.error();
             const TransferMode mode = attempt.transfer_mode;
@@ -216,7 +226,8 @@ Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal
                 // No engine could run it (a source probed without a readable format): the job fails
                 // with the reason instead of coming back after every lease.
                 (void)end_unfinished(attempt, AttemptState::Failed, true,
-                                     "the job cannot be run: " + argv.error().message, "", std::nullopt, "permanent");
+                                     "the job cannot be run: " + argv.error().message, "", std::nullopt,
+                                     "permanent");
                 changed();
                 continue;
             }
@@ -233,7 +244,8 @@ Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal
                 a.credential_expires_at = ts(c->second);
             }
             a.options = *options;
-            a.source_url = base_url + std::string(protocol::k_api_prefix) + "/assignments/" + attempt.id + "/source";
+            a.source_url =
+                base_url + std::string(protocol::k_api_prefix) + "/assignments/" + attempt.id + "/source";
             a.source_size = static_cast<int64_t>(job.source_size.value_or(job.source_received));
             a.source_sha256 = job.source_sha256;
             a.transfer_mode = mode;
@@ -249,7 +261,8 @@ Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
         // Wake when work may have appeared (a job queued; a backoff ending is caught by the 1 s cap).
         // A caller that can go away is checked four times a second.
-        m_notifier.wait_for_work(generation, std::min(left, std::chrono::milliseconds(caller_gone ? 250 : 1000)));
+        m_notifier.wait_for_work(generation,
+                                 std::min(left, std::chrono::milliseconds(caller_gone ? 250 : 1000)));
     }
 }
 
@@ -282,13 +295,14 @@ Status EngineService::hand_back(const std::string& assignment_id, int64_t fencin
         if (r.error().code == ErrorCode::LeaseLost) return {};
         return r.error();
     }
-    spdlog::info("job {} handed back from engine {} (assignment {}): the claim's answer was not delivered", a->job_id,
-                 a->engine_id, a->id);
+    spdlog::info("job {} handed back from engine {} (assignment {}): the claim's answer was not delivered",
+                 a->job_id, a->engine_id, a->id);
     changed();
     return {};
 }
 
-Result<protocol::ProgressReply> EngineService::progress(const Principal& who, const std::string& assignment_id,
+Result<protocol::ProgressReply> EngineService::progress(const Principal& who,
+                                                        const std::string& assignment_id,
                                                         const protocol::ProgressReport& report) {
     auto a = owned_attempt(who, assignment_id);
     if (!a) return a.error();
@@ -296,7 +310,8 @@ Result<protocol::ProgressReply> EngineService::progress(const Principal& who, co
     if (!job) return job.error();
     protocol::ProgressReply reply;
     if (job->state == JobState::Canceling) {
-        auto ended = end_unfinished(*a, AttemptState::Canceled, false, "canceled by the user", "", std::nullopt, "");
+        auto ended =
+            end_unfinished(*a, AttemptState::Canceled, false, "canceled by the user", "", std::nullopt, "");
         if (!ended) return ended.error();
         reply.continue_ = false;
         reply.lease_expires_at = ts(m_clock.now_ms());
@@ -323,7 +338,8 @@ Result<protocol::ProgressReply> EngineService::progress(const Principal& who, co
     u.progress = p;
     u.message = std::string(protocol::to_string(report.phase));
     if (job->state == JobState::Assigned) {
-        auto moved = m_store.transition(job->id, {JobState::Assigned}, JobState::Running, u, "transcoding started");
+        auto moved =
+            m_store.transition(job->id, {JobState::Assigned}, JobState::Running, u, "transcoding started");
         if (!moved) return moved.error();
     } else {
         // One progress event per whole percent keeps the event log small.
@@ -379,20 +395,23 @@ Result<uint64_t> EngineService::output_offset(const Principal& who, const std::s
     return ec ? uint64_t{0} : static_cast<uint64_t>(size);
 }
 
-Result<OutputUploadPlan> EngineService::begin_output_upload(const Principal& who, const std::string& assignment_id,
+Result<OutputUploadPlan> EngineService::begin_output_upload(const Principal& who,
+                                                            const std::string& assignment_id,
                                                             int64_t fencing_token, uint64_t start) {
     auto stored = output_offset(who, assignment_id, fencing_token);
     if (!stored) return stored.error();
     if (start != *stored)
-        return Error(ErrorCode::Conflict,
-                     "the output must continue at byte " + std::to_string(*stored) + ", not " + std::to_string(start),
-                     {{"offset", *stored}});
+        return Error(
+            ErrorCode::Conflict,
+            "the output must continue at byte " + std::to_string(*stored) + ", not " + std::to_string(start),
+            {{"offset", *stored}});
     auto a = m_store.get_attempt(assignment_id);
     if (!a) return a.error();
     auto job = m_store.get_job(a->job_id);
     if (!job) return job.error();
     if (job->output_pool.empty()) {
-        // Reserve an estimate (the source's size) before the first byte; complete() fixes it to the real size.
+        // Reserve an estimate (the source's size) before the first byte; complete() fixes it to the real
+        // size.
         uint64_t estimate = std::max<uint64_t>(job->source_size.value_or(job->source_received), 1 << 20);
         auto pool = m_store.reserve_space(job->id, FileKind::Output, estimate, m_pools.candidates());
         if (!pool) return pool.error();
@@ -406,7 +425,8 @@ Result<OutputUploadPlan> EngineService::begin_output_upload(const Principal& who
     return plan;
 }
 
-Result<protocol::AssignmentAck> EngineService::complete(const Principal& who, const std::string& assignment_id,
+Result<protocol::AssignmentAck> EngineService::complete(const Principal& who,
+                                                        const std::string& assignment_id,
                                                         const protocol::CompleteRequest& request) {
     auto a = owned_attempt(who, assignment_id);
     if (!a) return a.error();
@@ -419,7 +439,8 @@ Result<protocol::AssignmentAck> EngineService::complete(const Principal& who, co
     if (a->state != AttemptState::Active || a->fencing_token != request.fencing_token)
         return Error(ErrorCode::LeaseLost, "assignment " + assignment_id + " no longer holds its job");
     if (job->state == JobState::Canceling) {
-        auto ended = end_unfinished(*a, AttemptState::Canceled, false, "canceled by the user", "", std::nullopt, "");
+        auto ended =
+            end_unfinished(*a, AttemptState::Canceled, false, "canceled by the user", "", std::nullopt, "");
         if (!ended) return ended.error();
         return protocol::AssignmentAck{ended->id, ended->state};
     }
@@ -430,13 +451,14 @@ Result<protocol::AssignmentAck> EngineService::complete(const Principal& who, co
     uint64_t size = stdfs::file_size(part, ec);
     if (ec || size != static_cast<uint64_t>(request.output_size))
         return Error::invalid("output_size", "the server holds " + std::to_string(ec ? 0 : size) +
-                                                 " bytes of output, not " + std::to_string(request.output_size) +
-                                                 "; upload the rest");
+                                                 " bytes of output, not " +
+                                                 std::to_string(request.output_size) + "; upload the rest");
     auto sha = sha256_file(part);
     if (!sha) return sha.error();
     if (*sha != request.output_sha256) {
         stdfs::remove(part, ec);
-        return Error::invalid("output_sha256", "the stored output's SHA-256 is " + *sha + "; upload it again from 0");
+        return Error::invalid("output_sha256",
+                              "the stored output's SHA-256 is " + *sha + "; upload it again from 0");
     }
     std::string final_rel = StoragePools::job_file(job->id, FileKind::Output);
     auto final_path = m_pools.resolve(job->output_pool, final_rel);
@@ -445,15 +467,35 @@ Result<protocol::AssignmentAck> EngineService::complete(const Principal& who, co
         // The engine streamed fragmented MP4; the user asked for a plain MP4: remux with the index up front.
         auto tmp = final_path.string() + ".faststart";
         // The streamed output is the engine's bytes: read as the fragmented MP4 it must be and nothing else.
-        auto run = process::run({m_config.ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-                                 "-protocol_whitelist", std::string(media::k_file_protocols), "-format_whitelist", "mov",
-                                 "-f", "mov", "-i", part.string(), "-map", "0", "-c", "copy", "-movflags", "+faststart", "-f",
-                                 media::container_muxer(container), tmp},
+        auto run = process::run({m_config.ffmpeg,
+                                 "-nostdin",
+                                 "-hide_banner",
+                                 "-loglevel",
+                                 "error",
+                                 "-y",
+                                 "-protocol_whitelist",
+                                 std::string(media::k_file_protocols),
+                                 "-format_whitelist",
+                                 "mov",
+                                 "-f",
+                                 "mov",
+                                 "-i",
+                                 part.string(),
+                                 "-map",
+                                 "0",
+                                 "-c",
+                                 "copy",
+                                 "-movflags",
+                                 "+faststart",
+                                 "-f",
+                                 media::container_muxer(container),
+                                 tmp},
                                 {std::chrono::minutes(30), 1 << 20});
         if (!run || run->exit_code != 0) {
             stdfs::remove(tmp, ec);
-            return Error(ErrorCode::Internal, "finishing the streamed MP4 failed: " +
-                                                  (run ? process::tail_lines(run->err, 3) : run.error().message));
+            return Error(ErrorCode::Internal,
+                         "finishing the streamed MP4 failed: " +
+                             (run ? process::tail_lines(run->err, 3) : run.error().message));
         }
         stdfs::remove(part, ec);
         if (auto st = fs::durable_rename(tmp, final_path); !st) return st.error();
@@ -502,7 +544,8 @@ Result<protocol::AssignmentAck> EngineService::complete(const Principal& who, co
 Result<JobRecord> EngineService::end_unfinished(const AttemptRecord& a, AttemptState attempt_state,
                                                 bool permanent, const std::string& reason,
                                                 const std::string& stderr_tail, std::optional<int> exit_code,
-                                                const std::string& error_class, const std::string& failure_code) {
+                                                const std::string& error_class,
+                                                const std::string& failure_code) {
     auto job = m_store.get_job(a.job_id);
     if (!job) return job.error();
     int64_t now = m_clock.now_ms();
@@ -523,15 +566,16 @@ Result<JobRecord> EngineService::end_unfinished(const AttemptRecord& a, AttemptS
         end.job_to = JobState::Failed;
         end.job_changes.finished_at = now;
         end.job_changes.failure_code = permanent ? failure_code : "attempts_exhausted";
-        std::string why = permanent ? reason
-                                    : "gave up after " + std::to_string(job->attempt_count) + " attempt(s): " + reason;
+        std::string why =
+            permanent ? reason
+                      : "gave up after " + std::to_string(job->attempt_count) + " attempt(s): " + reason;
         std::string tail = process::tail_lines(stderr_tail, 12);
         end.job_changes.failure_reason = tail.empty() ? why : why + "\n" + tail;
         end.job_changes.message = "failed";
         end.event_message = why;
     } else {
-        int64_t delay = retry_backoff_ms(job->attempt_count, m_config.retry_backoff_ms, m_config.retry_backoff_max_ms,
-                                         random01());
+        int64_t delay = retry_backoff_ms(job->attempt_count, m_config.retry_backoff_ms,
+                                         m_config.retry_backoff_max_ms, random01());
         end.job_to = JobState::Queued;
         end.job_changes.not_before = std::optional<int64_t>(now + delay);
         end.job_changes.queued_at = now;
@@ -541,8 +585,8 @@ Result<JobRecord> EngineService::end_unfinished(const AttemptRecord& a, AttemptS
     }
     auto r = m_store.end_attempt(a.id, a.fencing_token, end);
     if (r) {
-        spdlog::info("job {} attempt {} on engine {} ended ({}): {} -> {}", a.job_id, a.attempt_no, a.engine_id,
-                     to_string(attempt_state), reason, to_string(r->state));
+        spdlog::info("job {} attempt {} on engine {} ended ({}): {} -> {}", a.job_id, a.attempt_no,
+                     a.engine_id, to_string(attempt_state), reason, to_string(r->state));
         std::error_code ec;
         if (!job->output_pool.empty())
             stdfs::remove(m_pools.resolve(job->output_pool, StoragePools::part_of(output_relpath(a))), ec);
@@ -560,8 +604,9 @@ Result<std::string> EngineService::check_stored_source(const std::string& job_id
     auto sha = sha256_file(path);
     if (!sha) return "the stored source cannot be read: " + sha.error().message;
     if (*sha != *job->source_sha256)
-        return "the stored source no longer matches the SHA-256 taken when it was uploaded (" + *job->source_sha256 +
-               ", now " + *sha + "): it was corrupted on the server's disk; upload it again";
+        return "the stored source no longer matches the SHA-256 taken when it was uploaded (" +
+               *job->source_sha256 + ", now " + *sha +
+               "): it was corrupted on the server's disk; upload it again";
     return std::string();
 }
 
@@ -584,8 +629,9 @@ Result<protocol::AssignmentAck> EngineService::fail(const Principal& who, const 
         failure_code = "SOURCE_CORRUPT";
         reason = permanent ? *verdict : reason + " (the stored source is intact: retrying)";
     }
-    auto r = end_unfinished(*a, AttemptState::Failed, permanent, reason, request.stderr_tail, request.exit_code,
-                            std::string(protocol::to_string(request.error_class)), failure_code);
+    auto r =
+        end_unfinished(*a, AttemptState::Failed, permanent, reason, request.stderr_tail, request.exit_code,
+                       std::string(protocol::to_string(request.error_class)), failure_code);
     if (!r) return r.error();
     return protocol::AssignmentAck{r->id, r->state};
 }
@@ -658,8 +704,9 @@ int EngineService::explain_unplaceable_jobs() {
         std::string message;
         if (!placeable) {
             ++unplaceable;
-            message = online.empty() ? k_prefix + " is registered yet"
-                                     : k_prefix + " has what this job needs (" + describe_requirements(job) + ")";
+            message = online.empty()
+                          ? k_prefix + " is registered yet"
+                          : k_prefix + " has what this job needs (" + describe_requirements(job) + ")";
         } else if (job.message.rfind(k_prefix, 0) == 0) {
             message = "queued";
         }
@@ -687,8 +734,9 @@ EngineService::RescueReport EngineService::rescue() {
     auto expired = m_store.expired_attempts(now);
     if (!expired) spdlog::warn("rescue: {}", expired.error().message);
     for (const auto& a : expired.value_or(std::vector<AttemptRecord>{})) {
-        if (end_unfinished(a, AttemptState::Lost, false, "the lease expired (no progress or heartbeat from the engine)", "",
-                           std::nullopt, "transient"))
+        if (end_unfinished(a, AttemptState::Lost, false,
+                           "the lease expired (no progress or heartbeat from the engine)", "", std::nullopt,
+                           "transient"))
             ++report.leases_expired;
     }
     auto engines = m_store.list_engines();
@@ -698,12 +746,13 @@ EngineService::RescueReport EngineService::rescue() {
         e.state = EngineState::Offline;
         (void)m_store.update_engine(e);
         ++report.engines_offline;
-        spdlog::warn("engine {} ({}) is offline: no heartbeat for {} s", e.id, e.hostname, (now - e.last_seen_at) / 1000);
+        spdlog::warn("engine {} ({}) is offline: no heartbeat for {} s", e.id, e.hostname,
+                     (now - e.last_seen_at) / 1000);
         auto active = m_store.active_attempts(e.id);
         if (!active) spdlog::warn("rescue: {}", active.error().message);
         for (const auto& a : active.value_or(std::vector<AttemptRecord>{}))
-            (void)end_unfinished(a, AttemptState::Lost, false, "engine " + e.hostname + " went offline", "", std::nullopt,
-                                 "transient");
+            (void)end_unfinished(a, AttemptState::Lost, false, "engine " + e.hostname + " went offline", "",
+                                 std::nullopt, "transient");
     }
     report.jobs_unplaceable = explain_unplaceable_jobs();
     if (m_metrics) {

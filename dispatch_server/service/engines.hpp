@@ -33,14 +33,15 @@ struct OutputUploadPlan {
 };
 
 class EngineService {
-public:
+  public:
     // `credentials`: signs the per-assignment credentials handed out with each claim and renewed with
     // each progress answer (none are issued without it).
     EngineService(Store& store, StoragePools& pools, const DispatchConfig& config, const Clock& clock,
                   ChangeNotifier& notifier, Metrics* metrics = nullptr,
                   const AssignmentCredentials* credentials = nullptr);
 
-    Result<protocol::EngineRegistrationReply> register_engine(const Principal& who, const protocol::EngineRegistration& r);
+    Result<protocol::EngineRegistrationReply> register_engine(const Principal& who,
+                                                              const protocol::EngineRegistration& r);
     Result<protocol::HeartbeatReply> heartbeat(const Principal& who, const std::string& engine_id,
                                                const protocol::Heartbeat& hb);
     // Long-poll: waits up to the request's wait_seconds for a job; nullopt means no work (204).
@@ -48,7 +49,8 @@ public:
     // `caller_gone`, when given, is asked while the claim waits: once it says the engine's connection
     // is closed, the claim ends without taking a job.
     Result<std::optional<protocol::Assignment>> claim(const Principal& who, const std::string& engine_id,
-                                                      const protocol::ClaimRequest& request, const std::string& base_url,
+                                                      const protocol::ClaimRequest& request,
+                                                      const std::string& base_url,
                                                       const std::function<bool()>& caller_gone = {});
     // An assignment whose claim answer never reached its engine: the job goes back to the queue at once,
     // the attempt not counted. Does nothing when the attempt no longer holds the job.
@@ -58,7 +60,8 @@ public:
     // The source file of an assignment (the token, when given, must be current).
     Result<AssignmentFile> source(const Principal& who, const std::string& assignment_id,
                                   std::optional<int64_t> fencing_token);
-    Result<uint64_t> output_offset(const Principal& who, const std::string& assignment_id, int64_t fencing_token);
+    Result<uint64_t> output_offset(const Principal& who, const std::string& assignment_id,
+                                   int64_t fencing_token);
     Result<OutputUploadPlan> begin_output_upload(const Principal& who, const std::string& assignment_id,
                                                  int64_t fencing_token, uint64_t start);
     Result<protocol::AssignmentAck> complete(const Principal& who, const std::string& assignment_id,
@@ -79,7 +82,7 @@ public:
     // Ends expired leases and the work of engines silent past engine-offline-after.
     RescueReport rescue();
 
-private:
+  private:
     // Sets the status message of queued jobs that no online engine can run, and clears it once one can.
     int explain_unplaceable_jobs();
     Result<EngineRecord> owned_engine(const Principal& who, const std::string& engine_id);
@@ -88,13 +91,14 @@ private:
     // with backoff while attempts remain, else failed.
     // "" when the job's stored source still matches its SHA-256; else why it does not.
     Result<std::string> check_stored_source(const std::string& job_id);
-    Result<JobRecord> end_unfinished(const AttemptRecord& attempt, AttemptState attempt_state,
-                                     bool permanent, const std::string& reason, const std::string& stderr_tail,
+    Result<JobRecord> end_unfinished(const AttemptRecord& attempt, AttemptState attempt_state, bool permanent,
+                                     const std::string& reason, const std::string& stderr_tail,
                                      std::optional<int> exit_code, const std::string& error_class,
                                      const std::string& failure_code = "TRANSCODE_FAILED");
     std::string output_relpath(const AttemptRecord& a) const;
     // A credential for the attempt valid until k_credential_grace after `lease_expires_ms`, and its expiry.
-    std::optional<std::pair<std::string, int64_t>> credential_for(const AttemptRecord& a, int64_t lease_expires_ms) const;
+    std::optional<std::pair<std::string, int64_t>> credential_for(const AttemptRecord& a,
+                                                                  int64_t lease_expires_ms) const;
     Result<protocol::EngineInfo> to_info(const EngineRecord& e);
     void changed() { m_notifier.notify(); }
     void changed_for_watchers() { m_notifier.notify_watchers(); }

@@ -40,7 +40,8 @@ nlohmann::json probe_summary(const media::ProbeInfo& info) {
     nlohmann::json out{{"format_name", info.format_name}, {"streams", streams}};
     // What the engines read it as (-f): recorded once, here.
     if (!info.demuxer.empty()) out["demuxer"] = info.demuxer;
-    out["duration_seconds"] = info.duration_seconds ? nlohmann::json(*info.duration_seconds) : nlohmann::json();
+    out["duration_seconds"] =
+        info.duration_seconds ? nlohmann::json(*info.duration_seconds) : nlohmann::json();
     return out;
 }
 
@@ -62,18 +63,23 @@ std::string without_path(std::string text, const std::string& path) {
 Result<media::ProbeInfo> FfprobeProber::probe(const stdfs::path& file) {
     // 1. Which format is it? Detected without starting any demuxer, so a playlist or list never gets
     //    to open what it names (media/input_policy.hpp).
-    auto detect = process::run(media::ffprobe_detect_argv(m_ffprobe, file.string()), {std::chrono::seconds(20), 1 << 20});
+    auto detect = process::run(media::ffprobe_detect_argv(m_ffprobe, file.string()),
+                               {std::chrono::seconds(20), 1 << 20});
     if (!detect) return detect.error();
-    if (detect->timed_out) return Error(ErrorCode::UnsupportedMediaType, "ffprobe took too long to read the source");
+    if (detect->timed_out)
+        return Error(ErrorCode::UnsupportedMediaType, "ffprobe took too long to read the source");
     auto format = media::parse_probed_format(detect->err);
-    if (!format) return Error(ErrorCode::UnsupportedMediaType, "the source is not a media file ffmpeg can read");
+    if (!format)
+        return Error(ErrorCode::UnsupportedMediaType, "the source is not a media file ffmpeg can read");
     DISTCONV_TRY(media::check_source_format(*format));
     const std::string demuxer = media::demuxer_of(*format);
 
     // 2. Its streams, read as that format only, from that file only.
-    auto run = process::run(media::ffprobe_argv(m_ffprobe, file.string(), demuxer), {std::chrono::seconds(60), 8 << 20});
+    auto run = process::run(media::ffprobe_argv(m_ffprobe, file.string(), demuxer),
+                            {std::chrono::seconds(60), 8 << 20});
     if (!run) return run.error();
-    if (run->timed_out) return Error(ErrorCode::UnsupportedMediaType, "ffprobe took too long to read the source");
+    if (run->timed_out)
+        return Error(ErrorCode::UnsupportedMediaType, "ffprobe took too long to read the source");
     if (run->exit_code != 0) {
         std::string why = without_path(process::tail_lines(run->err, 3), file.string());
         return Error(ErrorCode::UnsupportedMediaType,
@@ -95,7 +101,12 @@ struct JobService::ParsedJob {
 
 JobService::JobService(Store& store, StoragePools& pools, const DispatchConfig& config, Prober& prober,
                        const Clock& clock, ChangeNotifier& notifier)
-    : m_store(store), m_pools(pools), m_config(config), m_prober(prober), m_clock(clock), m_notifier(notifier) {}
+    : m_store(store),
+      m_pools(pools),
+      m_config(config),
+      m_prober(prober),
+      m_clock(clock),
+      m_notifier(notifier) {}
 
 JobService::~JobService() {
     std::unique_lock lock(m_fetch_mutex);
@@ -114,7 +125,8 @@ std::shared_ptr<void> JobService::try_fetch_slot() {
     });
 }
 
-Result<JobService::ParsedJob> JobService::parse_job(const nlohmann::json& job, protocol::SubmitKind kind) const {
+Result<JobService::ParsedJob> JobService::parse_job(const nlohmann::json& job,
+                                                    protocol::SubmitKind kind) const {
     if (!job.is_object()) return Error::invalid("job", "the job must be a JSON object");
     auto request = protocol::parse_submit_job_request(job, kind);
     if (!request) return request.error();
@@ -124,8 +136,8 @@ Result<JobService::ParsedJob> JobService::parse_job(const nlohmann::json& job, p
     if (request->source && request->source->size > 0 &&
         static_cast<uint64_t>(request->source->size) > m_config.max_upload_bytes)
         return Error(ErrorCode::FileTooLarge,
-                     "the source is larger than this server accepts (" + std::to_string(m_config.max_upload_bytes) +
-                         " bytes)",
+                     "the source is larger than this server accepts (" +
+                         std::to_string(m_config.max_upload_bytes) + " bytes)",
                      {{"field", "source.size"}, {"max_bytes", m_config.max_upload_bytes}});
     if (request->source_url) {
         auto st = check_source_url(*request->source_url);
@@ -142,16 +154,20 @@ Status JobService::check_source_url(const std::string& url) const {
     std::string lower = url;
     for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     std::string rest;
-    if (lower.rfind("http://", 0) == 0) rest = url.substr(7);
-    else if (lower.rfind("https://", 0) == 0) rest = url.substr(8);
-    else return Error::invalid("source_url", "source_url must be an http:// or https:// URL");
+    if (lower.rfind("http://", 0) == 0)
+        rest = url.substr(7);
+    else if (lower.rfind("https://", 0) == 0)
+        rest = url.substr(8);
+    else
+        return Error::invalid("source_url", "source_url must be an http:// or https:// URL");
     std::string authority = rest.substr(0, rest.find_first_of("/?#"));
     if (authority.find('@') != std::string::npos)
         return Error::invalid("source_url", "source_url must not carry credentials");
     std::string host = authority, port;
     if (!host.empty() && host.front() == '[') {
         auto close = host.find(']');
-        if (close == std::string::npos) return Error::invalid("source_url", "source_url has a malformed host");
+        if (close == std::string::npos)
+            return Error::invalid("source_url", "source_url has a malformed host");
         if (close + 1 < host.size() && host[close + 1] == ':') port = host.substr(close + 2);
         host = host.substr(1, close - 1);
     } else if (auto colon = host.find(':'); colon != std::string::npos) {
@@ -169,7 +185,8 @@ Status JobService::check_source_url(const std::string& url) const {
                              ? allowed.find(':') == colon
                              : colon != std::string::npos && colon > allowed.find(']');
         std::string allowed_host = with_port ? allowed.substr(0, colon) : allowed;
-        if (!allowed_host.empty() && allowed_host.front() == '[') allowed_host = allowed_host.substr(1, allowed_host.size() - 2);
+        if (!allowed_host.empty() && allowed_host.front() == '[')
+            allowed_host = allowed_host.substr(1, allowed_host.size() - 2);
         bool port_ok = with_port ? allowed.substr(colon + 1) == port : (port == "80" || port == "443");
         if (!host.empty() && host == allowed_host && port_ok) return {};
     }
@@ -265,13 +282,15 @@ Result<JobRecord> JobService::submit_json(const Principal& who, const nlohmann::
     if (!inserted) return inserted.error();
     if (inserted->id != record.id) return replay_or_conflict(*inserted, record);  // idempotent replay
     if (record.source_size) {
-        auto pool = m_store.reserve_space(record.id, FileKind::Source, *record.source_size, m_pools.candidates());
+        auto pool =
+            m_store.reserve_space(record.id, FileKind::Source, *record.source_size, m_pools.candidates());
         if (!pool) {
             JobUpdate u;
             u.failure_code = "INSUFFICIENT_STORAGE";
             u.failure_reason = pool.error().message;
             u.finished_at = m_clock.now_ms();
-            (void)m_store.transition(record.id, {JobState::AwaitingUpload}, JobState::Failed, u, pool.error().message);
+            (void)m_store.transition(record.id, {JobState::AwaitingUpload}, JobState::Failed, u,
+                                     pool.error().message);
             changed();
             return pool.error();
         }
@@ -283,7 +302,8 @@ Result<JobRecord> JobService::submit_json(const Principal& who, const nlohmann::
     }
     changed();
     if (record.source_url) {
-        std::thread(&JobService::fetch_source_url, this, record.id, *record.source_url, std::move(fetch_slot)).detach();
+        std::thread(&JobService::fetch_source_url, this, record.id, *record.source_url, std::move(fetch_slot))
+            .detach();
     }
     return inserted;
 }
@@ -379,7 +399,8 @@ Result<JobRecord> JobService::submit_multipart(const Principal& who, const nlohm
         u.failure_code = "INTERNAL_ERROR";
         u.failure_reason = "could not store the source: " + moved.error().message;
         u.finished_at = m_clock.now_ms();
-        (void)m_store.transition(record.id, {JobState::AwaitingUpload}, JobState::Failed, u, *u.failure_reason);
+        (void)m_store.transition(record.id, {JobState::AwaitingUpload}, JobState::Failed, u,
+                                 *u.failure_reason);
         changed();
         return moved.error();
     }
@@ -415,7 +436,9 @@ Result<JobRecord> JobService::owned(const Principal& who, const std::string& id)
     return *job;
 }
 
-Result<JobRecord> JobService::get(const Principal& who, const std::string& id) { return owned(who, id); }
+Result<JobRecord> JobService::get(const Principal& who, const std::string& id) {
+    return owned(who, id);
+}
 
 Result<JobService::JobView> JobService::view(const JobRecord& job, bool with_attempts) {
     JobView v;
@@ -433,7 +456,9 @@ Result<JobService::JobView> JobService::view(const JobRecord& job, bool with_att
     return v;
 }
 
-Result<JobRecord> JobService::current(const std::string& id) { return m_store.get_job(id); }
+Result<JobRecord> JobService::current(const std::string& id) {
+    return m_store.get_job(id);
+}
 
 Result<MetricGauges> JobService::gauges() {
     MetricGauges g;
@@ -441,7 +466,8 @@ Result<MetricGauges> JobService::gauges() {
     if (!by_state) return by_state.error();
     for (auto state : protocol::k_all_job_states) {
         auto it = by_state->find(state);
-        g.jobs_by_state.emplace_back(std::string(protocol::to_string(state)), it == by_state->end() ? 0 : it->second);
+        g.jobs_by_state.emplace_back(std::string(protocol::to_string(state)),
+                                     it == by_state->end() ? 0 : it->second);
     }
     auto queued = by_state->find(JobState::Queued);
     g.queue_depth = queued == by_state->end() ? 0 : queued->second;
@@ -470,7 +496,9 @@ std::vector<JobService::ReadinessCheck> JobService::readiness() {
     return out;
 }
 
-Result<std::vector<StoragePools::Usage>> JobService::pool_usage() { return m_pools.usage(m_store); }
+Result<std::vector<StoragePools::Usage>> JobService::pool_usage() {
+    return m_pools.usage(m_store);
+}
 
 Status JobService::check_quota(const Principal& who, uint64_t bytes) {
     if (who.is_admin()) return {};
@@ -482,10 +510,11 @@ Status JobService::check_owner_quota(const std::string& owner_key_id, uint64_t b
     auto used = m_store.owner_reserved_bytes(owner_key_id);
     if (!used) return used.error();
     if (*used <= m_config.user_quota_bytes && m_config.user_quota_bytes - *used >= bytes) return {};
-    return Error(ErrorCode::InsufficientStorage,
-                 "this would take your jobs past your storage quota (" + std::to_string(m_config.user_quota_bytes) +
-                     " bytes, " + std::to_string(*used) + " in use); delete or download finished jobs first",
-                 {{"quota_bytes", m_config.user_quota_bytes}, {"used_bytes", *used}, {"needed_bytes", bytes}});
+    return Error(
+        ErrorCode::InsufficientStorage,
+        "this would take your jobs past your storage quota (" + std::to_string(m_config.user_quota_bytes) +
+            " bytes, " + std::to_string(*used) + " in use); delete or download finished jobs first",
+        {{"quota_bytes", m_config.user_quota_bytes}, {"used_bytes", *used}, {"needed_bytes", bytes}});
 }
 
 Result<JobPage> JobService::list(const Principal& who, const JobQuery& query, bool all) {
@@ -504,7 +533,8 @@ Result<uint64_t> JobService::source_offset(const Principal& who, const std::stri
     return ec ? uint64_t{0} : static_cast<uint64_t>(size);
 }
 
-Result<SourceUploadPlan> JobService::begin_source_upload(const Principal& who, const std::string& id, uint64_t start,
+Result<SourceUploadPlan> JobService::begin_source_upload(const Principal& who, const std::string& id,
+                                                         uint64_t start,
                                                          std::optional<uint64_t> content_length,
                                                          std::optional<uint64_t> total_from_range) {
     auto job = owned(who, id);
@@ -512,7 +542,8 @@ Result<SourceUploadPlan> JobService::begin_source_upload(const Principal& who, c
     {
         std::lock_guard lock(m_uploads_mutex);
         if (!m_uploads.insert(id).second)
-            return Error(ErrorCode::Conflict, "another upload to this job is still in progress; retry shortly",
+            return Error(ErrorCode::Conflict,
+                         "another upload to this job is still in progress; retry shortly",
                          {{"state", to_string(job->state)}});
     }
     // From here on every error path must drop the marker again.
@@ -526,19 +557,21 @@ Result<SourceUploadPlan> JobService::begin_source_upload(const Principal& who, c
         return release(Error(ErrorCode::Conflict,
                              "the job is " + std::string(to_string(job->state)) + ", not awaiting an upload",
                              {{"state", to_string(job->state)}}));
-    if (job->source_url) return release(Error(ErrorCode::Conflict, "this job's source is fetched from its source_url"));
+    if (job->source_url)
+        return release(Error(ErrorCode::Conflict, "this job's source is fetched from its source_url"));
     auto stored = source_offset(who, id);
     if (!stored) return release(stored.error());
     // Byte 0 always starts over (the spec: a PUT without Content-Range drops an earlier partial upload).
     if (start != 0 && start != *stored)
-        return release(Error(ErrorCode::Conflict,
-                     "the upload must continue at byte " + std::to_string(*stored) + ", not " + std::to_string(start),
-                     {{"offset", *stored}}));
+        return release(Error(
+            ErrorCode::Conflict,
+            "the upload must continue at byte " + std::to_string(*stored) + ", not " + std::to_string(start),
+            {{"offset", *stored}}));
     uint64_t declared = job->source_size.value_or(0);
     if (total_from_range && job->source_size && *total_from_range != declared)
-        return release(Error::invalid("Content-Range", "the total in Content-Range (" + std::to_string(*total_from_range) +
-                                                           ") is not the declared source.size (" +
-                                                           std::to_string(declared) + ")"));
+        return release(Error::invalid(
+            "Content-Range", "the total in Content-Range (" + std::to_string(*total_from_range) +
+                                 ") is not the declared source.size (" + std::to_string(declared) + ")"));
     uint64_t limit = job->source_size ? declared : m_config.max_upload_bytes;
     if (content_length && start + *content_length > limit)
         return release(Error(job->source_size ? ErrorCode::InvalidArgument : ErrorCode::FileTooLarge,
@@ -567,7 +600,8 @@ void JobService::abandon_source_upload(const std::string& id) {
     m_uploads.erase(id);
 }
 
-Result<JobRecord> JobService::end_source_upload(const std::string& id, uint64_t end_position, bool request_complete,
+Result<JobRecord> JobService::end_source_upload(const std::string& id, uint64_t end_position,
+                                                bool request_complete,
                                                 const std::optional<std::string>& part_sha256) {
     // The bytes are on disk (or not): a next PUT may start once this one has recorded its offset.
     struct Done {
@@ -599,9 +633,10 @@ Result<JobRecord> JobService::end_source_upload(const std::string& id, uint64_t 
             JobUpdate reset;
             reset.source_received = 0;
             (void)m_store.update_job(id, reset);
-            return Error(ErrorCode::InvalidArgument,
-                         "the uploaded bytes do not match source.sha256 (got " + *sha + "); upload again from 0",
-                         {{"field", "source.sha256"}, {"offset", 0}});
+            return Error(
+                ErrorCode::InvalidArgument,
+                "the uploaded bytes do not match source.sha256 (got " + *sha + "); upload again from 0",
+                {{"field", "source.sha256"}, {"offset", 0}});
         }
     }
     auto moved = fs::durable_rename(part, dest);
@@ -610,7 +645,7 @@ Result<JobRecord> JobService::end_source_upload(const std::string& id, uint64_t 
 }
 
 Result<JobRecord> JobService::finish_source(const JobRecord& job, const stdfs::path& file,
-                                           const std::optional<std::string>& known_sha256) {
+                                            const std::optional<std::string>& known_sha256) {
     std::error_code ec;
     uint64_t size = stdfs::file_size(file, ec);
     auto probe = m_prober.probe(file);
@@ -628,7 +663,8 @@ Result<JobRecord> JobService::finish_source(const JobRecord& job, const stdfs::p
         u.failure_reason = probe.error().message;
         u.message = "the source is not decodable";
         u.finished_at = m_clock.now_ms();
-        (void)m_store.transition(job.id, {JobState::AwaitingUpload}, JobState::Failed, u, probe.error().message);
+        (void)m_store.transition(job.id, {JobState::AwaitingUpload}, JobState::Failed, u,
+                                 probe.error().message);
         changed();
         return probe.error();
     }
@@ -661,7 +697,8 @@ void JobService::fetch_source_url(std::string job_id, std::string url, std::shar
     head.path_or_url = url;
     auto headed = client.request(head);
     if (!headed) return fail(headed.error());
-    if (headed->status / 100 != 2) return fail(http::error_from_status(headed->status, http::redact_url(url)));
+    if (headed->status / 100 != 2)
+        return fail(http::error_from_status(headed->status, http::redact_url(url)));
     uint64_t size = m_config.max_upload_bytes;
     if (auto cl = headed->headers.get("Content-Length")) {
         try {
@@ -670,7 +707,8 @@ void JobService::fetch_source_url(std::string job_id, std::string url, std::shar
         }
     }
     if (size > m_config.max_upload_bytes)
-        return fail(Error(ErrorCode::FileTooLarge, "the source at source_url is larger than this server accepts"));
+        return fail(
+            Error(ErrorCode::FileTooLarge, "the source at source_url is larger than this server accepts"));
     // The owner's quota holds for fetched sources too (the size is known only now).
     if (auto owner = m_store.get_api_key(job->owner_key_id); !owner) {
         return fail(owner.error());
@@ -701,7 +739,8 @@ void JobService::fetch_source_url(std::string job_id, std::string url, std::shar
     if (too_large) {
         stdfs::remove(dest, ec);
         stdfs::remove(dest.string() + ".part", ec);
-        return fail(Error(ErrorCode::FileTooLarge, "the source at source_url sent more than " + std::to_string(size) +
+        return fail(Error(ErrorCode::FileTooLarge, "the source at source_url sent more than " +
+                                                       std::to_string(size) +
                                                        " bytes (its declared size, or this server's limit)"));
     }
     if (!got) {
@@ -710,7 +749,8 @@ void JobService::fetch_source_url(std::string job_id, std::string url, std::shar
     }
     if (got->size > m_config.max_upload_bytes) {
         stdfs::remove(dest, ec);
-        return fail(Error(ErrorCode::FileTooLarge, "the source at source_url is larger than this server accepts"));
+        return fail(
+            Error(ErrorCode::FileTooLarge, "the source at source_url is larger than this server accepts"));
     }
     auto updated = m_store.get_job(job_id);
     if (!updated) {
@@ -735,8 +775,8 @@ Result<JobRecord> JobService::cancel(const Principal& who, const std::string& id
     switch (job->state) {
         case JobState::AwaitingUpload:
         case JobState::Queued: {
-            auto r = m_store.transition(id, {JobState::AwaitingUpload, JobState::Queued}, JobState::Canceled, u,
-                                        *u.message);
+            auto r = m_store.transition(id, {JobState::AwaitingUpload, JobState::Queued}, JobState::Canceled,
+                                        u, *u.message);
             if (!r && r.error().code == ErrorCode::Conflict) return cancel(who, id);  // it moved on meanwhile
             changed();
             return r;
@@ -760,9 +800,10 @@ Result<JobRecord> JobService::retry(const Principal& who, const std::string& id)
     auto job = owned(who, id);
     if (!job) return job.error();
     if (job->state != JobState::Failed && job->state != JobState::Canceled)
-        return Error(ErrorCode::Conflict, "only failed or canceled jobs can be retried; this one is " +
-                                              std::string(to_string(job->state)),
-                     {{"state", to_string(job->state)}});
+        return Error(
+            ErrorCode::Conflict,
+            "only failed or canceled jobs can be retried; this one is " + std::string(to_string(job->state)),
+            {{"state", to_string(job->state)}});
     bool have_source = !job->source_deleted && !job->source_path.empty() &&
                        stdfs::exists(m_pools.resolve(job->source_pool, job->source_path));
     if (!have_source)
@@ -771,7 +812,8 @@ Result<JobRecord> JobService::retry(const Principal& who, const std::string& id)
     // Only a source ffprobe accepted may be queued (awaiting_upload -> queued needs it): a job that
     // failed because its upload was not media stays failed.
     if (!job->source_probe.is_object())
-        return Error(ErrorCode::Conflict, "the job's source was never accepted (not a readable media file); submit it again",
+        return Error(ErrorCode::Conflict,
+                     "the job's source was never accepted (not a readable media file); submit it again",
                      {{"state", to_string(job->state)}});
     JobUpdate u;
     u.attempt_count = 0;
@@ -793,18 +835,21 @@ Result<ResultFile> JobService::result(const Principal& who, const std::string& i
     if (!job) return job.error();
     // A failed job will never have a result: say why instead of "not ready" (the spec's 422).
     if (job->state == JobState::Failed)
-        return Error(ErrorCode::TranscodeFailed,
-                     "the job failed" + (job->failure_reason.empty() ? std::string() : ": " + job->failure_reason),
-                     {{"state", to_string(job->state)},
-                      {"failure_code", job->failure_code},
-                      {"failure_reason", job->failure_reason}});
+        return Error(
+            ErrorCode::TranscodeFailed,
+            "the job failed" + (job->failure_reason.empty() ? std::string() : ": " + job->failure_reason),
+            {{"state", to_string(job->state)},
+             {"failure_code", job->failure_code},
+             {"failure_reason", job->failure_reason}});
     if (job->state != JobState::Completed)
-        return Error(ErrorCode::JobNotReady, "the job is " + std::string(to_string(job->state)) + "; the result is not ready",
+        return Error(ErrorCode::JobNotReady,
+                     "the job is " + std::string(to_string(job->state)) + "; the result is not ready",
                      {{"state", to_string(job->state)}});
     auto path = m_pools.resolve(job->output_pool, job->output_path);
     std::error_code ec;
     if (job->output_deleted || path.empty() || !stdfs::is_regular_file(path, ec))
-        return Error(ErrorCode::ResultGone, "the result was deleted after its retention time", {{"job_id", id}});
+        return Error(ErrorCode::ResultGone, "the result was deleted after its retention time",
+                     {{"job_id", id}});
     ResultFile f;
     f.path = path;
     f.size = job->output_size.value_or(stdfs::file_size(path, ec));
@@ -837,22 +882,26 @@ JobService::MaintenanceReport JobService::run_maintenance(std::chrono::seconds o
         u.failure_reason = "the job waited longer than its time to live";
         u.message = "expired";
         u.finished_at = now;
-        if (m_store.transition(job.id, {JobState::AwaitingUpload, JobState::Queued}, JobState::Failed, u, "expired"))
+        if (m_store.transition(job.id, {JobState::AwaitingUpload, JobState::Queued}, JobState::Failed, u,
+                               "expired"))
             ++report.expired_jobs;
     }
     // A reservation nobody uses does not block others: an upload idle past --upload-idle-timeout ends.
-    for (const auto& job : listed(m_store.idle_uploads(now - m_config.upload_idle_timeout_ms), "end idle uploads")) {
+    for (const auto& job :
+         listed(m_store.idle_uploads(now - m_config.upload_idle_timeout_ms), "end idle uploads")) {
         // Under the uploads lock: a PUT either started before (and is skipped here) or finds the job failed.
         std::lock_guard lock(m_uploads_mutex);
         if (m_uploads.count(job.id)) continue;  // a PUT is writing to it right now
         JobUpdate u;
         u.failure_code = "UPLOAD_ABANDONED";
-        u.failure_reason = "no source bytes arrived for " + std::to_string(m_config.upload_idle_timeout_ms / 1000) +
+        u.failure_reason = "no source bytes arrived for " +
+                           std::to_string(m_config.upload_idle_timeout_ms / 1000) +
                            " s; the reserved space was released (submit again to retry)";
         u.message = "upload abandoned";
         u.finished_at = now;
         u.source_reserved = 0;
-        auto ended = m_store.transition(job.id, {JobState::AwaitingUpload}, JobState::Failed, u, *u.failure_reason);
+        auto ended =
+            m_store.transition(job.id, {JobState::AwaitingUpload}, JobState::Failed, u, *u.failure_reason);
         if (!ended) continue;  // it moved on meanwhile (bytes arrived, canceled)
         if (!job.source_pool.empty()) delete_file(job.source_pool, job.source_path);
         ++report.uploads_abandoned;
@@ -890,7 +939,8 @@ JobService::MaintenanceReport JobService::run_maintenance(std::chrono::seconds o
     } else {
         report.errors.push_back("orphan sweep skipped: " + referenced.error().message);
     }
-    if (report.expired_jobs || report.outputs_deleted || report.sources_deleted || report.uploads_abandoned) changed();
+    if (report.expired_jobs || report.outputs_deleted || report.sources_deleted || report.uploads_abandoned)
+        changed();
     return report;
 }
 

@@ -23,25 +23,25 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <optional>
+#include <set>
 #include <string>
 
 namespace distconv::dispatch {
 
 // Reads media facts from a file (ffprobe in production, a fake in unit tests).
 class Prober {
-public:
+  public:
     virtual ~Prober() = default;
     virtual Result<media::ProbeInfo> probe(const std::filesystem::path& file) = 0;
 };
 
 class FfprobeProber final : public Prober {
-public:
+  public:
     explicit FfprobeProber(std::string ffprobe) : m_ffprobe(std::move(ffprobe)) {}
     Result<media::ProbeInfo> probe(const std::filesystem::path& file) override;
 
-private:
+  private:
     std::string m_ffprobe;
 };
 
@@ -49,8 +49,8 @@ private:
 struct SourceUploadPlan {
     JobRecord job;
     std::filesystem::path part_path;
-    uint64_t offset = 0;          // where this request's bytes start
-    uint64_t limit = 0;           // bytes the file may hold at most
+    uint64_t offset = 0;  // where this request's bytes start
+    uint64_t limit = 0;   // bytes the file may hold at most
 };
 
 struct ResultFile {
@@ -61,9 +61,9 @@ struct ResultFile {
 };
 
 class JobService {
-public:
-    JobService(Store& store, StoragePools& pools, const DispatchConfig& config, Prober& prober, const Clock& clock,
-               ChangeNotifier& notifier);
+  public:
+    JobService(Store& store, StoragePools& pools, const DispatchConfig& config, Prober& prober,
+               const Clock& clock, ChangeNotifier& notifier);
     // Stops running source_url fetches and waits for them (they use this service).
     ~JobService();
     JobService(const JobService&) = delete;
@@ -114,7 +114,9 @@ public:
     // --- read ---------------------------------------------------------------------------------------
     Result<JobRecord> get(const Principal& who, const std::string& id);
     Result<JobPage> list(const Principal& who, const JobQuery& query, bool all);
-    Result<std::optional<int64_t>> queue_position(const std::string& id) { return m_store.queue_position(id); }
+    Result<std::optional<int64_t>> queue_position(const std::string& id) {
+        return m_store.queue_position(id);
+    }
     // What a job's answers show besides the record: its owner's key name, queue position, attempts.
     struct JobView {
         std::string owner_name;
@@ -138,7 +140,9 @@ public:
     // the caller past --user-quota; admins have no quota.
     Status check_quota(const Principal& who, uint64_t bytes);
     Status check_owner_quota(const std::string& owner_key_id, uint64_t bytes);  // as above, for a job's owner
-    Result<std::vector<JobEvent>> events(const std::string& id, int64_t after) { return m_store.job_events(id, after); }
+    Result<std::vector<JobEvent>> events(const std::string& id, int64_t after) {
+        return m_store.job_events(id, after);
+    }
 
     // --- change -------------------------------------------------------------------------------------
     Result<JobRecord> cancel(const Principal& who, const std::string& id);
@@ -157,7 +161,7 @@ public:
     };
     MaintenanceReport run_maintenance(std::chrono::seconds orphan_min_age = std::chrono::seconds(600));
 
-private:
+  private:
     struct ParsedJob;
     Result<ParsedJob> parse_job(const nlohmann::json& job, protocol::SubmitKind kind) const;
     Status check_source_url(const std::string& url) const;

@@ -12,7 +12,7 @@
 namespace distconv::dispatch {
 
 class ChangeNotifier {
-public:
+  public:
     uint64_t generation() const {
         std::lock_guard lock(m_mutex);
         return m_generation;
@@ -67,7 +67,7 @@ public:
         return m_closed;
     }
 
-private:
+  private:
     mutable std::mutex m_mutex;
     std::condition_variable m_cv;
     std::condition_variable m_work_cv;

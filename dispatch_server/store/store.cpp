@@ -33,16 +33,34 @@ struct SqlError : std::runtime_error {
 
 using Value = std::variant<std::nullptr_t, int64_t, double, std::string>;
 
-Value to_value(int v) { return int64_t{v}; }
-Value to_value(int64_t v) { return v; }
-Value to_value(uint64_t v) { return static_cast<int64_t>(v); }
-Value to_value(double v) { return v; }
-Value to_value(bool v) { return int64_t{v ? 1 : 0}; }
-Value to_value(const std::string& v) { return v; }
+Value to_value(int v) {
+    return int64_t{v};
+}
+Value to_value(int64_t v) {
+    return v;
+}
+Value to_value(uint64_t v) {
+    return static_cast<int64_t>(v);
+}
+Value to_value(double v) {
+    return v;
+}
+Value to_value(bool v) {
+    return int64_t{v ? 1 : 0};
+}
+Value to_value(const std::string& v) {
+    return v;
+}
 // The protocol's enums are stored by name, as TEXT.
-Value to_value(EngineState v) { return std::string(to_string(v)); }
-Value to_value(AttemptState v) { return std::string(to_string(v)); }
-Value to_value(TransferMode v) { return std::string(to_string(v)); }
+Value to_value(EngineState v) {
+    return std::string(to_string(v));
+}
+Value to_value(AttemptState v) {
+    return std::string(to_string(v));
+}
+Value to_value(TransferMode v) {
+    return std::string(to_string(v));
+}
 Value to_value(const nlohmann::json& v) {
     if (v.is_null()) return nullptr;  // NULL reads back as null
     return v.dump();
@@ -56,7 +74,7 @@ Value to_value(const std::optional<T>& v) {
 // A cached prepared statement in use: binds by position, steps, reads columns; resets and clears
 // its bindings when it goes out of scope so the cache can hand it out again.
 class Stmt {
-public:
+  public:
     Stmt(sqlite3* db, sqlite3_stmt* stmt) : m_db(db), m_stmt(stmt) {}
     ~Stmt() {
         sqlite3_reset(m_stmt);
@@ -124,7 +142,7 @@ public:
         return j.is_discarded() ? nlohmann::json() : j;
     }
 
-private:
+  private:
     sqlite3* m_db;
     sqlite3_stmt* m_stmt;
     int m_bound = 0;
@@ -135,23 +153,57 @@ constexpr const char* k_job_columns =
     "id, owner_key_id, state, priority, options, resolved, ffmpeg_command, output_filename, requirements, "
     "max_attempts, attempt_count, ttl_ms, idempotency_key, source_filename, source_size, source_sha256, "
     "source_url, source_pool, source_path, source_reserved, source_received, source_probe, duration_seconds, "
-    "source_deleted, output_pool, output_path, output_reserved, output_size, output_sha256, output_expires_at, "
-    "output_deleted, progress_percent, progress, message, failure_code, failure_reason, created_at, updated_at, "
+    "source_deleted, output_pool, output_path, output_reserved, output_size, output_sha256, "
+    "output_expires_at, "
+    "output_deleted, progress_percent, progress, message, failure_code, failure_reason, created_at, "
+    "updated_at, "
     "queued_at, started_at, finished_at, not_before, version";
 
 std::vector<Value> job_values(const JobRecord& j) {
     return {
-        j.id, j.owner_key_id, std::string(to_string(j.state)), to_value(j.priority), to_value(j.options),
-        to_value(j.resolved), j.ffmpeg_command, j.output_filename, to_value(j.requirements),
-        to_value(j.max_attempts), to_value(j.attempt_count), to_value(j.ttl_ms), to_value(j.idempotency_key),
-        j.source_filename, to_value(j.source_size), to_value(j.source_sha256), to_value(j.source_url),
-        j.source_pool, j.source_path, to_value(j.source_reserved), to_value(j.source_received),
-        to_value(j.source_probe), to_value(j.duration_seconds), to_value(j.source_deleted), j.output_pool,
-        j.output_path, to_value(j.output_reserved), to_value(j.output_size), to_value(j.output_sha256),
-        to_value(j.output_expires_at), to_value(j.output_deleted), to_value(j.progress_percent),
-        to_value(j.progress), j.message, j.failure_code, j.failure_reason, to_value(j.created_at),
-        to_value(j.updated_at), to_value(j.queued_at), to_value(j.started_at), to_value(j.finished_at),
-        to_value(j.not_before), to_value(j.version),
+        j.id,
+        j.owner_key_id,
+        std::string(to_string(j.state)),
+        to_value(j.priority),
+        to_value(j.options),
+        to_value(j.resolved),
+        j.ffmpeg_command,
+        j.output_filename,
+        to_value(j.requirements),
+        to_value(j.max_attempts),
+        to_value(j.attempt_count),
+        to_value(j.ttl_ms),
+        to_value(j.idempotency_key),
+        j.source_filename,
+        to_value(j.source_size),
+        to_value(j.source_sha256),
+        to_value(j.source_url),
+        j.source_pool,
+        j.source_path,
+        to_value(j.source_reserved),
+        to_value(j.source_received),
+        to_value(j.source_probe),
+        to_value(j.duration_seconds),
+        to_value(j.source_deleted),
+        j.output_pool,
+        j.output_path,
+        to_value(j.output_reserved),
+        to_value(j.output_size),
+        to_value(j.output_sha256),
+        to_value(j.output_expires_at),
+        to_value(j.output_deleted),
+        to_value(j.progress_percent),
+        to_value(j.progress),
+        j.message,
+        j.failure_code,
+        j.failure_reason,
+        to_value(j.created_at),
+        to_value(j.updated_at),
+        to_value(j.queued_at),
+        to_value(j.started_at),
+        to_value(j.finished_at),
+        to_value(j.not_before),
+        to_value(j.version),
     };
 }
 
@@ -289,7 +341,7 @@ void exec_sql(sqlite3* db, const char* sql) {
 // BEGIN IMMEDIATE (the write lock up front, so a read-then-write never has to upgrade and fail);
 // rolls back unless commit() was called.
 class Transaction {
-public:
+  public:
     explicit Transaction(sqlite3* db) : m_db(db) { exec_sql(m_db, "BEGIN IMMEDIATE"); }
     ~Transaction() {
         if (!m_done) sqlite3_exec(m_db, "ROLLBACK", nullptr, nullptr, nullptr);
@@ -301,7 +353,7 @@ public:
         m_done = true;
     }
 
-private:
+  private:
     sqlite3* m_db;
     bool m_done = false;
 };
@@ -311,7 +363,8 @@ private:
 // back, and no caller mistakes it for "nothing there".
 Error internal_error(const char* what, const SqlError& e) {
     spdlog::error("store: {} failed: {} (sqlite code {})", what, e.what(), e.rc);
-    return Error(ErrorCode::Unavailable, std::string("the database is unavailable (") + what + "): " + e.what(),
+    return Error(ErrorCode::Unavailable,
+                 std::string("the database is unavailable (") + what + "): " + e.what(),
                  {{"sqlite_code", e.rc}});
 }
 
@@ -391,7 +444,8 @@ struct Store::Impl {
             sets.sql += "state = ?, ";
             sets.values.emplace_back(std::string(to_string(*state)));
         }
-        auto s = prepare("UPDATE jobs SET " + sets.sql + "version = version + 1, updated_at = ? WHERE id = ?");
+        auto s =
+            prepare("UPDATE jobs SET " + sets.sql + "version = version + 1, updated_at = ? WHERE id = ?");
         for (const auto& v : sets.values) s.bind(v);
         s << now() << id;
         s.run();
@@ -400,8 +454,10 @@ struct Store::Impl {
 
     uint64_t reserved_in(const std::string& pool) {
         auto s = prepare(
-            "SELECT COALESCE(SUM(CASE WHEN source_pool = ?1 AND source_deleted = 0 THEN source_reserved ELSE 0 END), 0)"
-            " + COALESCE(SUM(CASE WHEN output_pool = ?1 AND output_deleted = 0 THEN output_reserved ELSE 0 END), 0)"
+            "SELECT COALESCE(SUM(CASE WHEN source_pool = ?1 AND source_deleted = 0 THEN source_reserved ELSE "
+            "0 END), 0)"
+            " + COALESCE(SUM(CASE WHEN output_pool = ?1 AND output_deleted = 0 THEN output_reserved ELSE 0 "
+            "END), 0)"
             " FROM jobs WHERE source_pool = ?1 OR output_pool = ?1");
         s << pool;
         s.step();
@@ -421,7 +477,8 @@ struct Store::Impl {
         const int latest = migrations.empty() ? 0 : migrations.back().version;
         if (version > latest)
             throw SqlError(SQLITE_ERROR, "database schema version " + std::to_string(version) +
-                                             " is newer than this program knows (" + std::to_string(latest) + ")");
+                                             " is newer than this program knows (" + std::to_string(latest) +
+                                             ")");
         for (const auto& m : migrations) {
             if (m.version <= version) continue;
             exec("BEGIN IMMEDIATE");
@@ -481,8 +538,8 @@ Result<std::unique_ptr<Store>> Store::open(const std::filesystem::path& path, co
             auto s = impl->prepare("PRAGMA journal_mode = WAL");
             const std::string mode = s.step() ? s.text(0) : "";
             if (mode != "wal" && path != ":memory:")
-                return Error(ErrorCode::Internal,
-                             "cannot put database " + path.string() + " in WAL mode (journal_mode is " + mode + ")");
+                return Error(ErrorCode::Internal, "cannot put database " + path.string() +
+                                                      " in WAL mode (journal_mode is " + mode + ")");
         }
         impl->exec("PRAGMA synchronous = NORMAL");
         impl->exec("PRAGMA foreign_keys = ON");
@@ -493,7 +550,9 @@ Result<std::unique_ptr<Store>> Store::open(const std::filesystem::path& path, co
     return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
 
-int Store::schema_version() const { return m_impl->version; }
+int Store::schema_version() const {
+    return m_impl->version;
+}
 
 Status Store::check_writable(std::chrono::milliseconds wait) {
     std::lock_guard lock(m_impl->mutex);
@@ -522,7 +581,8 @@ Status Store::integrity_check() {
         for (const auto& r : rows) spdlog::error("store: integrity check: {}", r);
         nlohmann::json problems = nlohmann::json::array();
         for (size_t i = 0; i < rows.size() && i < 10; ++i) problems.push_back(rows[i]);
-        return Error(ErrorCode::Internal, "the database failed its integrity check", {{"problems", problems}});
+        return Error(ErrorCode::Internal, "the database failed its integrity check",
+                     {{"problems", problems}});
     } catch (const SqlError& e) {
         return internal_error("integrity_check", e);
     }
@@ -575,7 +635,8 @@ Status Store::backup_to(const std::filesystem::path& dest) {
         return Error(ErrorCode::Internal, "backup failed: " + msg);
     }
     rc = sqlite3_close_v2(out);  // checkpoints and removes the copy's -wal file
-    if (rc != SQLITE_OK) return Error(ErrorCode::Internal, std::string("backup close failed: ") + sqlite3_errstr(rc));
+    if (rc != SQLITE_OK)
+        return Error(ErrorCode::Internal, std::string("backup close failed: ") + sqlite3_errstr(rc));
     std::filesystem::rename(tmp, dest, ec);
     if (ec) return Error(ErrorCode::Internal, "cannot move backup to " + dest.string() + ": " + ec.message());
     return {};
@@ -603,7 +664,8 @@ Result<ApiKeyRecord> Store::create_api_key(const std::string& name, Role role, c
         if (e.rc == SQLITE_CONSTRAINT_UNIQUE) {
             if (std::string_view(e.what()).find("key_hash") != std::string_view::npos)
                 return Error(ErrorCode::Conflict, "an API key with this secret already exists");
-            return Error(ErrorCode::Conflict, "an API key named '" + name + "' already exists", {{"name", name}});
+            return Error(ErrorCode::Conflict, "an API key named '" + name + "' already exists",
+                         {{"name", name}});
         }
         return internal_error("create_api_key", e);
     }
@@ -639,7 +701,8 @@ Result<std::vector<ApiKeyRecord>> Store::list_api_keys(bool include_revoked) {
     std::vector<ApiKeyRecord> out;
     try {
         auto s = m_impl->prepare(std::string("SELECT ") + k_key_columns + " FROM api_keys" +
-                                 (include_revoked ? "" : " WHERE revoked_at IS NULL") + " ORDER BY created_at, id");
+                                 (include_revoked ? "" : " WHERE revoked_at IS NULL") +
+                                 " ORDER BY created_at, id");
         while (s.step()) out.push_back(read_key(s));
     } catch (const SqlError& e) {
         return internal_error("list_api_keys", e);
@@ -694,8 +757,10 @@ Result<JobRecord> Store::insert_job(const JobRecord& job) {
         r.updated_at = r.created_at;
         r.version = 1;
         try {
-            auto s = impl.prepare(std::string("INSERT INTO jobs (") + k_job_columns +
-                                  ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+            auto s = impl.prepare(
+                std::string("INSERT INTO jobs (") + k_job_columns +
+                ") VALUES "
+                "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
             for (const auto& v : job_values(r)) s.bind(v);
             s.run();
         } catch (const SqlError& e) {
@@ -704,7 +769,8 @@ Result<JobRecord> Store::insert_job(const JobRecord& job) {
                 if (auto existing = find_existing()) return *existing;
                 return Error(ErrorCode::Conflict, "job " + r.id + " already exists");
             }
-            if (e.rc == SQLITE_CONSTRAINT_PRIMARYKEY) return Error(ErrorCode::Conflict, "job " + r.id + " already exists");
+            if (e.rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+                return Error(ErrorCode::Conflict, "job " + r.id + " already exists");
             if (e.rc == SQLITE_CONSTRAINT_FOREIGNKEY)
                 return Error::invalid("owner_key_id", "no API key with id '" + r.owner_key_id + "'");
             throw;
@@ -821,7 +887,8 @@ Result<JobRecord> Store::update_job(const std::string& id, const JobUpdate& chan
             return Error(ErrorCode::JobNotFound, "job " + id + " not found", {{"job_id", id}});
         auto updated = impl.get_job(id);
         if (!updated) return Error(ErrorCode::JobNotFound, "job " + id + " not found", {{"job_id", id}});
-        if (progress_event) impl.insert_event(id, "progress", std::nullopt, updated->state, "", *progress_event);
+        if (progress_event)
+            impl.insert_event(id, "progress", std::nullopt, updated->state, "", *progress_event);
         tx.commit();
         return *updated;
     } catch (const SqlError& e) {
@@ -844,7 +911,8 @@ Result<std::vector<JobEvent>> Store::job_events(const std::string& job_id, int64
             e.at = s.i64(2);
             e.type = s.text(3);
             if (!s.is_null(4)) e.from_state = parse_job_state(s.text(4));
-            e.to_state = read_enum(s, 5, protocol::parse_job_state, "job_events", std::to_string(e.id), "to_state");
+            e.to_state =
+                read_enum(s, 5, protocol::parse_job_state, "job_events", std::to_string(e.id), "to_state");
             e.message = s.text(6);
             e.data = s.json(7);
             out.push_back(std::move(e));
@@ -902,8 +970,9 @@ Result<std::vector<JobRecord>> Store::jobs_past_ttl(int64_t now, std::optional<i
 Result<std::vector<JobRecord>> Store::idle_uploads(int64_t idle_before) {
     std::lock_guard lock(m_impl->mutex);
     try {
-        return m_impl->select_jobs("WHERE state = 'awaiting_upload' AND source_url IS NULL AND updated_at < ? ORDER BY id",
-                                   {idle_before});
+        return m_impl->select_jobs(
+            "WHERE state = 'awaiting_upload' AND source_url IS NULL AND updated_at < ? ORDER BY id",
+            {idle_before});
     } catch (const SqlError& e) {
         return internal_error("idle_uploads", e);
     }
@@ -985,17 +1054,20 @@ Result<std::string> Store::reserve_space(const std::string& job_id, FileKind kin
         std::string own_pool;
         uint64_t own_reserved = 0;
         {
-            auto s = impl.prepare(source ? "SELECT source_pool, source_reserved, source_deleted FROM jobs WHERE id = ?"
-                                         : "SELECT output_pool, output_reserved, output_deleted FROM jobs WHERE id = ?");
+            auto s = impl.prepare(
+                source ? "SELECT source_pool, source_reserved, source_deleted FROM jobs WHERE id = ?"
+                       : "SELECT output_pool, output_reserved, output_deleted FROM jobs WHERE id = ?");
             s << job_id;
-            if (!s.step()) return Error(ErrorCode::JobNotFound, "job " + job_id + " not found", {{"job_id", job_id}});
+            if (!s.step())
+                return Error(ErrorCode::JobNotFound, "job " + job_id + " not found", {{"job_id", job_id}});
             own_pool = s.text(0);
             if (!s.boolean(2)) own_reserved = s.u64(1);  // a deleted file's reservation is not counted anyway
         }
         for (const auto& c : candidates) {
             uint64_t reserved = impl.reserved_in(c.name);
             if (c.name == own_pool) reserved -= std::min(reserved, own_reserved);  // re-reserving replaces
-            const bool cap_ok = !c.cap_bytes || (reserved <= *c.cap_bytes && *c.cap_bytes - reserved >= bytes);
+            const bool cap_ok =
+                !c.cap_bytes || (reserved <= *c.cap_bytes && *c.cap_bytes - reserved >= bytes);
             if (!cap_ok || c.disk_free_bytes < bytes) continue;
             auto s = impl.prepare(source ? "UPDATE jobs SET source_pool = ?, source_reserved = ?,"
                                            " version = version + 1, updated_at = ? WHERE id = ?"
@@ -1017,11 +1089,12 @@ Result<std::string> Store::reserve_space(const std::string& job_id, FileKind kin
 Status Store::release_space(const std::string& job_id, FileKind kind) {
     std::lock_guard lock(m_impl->mutex);
     try {
-        auto s = m_impl->prepare(kind == FileKind::Source
-                                     ? "UPDATE jobs SET source_reserved = 0, version = version + 1, updated_at = ?"
-                                       " WHERE id = ?"
-                                     : "UPDATE jobs SET output_reserved = 0, version = version + 1, updated_at = ?"
-                                       " WHERE id = ?");
+        auto s =
+            m_impl->prepare(kind == FileKind::Source
+                                ? "UPDATE jobs SET source_reserved = 0, version = version + 1, updated_at = ?"
+                                  " WHERE id = ?"
+                                : "UPDATE jobs SET output_reserved = 0, version = version + 1, updated_at = ?"
+                                  " WHERE id = ?");
         s << m_impl->now() << job_id;
         s.run();
         if (sqlite3_changes(m_impl->db) == 0)
@@ -1037,7 +1110,8 @@ Status Store::release_space(const std::string& job_id, FileKind kind) {
 namespace {
 
 constexpr const char* k_engine_columns =
-    "id, key_id, hostname, version, slots, state, capabilities, tags, benchmark_score, free_disk_bytes, load, "
+    "id, key_id, hostname, version, slots, state, capabilities, tags, benchmark_score, free_disk_bytes, "
+    "load, "
     "cpu_temp, memory, registered_at, last_seen_at, drain, rerun_benchmark";
 
 EngineRecord read_engine(const Stmt& s) {
@@ -1091,9 +1165,10 @@ AttemptRecord read_attempt(const Stmt& s) {
 }
 
 Error lease_lost(const std::string& attempt_id) {
-    return Error(ErrorCode::LeaseLost,
-                 "assignment " + attempt_id + " no longer holds its job (lease expired, job reassigned or finished)",
-                 {{"assignment_id", attempt_id}});
+    return Error(
+        ErrorCode::LeaseLost,
+        "assignment " + attempt_id + " no longer holds its job (lease expired, job reassigned or finished)",
+        {{"assignment_id", attempt_id}});
 }
 
 }  // namespace
@@ -1108,10 +1183,9 @@ Result<EngineRecord> Store::insert_engine(const EngineRecord& engine) {
         auto s = m_impl->prepare(std::string("INSERT INTO engines (") + k_engine_columns +
                                  ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
         s.bind(e.id).bind(e.key_id.empty() ? Value(nullptr) : Value(e.key_id));
-        s << e.hostname << e.version << e.slots
-          << e.state << e.capabilities << nlohmann::json(e.tags) << e.benchmark_score << e.free_disk_bytes
-          << e.load_average << e.cpu_temperature_c << e.memory << e.registered_at << e.last_seen_at << e.drain
-          << e.rerun_benchmark;
+        s << e.hostname << e.version << e.slots << e.state << e.capabilities << nlohmann::json(e.tags)
+          << e.benchmark_score << e.free_disk_bytes << e.load_average << e.cpu_temperature_c << e.memory
+          << e.registered_at << e.last_seen_at << e.drain << e.rerun_benchmark;
         s.run();
         return e;
     } catch (const SqlError& e) {
@@ -1131,9 +1205,12 @@ Result<EngineRecord> Store::get_engine(const std::string& id) {
     }
 }
 
-Result<HeartbeatSeen> Store::record_heartbeat(const EngineHeartbeat& hb, const std::optional<std::string>& key_id) {
+Result<HeartbeatSeen> Store::record_heartbeat(const EngineHeartbeat& hb,
+                                              const std::optional<std::string>& key_id) {
     std::lock_guard lock(m_impl->mutex);
-    const auto not_found = [&] { return Error(ErrorCode::NotFound, "no engine with id '" + hb.engine_id + "'"); };
+    const auto not_found = [&] {
+        return Error(ErrorCode::NotFound, "no engine with id '" + hb.engine_id + "'");
+    };
     try {
         HeartbeatSeen seen;
         {
@@ -1145,7 +1222,8 @@ Result<HeartbeatSeen> Store::record_heartbeat(const EngineHeartbeat& hb, const s
         }
         // The mutex keeps the row as read: nothing else writes between the SELECT and the UPDATE.
         auto s = m_impl->prepare(
-            "UPDATE engines SET state = CASE WHEN drain THEN 'draining' ELSE ? END, load = ?, free_disk_bytes = ?, "
+            "UPDATE engines SET state = CASE WHEN drain THEN 'draining' ELSE ? END, load = ?, "
+            "free_disk_bytes = ?, "
             "memory = ?, cpu_temp = ?, benchmark_score = COALESCE(?, benchmark_score), last_seen_at = ?, "
             "rerun_benchmark = 0 WHERE id = ?");
         s << hb.state << hb.load_average << hb.free_disk_bytes << hb.memory << hb.cpu_temperature_c
@@ -1200,13 +1278,15 @@ Status Store::update_engine(const EngineRecord& e) {
     try {
         auto s = m_impl->prepare(
             "UPDATE engines SET hostname = ?, version = ?, slots = ?, state = ?, capabilities = ?, tags = ?, "
-            "benchmark_score = ?, free_disk_bytes = ?, load = ?, cpu_temp = ?, memory = ?, last_seen_at = ?, drain = ?, "
+            "benchmark_score = ?, free_disk_bytes = ?, load = ?, cpu_temp = ?, memory = ?, last_seen_at = ?, "
+            "drain = ?, "
             "rerun_benchmark = ? WHERE id = ?");
         s << e.hostname << e.version << e.slots << e.state << e.capabilities << nlohmann::json(e.tags)
           << e.benchmark_score << e.free_disk_bytes << e.load_average << e.cpu_temperature_c << e.memory
           << e.last_seen_at << e.drain << e.rerun_benchmark << e.id;
         s.run();
-        if (sqlite3_changes(m_impl->db) == 0) return Error(ErrorCode::NotFound, "no engine with id '" + e.id + "'");
+        if (sqlite3_changes(m_impl->db) == 0)
+            return Error(ErrorCode::NotFound, "no engine with id '" + e.id + "'");
         return {};
     } catch (const SqlError& err) {
         return internal_error("update_engine", err);
@@ -1225,13 +1305,14 @@ Result<std::optional<std::pair<JobRecord, AttemptRecord>>> Store::claim_job(cons
         const int64_t now = impl.now();
         std::vector<ClaimCandidate> candidates;
         {
-            auto s = impl.prepare(
-                std::string("SELECT ") + k_job_columns +
-                ", (SELECT COUNT(*) FROM jobs o WHERE o.owner_key_id = jobs.owner_key_id"
-                "   AND o.state IN ('assigned', 'running', 'canceling'))"
-                ", (SELECT a.engine_id FROM attempts a WHERE a.job_id = jobs.id ORDER BY a.attempt_no DESC LIMIT 1)"
-                " FROM jobs WHERE state = 'queued' AND (not_before IS NULL OR not_before <= ?)"
-                " ORDER BY priority DESC, created_at ASC, id ASC LIMIT ?");
+            auto s =
+                impl.prepare(std::string("SELECT ") + k_job_columns +
+                             ", (SELECT COUNT(*) FROM jobs o WHERE o.owner_key_id = jobs.owner_key_id"
+                             "   AND o.state IN ('assigned', 'running', 'canceling'))"
+                             ", (SELECT a.engine_id FROM attempts a WHERE a.job_id = jobs.id ORDER BY "
+                             "a.attempt_no DESC LIMIT 1)"
+                             " FROM jobs WHERE state = 'queued' AND (not_before IS NULL OR not_before <= ?)"
+                             " ORDER BY priority DESC, created_at ASC, id ASC LIMIT ?");
             s << now << int64_t{max_candidates};
             while (s.step()) {
                 ClaimCandidate c;
@@ -1250,7 +1331,8 @@ Result<std::optional<std::pair<JobRecord, AttemptRecord>>> Store::claim_job(cons
         int attempt_no = 1;
         {
             auto s = impl.prepare(
-                "SELECT COALESCE(MAX(fencing_token), 0) + 1, COALESCE(MAX(attempt_no), 0) + 1 FROM attempts WHERE job_id = ?");
+                "SELECT COALESCE(MAX(fencing_token), 0) + 1, COALESCE(MAX(attempt_no), 0) + 1 FROM attempts "
+                "WHERE job_id = ?");
             s << job.id;
             s.step();
             token = s.i64(0);
@@ -1275,12 +1357,14 @@ Result<std::optional<std::pair<JobRecord, AttemptRecord>>> Store::claim_job(cons
         {
             auto s = impl.prepare(std::string("INSERT INTO attempts (") + k_attempt_columns +
                                   ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
-            s << a.id << a.job_id << a.attempt_no << a.engine_id << a.fencing_token << a.state << a.transfer_mode
-              << a.started_at << a.lease_expires_at << a.finished_at << nullptr << a.error_class << a.message;
+            s << a.id << a.job_id << a.attempt_no << a.engine_id << a.fencing_token << a.state
+              << a.transfer_mode << a.started_at << a.lease_expires_at << a.finished_at << nullptr
+              << a.error_class << a.message;
             s.run();
         }
         impl.insert_event(job.id, "state", JobState::Queued, JobState::Assigned,
-                          "assigned to engine " + engine_id + " (attempt " + std::to_string(attempt_no) + ")", nullptr);
+                          "assigned to engine " + engine_id + " (attempt " + std::to_string(attempt_no) + ")",
+                          nullptr);
         auto updated = impl.get_job(job.id);
         tx.commit();
         if (!updated) return Error(ErrorCode::Internal, "job vanished during a claim");
@@ -1320,8 +1404,9 @@ Result<std::vector<AttemptRecord>> Store::active_attempts(const std::optional<st
     std::lock_guard lock(m_impl->mutex);
     std::vector<AttemptRecord> out;
     try {
-        auto s = m_impl->prepare(std::string("SELECT ") + k_attempt_columns +
-                                 " FROM attempts WHERE state = 'active' AND (?1 IS NULL OR engine_id = ?1) ORDER BY id");
+        auto s = m_impl->prepare(
+            std::string("SELECT ") + k_attempt_columns +
+            " FROM attempts WHERE state = 'active' AND (?1 IS NULL OR engine_id = ?1) ORDER BY id");
         s << engine_id;
         while (s.step()) out.push_back(read_attempt(s));
     } catch (const SqlError& e) {
@@ -1334,8 +1419,9 @@ Result<std::vector<AttemptRecord>> Store::expired_attempts(int64_t now) {
     std::lock_guard lock(m_impl->mutex);
     std::vector<AttemptRecord> out;
     try {
-        auto s = m_impl->prepare(std::string("SELECT ") + k_attempt_columns +
-                                 " FROM attempts WHERE state = 'active' AND lease_expires_at < ? ORDER BY id");
+        auto s =
+            m_impl->prepare(std::string("SELECT ") + k_attempt_columns +
+                            " FROM attempts WHERE state = 'active' AND lease_expires_at < ? ORDER BY id");
         s << now;
         while (s.step()) out.push_back(read_attempt(s));
     } catch (const SqlError& e) {
@@ -1344,7 +1430,8 @@ Result<std::vector<AttemptRecord>> Store::expired_attempts(int64_t now) {
     return out;
 }
 
-Result<AttemptRecord> Store::extend_lease(const std::string& attempt_id, int64_t fencing_token, int64_t lease_until) {
+Result<AttemptRecord> Store::extend_lease(const std::string& attempt_id, int64_t fencing_token,
+                                          int64_t lease_until) {
     std::lock_guard lock(m_impl->mutex);
     try {
         auto s = m_impl->prepare(
@@ -1362,7 +1449,8 @@ Result<AttemptRecord> Store::extend_lease(const std::string& attempt_id, int64_t
     }
 }
 
-Result<JobRecord> Store::end_attempt(const std::string& attempt_id, int64_t fencing_token, const AttemptEnd& end) {
+Result<JobRecord> Store::end_attempt(const std::string& attempt_id, int64_t fencing_token,
+                                     const AttemptEnd& end) {
     std::lock_guard lock(m_impl->mutex);
     auto& impl = *m_impl;
     try {
@@ -1374,7 +1462,8 @@ Result<JobRecord> Store::end_attempt(const std::string& attempt_id, int64_t fenc
             if (!s.step()) return Error(ErrorCode::NotFound, "no assignment with id '" + attempt_id + "'");
             a = read_attempt(s);
         }
-        if (a.state != AttemptState::Active || a.fencing_token != fencing_token) return lease_lost(attempt_id);
+        if (a.state != AttemptState::Active || a.fencing_token != fencing_token)
+            return lease_lost(attempt_id);
         auto job = impl.get_job(a.job_id);
         if (!job) return Error(ErrorCode::JobNotFound, "job " + a.job_id + " not found");
         // A newer attempt of the same job holds the lease: this one is stale whatever its own row says.
@@ -1391,7 +1480,8 @@ Result<JobRecord> Store::end_attempt(const std::string& attempt_id, int64_t fenc
                          {{"state", std::string(to_string(job->state))}});
         {
             auto s = impl.prepare(
-                "UPDATE attempts SET state = ?, finished_at = ?, exit_code = ?, error_class = ?, message = ? WHERE id = ?");
+                "UPDATE attempts SET state = ?, finished_at = ?, exit_code = ?, error_class = ?, message = ? "
+                "WHERE id = ?");
             s << end.attempt_state << impl.now();
             if (end.exit_code)
                 s << int64_t{*end.exit_code};

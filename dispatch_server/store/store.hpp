@@ -18,8 +18,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include <cstdint>
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -41,11 +41,11 @@ using AttemptState = protocol::AttemptState;
 using TransferMode = protocol::TransferMode;
 
 struct ApiKeyRecord {
-    std::string id;          // ULID
-    std::string name;        // unique among keys that are not revoked
+    std::string id;    // ULID
+    std::string name;  // unique among keys that are not revoked
     Role role = Role::User;
-    std::string key_hash;    // SHA-256 hex of the secret; the secret itself is never stored
-    std::string prefix;      // the first characters of the secret, to recognise a key in listings
+    std::string key_hash;  // SHA-256 hex of the secret; the secret itself is never stored
+    std::string prefix;    // the first characters of the secret, to recognise a key in listings
     int64_t created_at = 0;
     std::optional<int64_t> revoked_at;
 };
@@ -54,7 +54,7 @@ struct JobRecord {
     std::string id;            // ULID
     std::string owner_key_id;  // api_keys.id of the submitter
     JobState state = JobState::AwaitingUpload;
-    int priority = 0;          // -100..100, higher first
+    int priority = 0;                                    // -100..100, higher first
     nlohmann::json options = nlohmann::json::object();   // as submitted
     nlohmann::json resolved = nlohmann::json::object();  // after preset resolution (what runs)
     std::string ffmpeg_command;                          // display form of the argv
@@ -62,19 +62,19 @@ struct JobRecord {
     nlohmann::json requirements = nlohmann::json::object();
     int max_attempts = 3;
     int attempt_count = 0;
-    std::optional<int64_t> ttl_ms;           // a job queued (or awaiting upload) longer than this expires
+    std::optional<int64_t> ttl_ms;  // a job queued (or awaiting upload) longer than this expires
     std::optional<std::string> idempotency_key;
 
     // Source: declared by the submitter, then received into a pool.
     std::string source_filename;
-    std::optional<uint64_t> source_size;     // declared size (known before upload for JSON submits)
+    std::optional<uint64_t> source_size;  // declared size (known before upload for JSON submits)
     std::optional<std::string> source_sha256;
     std::optional<std::string> source_url;
-    std::string source_pool;                 // pool name, empty until space is reserved
-    std::string source_path;                 // path relative to the pool root
-    uint64_t source_reserved = 0;            // bytes reserved in source_pool
-    uint64_t source_received = 0;            // bytes stored so far (resumable uploads)
-    nlohmann::json source_probe;             // ffprobe summary (null until probed)
+    std::string source_pool;       // pool name, empty until space is reserved
+    std::string source_path;       // path relative to the pool root
+    uint64_t source_reserved = 0;  // bytes reserved in source_pool
+    uint64_t source_received = 0;  // bytes stored so far (resumable uploads)
+    nlohmann::json source_probe;   // ffprobe summary (null until probed)
     std::optional<double> duration_seconds;
     bool source_deleted = false;
 
@@ -88,10 +88,10 @@ struct JobRecord {
     bool output_deleted = false;
 
     double progress_percent = 0;
-    nlohmann::json progress;        // latest {fps, speed, eta_seconds, out_time_seconds} or null
-    std::string message;            // human status text
-    std::string failure_code;       // e.g. "expired", "TRANSCODE_FAILED", "canceled"
-    std::string failure_reason;     // human text, ffmpeg stderr summary
+    nlohmann::json progress;     // latest {fps, speed, eta_seconds, out_time_seconds} or null
+    std::string message;         // human status text
+    std::string failure_code;    // e.g. "expired", "TRANSCODE_FAILED", "canceled"
+    std::string failure_reason;  // human text, ffmpeg stderr summary
 
     int64_t created_at = 0;
     int64_t updated_at = 0;
@@ -148,9 +148,9 @@ struct JobEvent {
 struct JobQuery {
     std::optional<std::string> owner_key_id;  // nullopt: all owners (admins)
     std::optional<JobState> state;
-    std::vector<JobState> states;             // any of these (when not empty)
+    std::vector<JobState> states;  // any of these (when not empty)
     int limit = 50;
-    std::optional<std::string> cursor;        // the id of the last item of the previous page
+    std::optional<std::string> cursor;  // the id of the last item of the previous page
 };
 
 struct JobPage {
@@ -162,8 +162,9 @@ struct JobPage {
 // A pool a reservation may go to, as the pools module sees it right now.
 struct PoolCandidate {
     std::string name;
-    std::optional<uint64_t> cap_bytes;  // nullopt: no cap (disk free space still applies, checked by the caller)
-    uint64_t disk_free_bytes = 0;       // what the filesystem says is free for this pool
+    std::optional<uint64_t>
+        cap_bytes;                 // nullopt: no cap (disk free space still applies, checked by the caller)
+    uint64_t disk_free_bytes = 0;  // what the filesystem says is free for this pool
 };
 
 enum class FileKind { Source, Output };
@@ -228,7 +229,7 @@ struct AttemptRecord {
 // A queued job offered to a claiming engine, with what the scheduler weighs.
 struct ClaimCandidate {
     JobRecord job;
-    int owner_running = 0;                  // the owner's jobs assigned/running now (fair share)
+    int owner_running = 0;                   // the owner's jobs assigned/running now (fair share)
     std::optional<std::string> last_engine;  // the engine of the job's previous attempt
 };
 struct ClaimChoice {
@@ -249,11 +250,12 @@ struct AttemptEnd {
 };
 
 class Store {
-public:
+  public:
     // Opens (creating if needed) the database at `path` and runs pending migrations. `busy_timeout`:
     // how long a statement waits for a lock another process holds before it fails with UNAVAILABLE.
-    static Result<std::unique_ptr<Store>> open(const std::filesystem::path& path, const Clock& clock,
-                                               std::chrono::milliseconds busy_timeout = std::chrono::milliseconds(5000));
+    static Result<std::unique_ptr<Store>> open(
+        const std::filesystem::path& path, const Clock& clock,
+        std::chrono::milliseconds busy_timeout = std::chrono::milliseconds(5000));
     ~Store();
     Store(const Store&) = delete;
     Store& operator=(const Store&) = delete;
@@ -300,7 +302,8 @@ public:
                                  const std::optional<nlohmann::json>& progress_event = std::nullopt);
 
     // Events of a job with id > after_id, oldest first.
-    Result<std::vector<JobEvent>> job_events(const std::string& job_id, int64_t after_id = 0, int limit = 1000);
+    Result<std::vector<JobEvent>> job_events(const std::string& job_id, int64_t after_id = 0,
+                                             int limit = 1000);
 
     // 1-based position among queued jobs in claim order (priority desc, then created_at, then id);
     // nullopt when the job is not queued.
@@ -340,7 +343,8 @@ public:
     // flag cleared, in one narrow UPDATE (no row decoded or re-encoded). key_id: the caller's key,
     // which must own the engine (nullopt: an admin, any engine). NotFound when there is no such engine
     // for that key.
-    Result<HeartbeatSeen> record_heartbeat(const EngineHeartbeat& hb, const std::optional<std::string>& key_id);
+    Result<HeartbeatSeen> record_heartbeat(const EngineHeartbeat& hb,
+                                           const std::optional<std::string>& key_id);
     Result<std::vector<EngineRecord>> list_engines();
     // The benchmark scores of the engines that are not offline (the scheduler ranks speed by them).
     Result<std::vector<double>> online_benchmark_scores();
@@ -352,22 +356,26 @@ public:
     // One transaction: reads up to `max_candidates` claimable queued jobs (not_before passed) in
     // priority, then age order, lets `choose` pick one, moves it to assigned, and records a new active
     // attempt with the next fencing token and a lease until now + lease_ms. nullopt: nothing chosen.
-    Result<std::optional<std::pair<JobRecord, AttemptRecord>>> claim_job(const std::string& engine_id, int64_t lease_ms,
+    Result<std::optional<std::pair<JobRecord, AttemptRecord>>> claim_job(const std::string& engine_id,
+                                                                         int64_t lease_ms,
                                                                          const ClaimChooser& choose,
                                                                          int max_candidates = 200);
     Result<AttemptRecord> get_attempt(const std::string& id);  // NOT_FOUND when there is no such assignment
     Result<std::vector<AttemptRecord>> attempts_for_job(const std::string& job_id);
     // Active attempts, of one engine or of all.
-    Result<std::vector<AttemptRecord>> active_attempts(const std::optional<std::string>& engine_id = std::nullopt);
+    Result<std::vector<AttemptRecord>> active_attempts(
+        const std::optional<std::string>& engine_id = std::nullopt);
     // Active attempts whose lease ended before `now`.
     Result<std::vector<AttemptRecord>> expired_attempts(int64_t now);
     // Extends an active attempt's lease; LEASE_LOST when it is not active or the token is not its own.
-    Result<AttemptRecord> extend_lease(const std::string& attempt_id, int64_t fencing_token, int64_t lease_until);
+    Result<AttemptRecord> extend_lease(const std::string& attempt_id, int64_t fencing_token,
+                                       int64_t lease_until);
     // Ends an active attempt (checked against its token: LEASE_LOST otherwise) and moves its job from
     // its current state (assigned, running or canceling) to end.job_to with end.job_changes.
-    Result<JobRecord> end_attempt(const std::string& attempt_id, int64_t fencing_token, const AttemptEnd& end);
+    Result<JobRecord> end_attempt(const std::string& attempt_id, int64_t fencing_token,
+                                  const AttemptEnd& end);
 
-private:
+  private:
     struct Impl;
     explicit Store(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> m_impl;

@@ -16,8 +16,8 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <fstream>
 #include <cstdio>
+#include <fstream>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -67,7 +67,8 @@ bool parses_to_run(CLI::App& app, const std::vector<std::string>& args) {
     std::ostringstream out;
     auto parsed = cfg::parse(app, args, out);
     if (!parsed) {
-        FUZZ_CHECK(parsed.error().code == distconv::ErrorCode::InvalidArgument, "parse errors are INVALID_ARGUMENT");
+        FUZZ_CHECK(parsed.error().code == distconv::ErrorCode::InvalidArgument,
+                   "parse errors are INVALID_ARGUMENT");
         return false;
     }
     return *parsed == cfg::Outcome::Run;
@@ -84,7 +85,8 @@ void fuzz_dispatch(const std::vector<std::string>& args) {
     c.tls_key.clear();
     auto st = distconv::dispatch::finalize(c);
     if (!st) {
-        FUZZ_CHECK(st.error().code == distconv::ErrorCode::InvalidArgument, "finalize errors are INVALID_ARGUMENT");
+        FUZZ_CHECK(st.error().code == distconv::ErrorCode::InvalidArgument,
+                   "finalize errors are INVALID_ARGUMENT");
         return;
     }
     FUZZ_CHECK(c.port >= 0 && c.port <= 65535, "port 0..65535");
@@ -94,8 +96,10 @@ void fuzz_dispatch(const std::vector<std::string>& args) {
     FUZZ_CHECK(!c.job_ttl_ms || *c.job_ttl_ms > 0, "job-ttl unset or > 0");
     FUZZ_CHECK(c.maintenance_interval_ms >= 10, "maintenance-interval >= 10ms");
     FUZZ_CHECK(c.lease_ms >= 100, "lease >= 100ms");
-    FUZZ_CHECK(c.heartbeat_interval_ms >= 100 && c.heartbeat_interval_ms < c.lease_ms, "heartbeat shorter than the lease");
-    FUZZ_CHECK(c.engine_offline_ms >= 0 && c.retry_backoff_ms >= 0 && c.retry_backoff_max_ms >= 0, "durations >= 0");
+    FUZZ_CHECK(c.heartbeat_interval_ms >= 100 && c.heartbeat_interval_ms < c.lease_ms,
+               "heartbeat shorter than the lease");
+    FUZZ_CHECK(c.engine_offline_ms >= 0 && c.retry_backoff_ms >= 0 && c.retry_backoff_max_ms >= 0,
+               "durations >= 0");
     FUZZ_CHECK(c.http_threads >= 4 && c.http_threads <= 4096, "http-threads 4..4096");
     FUZZ_CHECK(c.log_format == "text" || c.log_format == "json", "log-format text|json");
     FUZZ_CHECK(!c.pools.empty(), "at least one pool");
@@ -114,7 +118,8 @@ void fuzz_engine(const std::vector<std::string>& args) {
     if (!parses_to_run(app, args)) return;
     auto st = distconv::engine::finalize(c);
     if (!st) {
-        FUZZ_CHECK(st.error().code == distconv::ErrorCode::InvalidArgument, "finalize errors are INVALID_ARGUMENT");
+        FUZZ_CHECK(st.error().code == distconv::ErrorCode::InvalidArgument,
+                   "finalize errors are INVALID_ARGUMENT");
         return;
     }
     FUZZ_CHECK(c.slots >= 1 && c.slots <= 256, "slots 1..256");

@@ -29,8 +29,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto info = parse_ffprobe_json(text);
     if (!info) {
         const auto code = info.error().code;
-        FUZZ_CHECK(code == distconv::ErrorCode::InvalidArgument || code == distconv::ErrorCode::UnsupportedMediaType,
-                   "errors are INVALID_ARGUMENT or UNSUPPORTED_MEDIA_TYPE");
+        FUZZ_CHECK(
+            code == distconv::ErrorCode::InvalidArgument || code == distconv::ErrorCode::UnsupportedMediaType,
+            "errors are INVALID_ARGUMENT or UNSUPPORTED_MEDIA_TYPE");
         return 0;
     }
     FUZZ_CHECK(info->has_video() || info->has_audio(), "a parsed file has audio or video");

@@ -134,7 +134,8 @@ void check_argv(const std::vector<std::string>& argv, const JobOptions& resolved
                        "the input's demuxer is pinned to an allowed one");
         if (flag == "-vf") FUZZ_CHECK(std::regex_match(value, k_scale), "the only filter is a plain scale");
         if (flag == "-progress") FUZZ_CHECK(value == "pipe:1", "progress goes to stdout only");
-        if (flag == "-map") FUZZ_CHECK(value == "0:v:0?" || value == "0:a:0?", "only the first input's streams");
+        if (flag == "-map")
+            FUZZ_CHECK(value == "0:v:0?" || value == "0:a:0?", "only the first input's streams");
         i += 2;
     }
     FUZZ_CHECK(inputs == 1, "exactly one -i");
@@ -172,7 +173,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (json.is_discarded()) return 0;
     auto parsed = parse_job_options(json);
     if (!parsed) {
-        FUZZ_CHECK(parsed.error().code == distconv::ErrorCode::InvalidArgument, "parse errors are INVALID_ARGUMENT");
+        FUZZ_CHECK(parsed.error().code == distconv::ErrorCode::InvalidArgument,
+                   "parse errors are INVALID_ARGUMENT");
         return 0;
     }
     auto again = parse_job_options(to_json(*parsed));
@@ -180,7 +182,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     auto resolved = resolve_options(*parsed);
     if (!resolved) {
-        FUZZ_CHECK(resolved.error().code == distconv::ErrorCode::InvalidArgument, "resolve errors are INVALID_ARGUMENT");
+        FUZZ_CHECK(resolved.error().code == distconv::ErrorCode::InvalidArgument,
+                   "resolve errors are INVALID_ARGUMENT");
         // Options that fail validation never reach an argv. (Options can validate and still not
         // resolve: {"output_filename":"x"} resolves to mp4, and "x" does not end with .mp4; the
         // argv builder never sees output_filename, so that one is the submit's refusal to make.)

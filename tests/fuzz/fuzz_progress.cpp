@@ -44,7 +44,8 @@ void check_updates(const std::vector<ProgressUpdate>& updates, std::optional<dou
         const bool known = duration && std::isfinite(*duration) && *duration > 0;
         FUZZ_CHECK(known == u.percent.has_value(), "percent exactly when the duration is known");
         if (u.percent) {
-            FUZZ_CHECK(std::isfinite(*u.percent) && *u.percent >= 0 && *u.percent <= 100, "percent in 0..100");
+            FUZZ_CHECK(std::isfinite(*u.percent) && *u.percent >= 0 && *u.percent <= 100,
+                       "percent in 0..100");
             if (u.done) FUZZ_CHECK(*u.percent == 100, "percent is 100 at progress=end");
         }
         if (u.done) FUZZ_CHECK(u.eta_seconds == 0.0, "eta is 0 at progress=end");

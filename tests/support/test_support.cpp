@@ -87,7 +87,8 @@ int run_command(const std::vector<std::string>& argv, std::string* out) {
         close(pipefd[1]);
         std::array<char, 4096> buf{};
         ssize_t n;
-        while ((n = read(pipefd[0], buf.data(), buf.size())) > 0) out->append(buf.data(), static_cast<size_t>(n));
+        while ((n = read(pipefd[0], buf.data(), buf.size())) > 0)
+            out->append(buf.data(), static_cast<size_t>(n));
         close(pipefd[0]);
     }
     int status = 0;
@@ -98,10 +99,18 @@ int run_command(const std::vector<std::string>& argv, std::string* out) {
 bool make_test_clip(const std::filesystem::path& path, double seconds, int width, int height) {
     std::string size = std::to_string(width) + "x" + std::to_string(height);
     std::string dur = std::to_string(seconds);
-    return run_command({"ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                        "testsrc2=size=" + size + ":rate=25:duration=" + dur, "-f", "lavfi", "-i",
-                        "sine=frequency=440:sample_rate=44100:duration=" + dur, "-c:v", "libx264", "-preset",
-                        "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", path.string()}) == 0;
+    return run_command({"ffmpeg",       "-nostdin",
+                        "-hide_banner", "-loglevel",
+                        "error",        "-y",
+                        "-f",           "lavfi",
+                        "-i",           "testsrc2=size=" + size + ":rate=25:duration=" + dur,
+                        "-f",           "lavfi",
+                        "-i",           "sine=frequency=440:sample_rate=44100:duration=" + dur,
+                        "-c:v",         "libx264",
+                        "-preset",      "ultrafast",
+                        "-pix_fmt",     "yuv420p",
+                        "-c:a",         "aac",
+                        "-shortest",    path.string()}) == 0;
 }
 
 std::filesystem::path data_path(const std::string& relative) {

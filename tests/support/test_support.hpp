@@ -13,7 +13,7 @@ namespace distconv::test {
 // Creates /tmp/distconv-test-<suite>-<name>-XXXXXX; removes it on destruction unless the current
 // test failed (then its path is printed so it can be inspected), or DISTCONV_KEEP_TEST_DIRS is set.
 class TempDir {
-public:
+  public:
     TempDir();
     ~TempDir();
     TempDir(const TempDir&) = delete;
@@ -21,7 +21,7 @@ public:
     const std::filesystem::path& path() const { return m_path; }
     std::filesystem::path operator/(const std::string& name) const { return m_path / name; }
 
-private:
+  private:
     std::filesystem::path m_path;
 };
 
@@ -37,7 +37,8 @@ int run_command(const std::vector<std::string>& argv, std::string* out = nullptr
 
 // Makes a small clip with ffmpeg's lavfi sources (testsrc2 + sine): `seconds` long, WxH, encoded
 // with libx264 + aac into `path` (container from the extension). Returns false if ffmpeg failed.
-bool make_test_clip(const std::filesystem::path& path, double seconds = 1.0, int width = 320, int height = 240);
+bool make_test_clip(const std::filesystem::path& path, double seconds = 1.0, int width = 320,
+                    int height = 240);
 
 // Absolute path of a file under tests/data.
 std::filesystem::path data_path(const std::string& relative);

@@ -90,8 +90,8 @@ bool answer_complete(const std::string& raw, bool head_request) {
 // reset) and reads until one whole answer arrived (or, with `read_to_close`, until the server closes)
 // or `timeout` passes. With `half_close` the client shuts its sending side after the request, so a
 // body shorter than its Content-Length ends at once.
-Reply exchange(int port, const std::string& request, std::chrono::milliseconds timeout, bool half_close = false,
-               bool read_to_close = false) {
+Reply exchange(int port, const std::string& request, std::chrono::milliseconds timeout,
+               bool half_close = false, bool read_to_close = false) {
     const bool head_request = request.rfind("HEAD ", 0) == 0;
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in addr{};
@@ -107,7 +107,8 @@ Reply exchange(int port, const std::string& request, std::chrono::milliseconds t
     bool sending = true, closed = false;
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (!closed) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
+                                                                          std::chrono::steady_clock::now());
         if (left.count() <= 0) break;
         pollfd p{fd, static_cast<short>(POLLIN | (sending ? POLLOUT : 0)), 0};
         if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
@@ -226,11 +227,13 @@ Built build_request(const json& c, const Vars& vars, const std::map<std::string,
         if (h.is_object()) {
             for (const auto& [k, v] : h.items()) headers.emplace_back(k, expand(v.get<std::string>(), vars));
         } else {
-            for (const auto& pair : h) headers.emplace_back(pair[0].get<std::string>(), expand(pair[1].get<std::string>(), vars));
+            for (const auto& pair : h)
+                headers.emplace_back(pair[0].get<std::string>(), expand(pair[1].get<std::string>(), vars));
         }
     }
     auto has_header = [&](const std::string& name) {
-        return std::any_of(headers.begin(), headers.end(), [&](const auto& p) { return lower(p.first) == lower(name); });
+        return std::any_of(headers.begin(), headers.end(),
+                           [&](const auto& p) { return lower(p.first) == lower(name); });
     };
     std::string auth = c.value("auth", "user");
     if (auth != "none" && !has_header("Authorization")) {
@@ -248,9 +251,11 @@ Built build_request(const json& c, const Vars& vars, const std::map<std::string,
         for (const auto& p : m["parts"]) {
             body += "--" + boundary + "\r\n";
             body += "Content-Disposition: form-data; name=\"" + expand(p.value("name", ""), vars) + "\"";
-            if (p.contains("filename")) body += "; filename=\"" + expand(p["filename"].get<std::string>(), vars) + "\"";
+            if (p.contains("filename"))
+                body += "; filename=\"" + expand(p["filename"].get<std::string>(), vars) + "\"";
             body += "\r\n";
-            if (p.contains("content_type")) body += "Content-Type: " + p["content_type"].get<std::string>() + "\r\n";
+            if (p.contains("content_type"))
+                body += "Content-Type: " + p["content_type"].get<std::string>() + "\r\n";
             bool part_given = false;
             std::string content = content_from(p, "content", vars, &part_given);
             body += "\r\n" + content + "\r\n";
@@ -261,7 +266,8 @@ Built build_request(const json& c, const Vars& vars, const std::map<std::string,
     }
     std::string wire = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
     for (const auto& [k, v] : headers) wire += k + ": " + v + "\r\n";
-    if (!content_type.empty() && !has_header("Content-Type")) wire += "Content-Type: " + content_type + "\r\n";
+    if (!content_type.empty() && !has_header("Content-Type"))
+        wire += "Content-Type: " + content_type + "\r\n";
     std::string length = c.value("content_length", "auto");
     if (length == "auto") {
         if ((given || method == "POST" || method == "PUT") && !has_header("Content-Length") &&
@@ -272,7 +278,8 @@ Built build_request(const json& c, const Vars& vars, const std::map<std::string,
     }
     if (!has_header("Connection")) wire += "Connection: close\r\n";
     wire += "\r\n" + body;
-    return {wire, method + " " + path.substr(0, 120), c.value("half_close", false), c.value("read_to_close", false)};
+    return {wire, method + " " + path.substr(0, 120), c.value("half_close", false),
+            c.value("read_to_close", false)};
 }
 
 // --- checks ---------------------------------------------------------------------------------------
@@ -293,9 +300,11 @@ std::string pointer_get(const json& j, const std::string& pointer, json* out) {
 
 // Every regular file below `root` that is not in a pool, the database or the server log:
 // relative path -> size, mtime and SHA-256 of the content.
-std::map<std::string, std::string> outside_pools(const stdfs::path& root, const std::vector<stdfs::path>& skip) {
+std::map<std::string, std::string> outside_pools(const stdfs::path& root,
+                                                 const std::vector<stdfs::path>& skip) {
     std::map<std::string, std::string> out;
-    for (auto it = stdfs::recursive_directory_iterator(root); it != stdfs::recursive_directory_iterator(); ++it) {
+    for (auto it = stdfs::recursive_directory_iterator(root); it != stdfs::recursive_directory_iterator();
+         ++it) {
         const auto& p = it->path();
         bool skipped = std::any_of(skip.begin(), skip.end(), [&](const stdfs::path& s) {
             auto rel = p.lexically_relative(s);
@@ -322,7 +331,7 @@ std::map<std::string, std::string> outside_pools(const stdfs::path& root, const 
 }
 
 class BadInputRun {
-public:
+  public:
     BadInputRun() {
         auto data = prepare();
         m_server = std::make_unique<ChildServer>(data, server_args());
@@ -338,7 +347,8 @@ public:
     const std::map<std::string, std::string>& keys() const { return m_keys; }
     const stdfs::path& root() const { return m_root; }
 
-    Reply send(const json& c, const Vars& vars, std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+    Reply send(const json& c, const Vars& vars,
+               std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
         auto built = build_request(c, vars, m_keys);
         return exchange(port(), built.wire, timeout, built.half_close, built.read_to_close);
     }
@@ -350,14 +360,15 @@ public:
     }
 
     bool healthy() {
-        auto r = exchange(port(), "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", std::chrono::seconds(10));
+        auto r = exchange(port(), "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                          std::chrono::seconds(10));
         return r.status == 200 && r.body.find("\"ok\"") != std::string::npos;
     }
     bool alive() { return ::kill(pid(), 0) == 0 && ::waitpid(pid(), nullptr, WNOHANG) == 0; }
 
     void add_key(const std::string& role_name, const std::string& secret) { m_keys[role_name] = secret; }
 
-private:
+  private:
     stdfs::path prepare() {
         m_root = m_dir.path();
         auto sentinel = m_root / "sentinel";
@@ -376,8 +387,16 @@ private:
         return data;
     }
     std::vector<std::string> server_args() const {
-        return {"--pool", "main=" + (m_root / "pools" / "main").string() + ":1GiB", "--lease-timeout", "10m",
-                "--heartbeat-interval", "5s", "--engine-offline-after", "10m", "--maintenance-interval", "10m"};
+        return {"--pool",
+                "main=" + (m_root / "pools" / "main").string() + ":1GiB",
+                "--lease-timeout",
+                "10m",
+                "--heartbeat-interval",
+                "5s",
+                "--engine-offline-after",
+                "10m",
+                "--maintenance-interval",
+                "10m"};
     }
 
     test::TempDir m_dir;
@@ -408,16 +427,19 @@ std::vector<json> load_cases(std::vector<std::string>* files) {
 
 bool status_matches(const json& expected, int status) {
     if (expected.is_array())
-        return std::any_of(expected.begin(), expected.end(), [&](const json& s) { return s.get<int>() == status; });
+        return std::any_of(expected.begin(), expected.end(),
+                           [&](const json& s) { return s.get<int>() == status; });
     return expected.get<int>() == status;
 }
 
 // Polls the job (as its owner) until its state is `state`; returns the last resource seen.
-json wait_for_state(BadInputRun& run, const std::string& job_id, const std::string& state, const std::string& auth) {
+json wait_for_state(BadInputRun& run, const std::string& job_id, const std::string& state,
+                    const std::string& auth) {
     json last;
     test::wait_until(
         [&] {
-            auto r = run.send(json{{"method", "GET"}, {"path", "/api/v1/jobs/" + job_id}, {"auth", auth}}, {});
+            auto r =
+                run.send(json{{"method", "GET"}, {"path", "/api/v1/jobs/" + job_id}, {"auth", auth}}, {});
             last = parse_body(r);
             return last.is_object() && last.value("state", "") == state;
         },
@@ -432,7 +454,8 @@ TEST(BadInputCorpus, EveryCaseAnswersAsExpectedAndNothingOutsideThePoolsChanges)
     ASSERT_GE(cases.size(), 60u) << "the corpus is smaller than expected";
     {
         std::set<std::string> names;
-        for (const auto& c : cases) EXPECT_TRUE(names.insert(c.value("name", "")).second) << "duplicate case " << c["name"];
+        for (const auto& c : cases)
+            EXPECT_TRUE(names.insert(c.value("name", "")).second) << "duplicate case " << c["name"];
     }
 
     BadInputRun run;
@@ -442,43 +465,67 @@ TEST(BadInputCorpus, EveryCaseAnswersAsExpectedAndNothingOutsideThePoolsChanges)
 
     // Fixtures: a revoked key; a job claimed by an engine (so assignment routes have a real target); a
     // queued job, a job awaiting its upload and another user's job, all checked intact at the end.
-    auto created = run.must({{"method", "POST"}, {"path", "/api/v1/keys"}, {"auth", "admin"},
+    auto created = run.must({{"method", "POST"},
+                             {"path", "/api/v1/keys"},
+                             {"auth", "admin"},
                              {"body_json", {{"name", "revoked-one"}, {"role", "user"}}}},
                             vars, 201);
     run.add_key("revoked", created.value("key", ""));
-    run.must({{"method", "DELETE"}, {"path", "/api/v1/keys/" + created.value("key_id", "")}, {"auth", "admin"}}, vars, 200);
+    run.must(
+        {{"method", "DELETE"}, {"path", "/api/v1/keys/" + created.value("key_id", "")}, {"auth", "admin"}},
+        vars, 200);
 
     auto submit_tiny = [&](const std::string& output, const std::string& auth) {
-        json c = {{"method", "POST"}, {"path", "/api/v1/jobs"}, {"auth", auth},
-                  {"multipart", {{"parts", json::array({{{"name", "file"}, {"filename", "tiny.mp4"},
-                                                         {"content_type", "video/mp4"}, {"content_file", "media/tiny.mp4"}},
-                                                        {{"name", "job"}, {"content_json", {{"output_filename", output}}}}})}}}};
+        json c = {
+            {"method", "POST"},
+            {"path", "/api/v1/jobs"},
+            {"auth", auth},
+            {"multipart",
+             {{"parts", json::array({{{"name", "file"},
+                                      {"filename", "tiny.mp4"},
+                                      {"content_type", "video/mp4"},
+                                      {"content_file", "media/tiny.mp4"}},
+                                     {{"name", "job"}, {"content_json", {{"output_filename", output}}}}})}}}};
         return run.must(c, vars, 202).value("job_id", "");
     };
     vars["claimed_job"] = submit_tiny("claimed.mp4", "user");
-    auto engine = run.must({{"method", "POST"}, {"path", "/api/v1/engines"}, {"auth", "engine"},
-                            {"body_json", {{"hostname", "corpus-engine"}, {"version", "1.0.0"}, {"slots", 1},
-                                           {"capabilities", {{"ffmpeg_version", "5.1"},
-                                                             {"encoders", {"libx264", "aac", "libx265", "libopus"}},
-                                                             {"decoders", {"h264", "aac"}}, {"hwaccels", json::array()}}},
-                                           {"free_disk_bytes", 1000000000000LL}}}},
+    auto engine = run.must({{"method", "POST"},
+                            {"path", "/api/v1/engines"},
+                            {"auth", "engine"},
+                            {"body_json",
+                             {{"hostname", "corpus-engine"},
+                              {"version", "1.0.0"},
+                              {"slots", 1},
+                              {"capabilities",
+                               {{"ffmpeg_version", "5.1"},
+                                {"encoders", {"libx264", "aac", "libx265", "libopus"}},
+                                {"decoders", {"h264", "aac"}},
+                                {"hwaccels", json::array()}}},
+                              {"free_disk_bytes", 1000000000000LL}}}},
                            vars, 201);
     vars["engine_id"] = engine.value("engine_id", "");
-    auto assignment = run.must({{"method", "POST"}, {"path", "/api/v1/engines/{engine_id}/claim"}, {"auth", "engine"},
+    auto assignment = run.must({{"method", "POST"},
+                                {"path", "/api/v1/engines/{engine_id}/claim"},
+                                {"auth", "engine"},
                                 {"body_json", {{"free_slots", 1}, {"wait_seconds", 0}}}},
                                vars, 200);
     vars["assignment_id"] = assignment.value("assignment_id", "");
     vars["fencing_token"] = std::to_string(assignment.value("fencing_token", 0LL));
     vars["queued_job"] = submit_tiny("kept.mp4", "user");
-    vars["awaiting_job"] = run.must({{"method", "POST"}, {"path", "/api/v1/jobs"},
-                                     {"body_json", {{"source", {{"size", 1000}}}, {"output_filename", "waiting.mp4"}}}},
-                                    vars, 202)
-                               .value("job_id", "");
-    vars["bob_job"] = run.must({{"method", "POST"}, {"path", "/api/v1/jobs"}, {"auth", "other_user"},
+    vars["awaiting_job"] =
+        run.must({{"method", "POST"},
+                  {"path", "/api/v1/jobs"},
+                  {"body_json", {{"source", {{"size", 1000}}}, {"output_filename", "waiting.mp4"}}}},
+                 vars, 202)
+            .value("job_id", "");
+    vars["bob_job"] = run.must({{"method", "POST"},
+                                {"path", "/api/v1/jobs"},
+                                {"auth", "other_user"},
                                 {"body_json", {{"source", {{"size", 10}}}}}},
                                vars, 202)
                           .value("job_id", "");
-    for (const auto& name : {"claimed_job", "engine_id", "assignment_id", "queued_job", "awaiting_job", "bob_job"})
+    for (const auto& name :
+         {"claimed_job", "engine_id", "assignment_id", "queued_job", "awaiting_job", "bob_job"})
         ASSERT_FALSE(vars[name].empty()) << name;
 
     // The server really uses the pool the snapshot leaves out.
@@ -487,11 +534,13 @@ TEST(BadInputCorpus, EveryCaseAnswersAsExpectedAndNothingOutsideThePoolsChanges)
     ASSERT_EQ(pools["items"][0].value("path", ""), vars["pool_dir"]) << pools.dump();
     ASSERT_TRUE(stdfs::exists(stdfs::path(vars["pool_dir"]) / "jobs" / vars["queued_job"] / "source"));
 
-    const std::vector<std::string> kept_jobs = {vars["claimed_job"], vars["queued_job"], vars["awaiting_job"], vars["bob_job"]};
+    const std::vector<std::string> kept_jobs = {vars["claimed_job"], vars["queued_job"], vars["awaiting_job"],
+                                                vars["bob_job"]};
     auto jobs_snapshot = [&] {
         std::map<std::string, std::string> out;
         for (const auto& id : kept_jobs) {
-            auto j = run.must({{"method", "GET"}, {"path", "/api/v1/jobs/" + id}, {"auth", "admin"}}, vars, 200);
+            auto j =
+                run.must({{"method", "GET"}, {"path", "/api/v1/jobs/" + id}, {"auth", "admin"}}, vars, 200);
             out[id] = j.dump(1);
             for (const char* kind : {"source", "output"}) {
                 auto file = stdfs::path(vars["pool_dir"]) / "jobs" / id / kind;
@@ -557,27 +606,32 @@ TEST(BadInputCorpus, EveryCaseAnswersAsExpectedAndNothingOutsideThePoolsChanges)
         if (expect.contains("field")) {
             json field;
             pointer_get(body, "/error/details/field", &field);
-            if (field != expect["field"]) fail("details.field " + field.dump() + ", expected " + expect["field"].dump());
+            if (field != expect["field"])
+                fail("details.field " + field.dump() + ", expected " + expect["field"].dump());
         }
         const json body_checks = expect.value("json", json::object());
         for (const auto& [pointer, want] : body_checks.items()) {
             json got;
             auto err = pointer_get(body, pointer, &got);
-            if (!err.empty() || got != want) fail(pointer + " is " + got.dump() + ", expected " + want.dump());
+            if (!err.empty() || got != want)
+                fail(pointer + " is " + got.dump() + ", expected " + want.dump());
         }
         for (const auto& text : expect.value("absent", json::array()))
             if (r.raw.find(expand(text.get<std::string>(), case_vars)) != std::string::npos)
                 fail("the answer contains " + text.dump());
         if (expect.contains("job_state")) {
             std::string job = expand(expect.at("job").get<std::string>(), case_vars);
-            auto last = wait_for_state(run, job, expect["job_state"].get<std::string>(), c.value("auth", "user"));
+            auto last =
+                wait_for_state(run, job, expect["job_state"].get<std::string>(), c.value("auth", "user"));
             if (last.value("state", "") != expect["job_state"].get<std::string>())
-                fail("job " + job + " ended " + last.dump().substr(0, 300) + ", expected " + expect["job_state"].dump());
+                fail("job " + job + " ended " + last.dump().substr(0, 300) + ", expected " +
+                     expect["job_state"].dump());
             const json job_checks = expect.value("job_json", json::object());
             for (const auto& [pointer, want] : job_checks.items()) {
                 json got;
                 auto err = pointer_get(last, pointer, &got);
-                if (!err.empty() || got != want) fail("job " + pointer + " is " + got.dump() + ", expected " + want.dump());
+                if (!err.empty() || got != want)
+                    fail("job " + pointer + " is " + got.dump() + ", expected " + want.dump());
             }
         }
         if (!run.alive()) {
@@ -586,7 +640,8 @@ TEST(BadInputCorpus, EveryCaseAnswersAsExpectedAndNothingOutsideThePoolsChanges)
         }
         if (!run.healthy()) fail("/healthz stopped answering 200");
         if (ok) ++passed;
-        slowest.emplace_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - case_started).count(), name);
+        slowest.emplace_back(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - case_started).count(), name);
     }
     std::sort(slowest.rbegin(), slowest.rend());
     for (size_t i = 0; i < std::min<size_t>(5, slowest.size()); ++i)
@@ -597,15 +652,17 @@ TEST(BadInputCorpus, EveryCaseAnswersAsExpectedAndNothingOutsideThePoolsChanges)
     auto outside_after = outside_pools(run.root(), skip);
     for (const auto& [path, info] : outside_after) {
         auto it = outside_before.find(path);
-        if (it == outside_before.end()) ADD_FAILURE() << "new file outside the pools: " << path;
-        else if (it->second != info) ADD_FAILURE() << "changed outside the pools: " << path << ": " << info;
+        if (it == outside_before.end())
+            ADD_FAILURE() << "new file outside the pools: " << path;
+        else if (it->second != info)
+            ADD_FAILURE() << "changed outside the pools: " << path << ": " << info;
     }
     for (const auto& [path, info] : outside_before)
         if (!outside_after.count(path)) ADD_FAILURE() << "removed outside the pools: " << path;
 
     auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    std::cout << "[ corpus  ] " << passed << "/" << cases.size() << " cases as expected, from " << files.size()
-              << " files, in " << seconds << " s\n";
+    std::cout << "[ corpus  ] " << passed << "/" << cases.size() << " cases as expected, from "
+              << files.size() << " files, in " << seconds << " s\n";
     EXPECT_LT(seconds, 60.0);
 }
 

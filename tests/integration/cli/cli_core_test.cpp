@@ -19,13 +19,16 @@ TEST(CliOutputName, DerivedFromInputAndContainer) {
     EXPECT_EQ(derive_output_path("/v/clip.mov", "mp4", std::nullopt), stdfs::path("/v/clip.mp4"));
     EXPECT_EQ(derive_output_path("/v/clip.mov", "mkv", std::nullopt), stdfs::path("/v/clip.mkv"));
     EXPECT_EQ(derive_output_path("/v/clip.mov", "mp4", stdfs::path("/out")), stdfs::path("/out/clip.mp4"));
-    EXPECT_EQ(derive_output_path("rel/My Movie.final.MOV", "webm", std::nullopt), stdfs::path("rel/My Movie.final.webm"));
+    EXPECT_EQ(derive_output_path("rel/My Movie.final.MOV", "webm", std::nullopt),
+              stdfs::path("rel/My Movie.final.webm"));
 }
 
 TEST(CliOutputName, NeverTheInputItself) {
     EXPECT_EQ(derive_output_path("/v/clip.mp4", "mp4", std::nullopt), stdfs::path("/v/clip.transcoded.mp4"));
-    EXPECT_EQ(derive_output_path("/v/clip.mp4", "mp4", stdfs::path("/v")), stdfs::path("/v/clip.transcoded.mp4"));
-    EXPECT_EQ(derive_output_path("/v/clip.mp4", "mp4", stdfs::path("/elsewhere")), stdfs::path("/elsewhere/clip.mp4"));
+    EXPECT_EQ(derive_output_path("/v/clip.mp4", "mp4", stdfs::path("/v")),
+              stdfs::path("/v/clip.transcoded.mp4"));
+    EXPECT_EQ(derive_output_path("/v/clip.mp4", "mp4", stdfs::path("/elsewhere")),
+              stdfs::path("/elsewhere/clip.mp4"));
 }
 
 TEST(CliJobJson, MapsFlagsToTheOptionsContract) {
@@ -93,12 +96,14 @@ TEST(CliMultipart, FramingAndStreamedBodyMatchTheLength) {
     test::write_file(dir / "in.bin", content);
     auto framing = make_multipart_framing(R"({"container":"mp4"})", "we\"ird\nname.mov", "BOUNDARY123");
     EXPECT_EQ(framing.content_type(), "multipart/form-data; boundary=BOUNDARY123");
-    EXPECT_NE(framing.head.find("name=\"job\"\r\nContent-Type: application/json\r\n\r\n{\"container\":\"mp4\"}\r\n"),
+    EXPECT_NE(framing.head.find(
+                  "name=\"job\"\r\nContent-Type: application/json\r\n\r\n{\"container\":\"mp4\"}\r\n"),
               std::string::npos);
     EXPECT_NE(framing.head.find("name=\"file\"; filename=\"we%22ird_name.mov\""), std::string::npos);
     EXPECT_EQ(framing.tail, "\r\n--BOUNDARY123--\r\n");
 
-    std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen((dir / "in.bin").c_str(), "rb"), std::fclose);
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen((dir / "in.bin").c_str(), "rb"),
+                                                      std::fclose);
     ASSERT_TRUE(f);
     MultipartBody body(framing, f.get());
     std::string out;
@@ -180,7 +185,8 @@ TEST(CliFormat, JobLine) {
     v.fps = 48;
     v.speed = 2;
     v.eta_seconds = 4;
-    EXPECT_EQ(format_job_line(v, true, 10), "clip.mov  [######....]  60% running  fps 48.0  speed 2.00x  ETA 0:04");
+    EXPECT_EQ(format_job_line(v, true, 10),
+              "clip.mov  [######....]  60% running  fps 48.0  speed 2.00x  ETA 0:04");
     JobView q;
     q.job_id = "01XYZ";
     q.state = "queued";
@@ -199,7 +205,8 @@ TEST(CliExitCodes, FromErrors) {
     EXPECT_EQ(exit_code_for(Error(ErrorCode::Unavailable, "x")), k_exit_unreachable);
     EXPECT_EQ(exit_code_for(Error(ErrorCode::InvalidArgument, "x")), k_exit_usage);
     EXPECT_EQ(exit_code_for(Error(ErrorCode::JobNotFound, "x")), k_exit_job_failed);
-    EXPECT_EQ(error_line(Error(ErrorCode::JobNotFound, "no such job")), "distconv: JOB_NOT_FOUND: no such job");
+    EXPECT_EQ(error_line(Error(ErrorCode::JobNotFound, "no such job")),
+              "distconv: JOB_NOT_FOUND: no such job");
 }
 
 TEST(CliServer, KeyNeverInClearToOtherHosts) {

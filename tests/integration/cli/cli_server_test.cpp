@@ -14,13 +14,13 @@
 
 #include <gtest/gtest.h>
 
-#include <algorithm>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <unistd.h>
+#include <algorithm>
 
 #include <nlohmann/json.hpp>
 
@@ -48,8 +48,8 @@ const std::string k_binary = DISTCONV_BINARY_DIR "/submission_client/distconv";
 // A running `distconv`: stdout and stderr go to files in the test's dir.
 class Child {
   public:
-    Child(const std::vector<std::string>& args, const std::map<std::string, std::string>& env, const stdfs::path& dir,
-          const std::string& tag, const std::string& program = k_binary)
+    Child(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
+          const stdfs::path& dir, const std::string& tag, const std::string& program = k_binary)
         : m_out(dir / (tag + ".out")), m_err(dir / (tag + ".err")) {
         std::vector<std::string> argv{program};
         argv.insert(argv.end(), args.begin(), args.end());
@@ -138,14 +138,16 @@ class CliServerTest : public ::testing::Test {
 
     // A clean environment: no DISTCONV_* from the caller, HOME without a client.ini.
     std::map<std::string, std::string> env(const std::string& key) const {
-        std::map<std::string, std::string> e{{"HOME", (m_dir / "home").string()},
-                                             {"PATH", std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin"},
-                                             {"DISTCONV_SERVER", m_url}};
+        std::map<std::string, std::string> e{
+            {"HOME", (m_dir / "home").string()},
+            {"PATH", std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin"},
+            {"DISTCONV_SERVER", m_url}};
         if (!key.empty()) e["DISTCONV_API_KEY"] = key;
         return e;
     }
     std::unique_ptr<Child> start(const std::vector<std::string>& args, const std::string& key = "") {
-        return std::make_unique<Child>(args, env(key.empty() ? m_key : key), m_dir.path(), "run" + std::to_string(++m_runs));
+        return std::make_unique<Child>(args, env(key.empty() ? m_key : key), m_dir.path(),
+                                       "run" + std::to_string(++m_runs));
     }
     RunResult run(const std::vector<std::string>& args, const std::string& key = "") {
         auto c = start(args, key);
@@ -237,8 +239,8 @@ TEST_F(CliServerTest, SubmitDetachJsonCarriesTheJobId) {
 TEST_F(CliServerTest, BatchOfThreeDetached) {
     for (auto n : {"a.mov", "b.mov", "c.mov"}) stdfs::copy_file(m_dir / "clip.mp4", m_dir / n);
     stdfs::create_directories(m_dir / "out");
-    auto r = run({"submit", (m_dir / "a.mov").string(), (m_dir / "b.mov").string(), (m_dir / "c.mov").string(),
-                  "--output-dir", (m_dir / "out").string(), "--detach"});
+    auto r = run({"submit", (m_dir / "a.mov").string(), (m_dir / "b.mov").string(),
+                  (m_dir / "c.mov").string(), "--output-dir", (m_dir / "out").string(), "--detach"});
     ASSERT_EQ(r.code, 0) << r.err;
     int lines = 0;
     for (char c : r.out) lines += c == '\n';
@@ -349,9 +351,20 @@ TEST_F(CliServerTest, ExitCodes) {
 }
 
 TEST_F(CliServerTest, HelpForEverySubcommandHasAnExample) {
-    for (std::vector<std::string> cmd : {std::vector<std::string>{"submit"}, {"status"}, {"list"}, {"watch"}, {"cancel"},
-                                         {"retry"}, {"download"}, {"engines"}, {"pools"}, {"presets"}, {"keys"},
-                                         {"keys", "create"}, {"keys", "list"}, {"keys", "revoke"}}) {
+    for (std::vector<std::string> cmd : {std::vector<std::string>{"submit"},
+                                         {"status"},
+                                         {"list"},
+                                         {"watch"},
+                                         {"cancel"},
+                                         {"retry"},
+                                         {"download"},
+                                         {"engines"},
+                                         {"pools"},
+                                         {"presets"},
+                                         {"keys"},
+                                         {"keys", "create"},
+                                         {"keys", "list"},
+                                         {"keys", "revoke"}}) {
         cmd.push_back("--help");
         auto r = run(cmd);
         EXPECT_EQ(r.code, 0) << cmd[0];
@@ -465,7 +478,8 @@ TEST_F(CliServerTest, FailedJobExitsOne) {
     dispatch::JobUpdate u;
     u.message = "ffmpeg exited with code 1: Unknown encoder";
     u.failure_code = "TRANSCODE_FAILED";
-    ASSERT_TRUE(m_server->store().transition(id, {JobState::Running}, JobState::Failed, u, "transcode failed").ok());
+    ASSERT_TRUE(
+        m_server->store().transition(id, {JobState::Running}, JobState::Failed, u, "transcode failed").ok());
     poke(spare);
     ASSERT_EQ(child->wait(std::chrono::seconds(40)), 1) << child->err();
     EXPECT_NE(child->err().find("failed"), std::string::npos) << child->err();
@@ -483,7 +497,8 @@ TEST_F(CliServerTest, CtrlCWhileWaitingCancelsTheJob) {
         },
         std::chrono::seconds(20)));
     // Wait until the CLI is following (it printed the job line), then interrupt.
-    ASSERT_TRUE(test::wait_until([&] { return child->out().find(id) != std::string::npos; }, std::chrono::seconds(20)));
+    ASSERT_TRUE(test::wait_until([&] { return child->out().find(id) != std::string::npos; },
+                                 std::chrono::seconds(20)));
     child->signal(SIGINT);
     EXPECT_EQ(child->wait(std::chrono::seconds(20)), 130) << child->err();
     EXPECT_EQ(state_of(id), JobState::Canceled);
@@ -509,7 +524,8 @@ TEST_F(CliServerTest, AdminKeys) {
 
 TEST_F(CliServerTest, ConfigFileSuppliesServerAndKey) {
     stdfs::create_directories(m_dir / "home/.config/distconv");
-    test::write_file(m_dir / "home/.config/distconv/client.ini", "server = " + m_url + "\nkey = " + m_key + "\n");
+    test::write_file(m_dir / "home/.config/distconv/client.ini",
+                     "server = " + m_url + "\nkey = " + m_key + "\n");
     std::map<std::string, std::string> e{{"HOME", (m_dir / "home").string()}, {"PATH", "/usr/bin:/bin"}};
     Child c({"presets", "--json"}, e, m_dir.path(), "ini");
     EXPECT_EQ(c.wait(), 0) << c.err();
@@ -527,11 +543,12 @@ class CliEngineTest : public CliServerTest {
         auto key = m_server->auth().create_key("engine1", protocol::Role::Engine);
         ASSERT_TRUE(key.ok());
         stdfs::create_directories(m_dir / "engine");
-        std::map<std::string, std::string> e{{"HOME", (m_dir / "home").string()}, {"PATH", std::getenv("PATH")}};
+        std::map<std::string, std::string> e{{"HOME", (m_dir / "home").string()},
+                                             {"PATH", std::getenv("PATH")}};
         m_engine = std::make_unique<Child>(
-            std::vector<std::string>{"--server", m_url, "--key", key->secret, "--work-dir", (m_dir / "engine").string(),
-                                     "--benchmark", "off", "--claim-wait", "2s", "--heartbeat-interval", "1s",
-                                     "--reserve-disk", "1M"},
+            std::vector<std::string>{"--server", m_url, "--key", key->secret, "--work-dir",
+                                     (m_dir / "engine").string(), "--benchmark", "off", "--claim-wait", "2s",
+                                     "--heartbeat-interval", "1s", "--reserve-disk", "1M"},
             e, m_dir.path(), "engine", k_engine);
     }
     void TearDown() override {
@@ -546,8 +563,8 @@ class CliEngineTest : public CliServerTest {
 
 std::string probe_video_codec(const stdfs::path& file) {
     std::string out;
-    test::run_command({"ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name", "-of",
-                       "default=nw=1:nk=1", file.string()},
+    test::run_command({"ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                       "stream=codec_name", "-of", "default=nw=1:nk=1", file.string()},
                       &out);
     while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
     return out;
@@ -555,8 +572,8 @@ std::string probe_video_codec(const stdfs::path& file) {
 
 TEST_F(CliEngineTest, SubmitWaitProducesTheOutputWithTheRightCodec) {
     start_engine();
-    auto child = start({"submit", (m_dir / "clip.mp4").string(), "-o", (m_dir / "out.mkv").string(), "--video-codec",
-                        "mpeg4", "--json"});
+    auto child = start({"submit", (m_dir / "clip.mp4").string(), "-o", (m_dir / "out.mkv").string(),
+                        "--video-codec", "mpeg4", "--json"});
     ASSERT_EQ(child->wait(std::chrono::seconds(120)), 0) << child->err() << "\nengine:\n" << m_engine->err();
     auto j = json::parse(child->out());
     EXPECT_EQ(j["jobs"][0]["state"], "completed");
@@ -568,8 +585,8 @@ TEST_F(CliEngineTest, SubmitWaitProducesTheOutputWithTheRightCodec) {
 TEST_F(CliEngineTest, JobTheEnginesFfmpegRejectsExitsOne) {
     start_engine();
     // Valid options that ffmpeg's MPEG-4 encoder refuses ("dimensions too large for MPEG-4").
-    auto r = run({"submit", (m_dir / "clip.mp4").string(), "-o", (m_dir / "bad.mkv").string(), "--video-codec", "mpeg4",
-                  "--scale", "16384:16"});
+    auto r = run({"submit", (m_dir / "clip.mp4").string(), "-o", (m_dir / "bad.mkv").string(),
+                  "--video-codec", "mpeg4", "--scale", "16384:16"});
     ASSERT_EQ(r.code, 1) << r.err << "\nengine:\n" << m_engine->err();
     EXPECT_NE(r.err.find("failed"), std::string::npos) << r.err;
     EXPECT_FALSE(stdfs::exists(m_dir / "bad.mkv"));
@@ -603,14 +620,18 @@ TEST_F(CliEngineTest, CtrlCWhileTranscodingCancelsTheJobAndStopsFfmpeg) {
             return m_server->store().get_job(id)->state == JobState::Running;
         },
         std::chrono::seconds(60)))
-        << child->err() << "\nengine:\n" << m_engine->err();
-    ASSERT_TRUE(test::wait_until([&] { return ffmpeg_running_under(m_dir / "engine"); }, std::chrono::seconds(10)));
+        << child->err() << "\nengine:\n"
+        << m_engine->err();
+    ASSERT_TRUE(
+        test::wait_until([&] { return ffmpeg_running_under(m_dir / "engine"); }, std::chrono::seconds(10)));
     child->signal(SIGINT);
     EXPECT_EQ(child->wait(std::chrono::seconds(20)), 130) << child->err();
     auto interrupted = std::chrono::steady_clock::now();
-    EXPECT_TRUE(test::wait_until([&] { return !ffmpeg_running_under(m_dir / "engine"); }, std::chrono::seconds(5)));
+    EXPECT_TRUE(
+        test::wait_until([&] { return !ffmpeg_running_under(m_dir / "engine"); }, std::chrono::seconds(5)));
     EXPECT_LT(std::chrono::steady_clock::now() - interrupted, std::chrono::seconds(3));
-    EXPECT_TRUE(test::wait_until([&] { return state_of(id) == JobState::Canceled; }, std::chrono::seconds(10)))
+    EXPECT_TRUE(
+        test::wait_until([&] { return state_of(id) == JobState::Canceled; }, std::chrono::seconds(10)))
         << to_string(state_of(id));
     EXPECT_FALSE(stdfs::exists(m_dir / "long.out.mkv"));
 }

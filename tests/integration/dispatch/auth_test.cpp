@@ -12,11 +12,11 @@ using dispatch::Role;
 
 struct Endpoint {
     std::string method;
-    std::string path;            // "{job}" is replaced by the row's job id
+    std::string path;  // "{job}" is replaced by the row's job id
     std::string body;
     std::string content_type;
-    bool job_scoped;             // another user's key → 404 (their job is not theirs to see)
-    std::vector<long> allowed;   // what the admin key gets
+    bool job_scoped;            // another user's key → 404 (their job is not theirs to see)
+    std::vector<long> allowed;  // what the admin key gets
 };
 
 TEST(AuthTest, EveryEndpointAnswersEachKindOfCaller) {
@@ -30,9 +30,13 @@ TEST(AuthTest, EveryEndpointAnswersEachKindOfCaller) {
     auto owner = server.client(owner_key);
 
     // Each row gets its own job so that an allowed call does not change what the next row sees.
-    auto queued_job = [&] { return body_json(submit_multipart(owner, small_clip_bytes(), json::object()))["job_id"].get<std::string>(); };
+    auto queued_job = [&] {
+        return body_json(submit_multipart(owner, small_clip_bytes(), json::object()))["job_id"]
+            .get<std::string>();
+    };
     auto awaiting_job = [&] {
-        return body_json(call(owner, "POST", "/jobs", json{{"source", {{"size", 100}}}}.dump(), "application/json"))["job_id"]
+        return body_json(call(owner, "POST", "/jobs", json{{"source", {{"size", 100}}}}.dump(),
+                              "application/json"))["job_id"]
             .get<std::string>();
     };
     auto canceled_job = [&] {
@@ -53,7 +57,8 @@ TEST(AuthTest, EveryEndpointAnswersEachKindOfCaller) {
         {{"POST", "/jobs/{job}/retry", "", "", true, {202}}, canceled_job()},
         {{"GET", "/jobs/{job}/source", "", "", true, {200}}, awaiting_job()},
         {{"HEAD", "/jobs/{job}/source", "", "", true, {200}}, awaiting_job()},
-        {{"PUT", "/jobs/{job}/source", "0123456789", "application/octet-stream", true, {200}}, awaiting_job()},
+        {{"PUT", "/jobs/{job}/source", "0123456789", "application/octet-stream", true, {200}},
+         awaiting_job()},
         {{"GET", "/jobs/{job}/result", "", "", true, {409}}, queued_job()},
         {{"HEAD", "/jobs/{job}/result", "", "", true, {409}}, queued_job()},
         {{"GET", "/presets", "", "", false, {200}}, ""},
@@ -111,9 +116,11 @@ TEST(AuthTest, EveryEndpointAnswersEachKindOfCaller) {
     EXPECT_EQ(call(none, "GET", "/keys").status, 401);
     auto list = call(admin, "GET", "/keys");
     ASSERT_EQ(list.status, 200);
-    const json keys = body_json(list);  // kept alive for the loop (a range-for over a temporary's member dangles)
+    const json keys =
+        body_json(list);  // kept alive for the loop (a range-for over a temporary's member dangles)
     EXPECT_EQ(keys["items"].size(), 4u);
-    for (const auto& k : keys["items"]) EXPECT_FALSE(k.dump().find("dcv_") != std::string::npos && k.contains("key"));
+    for (const auto& k : keys["items"])
+        EXPECT_FALSE(k.dump().find("dcv_") != std::string::npos && k.contains("key"));
     auto created = call(admin, "POST", "/keys", new_key.dump(), "application/json");
     ASSERT_EQ(created.status, 201) << created.body;
     std::string secret = body_json(created).value("key", "");

@@ -32,7 +32,8 @@ TEST(RequestHead, EndAndBytesNeeded) {
     EXPECT_EQ(request_bytes_needed(put, uploads), put.size()) << "an upload's body is its handler's";
     const std::string big = "POST /api/v1/keys HTTP/1.1\r\nContent-Length: 100000\r\n\r\n";
     EXPECT_EQ(request_bytes_needed(big, uploads), big.size()) << "a large body is read by a worker";
-    const std::string expect = "POST /api/v1/keys HTTP/1.1\r\nContent-Length: 42\r\nExpect: 100-continue\r\n\r\n";
+    const std::string expect =
+        "POST /api/v1/keys HTTP/1.1\r\nContent-Length: 42\r\nExpect: 100-continue\r\n\r\n";
     EXPECT_EQ(request_bytes_needed(expect, uploads), expect.size()) << "the body comes after 100 Continue";
     const std::string chunked = "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
     EXPECT_EQ(request_bytes_needed(chunked, uploads), chunked.size());
@@ -88,7 +89,8 @@ TEST(Connections, SlowHeadersWithoutAKeyHoldNoWorker) {
     // Operators see it in /metrics.
     auto anonymous = make_client(server.port(), "");
     auto metrics = call(anonymous, "GET", "http://127.0.0.1:" + std::to_string(server.port()) + "/metrics");
-    EXPECT_NE(metrics.body.find("distconv_http_connections_closed_total{reason=\"slow_headers\"} 64"), std::string::npos)
+    EXPECT_NE(metrics.body.find("distconv_http_connections_closed_total{reason=\"slow_headers\"} 64"),
+              std::string::npos)
         << metrics.body;
     EXPECT_NE(metrics.body.find("distconv_http_connections{state=\"waiting\"}"), std::string::npos);
 }
@@ -131,8 +133,9 @@ TEST(Connections, IdleKeepAliveConnectionsHoldNoWorkerAndEnd) {
     }
     expect_healthz_fast(server.port());
     // A kept connection carries a second request (keep-alive works, pipelining too).
-    ASSERT_TRUE(idle[0]->send_all("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-                                  "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+    ASSERT_TRUE(
+        idle[0]->send_all("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                          "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
     EXPECT_TRUE(idle[0]->read_until("\"ready\":true")) << idle[0]->received();
     // Idle past --keep-alive-timeout: closed by the server, without an answer.
     for (size_t i = 1; i < idle.size(); ++i) {
@@ -150,7 +153,8 @@ TEST(Connections, AClientWaitingFor100ContinueGetsItAtOnce) {
     // which answers 100 Continue (the client holds the body back until then).
     const std::string body = json{{"name", "bob"}, {"role", "user"}}.dump();
     RawConnection c(server.port());
-    ASSERT_TRUE(c.send_all("POST /api/v1/keys HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + admin_key +
+    ASSERT_TRUE(c.send_all("POST /api/v1/keys HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " +
+                           admin_key +
                            "\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: " +
                            std::to_string(body.size()) + "\r\n\r\n"));
     ASSERT_TRUE(c.read_until("100 Continue", 900ms)) << c.received();
@@ -168,17 +172,24 @@ TEST(Connections, AClaimWhoseEngineLeftTakesNoJob) {
     auto engine = server.client(engine_key);
     auto alice = server.client(alice_key);
     auto reg = call(engine, "POST", "/engines",
-                    json{{"hostname", "box"}, {"version", "t"}, {"slots", 1}, {"free_disk_bytes", 1LL << 40},
-                         {"capabilities", {{"ffmpeg_version", "6.0"}, {"encoders", json::array({"libx264", "aac"})},
-                                           {"decoders", json::array()}, {"hwaccels", json::array()}}}}
+                    json{{"hostname", "box"},
+                         {"version", "t"},
+                         {"slots", 1},
+                         {"free_disk_bytes", 1LL << 40},
+                         {"capabilities",
+                          {{"ffmpeg_version", "6.0"},
+                           {"encoders", json::array({"libx264", "aac"})},
+                           {"decoders", json::array()},
+                           {"hwaccels", json::array()}}}}
                         .dump(),
                     "application/json");
     ASSERT_EQ(reg.status / 100, 2) << reg.body;
     const std::string id = body_json(reg).value("engine_id", "");
     const std::string claim = json{{"free_slots", 1}, {"wait_seconds", 30}}.dump();
-    const std::string request = "POST /api/v1/engines/" + id + "/claim HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " +
-                                engine_key + "\r\nContent-Type: application/json\r\nContent-Length: " +
-                                std::to_string(claim.size()) + "\r\n\r\n" + claim;
+    const std::string request =
+        "POST /api/v1/engines/" + id + "/claim HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " +
+        engine_key + "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(claim.size()) +
+        "\r\n\r\n" + claim;
     {
         RawConnection parked(server.port());
         ASSERT_TRUE(parked.send_all(request));
@@ -189,15 +200,15 @@ TEST(Connections, AClaimWhoseEngineLeftTakesNoJob) {
     ASSERT_EQ(submitted.status, 202) << submitted.body;
     const std::string job = body_json(submitted).value("job_id", "");
     // The job is queued, and stays so: nobody took it for the gone claim.
-    ASSERT_TRUE(test::wait_until([&] { return body_json(call(alice, "GET", "/jobs/" + job)).value("state", "") == "queued"; },
-                                 20s));
+    ASSERT_TRUE(test::wait_until(
+        [&] { return body_json(call(alice, "GET", "/jobs/" + job)).value("state", "") == "queued"; }, 20s));
     std::this_thread::sleep_for(1s);  // the parked claim would have taken it at once (nothing to poll for)
     auto view = body_json(call(alice, "GET", "/jobs/" + job));
     EXPECT_EQ(view.value("state", ""), "queued") << view.dump();
     EXPECT_EQ(view.value("attempts", json::array()).size(), 0u) << view.dump();
     // A live claim gets it at once.
-    auto got = call(engine, "POST", "/engines/" + id + "/claim", json{{"free_slots", 1}, {"wait_seconds", 0}}.dump(),
-                    "application/json");
+    auto got = call(engine, "POST", "/engines/" + id + "/claim",
+                    json{{"free_slots", 1}, {"wait_seconds", 0}}.dump(), "application/json");
     ASSERT_EQ(got.status, 200) << got.body;
     EXPECT_EQ(body_json(got).value("job_id", ""), job);
 }

@@ -19,11 +19,12 @@ using dispatch::JobUpdate;
 using dispatch::Role;
 
 class FlowTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         ASSERT_FALSE(small_clip_bytes().empty()) << "ffmpeg could not make the test clip";
         // Sources go at the first maintenance pass after a job ends (the default keeps them 1 h).
-        server = std::make_unique<InProcessServer>(dir / "data", [](dispatch::DispatchConfig& c) { c.source_retention = "0s"; });
+        server = std::make_unique<InProcessServer>(
+            dir / "data", [](dispatch::DispatchConfig& c) { c.source_retention = "0s"; });
         alice_key = server->key("alice", Role::User);
     }
     test::TempDir dir;
@@ -43,8 +44,10 @@ protected:
         auto rel = dispatch::StoragePools::job_file(id, FileKind::Output);
         stdfs::create_directories((pool.root / rel).parent_path());
         test::write_file(pool.root / rel, content);
-        ASSERT_TRUE(server->store().transition(id, {JobState::Queued}, JobState::Assigned, {}, "test: assigned"));
-        ASSERT_TRUE(server->store().transition(id, {JobState::Assigned}, JobState::Running, {}, "test: running"));
+        ASSERT_TRUE(
+            server->store().transition(id, {JobState::Queued}, JobState::Assigned, {}, "test: assigned"));
+        ASSERT_TRUE(
+            server->store().transition(id, {JobState::Assigned}, JobState::Running, {}, "test: running"));
         JobUpdate u;
         u.output_pool = pool.name;
         u.output_path = rel;
@@ -53,14 +56,16 @@ protected:
         u.output_expires_at = expires_at;
         u.progress_percent = 100;
         u.finished_at = to_unix_ms(std::chrono::system_clock::now());
-        ASSERT_TRUE(server->store().transition(id, {JobState::Running}, JobState::Completed, u, "test: completed"));
+        ASSERT_TRUE(
+            server->store().transition(id, {JobState::Running}, JobState::Completed, u, "test: completed"));
     }
 };
 
 TEST_F(FlowTest, MultipartSubmitStatusAndJob) {
     auto c = server->client(alice_key);
-    auto r = submit_multipart(c, small_clip_bytes(), {{"video", {{"codec", "libx264"}, {"crf", 28}}}, {"priority", 5}},
-                              "holiday.mp4");
+    auto r =
+        submit_multipart(c, small_clip_bytes(),
+                         {{"video", {{"codec", "libx264"}, {"crf", 28}}}, {"priority", 5}}, "holiday.mp4");
     ASSERT_EQ(r.status, 202) << r.body;
     auto j = body_json(r);
     std::string id = j.value("job_id", "");
@@ -150,8 +155,8 @@ TEST_F(FlowTest, EventsStreamCancelAndRetry) {
 
     RawConnection sse(server->port());
     ASSERT_TRUE(sse.ok());
-    sse.send_all("GET /api/v1/jobs/" + id + "/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + alice_key +
-                 "\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n");
+    sse.send_all("GET /api/v1/jobs/" + id + "/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                 alice_key + "\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n");
     // The history arrives at once: at least the event that queued the job.
     ASSERT_TRUE(sse.read_until("\"queued\"")) << sse.received();
     EXPECT_EQ(sse.status(), 200);
@@ -187,12 +192,14 @@ TEST_F(FlowTest, EventsStreamCancelAndRetry) {
     EXPECT_EQ(events.status, 200);
     auto all_events = must(server->store().job_events(id));
     ASSERT_GE(all_events.size(), 4u);
-    EXPECT_NE(events.body.find("id: " + std::to_string(all_events.front().id) + "\n"), std::string::npos) << events.body;
+    EXPECT_NE(events.body.find("id: " + std::to_string(all_events.front().id) + "\n"), std::string::npos)
+        << events.body;
     auto resumed = call(c, "GET", "/jobs/" + id + "/events", "", "",
                         {{"Last-Event-ID", std::to_string(all_events[all_events.size() - 2].id)}});
     EXPECT_EQ(resumed.status, 200);
     EXPECT_EQ(resumed.body.find("id: " + std::to_string(all_events.front().id) + "\n"), std::string::npos);
-    EXPECT_NE(resumed.body.find("id: " + std::to_string(all_events.back().id) + "\n"), std::string::npos) << resumed.body;
+    EXPECT_NE(resumed.body.find("id: " + std::to_string(all_events.back().id) + "\n"), std::string::npos)
+        << resumed.body;
 
     // Source retention (0s in this fixture) deletes a terminal job's source at the next maintenance pass;
     // a retry then says why it cannot run.
@@ -277,10 +284,12 @@ TEST_F(FlowTest, FailedJobResultIsTranscodeFailed) {
 
 TEST_F(FlowTest, IdempotencyKeyReturnsTheSameJob) {
     auto c = server->client(alice_key);
-    auto first = submit_multipart(c, small_clip_bytes(), json::object(), "a.mp4", {{"Idempotency-Key", "order-42"}});
+    auto first =
+        submit_multipart(c, small_clip_bytes(), json::object(), "a.mp4", {{"Idempotency-Key", "order-42"}});
     ASSERT_EQ(first.status, 202) << first.body;
     EXPECT_FALSE(first.header("Idempotent-Replayed").has_value());
-    auto second = submit_multipart(c, small_clip_bytes(), json::object(), "a.mp4", {{"Idempotency-Key", "order-42"}});
+    auto second =
+        submit_multipart(c, small_clip_bytes(), json::object(), "a.mp4", {{"Idempotency-Key", "order-42"}});
     ASSERT_EQ(second.status, 202) << second.body;
     EXPECT_EQ(body_json(second)["job_id"], body_json(first)["job_id"]);
     EXPECT_EQ(second.header("Idempotent-Replayed").value_or(""), "true");
@@ -297,17 +306,21 @@ TEST_F(FlowTest, IdempotencyKeyReturnsTheSameJob) {
     auto j3 = call(c, "POST", "/jobs", other.dump(), "application/json", {{"Idempotency-Key", "json-1"}});
     EXPECT_EQ(j3.status, 409) << j3.body;
     EXPECT_EQ(error_code(j3), "CONFLICT");
-    auto m3 = submit_multipart(c, small_clip_bytes(), json{{"priority", 9}}, "a.mp4", {{"Idempotency-Key", "order-42"}});
+    auto m3 = submit_multipart(c, small_clip_bytes(), json{{"priority", 9}}, "a.mp4",
+                               {{"Idempotency-Key", "order-42"}});
     EXPECT_EQ(m3.status, 409) << m3.body;
     EXPECT_EQ(body_json(call(c, "GET", "/jobs"))["total"], 2);
     // Another user's same key is their own job.
     auto bob = server->client(server->key("bob", Role::User));
-    auto b = submit_multipart(bob, small_clip_bytes(), json::object(), "a.mp4", {{"Idempotency-Key", "order-42"}});
+    auto b =
+        submit_multipart(bob, small_clip_bytes(), json::object(), "a.mp4", {{"Idempotency-Key", "order-42"}});
     ASSERT_EQ(b.status, 202);
     EXPECT_NE(body_json(b)["job_id"], body_json(first)["job_id"]);
     // Only one source file per job is kept (the replay's bytes were dropped).
     auto files = files_under(server->config().pools.front().root);
-    EXPECT_EQ(std::count_if(files.begin(), files.end(), [](const std::string& f) { return f.find("incoming") != std::string::npos; }), 0);
+    EXPECT_EQ(std::count_if(files.begin(), files.end(),
+                            [](const std::string& f) { return f.find("incoming") != std::string::npos; }),
+              0);
 }
 
 TEST_F(FlowTest, QueuedJobPastItsTtlExpires) {
@@ -341,9 +354,9 @@ TEST_F(FlowTest, PresetsAndPools) {
     // Metrics need no key; the queue shows the job this test's fixture made (if any) and every state.
     auto metrics = call(c, "GET", "http://127.0.0.1:" + std::to_string(server->port()) + "/metrics");
     ASSERT_EQ(metrics.status, 200);
-    for (const char* line : {"# TYPE distconv_jobs gauge", "distconv_jobs{state=\"awaiting_upload\"} ",
-                             "distconv_queue_depth ", "distconv_engines{state=\"idle\"} 0",
-                             "distconv_assignments_active 0"})
+    for (const char* line :
+         {"# TYPE distconv_jobs gauge", "distconv_jobs{state=\"awaiting_upload\"} ", "distconv_queue_depth ",
+          "distconv_engines{state=\"idle\"} 0", "distconv_assignments_active 0"})
         EXPECT_NE(metrics.body.find(line), std::string::npos) << line << "\n" << metrics.body;
 }
 

@@ -20,7 +20,7 @@ using namespace std::chrono_literals;
 
 // One raw HTTP/1.1 request on its own connection, kept open; the status line is read at once.
 class RawRequest {
-public:
+  public:
     RawRequest(int port, const std::string& method, const std::string& path, const std::string& key,
                const std::string& body = "") {
         m_fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -31,9 +31,10 @@ public:
         timeval tv{5, 0};
         ::setsockopt(m_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         if (::connect(m_fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return;
-        std::string req = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + key +
-                          "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-                          "\r\n\r\n" + body;
+        std::string req =
+            method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + key +
+            "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+            "\r\n\r\n" + body;
         (void)::send(m_fd, req.data(), req.size(), MSG_NOSIGNAL);
     }
     ~RawRequest() {
@@ -64,7 +65,7 @@ public:
         return false;
     }
 
-private:
+  private:
     int m_fd = -1;
     std::string m_head;
 };
@@ -90,7 +91,8 @@ TEST(Limits, AnEventStreamFloodFromOneKeyLeavesHealthAndOtherUsersServed) {
     std::vector<std::unique_ptr<RawRequest>> streams;
     std::map<int, int> statuses;
     for (int i = 0; i < 12; ++i) {
-        auto stream = std::make_unique<RawRequest>(server.port(), "GET", "/api/v1/jobs/" + job + "/events", mallory_key);
+        auto stream = std::make_unique<RawRequest>(server.port(), "GET", "/api/v1/jobs/" + job + "/events",
+                                                   mallory_key);
         int status = stream->status();
         ++statuses[status];
         // The held streams stay open; a refused one's connection is closed by the server.
@@ -133,7 +135,8 @@ TEST(Limits, LongRequestsOfManyKeysLeaveTheReserve) {
     std::vector<std::unique_ptr<RawRequest>> streams;
     std::map<int, int> statuses;
     for (size_t i = 0; i < keys.size(); ++i) {
-        auto stream = std::make_unique<RawRequest>(server.port(), "GET", "/api/v1/jobs/" + jobs[i] + "/events", keys[i]);
+        auto stream = std::make_unique<RawRequest>(server.port(), "GET",
+                                                   "/api/v1/jobs/" + jobs[i] + "/events", keys[i]);
         int status = stream->status();
         ++statuses[status];
         if (status == 200) streams.push_back(std::move(stream));
@@ -152,9 +155,15 @@ TEST(Limits, ClaimLongPollsFromOneEngineKeyAreBounded) {
     ChildServer server(data, {"--max-claims-per-key", "3"});
     auto engine = server.client(engine_key);
     auto reg = call(engine, "POST", "/engines",
-                    json{{"hostname", "box"}, {"version", "t"}, {"slots", 1}, {"free_disk_bytes", 1 << 30},
-                         {"capabilities", {{"ffmpeg_version", "6.0"}, {"encoders", json::array()}, {"decoders", json::array()},
-                                           {"hwaccels", json::array()}}}}
+                    json{{"hostname", "box"},
+                         {"version", "t"},
+                         {"slots", 1},
+                         {"free_disk_bytes", 1 << 30},
+                         {"capabilities",
+                          {{"ffmpeg_version", "6.0"},
+                           {"encoders", json::array()},
+                           {"decoders", json::array()},
+                           {"hwaccels", json::array()}}}}
                         .dump(),
                     "application/json");
     ASSERT_EQ(reg.status / 100, 2) << reg.body;
@@ -162,16 +171,18 @@ TEST(Limits, ClaimLongPollsFromOneEngineKeyAreBounded) {
     const std::string claim = json{{"free_slots", 1}, {"wait_seconds", 20}}.dump();
     std::vector<std::unique_ptr<RawRequest>> polls;
     for (int i = 0; i < 3; ++i)
-        polls.push_back(std::make_unique<RawRequest>(server.port(), "POST", "/api/v1/engines/" + id + "/claim", engine_key, claim));
+        polls.push_back(std::make_unique<RawRequest>(server.port(), "POST",
+                                                     "/api/v1/engines/" + id + "/claim", engine_key, claim));
     // Parked (no answer yet) while the fourth is refused at once.
     std::this_thread::sleep_for(200ms);  // lets the three reach their long-poll (there is nothing to observe)
     RawRequest fourth(server.port(), "POST", "/api/v1/engines/" + id + "/claim", engine_key, claim);
     EXPECT_EQ(fourth.status(), 429);
     expect_healthz_fast(server.port());
     // A heartbeat of that engine still goes through.
-    auto hb = call(engine, "POST", "/engines/" + id + "/heartbeat",
-                   json{{"state", "idle"}, {"running_assignments", json::array()}, {"free_disk_bytes", 1}}.dump(),
-                   "application/json");
+    auto hb =
+        call(engine, "POST", "/engines/" + id + "/heartbeat",
+             json{{"state", "idle"}, {"running_assignments", json::array()}, {"free_disk_bytes", 1}}.dump(),
+             "application/json");
     EXPECT_EQ(hb.status, 200) << hb.body;
 }
 

@@ -21,8 +21,8 @@ TEST(Reservations, AnUploadNobodySendsIsAbandonedAndFreesItsSpace) {
     auto data = dir / "data";
     auto alice_key = cli_key(data, "alice", "user");
     auto bob_key = cli_key(data, "bob", "user");
-    ChildServer server(data, {"--pool", "small=" + (dir / "small").string() + ":1MiB", "--upload-idle-timeout", "1s",
-                              "--maintenance-interval", "100ms"});
+    ChildServer server(data, {"--pool", "small=" + (dir / "small").string() + ":1MiB",
+                              "--upload-idle-timeout", "1s", "--maintenance-interval", "100ms"});
     auto alice = server.client(alice_key);
     auto bob = server.client(bob_key);
 
@@ -43,12 +43,14 @@ TEST(Reservations, AnUploadNobodySendsIsAbandonedAndFreesItsSpace) {
         10s))
         << last.dump();
     EXPECT_EQ(last.value("failure_code", ""), "UPLOAD_ABANDONED") << last.dump();
-    EXPECT_NE(last.value("failure_reason", "").find("no source bytes arrived"), std::string::npos) << last.dump();
+    EXPECT_NE(last.value("failure_reason", "").find("no source bytes arrived"), std::string::npos)
+        << last.dump();
     auto pools = body_json(call(bob, "GET", "/pools"))["items"];
     EXPECT_EQ(pools[0]["reserved_bytes"], 0) << pools.dump();
     EXPECT_EQ(call(bob, "POST", "/jobs", declared(512 << 10).dump(), "application/json").status, 202);
     // The abandoned job cannot take bytes any more.
-    auto late = call(alice, "PUT", "/jobs/" + hog_id + "/source", std::string(100, 'x'), "application/octet-stream");
+    auto late =
+        call(alice, "PUT", "/jobs/" + hog_id + "/source", std::string(100, 'x'), "application/octet-stream");
     EXPECT_EQ(late.status, 409) << late.body;
 }
 
@@ -71,8 +73,9 @@ TEST(Reservations, AnUploadThatKeepsSendingIsNotAbandoned) {
         put.path_or_url = "/jobs/" + id + "/source";
         put.body = clip.substr(at, n);
         put.content_type = "application/octet-stream";
-        put.headers.emplace_back("Content-Range", "bytes " + std::to_string(at) + "-" + std::to_string(at + n - 1) +
-                                                      "/" + std::to_string(clip.size()));
+        put.headers.emplace_back("Content-Range", "bytes " + std::to_string(at) + "-" +
+                                                      std::to_string(at + n - 1) + "/" +
+                                                      std::to_string(clip.size()));
         auto r = c.request(put);
         ASSERT_TRUE(r.ok()) << r.error().to_string();
         ASSERT_TRUE(r->status / 100 == 2) << r->status << " " << r->body;
@@ -80,7 +83,8 @@ TEST(Reservations, AnUploadThatKeepsSendingIsNotAbandoned) {
         ASSERT_NE(state, "failed") << "abandoned while bytes were arriving";
         std::this_thread::sleep_for(400ms);  // the pace of a slow uploader (the point of the test)
     }
-    EXPECT_TRUE(test::wait_until([&] { return body_json(call(c, "GET", "/jobs/" + id)).value("state", "") == "queued"; }, 10s));
+    EXPECT_TRUE(test::wait_until(
+        [&] { return body_json(call(c, "GET", "/jobs/" + id)).value("state", "") == "queued"; }, 10s));
 }
 
 TEST(Reservations, UserQuotaBoundsOneUsersReservedAndStoredBytes) {

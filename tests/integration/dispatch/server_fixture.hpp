@@ -42,7 +42,9 @@ namespace distconv::itest {
 namespace stdfs = std::filesystem;
 using nlohmann::json;
 
-inline std::string dispatch_binary() { return std::string(DISTCONV_BINARY_DIR) + "/dispatch_server/distconv-dispatch"; }
+inline std::string dispatch_binary() {
+    return std::string(DISTCONV_BINARY_DIR) + "/dispatch_server/distconv-dispatch";
+}
 
 inline http::ClientOptions client_options(int port, const std::string& key) {
     http::ClientOptions o;
@@ -52,7 +54,9 @@ inline http::ClientOptions client_options(int port, const std::string& key) {
     o.connect_timeout = std::chrono::seconds(5);
     return o;
 }
-inline http::Client make_client(int port, const std::string& key) { return http::Client(client_options(port, key)); }
+inline http::Client make_client(int port, const std::string& key) {
+    return http::Client(client_options(port, key));
+}
 
 // One request with a client; fails the test (and returns an empty Response) on a transport error.
 inline http::Response call(http::Client& c, const std::string& method, const std::string& path,
@@ -107,11 +111,14 @@ inline std::string multipart_body(const std::vector<Part>& parts) {
     out += "--" + k_boundary + "--\r\n";
     return out;
 }
-inline std::string multipart_type() { return "multipart/form-data; boundary=" + k_boundary; }
+inline std::string multipart_type() {
+    return "multipart/form-data; boundary=" + k_boundary;
+}
 
 // POST /jobs as multipart (file + job).
 inline http::Response submit_multipart(http::Client& c, const std::string& file_bytes, const json& job,
-                                       const std::string& filename = "clip.mp4", http::HeaderList headers = {}) {
+                                       const std::string& filename = "clip.mp4",
+                                       http::HeaderList headers = {}) {
     return call(c, "POST", "/jobs",
                 multipart_body({{"file", file_bytes, filename, "video/mp4"}, {"job", job.dump(), "", ""}}),
                 multipart_type(), std::move(headers));
@@ -149,7 +156,7 @@ inline const std::string& small_clip_bytes() {
 // --- in-process server ----------------------------------------------------------------------------
 
 class InProcessServer {
-public:
+  public:
     // `tweak` adjusts the config before finalize() (pools, retention, limits...).
     explicit InProcessServer(const stdfs::path& data_dir,
                              const std::function<void(dispatch::DispatchConfig&)>& tweak = nullptr) {
@@ -182,7 +189,7 @@ public:
     }
     http::Client client(const std::string& key) { return make_client(port(), key); }
 
-private:
+  private:
     dispatch::DispatchConfig m_config;
     std::unique_ptr<dispatch::DispatchServer> m_server;
     std::thread m_thread;
@@ -191,7 +198,8 @@ private:
 // --- child-process server -------------------------------------------------------------------------
 
 // Runs `distconv-dispatch ARGS...` and returns its stdout (trimmed) and exit code; stderr into *err.
-inline int run_cli(const std::vector<std::string>& args, std::string* out = nullptr, std::string* err = nullptr) {
+inline int run_cli(const std::vector<std::string>& args, std::string* out = nullptr,
+                   std::string* err = nullptr) {
     int out_pipe[2], err_pipe[2];
     if (::pipe(out_pipe) != 0 || ::pipe(err_pipe) != 0) return -1;
     pid_t pid = ::fork();
@@ -240,16 +248,17 @@ inline int run_cli(const std::vector<std::string>& args, std::string* out = null
 
 inline std::string cli_key(const stdfs::path& data_dir, const std::string& name, const std::string& role) {
     std::string out, err;
-    int rc = run_cli({"keys", "create", "--data-dir", data_dir.string(), "--role", role, "--name", name}, &out, &err);
+    int rc = run_cli({"keys", "create", "--data-dir", data_dir.string(), "--role", role, "--name", name},
+                     &out, &err);
     EXPECT_EQ(rc, 0) << err;
     return out;
 }
 
 class ChildServer {
-public:
+  public:
     ChildServer(const stdfs::path& data_dir, std::vector<std::string> extra_args = {}) {
-        std::vector<std::string> args_s{dispatch_binary(), "serve", "--data-dir", data_dir.string(), "--listen",
-                                        "127.0.0.1:0", "--http-threads", "8"};
+        std::vector<std::string> args_s{dispatch_binary(), "serve",       "--data-dir",     data_dir.string(),
+                                        "--listen",        "127.0.0.1:0", "--http-threads", "8"};
         if (std::find(extra_args.begin(), extra_args.end(), "--log-level") == extra_args.end())
             args_s.insert(args_s.end(), {"--log-level", "warn"});
         args_s.insert(args_s.end(), extra_args.begin(), extra_args.end());
@@ -303,8 +312,8 @@ public:
         if (m_pid <= 0) return m_exit;
         ::kill(m_pid, SIGTERM);
         int status = 0;
-        bool exited = test::wait_until(
-            [&] { return ::waitpid(m_pid, &status, WNOHANG) == m_pid; }, std::chrono::seconds(20));
+        bool exited = test::wait_until([&] { return ::waitpid(m_pid, &status, WNOHANG) == m_pid; },
+                                       std::chrono::seconds(20));
         if (!exited) {
             ::kill(m_pid, SIGKILL);
             ::waitpid(m_pid, &status, 0);
@@ -325,7 +334,7 @@ public:
         return -1;
     }
 
-private:
+  private:
     pid_t m_pid = -1;
     int m_stdout = -1;
     int m_port = 0;
@@ -346,7 +355,7 @@ inline void expect_healthz_fast(int port) {
 // --- raw sockets ----------------------------------------------------------------------------------
 
 class RawConnection {
-public:
+  public:
     explicit RawConnection(int port) {
         m_fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         sockaddr_in addr{};
@@ -376,7 +385,8 @@ public:
         auto deadline = std::chrono::steady_clock::now() + timeout;
         while (m_received.find(needle) == std::string::npos) {
             if (m_closed) return false;
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                deadline - std::chrono::steady_clock::now());
             if (left.count() <= 0) return false;
             pollfd p{m_fd, POLLIN, 0};
             if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
@@ -405,7 +415,7 @@ public:
         return at == std::string::npos ? "" : m_received.substr(at + 4);
     }
 
-private:
+  private:
     int m_fd = -1;
     std::string m_received;
     bool m_closed = false;

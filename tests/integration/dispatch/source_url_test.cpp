@@ -24,7 +24,7 @@ using namespace std::chrono_literals;
 // An HTTP/1.1 origin on 127.0.0.1 that answers every request with `body`. HEAD declares
 // `declared_size` (the real size by default); GET may stall after its headers until released.
 class Origin {
-public:
+  public:
     explicit Origin(std::string body) : m_body(std::move(body)), m_declared(m_body.size()) {
         m_listen = ::socket(AF_INET, SOCK_STREAM, 0);
         int one = 1;
@@ -56,7 +56,7 @@ public:
     void release() { m_stall = false; }
     int gets_started() const { return m_gets.load(); }
 
-private:
+  private:
     void serve() {
         while (!m_stop) {
             int fd = ::accept(m_listen, nullptr, nullptr);
@@ -73,8 +73,9 @@ private:
             req.append(buf, static_cast<size_t>(n));
         }
         const bool head = req.rfind("HEAD ", 0) == 0;
-        std::string headers = "HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nConnection: close\r\nContent-Length: " +
-                              std::to_string(head ? m_declared.load() : m_body.size()) + "\r\n\r\n";
+        std::string headers =
+            "HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nConnection: close\r\nContent-Length: " +
+            std::to_string(head ? m_declared.load() : m_body.size()) + "\r\n\r\n";
         send_all(fd, headers);
         if (!head) {
             ++m_gets;
@@ -104,7 +105,9 @@ private:
     std::vector<std::thread> m_conns;
 };
 
-json fetch_job(const std::string& url) { return {{"source_url", url}, {"output_filename", "out.mkv"}}; }
+json fetch_job(const std::string& url) {
+    return {{"source_url", url}, {"output_filename", "out.mkv"}};
+}
 
 json wait_end(http::Client& c, const std::string& id, const std::set<std::string>& states) {
     json last;
@@ -207,7 +210,8 @@ TEST(SourceUrl, TheOwnersQuotaHoldsForAFetchedSource) {
     test::TempDir dir;
     auto data = dir / "data";
     auto key = cli_key(data, "alice", "user");
-    ChildServer server(data, {"--source-url-host", "127.0.0.1:" + std::to_string(origin.port()), "--user-quota", "1MiB"});
+    ChildServer server(
+        data, {"--source-url-host", "127.0.0.1:" + std::to_string(origin.port()), "--user-quota", "1MiB"});
     auto c = server.client(key);
     auto r = call(c, "POST", "/jobs", fetch_job(origin.url()).dump(), "application/json");
     ASSERT_EQ(r.status, 202) << r.body;

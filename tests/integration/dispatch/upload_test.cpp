@@ -22,8 +22,9 @@ TEST(UploadTest, OneGibUploadKeepsServerMemoryFlat) {
     auto client = std::make_unique<http::Client>(client_options(server.port(), key));
     auto& c = *client;
     constexpr uint64_t k_size = 1ull << 30;
-    auto submit = call(c, "POST", "/jobs", json{{"source", {{"size", k_size}, {"filename", "big.mkv"}}}}.dump(),
-                       "application/json");
+    auto submit =
+        call(c, "POST", "/jobs", json{{"source", {{"size", k_size}, {"filename", "big.mkv"}}}}.dump(),
+             "application/json");
     ASSERT_EQ(submit.status, 202) << submit.body;
     auto j = body_json(submit);
     EXPECT_EQ(j["state"], "awaiting_upload");
@@ -57,10 +58,11 @@ TEST(UploadTest, OneGibUploadKeepsServerMemoryFlat) {
     EXPECT_EQ(error_code(*r), "UNSUPPORTED_MEDIA_TYPE");
     int64_t hwm_after = server.proc_kib("VmHWM");
     int64_t growth_kib = hwm_after - rss_before;
-    std::printf("[ memory   ] 1 GiB upload in %.1f s: VmRSS before %lld KiB, VmHWM before %lld KiB, after %lld KiB, "
-                "growth %lld KiB\n",
-                seconds, static_cast<long long>(rss_before), static_cast<long long>(hwm_before),
-                static_cast<long long>(hwm_after), static_cast<long long>(growth_kib));
+    std::printf(
+        "[ memory   ] 1 GiB upload in %.1f s: VmRSS before %lld KiB, VmHWM before %lld KiB, after %lld KiB, "
+        "growth %lld KiB\n",
+        seconds, static_cast<long long>(rss_before), static_cast<long long>(hwm_before),
+        static_cast<long long>(hwm_after), static_cast<long long>(growth_kib));
     EXPECT_LT(growth_kib, 64 * 1024) << "the server's resident memory grew by " << growth_kib << " KiB";
     auto job = body_json(call(c, "GET", "/jobs/" + id));
     EXPECT_EQ(job["state"], "failed");
@@ -70,7 +72,7 @@ TEST(UploadTest, OneGibUploadKeepsServerMemoryFlat) {
 }
 
 class UploadInProcess : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override { ASSERT_FALSE(small_clip_bytes().empty()); }
     test::TempDir dir;
 };
@@ -117,8 +119,8 @@ TEST_F(UploadInProcess, CutUploadResumesAndEndsWithTheRightSha256) {
         if (offset == 0) return false;
         http::Upload rest;
         rest.path_or_url = "/jobs/" + id + "/source";
-        rest.headers = {{"Content-Range", "bytes " + std::to_string(offset) + "-" + std::to_string(size - 1) + "/" +
-                                              std::to_string(size)}};
+        rest.headers = {{"Content-Range", "bytes " + std::to_string(offset) + "-" + std::to_string(size - 1) +
+                                              "/" + std::to_string(size)}};
         uint64_t pos = offset;
         auto r = c.upload_callback(
             rest,
@@ -158,8 +160,9 @@ TEST_F(UploadInProcess, WrongSha256IsRejectedAndTheUploadStartsOver) {
     auto c = server.client(server.key("alice", Role::User));
     const std::string& clip = small_clip_bytes();
     std::string wrong(64, 'a');
-    auto submit = call(c, "POST", "/jobs", json{{"source", {{"size", clip.size()}, {"sha256", wrong}}}}.dump(),
-                       "application/json");
+    auto submit =
+        call(c, "POST", "/jobs", json{{"source", {{"size", clip.size()}, {"sha256", wrong}}}}.dump(),
+             "application/json");
     ASSERT_EQ(submit.status, 202) << submit.body;
     std::string id = body_json(submit)["job_id"];
     auto r = call(c, "PUT", "/jobs/" + id + "/source", clip, "application/octet-stream");
@@ -173,7 +176,8 @@ TEST_F(UploadInProcess, UploadInPiecesAnswers200ThenCompletes201) {
     InProcessServer server(dir / "data");
     auto c = server.client(server.key("alice", Role::User));
     const std::string& clip = small_clip_bytes();
-    auto submit = call(c, "POST", "/jobs", json{{"source", {{"size", clip.size()}}}}.dump(), "application/json");
+    auto submit =
+        call(c, "POST", "/jobs", json{{"source", {{"size", clip.size()}}}}.dump(), "application/json");
     ASSERT_EQ(submit.status, 202);
     std::string id = body_json(submit)["job_id"];
     size_t half = clip.size() / 2;
@@ -190,7 +194,8 @@ TEST_F(UploadInProcess, UploadInPiecesAnswers200ThenCompletes201) {
     EXPECT_EQ(body_json(again)["error"]["details"]["offset"], half);
     EXPECT_EQ(again.header("Upload-Offset").value_or(""), std::to_string(half));
     auto second = call(c, "PUT", "/jobs/" + id + "/source", clip.substr(half), "application/octet-stream",
-                       {{"Content-Range", "bytes " + std::to_string(half) + "-" + std::to_string(clip.size() - 1) + "/" + total}});
+                       {{"Content-Range", "bytes " + std::to_string(half) + "-" +
+                                              std::to_string(clip.size() - 1) + "/" + total}});
     EXPECT_EQ(second.status, 201) << second.body;
     EXPECT_EQ(body_json(second)["state"], "queued");
 }
@@ -199,7 +204,8 @@ TEST_F(UploadInProcess, PutWithoutContentRangeStartsOver) {
     InProcessServer server(dir / "data");
     auto c = server.client(server.key("alice", Role::User));
     const std::string& clip = small_clip_bytes();
-    auto submit = call(c, "POST", "/jobs", json{{"source", {{"size", clip.size()}, {"sha256", sha256_hex(clip)}}}}.dump(),
+    auto submit = call(c, "POST", "/jobs",
+                       json{{"source", {{"size", clip.size()}, {"sha256", sha256_hex(clip)}}}}.dump(),
                        "application/json");
     std::string id = body_json(submit)["job_id"];
     std::string junk(1000, 'j');
@@ -220,8 +226,9 @@ TEST_F(UploadInProcess, SecondUploadWhileOneIsInProgressIsAConflict) {
     auto c = server.client(key);
     const std::string& clip = small_clip_bytes();
     const uint64_t size = clip.size();
-    auto submit = call(c, "POST", "/jobs", json{{"source", {{"size", size}, {"sha256", sha256_hex(clip)}}}}.dump(),
-                       "application/json");
+    auto submit =
+        call(c, "POST", "/jobs", json{{"source", {{"size", size}, {"sha256", sha256_hex(clip)}}}}.dump(),
+             "application/json");
     ASSERT_EQ(submit.status, 202);
     std::string id = body_json(submit)["job_id"];
     std::atomic<bool> go_on{false};
@@ -236,7 +243,8 @@ TEST_F(UploadInProcess, SecondUploadWhileOneIsInProgressIsAConflict) {
             [&](char* buf, size_t max) -> size_t {
                 while (sent >= size / 2 && !go_on) std::this_thread::sleep_for(std::chrono::milliseconds(5));
                 // A slow producer: small pieces, so the pause falls in the middle of the body.
-                size_t n = static_cast<size_t>(std::min<uint64_t>(std::min<size_t>(max, 16 * 1024), size - sent));
+                size_t n =
+                    static_cast<size_t>(std::min<uint64_t>(std::min<size_t>(max, 16 * 1024), size - sent));
                 std::memcpy(buf, clip.data() + sent, n);
                 sent += n;
                 return n;
@@ -251,8 +259,8 @@ TEST_F(UploadInProcess, SecondUploadWhileOneIsInProgressIsAConflict) {
         return offset > 0;
     }));
     auto second = call(c, "PUT", "/jobs/" + id + "/source", clip.substr(offset), "application/octet-stream",
-                       {{"Content-Range", "bytes " + std::to_string(offset) + "-" + std::to_string(size - 1) + "/" +
-                                              std::to_string(size)}});
+                       {{"Content-Range", "bytes " + std::to_string(offset) + "-" + std::to_string(size - 1) +
+                                              "/" + std::to_string(size)}});
     EXPECT_EQ(second.status, 409) << second.body;
     EXPECT_NE(second.body.find("in progress"), std::string::npos) << second.body;
     go_on = true;
@@ -267,7 +275,8 @@ TEST_F(UploadInProcess, SecondUploadWhileOneIsInProgressIsAConflict) {
 TEST_F(UploadInProcess, CutMultipartSubmitLeavesNoFileAndNoJob) {
     InProcessServer server(dir / "data");
     auto c = server.client(server.key("alice", Role::User));
-    std::string body = multipart_body({{"job", "{}", "", ""}, {"file", small_clip_bytes(), "a.mp4", "video/mp4"}});
+    std::string body =
+        multipart_body({{"job", "{}", "", ""}, {"file", small_clip_bytes(), "a.mp4", "video/mp4"}});
     size_t sent = 0;
     http::Upload up;
     up.method = "POST";

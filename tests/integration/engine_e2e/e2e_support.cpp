@@ -16,8 +16,12 @@ namespace distconv::e2e {
 
 using namespace std::chrono_literals;
 
-std::string dispatch_binary() { return std::string(DISTCONV_BINARY_DIR) + "/dispatch_server/distconv-dispatch"; }
-std::string engine_binary() { return std::string(DISTCONV_BINARY_DIR) + "/transcoding_engine/distconv-engine"; }
+std::string dispatch_binary() {
+    return std::string(DISTCONV_BINARY_DIR) + "/dispatch_server/distconv-dispatch";
+}
+std::string engine_binary() {
+    return std::string(DISTCONV_BINARY_DIR) + "/transcoding_engine/distconv-engine";
+}
 
 Daemon::Daemon(const std::vector<std::string>& argv, const std::filesystem::path& log) : m_log(log) {
     m_pid = fork();
@@ -67,7 +71,8 @@ std::string trim(std::string s) {
 
 std::string create_key(const std::string& data, const std::string& role) {
     std::string out;
-    test::run_command({dispatch_binary(), "keys", "create", "--data-dir", data, "--role", role, "--name", role}, &out);
+    test::run_command(
+        {dispatch_binary(), "keys", "create", "--data-dir", data, "--role", role, "--name", role}, &out);
     return trim(out);
 }
 
@@ -84,10 +89,22 @@ Cluster::Cluster(DispatchTimings t) {
     m_engine_key = create_key(data, "engine");
     EXPECT_FALSE(m_user_key.empty());
     EXPECT_FALSE(m_engine_key.empty());
-    std::vector<std::string> argv{dispatch_binary(), "serve", "--listen", "127.0.0.1:0", "--data-dir", data,
-                                  "--lease-timeout", t.lease_timeout, "--heartbeat-interval", t.heartbeat_interval,
-                                  "--engine-offline-after", t.engine_offline_after, "--retry-backoff",
-                                  t.retry_backoff, "--retry-backoff-max", t.retry_backoff_max};
+    std::vector<std::string> argv{dispatch_binary(),
+                                  "serve",
+                                  "--listen",
+                                  "127.0.0.1:0",
+                                  "--data-dir",
+                                  data,
+                                  "--lease-timeout",
+                                  t.lease_timeout,
+                                  "--heartbeat-interval",
+                                  t.heartbeat_interval,
+                                  "--engine-offline-after",
+                                  t.engine_offline_after,
+                                  "--retry-backoff",
+                                  t.retry_backoff,
+                                  "--retry-backoff-max",
+                                  t.retry_backoff_max};
     argv.insert(argv.end(), t.extra_args.begin(), t.extra_args.end());
     m_dispatch = std::make_unique<Daemon>(argv, m_dir / "dispatch.log");
     static const std::regex k_listening(R"(listening on 127\.0\.0\.1:(\d+))");
@@ -158,7 +175,8 @@ http::Request multipart_submit(const std::filesystem::path& source, const nlohma
     return req;
 }
 
-std::string Cluster::submit(const std::filesystem::path& source, const nlohmann::json& job, std::string* answer) {
+std::string Cluster::submit(const std::filesystem::path& source, const nlohmann::json& job,
+                            std::string* answer) {
     auto req = multipart_submit(source, job);
     auto r = m_client->request(req);
     if (answer) *answer = r ? std::to_string(r->status) + " " + r->body : r.error().to_string();
@@ -167,8 +185,12 @@ std::string Cluster::submit(const std::filesystem::path& source, const nlohmann:
     return j["job_id"].get<std::string>();
 }
 
-nlohmann::json Cluster::job(const std::string& id) { return parse(m_client->get("/jobs/" + id)); }
-nlohmann::json Cluster::status(const std::string& id) { return parse(m_client->get("/jobs/" + id + "/status")); }
+nlohmann::json Cluster::job(const std::string& id) {
+    return parse(m_client->get("/jobs/" + id));
+}
+nlohmann::json Cluster::status(const std::string& id) {
+    return parse(m_client->get("/jobs/" + id + "/status"));
+}
 
 nlohmann::json Cluster::engines() {
     auto j = parse(m_client->get("/engines"));
@@ -187,7 +209,9 @@ http::Response response_or_error(Result<http::Response> r) {
 }
 }  // namespace
 
-http::Response Cluster::cancel(const std::string& id) { return response_or_error(m_client->del("/jobs/" + id)); }
+http::Response Cluster::cancel(const std::string& id) {
+    return response_or_error(m_client->del("/jobs/" + id));
+}
 
 http::Response Cluster::engine_post(const std::string& path, const nlohmann::json& body) {
     return response_or_error(m_engine_client->post_json(path, body));
@@ -212,7 +236,8 @@ bool Cluster::wait_job(const std::string& id, const std::function<bool(const nlo
 
 bool Cluster::wait_state(const std::string& id, const std::string& state, std::chrono::milliseconds timeout,
                          nlohmann::json* last) {
-    return wait_job(id, [&](const nlohmann::json& j) { return j.value("state", "") == state; }, timeout, last);
+    return wait_job(
+        id, [&](const nlohmann::json& j) { return j.value("state", "") == state; }, timeout, last);
 }
 
 std::string Cluster::engine_id(const std::string& name) {
@@ -254,17 +279,19 @@ std::vector<pid_t> children_of(pid_t pid) {
 
 std::optional<Probe> ffprobe(const std::filesystem::path& file) {
     std::string out;
-    if (test::run_command({"ffprobe", "-v", "error", "-show_entries", "stream=codec_name:format=duration,format_name",
-                           "-of", "json", file.string()},
+    if (test::run_command({"ffprobe", "-v", "error", "-show_entries",
+                           "stream=codec_name:format=duration,format_name", "-of", "json", file.string()},
                           &out) != 0)
         return std::nullopt;
     auto j = nlohmann::json::parse(out, nullptr, false);
     if (!j.is_object()) return std::nullopt;
     Probe p;
-    for (const auto& s : j.value("streams", nlohmann::json::array())) p.codecs.push_back(s.value("codec_name", ""));
+    for (const auto& s : j.value("streams", nlohmann::json::array()))
+        p.codecs.push_back(s.value("codec_name", ""));
     if (j.contains("format")) {
         p.format = j["format"].value("format_name", "");
-        if (j["format"].contains("duration")) p.duration = std::stod(j["format"]["duration"].get<std::string>());
+        if (j["format"].contains("duration"))
+            p.duration = std::stod(j["format"]["duration"].get<std::string>());
     }
     return p;
 }

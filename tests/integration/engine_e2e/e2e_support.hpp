@@ -81,7 +81,8 @@ class Cluster {
 
     // Multipart POST /api/v1/jobs with the file and the job JSON; returns the job id (empty on error,
     // with the answer in *answer when given).
-    std::string submit(const std::filesystem::path& source, const nlohmann::json& job, std::string* answer = nullptr);
+    std::string submit(const std::filesystem::path& source, const nlohmann::json& job,
+                       std::string* answer = nullptr);
     nlohmann::json job(const std::string& id);
     nlohmann::json status(const std::string& id);
     nlohmann::json engines();

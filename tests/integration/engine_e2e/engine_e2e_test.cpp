@@ -98,8 +98,9 @@ TEST(EngineE2E, CorruptSourceFailsOnceAsPermanentWithTheStderrSummary) {
     // A fast-start MP4 whose index is intact (the server's ffprobe accepts it) but whose media data
     // is garbage: ffmpeg cannot decode a single frame.
     ASSERT_TRUE(test::make_test_clip(c.dir() / "good.mp4", 1.0, 160, 120));
-    ASSERT_EQ(test::run_command({"ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", (c.dir() / "good.mp4").string(),
-                                 "-c", "copy", "-movflags", "+faststart", (c.dir() / "faststart.mp4").string()}),
+    ASSERT_EQ(test::run_command({"ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i",
+                                 (c.dir() / "good.mp4").string(), "-c", "copy", "-movflags", "+faststart",
+                                 (c.dir() / "faststart.mp4").string()}),
               0);
     std::string bytes = test::read_file(c.dir() / "faststart.mp4");
     auto mdat = bytes.find("mdat");
@@ -109,8 +110,9 @@ TEST(EngineE2E, CorruptSourceFailsOnceAsPermanentWithTheStderrSummary) {
     test::write_file(c.dir() / "corrupt.mp4", bytes);
 
     std::string answer;
-    auto id = c.submit(c.dir() / "corrupt.mp4",
-                       {{"preset", "h264-web"}, {"output_filename", "out.mp4"}, {"max_attempts", 3}}, &answer);
+    auto id =
+        c.submit(c.dir() / "corrupt.mp4",
+                 {{"preset", "h264-web"}, {"output_filename", "out.mp4"}, {"max_attempts", 3}}, &answer);
     ASSERT_FALSE(id.empty()) << answer;
     nlohmann::json j;
     ASSERT_TRUE(c.wait_job(id, is_final, 30s, &j)) << j.dump();
@@ -123,7 +125,8 @@ TEST(EngineE2E, CorruptSourceFailsOnceAsPermanentWithTheStderrSummary) {
     EXPECT_NE(reason.find("ffmpeg exited with status"), std::string::npos) << reason;
     EXPECT_NE(reason.find('\n'), std::string::npos) << "no stderr summary: " << reason;
     // Still failed (not requeued) a moment later.
-    EXPECT_FALSE(c.wait_job(id, [](const nlohmann::json& job) { return job.value("state", "") != "failed"; }, 1s));
+    EXPECT_FALSE(c.wait_job(
+        id, [](const nlohmann::json& job) { return job.value("state", "") != "failed"; }, 1s));
 }
 
 TEST(EngineE2E, EngineWithoutFreeDiskGetsStreamModeAndTheMp4IsFinished) {
@@ -171,7 +174,8 @@ TEST(EngineE2E, JobNeedingAnEncoderNoEngineHasStaysQueuedWithAReason) {
                        &answer);
     ASSERT_FALSE(id.empty()) << answer;
     // A job anyone can run goes through meanwhile: the engine is polling, it just cannot take this one.
-    auto other = c.submit(c.dir() / "in.mp4", {{"preset", "h264-web"}, {"output_filename", "other.mp4"}}, &answer);
+    auto other =
+        c.submit(c.dir() / "in.mp4", {{"preset", "h264-web"}, {"output_filename", "other.mp4"}}, &answer);
     ASSERT_FALSE(other.empty()) << answer;
     ASSERT_TRUE(c.wait_state(other, "completed", 30s));
 
@@ -184,7 +188,8 @@ TEST(EngineE2E, JobNeedingAnEncoderNoEngineHasStaysQueuedWithAReason) {
         10s))
         << status.dump();
     // Several claim and rescue cycles later it is still queued, still explained.
-    EXPECT_FALSE(c.wait_job(id, [](const nlohmann::json& job) { return job.value("state", "") != "queued"; }, 2s));
+    EXPECT_FALSE(c.wait_job(
+        id, [](const nlohmann::json& job) { return job.value("state", "") != "queued"; }, 2s));
     status = c.status(id);
     EXPECT_EQ(status.value("state", ""), "queued") << status.dump();
     EXPECT_NE(status.value("message", "").find("no online engine"), std::string::npos) << status.dump();

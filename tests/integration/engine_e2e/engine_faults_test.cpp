@@ -23,10 +23,13 @@ nlohmann::json slow_job() {
             {"audio", {{"codec", "aac"}}}};
 }
 
-bool make_long_clip(const Cluster& c) { return test::make_test_clip(c.dir() / "long.mp4", 6.0, 640, 360); }
+bool make_long_clip(const Cluster& c) {
+    return test::make_test_clip(c.dir() / "long.mp4", 6.0, 640, 360);
+}
 
 // Waits until the job runs and ffmpeg of that engine's work dir is alive.
-bool wait_transcoding(Cluster& c, const std::string& id, const std::string& engine_name, nlohmann::json* last) {
+bool wait_transcoding(Cluster& c, const std::string& id, const std::string& engine_name,
+                      nlohmann::json* last) {
     const std::string dir = c.work_dir(engine_name).string() + "/";
     return c.wait_job(
         id,
@@ -114,7 +117,8 @@ TEST(EngineFaults, EngineStoppedPastItsLeaseGetsLeaseLostAndTheResultIsTheOtherE
 
     // Let engine A's ffmpeg finish while A sleeps, so A wakes up holding a finished output it wants
     // to report.
-    EXPECT_TRUE(test::wait_until([&] { return ffmpeg_pids_mentioning(c.work_dir("engineA").string() + "/").empty(); }, 30s));
+    EXPECT_TRUE(test::wait_until(
+        [&] { return ffmpeg_pids_mentioning(c.work_dir("engineA").string() + "/").empty(); }, 30s));
 
     // The late engine wakes up: whatever it sends next (progress, fail or complete) carries the old
     // fencing token and is refused with 409 LEASE_LOST.
@@ -137,7 +141,8 @@ TEST(EngineFaults, EngineStoppedPastItsLeaseGetsLeaseLostAndTheResultIsTheOtherE
     EXPECT_EQ(late.status, 409) << late.body;
     EXPECT_NE(late.body.find("LEASE_LOST"), std::string::npos) << late.body;
     // Its ffmpeg is gone and its files are cleaned.
-    EXPECT_TRUE(test::wait_until([&] { return ffmpeg_pids_mentioning(c.work_dir("engineA").string() + "/").empty(); }, 5s));
+    EXPECT_TRUE(test::wait_until(
+        [&] { return ffmpeg_pids_mentioning(c.work_dir("engineA").string() + "/").empty(); }, 5s));
     EXPECT_FALSE(std::filesystem::exists(c.work_dir("engineA") / "assignments" / a_assignment));
     // Nothing changed for the job: still completed with engine B's output.
     auto after = c.job(id);
@@ -169,8 +174,10 @@ TEST(EngineFaults, CancelingARunningJobStopsFfmpegWithinTwoSeconds) {
     ASSERT_TRUE(test::wait_until([&] { return ffmpeg_pids_mentioning(dir).empty(); }, 5s));
     auto gone_after = std::chrono::steady_clock::now() - canceled_at;
     std::cout << "[   info   ] ffmpeg gone "
-              << std::chrono::duration_cast<std::chrono::milliseconds>(gone_after).count() << " ms after the cancel\n";
-    EXPECT_LT(gone_after, 2s) << std::chrono::duration_cast<std::chrono::milliseconds>(gone_after).count() << " ms";
+              << std::chrono::duration_cast<std::chrono::milliseconds>(gone_after).count()
+              << " ms after the cancel\n";
+    EXPECT_LT(gone_after, 2s) << std::chrono::duration_cast<std::chrono::milliseconds>(gone_after).count()
+                              << " ms";
     ASSERT_TRUE(c.wait_state(id, "canceled", 5s, &j)) << j.dump();
     // The engine is free again and cleaned up.
     EXPECT_TRUE(test::wait_until(
@@ -210,20 +217,23 @@ TEST(EngineFaults, EngineRestartedAfterSigkillRequeuesItsOrphanedAssignmentAtOnc
             return s == "queued" || ((s == "assigned" || s == "running") && attempts.size() >= 2);
         },
         5s, &j))
-        << j.dump() << "\n" << engine->log();
+        << j.dump() << "\n"
+        << engine->log();
     auto requeued_after = std::chrono::steady_clock::now() - restarted_at;
     std::cout << "[   info   ] requeued "
               << std::chrono::duration_cast<std::chrono::milliseconds>(requeued_after).count()
               << " ms after the restart\n";
     // Far below the 30 s lease and offline timeouts: only the restarted engine's report explains it.
     // (Not a speed target: on a busy machine the restart itself takes a second or more.)
-    EXPECT_LT(requeued_after, 10s) << std::chrono::duration_cast<std::chrono::milliseconds>(requeued_after).count()
-                                  << " ms\n" << engine->log();
+    EXPECT_LT(requeued_after, 10s)
+        << std::chrono::duration_cast<std::chrono::milliseconds>(requeued_after).count() << " ms\n"
+        << engine->log();
     EXPECT_EQ(j["attempts"][0].value("error_class", ""), "transient") << j.dump();
     EXPECT_NE(engine->log().find("interrupted by a restart"), std::string::npos) << engine->log();
     // The report goes first, the clean-up right after it.
     EXPECT_TRUE(test::wait_until(
-        [&] { return !std::filesystem::exists(c.work_dir("engine1") / "assignments" / old_assignment); }, 5s));
+        [&] { return !std::filesystem::exists(c.work_dir("engine1") / "assignments" / old_assignment); },
+        5s));
     // The engine kept its identity across the restart.
     EXPECT_EQ(c.engines().size(), 1u) << c.engines().dump();
 

@@ -25,8 +25,9 @@ void expect_source_corrupt(const EngineOptions& options, const std::string& mode
     Cluster c;
     ASSERT_TRUE(test::make_test_clip(c.dir() / "in.mp4", 1.0, 160, 120));
     std::string answer;
-    auto id = c.submit(c.dir() / "in.mp4", {{"preset", "h264-web"}, {"output_filename", "out.mp4"}, {"max_attempts", 3}},
-                       &answer);
+    auto id =
+        c.submit(c.dir() / "in.mp4",
+                 {{"preset", "h264-web"}, {"output_filename", "out.mp4"}, {"max_attempts", 3}}, &answer);
     ASSERT_FALSE(id.empty()) << answer;
     nlohmann::json j;
     ASSERT_TRUE(c.wait_state(id, "queued", 10s, &j)) << j.dump();
@@ -52,7 +53,8 @@ void expect_source_corrupt(const EngineOptions& options, const std::string& mode
     EXPECT_EQ(j["attempts"][0].value("transfer_mode", ""), mode) << j.dump();
     EXPECT_EQ(j["attempts"][0].value("error_class", ""), "source_corrupt") << j.dump();
     // The engine said what it got: both digests.
-    EXPECT_NE(engine->log().find("does not match its SHA-256: expected "), std::string::npos) << engine->log();
+    EXPECT_NE(engine->log().find("does not match its SHA-256: expected "), std::string::npos)
+        << engine->log();
 
     // Nothing was stored as the job's output.
     EXPECT_TRUE(j["output"]["size"].is_null()) << j.dump();
@@ -60,7 +62,8 @@ void expect_source_corrupt(const EngineOptions& options, const std::string& mode
     for (const auto& entry : std::filesystem::directory_iterator(job_dir))
         EXPECT_EQ(entry.path().filename().string().rfind("output", 0), std::string::npos) << entry.path();
     // Still failed (not requeued) a moment later.
-    EXPECT_FALSE(c.wait_job(id, [](const nlohmann::json& job) { return job.value("state", "") != "failed"; }, 1s));
+    EXPECT_FALSE(c.wait_job(
+        id, [](const nlohmann::json& job) { return job.value("state", "") != "failed"; }, 1s));
 }
 
 }  // namespace

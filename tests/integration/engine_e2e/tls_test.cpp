@@ -20,7 +20,9 @@ namespace stdfs = std::filesystem;
 namespace distconv::e2e {
 namespace {
 
-std::string cli_binary() { return std::string(DISTCONV_BINARY_DIR) + "/submission_client/distconv"; }
+std::string cli_binary() {
+    return std::string(DISTCONV_BINARY_DIR) + "/submission_client/distconv";
+}
 
 std::string trim(std::string s) {
     while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
@@ -60,7 +62,8 @@ bool process_running_with(const std::vector<std::string>& parts) {
     for (const auto& entry : stdfs::directory_iterator("/proc", ec)) {
         std::ifstream in(entry.path() / "cmdline", std::ios::binary);
         std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        if (std::all_of(parts.begin(), parts.end(), [&](const auto& p) { return content.find(p) != std::string::npos; }))
+        if (std::all_of(parts.begin(), parts.end(),
+                        [&](const auto& p) { return content.find(p) != std::string::npos; }))
             return true;
     }
     return false;
@@ -75,21 +78,26 @@ bool gen_certs(const stdfs::path& dir) {
 }
 
 class TlsTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         ASSERT_TRUE(gen_certs(m_dir / "certs"));
         ASSERT_TRUE(gen_certs(m_dir / "other-ca"));
         auto data = (m_dir / "data").string();
         std::string out;
-        ASSERT_EQ(test::run_command({dispatch_binary(), "keys", "create", "--data-dir", data, "--role", "user", "--name", "tls-user"}, &out), 0);
+        ASSERT_EQ(test::run_command({dispatch_binary(), "keys", "create", "--data-dir", data, "--role",
+                                     "user", "--name", "tls-user"},
+                                    &out),
+                  0);
         m_user_key = trim(out);
         out.clear();
-        ASSERT_EQ(test::run_command({dispatch_binary(), "keys", "create", "--data-dir", data, "--role", "engine", "--name", "tls-engine"}, &out),
+        ASSERT_EQ(test::run_command({dispatch_binary(), "keys", "create", "--data-dir", data, "--role",
+                                     "engine", "--name", "tls-engine"},
+                                    &out),
                   0);
         m_engine_key = trim(out);
         m_dispatch = std::make_unique<Daemon>(
-            std::vector<std::string>{dispatch_binary(), "serve", "--listen", "127.0.0.1:0", "--data-dir", data,
-                                     "--tls-cert", (m_dir / "certs/server.crt").string(), "--tls-key",
+            std::vector<std::string>{dispatch_binary(), "serve", "--listen", "127.0.0.1:0", "--data-dir",
+                                     data, "--tls-cert", (m_dir / "certs/server.crt").string(), "--tls-key",
                                      (m_dir / "certs/server.key").string(), "--heartbeat-interval", "500ms"},
             m_dir / "dispatch.log");
         static const std::regex k_listening(R"(listening on 127\.0\.0\.1:(\d+))");
@@ -119,8 +127,8 @@ TEST_F(TlsTest, SubmitTranscodeAndDownloadOverHttps) {
     auto engine = std::make_unique<Daemon>(
         std::vector<std::string>{engine_binary(), "--server", m_url, "--key", m_engine_key, "--ca-cert",
                                  (m_dir / "certs/ca.crt").string(), "--work-dir", (m_dir / "engine").string(),
-                                 "--hostname", "tls-engine", "--benchmark", "off", "--heartbeat-interval", "500ms",
-                                 "--claim-wait", "2s"},
+                                 "--hostname", "tls-engine", "--benchmark", "off", "--heartbeat-interval",
+                                 "500ms", "--claim-wait", "2s"},
         m_dir / "engine.log");
     ASSERT_TRUE(test::make_test_clip(m_dir / "clip.mp4", 1.0));
     std::string out;
@@ -142,8 +150,8 @@ TEST_F(TlsTest, StreamModeOverHttpsKeepsTheEngineKeyOutOfEveryProcess) {
     auto engine = std::make_unique<Daemon>(
         std::vector<std::string>{engine_binary(), "--server", m_url, "--key", m_engine_key, "--ca-cert",
                                  (m_dir / "certs/ca.crt").string(), "--work-dir", (m_dir / "engine").string(),
-                                 "--hostname", "tls-stream", "--benchmark", "off", "--heartbeat-interval", "500ms",
-                                 "--claim-wait", "2s", "--reserve-disk", "1000T"},
+                                 "--hostname", "tls-stream", "--benchmark", "off", "--heartbeat-interval",
+                                 "500ms", "--claim-wait", "2s", "--reserve-disk", "1000T"},
         m_dir / "engine.log");
     // Long enough to be seen running: 4 s of 640x360 at the archive preset takes a few seconds here.
     ASSERT_TRUE(test::make_test_clip(m_dir / "clip.mp4", 4.0, 640, 360));
@@ -158,7 +166,8 @@ TEST_F(TlsTest, StreamModeOverHttpsKeepsTheEngineKeyOutOfEveryProcess) {
             auto found = processes_holding(m_engine_key);
             holders.insert(holders.end(), found.begin(), found.end());
             saw_user_key = saw_user_key || !processes_holding(m_user_key).empty();
-            saw_ffmpeg = saw_ffmpeg || process_running_with({"ffmpeg", "-protocol_whitelist", "http://127.0.0.1:"});
+            saw_ffmpeg =
+                saw_ffmpeg || process_running_with({"ffmpeg", "-protocol_whitelist", "http://127.0.0.1:"});
             ++scans;
             std::this_thread::sleep_for(20ms);
         }
@@ -191,8 +200,9 @@ TEST_F(TlsTest, AClientTrustingAnotherCaIsRefusedWithAClearMessage) {
     // never registers, never sends its key in clear, and says why.
     auto engine = std::make_unique<Daemon>(
         std::vector<std::string>{engine_binary(), "--server", m_url, "--key", m_engine_key, "--ca-cert",
-                                 (m_dir / "other-ca/ca.crt").string(), "--work-dir", (m_dir / "engine").string(),
-                                 "--hostname", "wrong-ca", "--benchmark", "off", "--reserve-disk", "1000T"},
+                                 (m_dir / "other-ca/ca.crt").string(), "--work-dir",
+                                 (m_dir / "engine").string(), "--hostname", "wrong-ca", "--benchmark", "off",
+                                 "--reserve-disk", "1000T"},
         m_dir / "engine.log");
     EXPECT_TRUE(test::wait_until([&] { return engine->log().find("certificate") != std::string::npos; }, 20s))
         << engine->log();
@@ -207,15 +217,15 @@ TEST_F(TlsTest, AClientTrustingAnotherCaIsRefusedWithAClearMessage) {
 
 TEST_F(TlsTest, ServerRefusesAKeyThatDoesNotMatchItsCertificate) {
     std::string out;
-    int rc = run_shell({dispatch_binary(), "serve", "--listen", "127.0.0.1:0", "--data-dir", (m_dir / "d2").string(),
-                        "--tls-cert", (m_dir / "certs/server.crt").string(), "--tls-key",
-                        (m_dir / "other-ca/server.key").string()},
+    int rc = run_shell({dispatch_binary(), "serve", "--listen", "127.0.0.1:0", "--data-dir",
+                        (m_dir / "d2").string(), "--tls-cert", (m_dir / "certs/server.crt").string(),
+                        "--tls-key", (m_dir / "other-ca/server.key").string()},
                        &out);
     EXPECT_NE(rc, 0);
     EXPECT_NE(out.find("TLS"), std::string::npos) << out;
     out.clear();
-    rc = run_shell({dispatch_binary(), "serve", "--listen", "127.0.0.1:0", "--data-dir", (m_dir / "d3").string(),
-                    "--tls-cert", (m_dir / "certs/server.crt").string()},
+    rc = run_shell({dispatch_binary(), "serve", "--listen", "127.0.0.1:0", "--data-dir",
+                    (m_dir / "d3").string(), "--tls-cert", (m_dir / "certs/server.crt").string()},
                    &out);
     EXPECT_EQ(rc, 2) << out;
     EXPECT_NE(out.find("tls-key"), std::string::npos) << out;

@@ -233,7 +233,8 @@ class FakeDispatch {
     }
 
   private:
-    static void error(httplib::Response& res, int status, const std::string& code, const std::string& message) {
+    static void error(httplib::Response& res, int status, const std::string& code,
+                      const std::string& message) {
         res.status = status;
         res.set_content(json{{"error", {{"code", code}, {"message", message}}}}.dump(), "application/json");
     }
@@ -333,7 +334,8 @@ class FakeDispatch {
                 std::lock_guard lock(m_mutex);
                 auto& stored = m_outputs[id];
                 if (req.method == "PUT") {
-                    if (req.has_header("Content-Range")) return error(res, 400, "INVALID_ARGUMENT", "no resume here");
+                    if (req.has_header("Content-Range"))
+                        return error(res, 400, "INVALID_ARGUMENT", "no resume here");
                     stored = req.body;
                     protocol::OutputUploadStatus st{id, static_cast<std::int64_t>(stored.size())};
                     res.set_content(protocol::to_json(st).dump(), "application/json");
@@ -346,9 +348,11 @@ class FakeDispatch {
                 auto body = json::parse(req.body, nullptr, false);
                 std::lock_guard lock(m_mutex);
                 const std::string& stored = m_outputs[id];
-                if (!body.is_object() || body.value("output_size", -1) != static_cast<std::int64_t>(stored.size()) ||
+                if (!body.is_object() ||
+                    body.value("output_size", -1) != static_cast<std::int64_t>(stored.size()) ||
                     body.value("output_sha256", "") != distconv::sha256_hex(stored))
-                    return error(res, 400, "INVALID_ARGUMENT", "size or SHA-256 differs from the stored output");
+                    return error(res, 400, "INVALID_ARGUMENT",
+                                 "size or SHA-256 differs from the stored output");
                 m_completed[id] = body;
                 protocol::AssignmentAck ack;
                 ack.job_id = id == m_control.assignment_id ? m_control.job_id : distconv::new_ulid();
@@ -398,8 +402,8 @@ Tree snapshot(const fs::path& root, const std::set<fs::path>& skip) {
     };
     add(root);
     std::error_code ec;
-    for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator();
-         it.increment(ec)) {
+    for (auto it = fs::recursive_directory_iterator(root, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
         if (skip.count(it->path())) {
             it.disable_recursion_pending();
             continue;
@@ -413,11 +417,12 @@ std::string describe(const Tree& before, const Tree& after) {
     std::ostringstream out;
     for (const auto& [p, e] : before) {
         auto it = after.find(p);
-        if (it == after.end()) out << "  removed: " << p << "\n";
+        if (it == after.end())
+            out << "  removed: " << p << "\n";
         else if (!(it->second == e))
-            out << "  changed: " << p << " (size " << e.size << " -> " << it->second.size << ", mode " << std::oct
-                << e.mode << " -> " << it->second.mode << std::dec << ", mtime " << e.mtime_ns << " -> "
-                << it->second.mtime_ns << ")\n";
+            out << "  changed: " << p << " (size " << e.size << " -> " << it->second.size << ", mode "
+                << std::oct << e.mode << " -> " << it->second.mode << std::dec << ", mtime " << e.mtime_ns
+                << " -> " << it->second.mtime_ns << ")\n";
     }
     for (const auto& [p, e] : after)
         if (!before.count(p)) out << "  created: " << p << "\n";
@@ -471,9 +476,10 @@ TEST(EngineGuard, RefusesMaliciousAssignmentsReportsWhyAndStillRunsAValidOne) {
     const bool abs_existed = fs::exists("/abs");
 
     // The assignments: a valid one as the template, each case changing one thing.
-    auto options = media::parse_and_resolve(json{{"container", "mp4"},
-                                                 {"video", {{"codec", "libx264"}, {"preset", "ultrafast"}, {"crf", 35}}},
-                                                 {"audio", {{"codec", "aac"}, {"bitrate", "64k"}}}});
+    auto options =
+        media::parse_and_resolve(json{{"container", "mp4"},
+                                      {"video", {{"codec", "libx264"}, {"preset", "ultrafast"}, {"crf", 35}}},
+                                      {"audio", {{"codec", "aac"}, {"bitrate", "64k"}}}});
     ASSERT_TRUE(options) << options.error().to_string();
     std::int64_t next_token = 1;
     auto valid = [&](protocol::TransferMode mode = protocol::TransferMode::File) {
@@ -493,7 +499,8 @@ TEST(EngineGuard, RefusesMaliciousAssignmentsReportsWhyAndStillRunsAValidOne) {
         a.output_container = "mp4";
         a.output_filename = "clip.mp4";
         a.duration_seconds = 1.0;
-        a.credential = "dca1." + a.assignment_id + "." + std::to_string(a.fencing_token) + ".1800000000000.0123abcd";
+        a.credential =
+            "dca1." + a.assignment_id + "." + std::to_string(a.fencing_token) + ".1800000000000.0123abcd";
         a.credential_expires_at = now_plus(900s);
         return a;
     };
@@ -508,13 +515,16 @@ TEST(EngineGuard, RefusesMaliciousAssignmentsReportsWhyAndStillRunsAValidOne) {
     ASSERT_TRUE(other_host.start("127.0.0.2", fake.port())) << "cannot listen on 127.0.0.2:" << fake.port();
 
     std::vector<Case> cases;
-    auto add = [&](std::string name, std::string field, const std::function<void(protocol::Assignment&)>& edit,
+    auto add = [&](std::string name, std::string field,
+                   const std::function<void(protocol::Assignment&)>& edit,
                    protocol::TransferMode mode = protocol::TransferMode::File) {
         auto a = valid(mode);
         edit(a);
         cases.push_back({std::move(name), std::move(field), std::move(a)});
     };
-    auto source_path = [](const protocol::Assignment& a) { return k_assignments + a.assignment_id + "/source"; };
+    auto source_path = [](const protocol::Assignment& a) {
+        return k_assignments + a.assignment_id + "/source";
+    };
     const std::string server = fake.url();
 
     add("assignment_id ../../victim", "assignment_id", [](auto& a) { a.assignment_id = "../../victim"; });
@@ -522,9 +532,8 @@ TEST(EngineGuard, RefusesMaliciousAssignmentsReportsWhyAndStillRunsAValidOne) {
     add("assignment_id absolute path", "assignment_id",
         [&](auto& a) { a.assignment_id = (root / "victim-abs").string(); });
     add("assignment_id /abs/path", "assignment_id", [](auto& a) { a.assignment_id = "/abs/path"; });
-    add("assignment_id ULID-looking with /", "assignment_id", [](auto& a) {
-        a.assignment_id = a.assignment_id.substr(0, 13) + "/" + a.assignment_id.substr(14);
-    });
+    add("assignment_id ULID-looking with /", "assignment_id",
+        [](auto& a) { a.assignment_id = a.assignment_id.substr(0, 13) + "/" + a.assignment_id.substr(14); });
     add("assignment_id percent-encoded ../../victim", "assignment_id",
         [](auto& a) { a.assignment_id = "%2E%2E%2F%2E%2E%2Fvictim"; });
     add("assignment_id empty", "assignment_id", [](auto& a) { a.assignment_id = ""; });
@@ -540,14 +549,17 @@ TEST(EngineGuard, RefusesMaliciousAssignmentsReportsWhyAndStillRunsAValidOne) {
         a.source_url = "http://guard:secret@127.0.0.1:" + std::to_string(fake.port()) + source_path(a);
     });
     add("source_url server as userinfo of a foreign authority", "source_url", [&](auto& a) {
-        a.source_url = "http://127.0.0.1:" + std::to_string(fake.port()) + "@127.0.0.1:" +
-                       std::to_string(foreign.port()) + source_path(a);
+        a.source_url = "http://127.0.0.1:" + std::to_string(fake.port()) +
+                       "@127.0.0.1:" + std::to_string(foreign.port()) + source_path(a);
     });
-    add("source_url default port", "source_url", [&](auto& a) { a.source_url = "http://127.0.0.1" + source_path(a); });
+    add("source_url default port", "source_url",
+        [&](auto& a) { a.source_url = "http://127.0.0.1" + source_path(a); });
     add("source_url another assignment's source", "source_url",
         [&](auto& a) { a.source_url = server + k_assignments + control.assignment_id + "/source"; });
-    add("source_url another path", "source_url", [&](auto& a) { a.source_url = k_prefix + "/jobs/" + a.job_id + "/source"; });
-    add("source_url with a query", "source_url", [&](auto& a) { a.source_url = server + source_path(a) + "?x=1"; });
+    add("source_url another path", "source_url",
+        [&](auto& a) { a.source_url = k_prefix + "/jobs/" + a.job_id + "/source"; });
+    add("source_url with a query", "source_url",
+        [&](auto& a) { a.source_url = server + source_path(a) + "?x=1"; });
     add("source_url file:///etc/passwd", "source_url", [](auto& a) { a.source_url = "file:///etc/passwd"; });
     add("ffmpeg_argv extra -i /etc/passwd", "ffmpeg_argv", [](auto& a) {
         auto at = std::find(a.ffmpeg_argv.begin(), a.ffmpeg_argv.end(), "-map");
@@ -555,12 +567,14 @@ TEST(EngineGuard, RefusesMaliciousAssignmentsReportsWhyAndStillRunsAValidOne) {
         a.ffmpeg_argv.insert(at, {"-i", "/etc/passwd"});
     });
     add("ffmpeg_argv output outside the work dir", "ffmpeg_argv", [&](auto& a) {
-        auto at = std::find(a.ffmpeg_argv.begin(), a.ffmpeg_argv.end(), std::string(protocol::k_output_placeholder));
+        auto at = std::find(a.ffmpeg_argv.begin(), a.ffmpeg_argv.end(),
+                            std::string(protocol::k_output_placeholder));
         ASSERT_NE(at, a.ffmpeg_argv.end());
         *at = (root / "stolen.mp4").string();
     });
     add("ffmpeg_argv -f lavfi input", "ffmpeg_argv", [](auto& a) {
-        auto at = std::find(a.ffmpeg_argv.begin(), a.ffmpeg_argv.end(), std::string(protocol::k_input_placeholder));
+        auto at =
+            std::find(a.ffmpeg_argv.begin(), a.ffmpeg_argv.end(), std::string(protocol::k_input_placeholder));
         ASSERT_NE(at, a.ffmpeg_argv.end());
         auto k = at - a.ffmpeg_argv.begin();
         ASSERT_GE(k, 3);
@@ -574,12 +588,16 @@ TEST(EngineGuard, RefusesMaliciousAssignmentsReportsWhyAndStillRunsAValidOne) {
         ASSERT_NE(at, a.ffmpeg_argv.end());
         a.ffmpeg_argv.erase(at, at + 2);
     });
-    add("ffmpeg_argv of file mode in stream mode", "ffmpeg_argv",
-        [](auto& a) { a.ffmpeg_argv = protocol::assignment_argv(a.options, protocol::TransferMode::File, "mov").value(); },
+    add(
+        "ffmpeg_argv of file mode in stream mode", "ffmpeg_argv",
+        [](auto& a) {
+            a.ffmpeg_argv = protocol::assignment_argv(a.options, protocol::TransferMode::File, "mov").value();
+        },
         protocol::TransferMode::Stream);
     add("options.extra_args -i /etc/passwd (argv to match)", "options", [](auto& a) {
         a.options.extra_args = std::vector<std::string>{"-i", "/etc/passwd"};
-        auto at = std::find(a.ffmpeg_argv.begin(), a.ffmpeg_argv.end(), std::string(protocol::k_output_placeholder));
+        auto at = std::find(a.ffmpeg_argv.begin(), a.ffmpeg_argv.end(),
+                            std::string(protocol::k_output_placeholder));
         a.ffmpeg_argv.insert(at - 2, {"-i", "/etc/passwd"});
     });
     add("source_format hls", "source_format", [](auto& a) { a.source_format = "hls"; });
@@ -587,13 +605,15 @@ TEST(EngineGuard, RefusesMaliciousAssignmentsReportsWhyAndStillRunsAValidOne) {
     add("source_format empty", "source_format", [](auto& a) { a.source_format = ""; });
     add("credential with CRLF header", "credential", [](auto& a) { a.credential = "dca1.tok\r\nX-Evil: 1"; });
     add("output_container unknown", "output_container", [](auto& a) { a.output_container = "exe"; });
-    add("output_container differs from the job's", "output_container", [](auto& a) { a.output_container = "mkv"; });
+    add("output_container differs from the job's", "output_container",
+        [](auto& a) { a.output_container = "mkv"; });
     if (HasFatalFailure()) return;
 
     std::vector<json> script;
     std::map<std::string, size_t> case_of;  // assignment id -> case
     for (size_t i = 0; i < cases.size(); ++i) {
-        ASSERT_TRUE(case_of.emplace(cases[i].a.assignment_id, i).second) << "duplicate id in " << cases[i].name;
+        ASSERT_TRUE(case_of.emplace(cases[i].a.assignment_id, i).second)
+            << "duplicate id in " << cases[i].name;
         script.push_back(protocol::to_json(cases[i].a));
     }
     script.push_back(protocol::to_json(control));
@@ -603,24 +623,27 @@ TEST(EngineGuard, RefusesMaliciousAssignmentsReportsWhyAndStillRunsAValidOne) {
 
     // The engine exactly as an operator would start it, the key in its environment.
     ::setenv("DISTCONV_API_KEY", key.c_str(), 1);
-    e2e::Daemon engine({e2e::engine_binary(), "--server", server, "--work-dir", work.string(), "--benchmark", "off",
-                        "--claim-wait", "1s", "--heartbeat-interval", "500ms", "--hostname", "guard"},
+    e2e::Daemon engine({e2e::engine_binary(), "--server", server, "--work-dir", work.string(), "--benchmark",
+                        "off", "--claim-wait", "1s", "--heartbeat-interval", "500ms", "--hostname", "guard"},
                        log);
     ::unsetenv("DISTCONV_API_KEY");
     ASSERT_TRUE(engine.running());
 
     // Every scripted claim handed out and the control completed (or the engine gone).
     const bool done = test::wait_until([&] { return fake.completed() || !process_alive(engine.pid()); }, 20s);
-    EXPECT_TRUE(done && fake.completed()) << "the control assignment did not complete; engine log:\n" << engine.log();
+    EXPECT_TRUE(done && fake.completed()) << "the control assignment did not complete; engine log:\n"
+                                          << engine.log();
     EXPECT_EQ(fake.claims_left(), 0u);
     // Still alive and still talking to the server after all of it.
     const int heartbeats = fake.heartbeats();
-    EXPECT_TRUE(test::wait_until([&] { return fake.heartbeats() > heartbeats; }, 5s)) << "no heartbeat after the run";
+    EXPECT_TRUE(test::wait_until([&] { return fake.heartbeats() > heartbeats; }, 5s))
+        << "no heartbeat after the run";
     EXPECT_TRUE(process_alive(engine.pid())) << "the engine died; log:\n" << engine.log();
 
     // A clean stop: SIGTERM drains and exits 0.
     engine.signal(SIGTERM);
-    EXPECT_TRUE(test::wait_until([&] { return !process_alive(engine.pid()); }, 10s)) << "the engine did not stop";
+    EXPECT_TRUE(test::wait_until([&] { return !process_alive(engine.pid()); }, 10s))
+        << "the engine did not stop";
     if (!process_alive(engine.pid())) {
         EXPECT_EQ(engine.wait_exit(), 0);
     }
@@ -654,20 +677,21 @@ TEST(EngineGuard, RefusesMaliciousAssignmentsReportsWhyAndStillRunsAValidOne) {
             allowed = true;
             fails[case_of[id]].push_back(json::parse(s.body, nullptr, false));
         } else if (id == control.assignment_id && !action.empty()) {
-            allowed = (s.method == "GET" && action == "source") || (s.method == "POST" && action == "progress") ||
-                      (s.method == "HEAD" && action == "output") || (s.method == "PUT" && action == "output") ||
-                      (s.method == "POST" && action == "complete");
+            allowed =
+                (s.method == "GET" && action == "source") || (s.method == "POST" && action == "progress") ||
+                (s.method == "HEAD" && action == "output") || (s.method == "PUT" && action == "output") ||
+                (s.method == "POST" && action == "complete");
         }
         for (const auto& h : s.header_names)
             if (h.find("Evil") != std::string::npos || h.find("evil") != std::string::npos) allowed = false;
-        if (!allowed) unexpected.push_back(s.method + " " + printable(s.target) + " (path " + printable(s.path) + ")");
+        if (!allowed)
+            unexpected.push_back(s.method + " " + printable(s.target) + " (path " + printable(s.path) + ")");
     }
-    EXPECT_TRUE(unexpected.empty()) << "requests the engine should not have made:\n  "
-                                    << [&] {
-                                           std::string out;
-                                           for (const auto& u : unexpected) out += u + "\n  ";
-                                           return out;
-                                       }();
+    EXPECT_TRUE(unexpected.empty()) << "requests the engine should not have made:\n  " << [&] {
+        std::string out;
+        for (const auto& u : unexpected) out += u + "\n  ";
+        return out;
+    }();
     for (size_t i = 0; i < cases.size(); ++i) {
         const auto& c = cases[i];
         SCOPED_TRACE(c.name + " (assignment_id '" + printable(c.a.assignment_id) + "')");
@@ -703,8 +727,10 @@ TEST(EngineGuard, RefusesMaliciousAssignmentsReportsWhyAndStillRunsAValidOne) {
     auto commands = lines_with(engine_log, "-nostdin");
     EXPECT_EQ(commands.size(), 1u);
     for (const auto& line : commands) {
-        EXPECT_NE(line.find(control_prefix), std::string::npos) << "an ffmpeg command not for the control: " << line;
-        EXPECT_NE(line.find((work / "assignments" / control.assignment_id).string()), std::string::npos) << line;
+        EXPECT_NE(line.find(control_prefix), std::string::npos)
+            << "an ffmpeg command not for the control: " << line;
+        EXPECT_NE(line.find((work / "assignments" / control.assignment_id).string()), std::string::npos)
+            << line;
     }
     auto starts = lines_with(engine_log, "): starting");
     EXPECT_EQ(starts.size(), 1u);

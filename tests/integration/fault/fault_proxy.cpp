@@ -137,8 +137,8 @@ void FaultProxy::serve(int client) {
     int one = 1;
     setsockopt(upstream, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    bool cut_next_upload = false;    // the next client chunk is an upload body to cut
-    bool cut_next_answer = false;    // the next server chunk is an answer to cut
+    bool cut_next_upload = false;  // the next client chunk is an upload body to cut
+    bool cut_next_answer = false;  // the next server chunk is an answer to cut
     std::vector<char> buf(64 * 1024);
     bool done = false;
     while (!done && !m_stop) {

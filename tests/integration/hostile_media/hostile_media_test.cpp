@@ -61,7 +61,8 @@ struct Phases {
     std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
     void operator()(const char* what) const {
         if (!verbose()) return;
-        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+        auto ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
         std::cout << "  [" << ms.count() << " ms] " << what << "\n";
     }
 };
@@ -73,10 +74,14 @@ bool contains(std::string_view haystack, std::string_view needle) {
 std::string printable(std::string_view bytes, size_t max = 160) {
     std::string out;
     for (unsigned char c : bytes.substr(0, max)) {
-        if (c == '\r') out += "\\r";
-        else if (c == '\n') out += "\\n";
-        else if (c < 0x20 || c >= 0x7f) out += '.';
-        else out += static_cast<char>(c);
+        if (c == '\r')
+            out += "\\r";
+        else if (c == '\n')
+            out += "\\n";
+        else if (c < 0x20 || c >= 0x7f)
+            out += '.';
+        else
+            out += static_cast<char>(c);
     }
     return out;
 }
@@ -99,13 +104,14 @@ class Listener {
             a.sin_family = AF_INET;
             a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
             socklen_t len = sizeof a;
-            if (tcp < 0 || ::bind(tcp, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(tcp, 64) != 0 ||
-                ::getsockname(tcp, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+            if (tcp < 0 || ::bind(tcp, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+                ::listen(tcp, 64) != 0 || ::getsockname(tcp, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
                 if (tcp >= 0) ::close(tcp);
                 continue;
             }
             int udp = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-            if (udp < 0 || ::bind(udp, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {  // that UDP port is taken
+            if (udp < 0 ||
+                ::bind(udp, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {  // that UDP port is taken
                 ::close(tcp);
                 if (udp >= 0) ::close(udp);
                 continue;
@@ -185,7 +191,8 @@ class Listener {
         std::string got;
         auto deadline = std::chrono::steady_clock::now() + 300ms;
         while (got.size() < 4096 && got.find("\r\n\r\n") == std::string::npos) {
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                deadline - std::chrono::steady_clock::now());
             if (left.count() <= 0) break;
             pollfd p{fd, POLLIN, 0};
             if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
@@ -226,12 +233,38 @@ Secret make_secret(const stdfs::path& dir) {
     s.path = dir / "secret.mp4";
     s.marker = "DISTCONV-HOSTILE-SECRET-" + to_hex(random_bytes(8));
     const std::string size = std::to_string(k_secret_width) + "x" + std::to_string(k_secret_height);
-    int rc = test::run_command({"ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                                "testsrc2=size=" + size + ":rate=25:duration=0.68", "-f", "lavfi", "-i",
-                                "sine=frequency=1234:sample_rate=44100:duration=0.68", "-c:v", "libx264", "-preset",
-                                "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "32k", "-shortest",
-                                "-metadata", "title=" + s.marker, "-metadata", "comment=" + s.marker,
-                                "-metadata:s:v:0", "title=" + s.marker, s.path.string()});
+    int rc = test::run_command({"ffmpeg",
+                                "-nostdin",
+                                "-hide_banner",
+                                "-loglevel",
+                                "error",
+                                "-y",
+                                "-f",
+                                "lavfi",
+                                "-i",
+                                "testsrc2=size=" + size + ":rate=25:duration=0.68",
+                                "-f",
+                                "lavfi",
+                                "-i",
+                                "sine=frequency=1234:sample_rate=44100:duration=0.68",
+                                "-c:v",
+                                "libx264",
+                                "-preset",
+                                "ultrafast",
+                                "-pix_fmt",
+                                "yuv420p",
+                                "-c:a",
+                                "aac",
+                                "-b:a",
+                                "32k",
+                                "-shortest",
+                                "-metadata",
+                                "title=" + s.marker,
+                                "-metadata",
+                                "comment=" + s.marker,
+                                "-metadata:s:v:0",
+                                "title=" + s.marker,
+                                s.path.string()});
     EXPECT_EQ(rc, 0) << "ffmpeg could not make the secret clip";
     s.sha256 = sha256_hex(test::read_file(s.path));
     return s;
@@ -289,8 +322,12 @@ void parallel(size_t n, const std::function<void(size_t)>& fn, int threads = 3) 
 
 // --- MP4 data references --------------------------------------------------------------------------
 
-std::string be16(uint32_t v) { return {static_cast<char>((v >> 8) & 0xff), static_cast<char>(v & 0xff)}; }
-std::string be32(uint32_t v) { return be16(v >> 16) + be16(v & 0xffff); }
+std::string be16(uint32_t v) {
+    return {static_cast<char>((v >> 8) & 0xff), static_cast<char>(v & 0xff)};
+}
+std::string be32(uint32_t v) {
+    return be16(v >> 16) + be16(v & 0xffff);
+}
 
 std::string box(std::string_view type, std::string_view payload) {
     return be32(static_cast<uint32_t>(8 + payload.size())) + std::string(type) + std::string(payload);
@@ -317,21 +354,23 @@ std::optional<std::vector<Box>> children(std::string_view b) {
 }
 
 // A 'url ' data reference with flags 0 (the media is not in this file) and a location.
-std::string url_dref(const std::string& location) { return box("url ", std::string(4, '\0') + location + '\0'); }
+std::string url_dref(const std::string& location) {
+    return box("url ", std::string(4, '\0') + location + '\0');
+}
 
 // A Mac alias record ('alis') naming an absolute path, laid out as ffmpeg's mov_read_dref reads it.
 std::string alis_dref(const std::string& path) {
     std::string name = path.substr(path.rfind('/') + 1).substr(0, 63);
-    std::string p(10, '\0');                                  // creator, record size, version, kind
-    p += '\0' + std::string(27, '\0');                        // volume name (Pascal string): none
-    p += std::string(12, '\0');                               // volume date, fs type, disk type, parent id
+    std::string p(10, '\0');            // creator, record size, version, kind
+    p += '\0' + std::string(27, '\0');  // volume name (Pascal string): none
+    p += std::string(12, '\0');         // volume date, fs type, disk type, parent id
     p += static_cast<char>(name.size()) + name + std::string(63 - name.size(), '\0');  // file name
-    p += std::string(16, '\0');                               // file number, date, type, creator
-    p += be16(0) + be16(0);                                   // nlvl_from, nlvl_to: an absolute path
-    p += std::string(16, '\0');                               // volume attributes and the rest
+    p += std::string(16, '\0');  // file number, date, type, creator
+    p += be16(0) + be16(0);      // nlvl_from, nlvl_to: an absolute path
+    p += std::string(16, '\0');  // volume attributes and the rest
     std::string data = path + (path.size() % 2 ? std::string(1, '\0') : std::string());
     p += be16(2) + be16(static_cast<uint32_t>(path.size())) + data;  // record 2: the absolute path
-    p += be16(0xffff) + be16(0);                                       // end of records
+    p += be16(0xffff) + be16(0);                                     // end of records
     return box("alis", std::string(4, '\0') + p);
 }
 
@@ -361,9 +400,12 @@ std::optional<std::string> make_dref_mp4(const nlohmann::json& spec, const World
     const std::string kind = spec.value("dref", "");
     const std::string target = fill(spec.value("target", ""), vars);
     std::string entry;
-    if (kind == "url ") entry = url_dref(target);
-    else if (kind == "alis") entry = alis_dref(target);
-    else return std::nullopt;
+    if (kind == "url ")
+        entry = url_dref(target);
+    else if (kind == "alis")
+        entry = alis_dref(target);
+    else
+        return std::nullopt;
     const bool index_only = base == "secret_index";
     if (!index_only && base != "clip") return std::nullopt;
     auto top = children(test::read_file(index_only ? w.secret.path : w.clip));
@@ -404,8 +446,8 @@ std::vector<Case> load_cases() {
     auto j = nlohmann::json::parse(test::read_file(path), nullptr, false);
     EXPECT_TRUE(j.is_array()) << path << " is not a JSON array";
     if (!j.is_array()) return {};
-    static const std::set<std::string> k_keys = {"name", "file",  "generate", "upload_as", "why",
-                                                 "detected", "expect", "armed", "bypass"};
+    static const std::set<std::string> k_keys = {"name",     "file",   "generate", "upload_as", "why",
+                                                 "detected", "expect", "armed",    "bypass"};
     std::vector<Case> out;
     std::set<std::string> names;
     for (const auto& c : j) {
@@ -413,7 +455,8 @@ std::vector<Case> load_cases() {
         k.name = c.value("name", "");
         EXPECT_FALSE(k.name.empty()) << c.dump();
         EXPECT_TRUE(names.insert(k.name).second) << "two cases named " << k.name;
-        for (const auto& [key, _] : c.items()) EXPECT_TRUE(k_keys.count(key)) << k.name << ": unknown key " << key;
+        for (const auto& [key, _] : c.items())
+            EXPECT_TRUE(k_keys.count(key)) << k.name << ": unknown key " << key;
         EXPECT_FALSE(c.value("why", "").empty()) << k.name << ": say why";
         k.file = c.value("file", "");
         k.generate = c.value("generate", nlohmann::json());
@@ -421,11 +464,13 @@ std::vector<Case> load_cases() {
         k.upload_as = c.value("upload_as", stdfs::path(k.file).filename().string());
         EXPECT_FALSE(k.upload_as.empty()) << k.name;
         EXPECT_TRUE(c.contains("detected")) << k.name << ": say what ffprobe detects (null for nothing)";
-        if (c.contains("detected") && c["detected"].is_string()) k.detected = c["detected"].get<std::string>();
+        if (c.contains("detected") && c["detected"].is_string())
+            k.detected = c["detected"].get<std::string>();
         const auto& e = c.value("expect", nlohmann::json::object());
         k.accepted = e.value("accepted", false);
         if (k.accepted) {
-            for (const auto& s : e.value("states", nlohmann::json::array())) k.states.insert(s.get<std::string>());
+            for (const auto& s : e.value("states", nlohmann::json::array()))
+                k.states.insert(s.get<std::string>());
             EXPECT_FALSE(k.states.empty()) << k.name << ": an accepted case lists its end states";
         } else {
             EXPECT_TRUE(e.contains("refused_format")) << k.name << ": expect accepted or refused_format";
@@ -435,7 +480,8 @@ std::vector<Case> load_cases() {
         }
         k.armed = c.value("armed", nlohmann::json());
         if (!k.armed.is_null()) {
-            EXPECT_TRUE(k.armed.value("reaches", "") == "listener" || k.armed.value("reaches", "") == "secret")
+            EXPECT_TRUE(k.armed.value("reaches", "") == "listener" ||
+                        k.armed.value("reaches", "") == "secret")
                 << k.name << ": armed.reaches is listener or secret";
         }
         k.bypass = c.value("bypass", false);
@@ -492,8 +538,8 @@ std::vector<std::string> leaks(const stdfs::path& file, const Secret& secret, co
     if (sha256_hex(bytes) == secret.sha256) out.push_back("is the secret");
     if (contains(bytes, engine_key)) out.push_back("holds the engine key");
     std::string json;
-    if (test::run_command({"ffprobe", "-v", "error", "-show_entries", "stream=codec_type,width,height", "-of", "json",
-                           file.string()},
+    if (test::run_command({"ffprobe", "-v", "error", "-show_entries", "stream=codec_type,width,height", "-of",
+                           "json", file.string()},
                           &json) == 0) {
         auto j = nlohmann::json::parse(json, nullptr, false);
         if (j.is_object())
@@ -571,9 +617,9 @@ std::string last_line(const std::string& text) {
 
 // Waits for every run to end, then checks each: its mode and engine, its end state (`allowed`), its
 // result and its resource free of the secret and the key. Returns the finished resources by id.
-std::map<std::string, nlohmann::json> finish_and_check(Cluster& c, const World& w, const std::vector<JobRun>& runs,
-                                                      const std::function<std::set<std::string>(const JobRun&)>& allowed,
-                                                      std::chrono::milliseconds deadline) {
+std::map<std::string, nlohmann::json> finish_and_check(
+    Cluster& c, const World& w, const std::vector<JobRun>& runs,
+    const std::function<std::set<std::string>(const JobRun&)>& allowed, std::chrono::milliseconds deadline) {
     std::map<std::string, std::string> engine_ids;
     for (const auto& m : k_modes) {
         engine_ids[m.name] = c.engine_id(m.engine);
@@ -583,7 +629,8 @@ std::map<std::string, nlohmann::json> finish_and_check(Cluster& c, const World& 
     const auto until = std::chrono::steady_clock::now() + deadline;
     for (const auto& r : runs) {
         nlohmann::json j;
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+        auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
         bool ended = c.wait_job(r.id, is_final, std::max(left, std::chrono::milliseconds(1)), &j);
         EXPECT_TRUE(ended) << r.k->name << " (" << r.mode->name << " mode) did not end in time: " << j.dump();
         done[r.id] = j;
@@ -597,15 +644,18 @@ std::map<std::string, nlohmann::json> finish_and_check(Cluster& c, const World& 
         const std::string where = r.k->name + " (" + r.mode->name + " mode)";
         const std::string state = str(j, "state");
         EXPECT_TRUE(allowed(r).count(state)) << where << " ended " << state << ": " << j.dump();
-        auto attempts = j.is_object() ? j.value("attempts", nlohmann::json::array()) : nlohmann::json::array();
+        auto attempts =
+            j.is_object() ? j.value("attempts", nlohmann::json::array()) : nlohmann::json::array();
         EXPECT_EQ(attempts.size(), 1u) << where << ": " << j.dump();
         if (!attempts.empty()) {
             EXPECT_EQ(str(attempts[0], "transfer_mode"), r.mode->name) << where << ": " << j.dump();
-            EXPECT_EQ(str(attempts[0], "engine_id"), engine_ids.at(r.mode->name)) << where << ": " << j.dump();
+            EXPECT_EQ(str(attempts[0], "engine_id"), engine_ids.at(r.mode->name))
+                << where << ": " << j.dump();
         }
         // Everything an attacker reads back: the job resource (failure reason, stderr tail) ...
         const std::string text = j.dump();
-        EXPECT_FALSE(contains(text, w.secret.marker)) << where << ": the job holds the secret's marker: " << text;
+        EXPECT_FALSE(contains(text, w.secret.marker))
+            << where << ": the job holds the secret's marker: " << text;
         EXPECT_FALSE(contains(text, c.engine_key())) << where << ": the job holds the engine key";
         // ... and the result.
         std::string found_text;
@@ -617,7 +667,8 @@ std::map<std::string, nlohmann::json> finish_and_check(Cluster& c, const World& 
             found_text = found.empty() ? ", result clean" : ", result " + joined(found);
         }
         std::string reason = str(j, "failure_reason");
-        report[i] = where + ": " + state + found_text + (reason.empty() ? "" : " — " + printable(last_line(reason), 120));
+        report[i] = where + ": " + state + found_text +
+                    (reason.empty() ? "" : " — " + printable(last_line(reason), 120));
     });
     if (verbose())
         for (const auto& line : report) std::cout << "  " << line << "\n";
@@ -629,8 +680,10 @@ void check_untouched_and_alive(Cluster& c, const Listener& listener,
                                const std::vector<std::pair<std::string, Daemon*>>& engines) {
     EXPECT_EQ(listener.count(), 0u) << "the listener was reached:\n" << listener.describe();
     for (const auto& h : listener.hits()) {
-        EXPECT_FALSE(contains(h.bytes, c.engine_key())) << "the engine key reached the listener: " << printable(h.bytes);
-        EXPECT_FALSE(contains(h.bytes, "Authorization")) << "a credential reached the listener: " << printable(h.bytes);
+        EXPECT_FALSE(contains(h.bytes, c.engine_key()))
+            << "the engine key reached the listener: " << printable(h.bytes);
+        EXPECT_FALSE(contains(h.bytes, "Authorization"))
+            << "a credential reached the listener: " << printable(h.bytes);
     }
     EXPECT_TRUE(alive(c.dispatch().pid())) << "the dispatch died:\n" << c.dispatch().log();
     auto client = user_client(c);
@@ -707,11 +760,17 @@ TEST(HostileMedia, ArmedCasesReachTheListenerOrTheSecretWhenTheFormatIsNotPinned
         auto path = materialize(k, w, dir / "cases");
         auto out = dir / "armed" / (k.name + ".mp4");
         stdfs::create_directories(out.parent_path());
-        std::vector<std::string> argv = {"ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error",
-                                         "-protocol_whitelist", k.armed.value("protocols", "file,http,tcp,crypto,data")};
-        for (const auto& a : k.armed.value("input_args", nlohmann::json::array())) argv.push_back(a.get<std::string>());
-        argv.insert(argv.end(), {"-i", path.string(), "-t", "1", "-map", "0:v:0?", "-map", "0:a:0?", "-c", "copy", "-y",
-                                 out.string()});
+        std::vector<std::string> argv = {"ffmpeg",
+                                         "-nostdin",
+                                         "-hide_banner",
+                                         "-loglevel",
+                                         "error",
+                                         "-protocol_whitelist",
+                                         k.armed.value("protocols", "file,http,tcp,crypto,data")};
+        for (const auto& a : k.armed.value("input_args", nlohmann::json::array()))
+            argv.push_back(a.get<std::string>());
+        argv.insert(argv.end(), {"-i", path.string(), "-t", "1", "-map", "0:v:0?", "-map", "0:a:0?", "-c",
+                                 "copy", "-y", out.string()});
         auto run = process::run(argv, {30s, 1 << 20});
         EXPECT_TRUE(run && !run->timed_out) << k.name;
         if (run) err[i] = run->err;
@@ -731,7 +790,8 @@ TEST(HostileMedia, ArmedCasesReachTheListenerOrTheSecretWhenTheFormatIsNotPinned
             EXPECT_GT(hits, 0u) << k.name << ": unpinned ffmpeg did not reach the listener\n" << err[i];
             if (verbose()) std::cout << "  " << k.name << ": " << hits << " request(s) on the listener\n";
         } else {
-            EXPECT_TRUE(got_secret[i]) << k.name << ": unpinned ffmpeg did not transcode the secret\n" << err[i];
+            EXPECT_TRUE(got_secret[i]) << k.name << ": unpinned ffmpeg did not transcode the secret\n"
+                                       << err[i];
             if (verbose()) std::cout << "  " << k.name << ": the output " << found[i] << "\n";
         }
     }
@@ -763,7 +823,8 @@ TEST(HostileMedia, EachFileIsRefusedAtSubmitOrRunsHarmlesslyOnAFileAndAStreamEng
         auto path = materialize(*runs[i].k, w, c.dir() / ("cases-" + runs[i].mode->name));
         runs[i].id = c.submit(path, job_for(*runs[i].mode), &answers[i]);
     });
-    for (size_t i = 0; i < runs.size(); ++i) ASSERT_FALSE(runs[i].id.empty()) << runs[i].k->name << ": " << answers[i];
+    for (size_t i = 0; i < runs.size(); ++i)
+        ASSERT_FALSE(runs[i].id.empty()) << runs[i].k->name << ": " << answers[i];
     phase("accepted cases submitted");
 
     std::vector<const Case*> refused;
@@ -782,19 +843,21 @@ TEST(HostileMedia, EachFileIsRefusedAtSubmitOrRunsHarmlesslyOnAFileAndAStreamEng
         const std::string& answer = refusals[i];
         EXPECT_TRUE(ids[i].empty()) << k.name << " was accepted as job " << ids[i];
         auto space = answer.find(' ');
-        auto body = nlohmann::json::parse(space == std::string::npos ? "" : answer.substr(space + 1), nullptr, false);
+        auto body =
+            nlohmann::json::parse(space == std::string::npos ? "" : answer.substr(space + 1), nullptr, false);
         EXPECT_EQ(answer.substr(0, space), "415") << k.name << ": " << answer;
         auto error = body.is_object() && body.contains("error") ? body["error"] : nlohmann::json::object();
         EXPECT_EQ(str(error, "code"), "UNSUPPORTED_MEDIA_TYPE") << k.name << ": " << answer;
-        auto details = error.is_object() && error.contains("details") ? error["details"] : nlohmann::json::object();
+        auto details =
+            error.is_object() && error.contains("details") ? error["details"] : nlohmann::json::object();
         std::optional<std::string> format;
         if (!str(details, "format").empty()) format = str(details, "format");
         EXPECT_EQ(format, k.refused_format) << k.name << ": " << answer;
         EXPECT_FALSE(contains(answer, w.secret.marker)) << k.name;
         EXPECT_FALSE(contains(answer, c.engine_key())) << k.name;
         if (verbose())
-            std::cout << "  " << k.name << ": " << answer.substr(0, space) << " format=" << format.value_or("(none)")
-                      << " — " << str(error, "message") << "\n";
+            std::cout << "  " << k.name << ": " << answer.substr(0, space)
+                      << " format=" << format.value_or("(none)") << " — " << str(error, "message") << "\n";
     }
 
     // A refusal leaves no job behind: the only jobs are the accepted ones.
@@ -802,26 +865,35 @@ TEST(HostileMedia, EachFileIsRefusedAtSubmitOrRunsHarmlesslyOnAFileAndAStreamEng
     auto list = client->get("/jobs?limit=200");
     ASSERT_TRUE(list && list->status == 200);
     auto listed = nlohmann::json::parse(list->body, nullptr, false);
-    EXPECT_EQ(listed.is_object() ? listed.value("total", -1) : -1, static_cast<int>(runs.size())) << listed.dump();
+    EXPECT_EQ(listed.is_object() ? listed.value("total", -1) : -1, static_cast<int>(runs.size()))
+        << listed.dump();
 
-    auto done = finish_and_check(c, w, runs, [](const JobRun& r) { return r.k->states; }, 45s);
+    auto done = finish_and_check(
+        c, w, runs, [](const JobRun& r) { return r.k->states; }, 45s);
     phase("jobs ended and checked");
     // What the dispatch detected and recorded for the accepted ones (the engines were pinned to it).
     for (const auto& r : runs) {
         const auto& j = done[r.id];
-        auto probe = j.is_object() && j.contains("source") && j["source"].is_object() ? j["source"].value("probe", nlohmann::json())
-                                                                                     : nlohmann::json();
+        auto probe = j.is_object() && j.contains("source") && j["source"].is_object()
+                         ? j["source"].value("probe", nlohmann::json())
+                         : nlohmann::json();
         EXPECT_EQ(str(probe, "demuxer"), r.k->detected.value_or("")) << r.k->name << ": " << j.dump();
     }
-    check_untouched_and_alive(c, listener, {{k_modes[0].engine, file_engine.get()}, {k_modes[1].engine, stream_engine.get()}});
+    check_untouched_and_alive(
+        c, listener, {{k_modes[0].engine, file_engine.get()}, {k_modes[1].engine, stream_engine.get()}});
     if (verbose())
         for (Daemon* e : {file_engine.get(), stream_engine.get()}) {
             auto log = e->log();
             auto at = log.find("sandbox:");
-            std::cout << "  " << (at == std::string::npos ? "(no sandbox line)" : log.substr(at, log.find('\n', at) - at))
+            std::cout << "  "
+                      << (at == std::string::npos ? "(no sandbox line)"
+                                                  : log.substr(at, log.find('\n', at) - at))
                       << "\n";
         }
-    if (HasFailure()) std::cout << "engine-file log:\n" << file_engine->log() << "\nengine-stream log:\n" << stream_engine->log();
+    if (HasFailure())
+        std::cout << "engine-file log:\n"
+                  << file_engine->log() << "\nengine-stream log:\n"
+                  << stream_engine->log();
 }
 
 // Defence in depth: the dispatch's check bypassed. A real clip is accepted (probed as mov) while no
@@ -868,25 +940,34 @@ TEST(HostileMedia, EnginesReadASwappedSourceOnlyAsTheFormatTheDispatchRecorded) 
         }
         auto j = c.job(r.id);
         if (str(j, "state") != "queued") problems[i] += " not queued: " + j.dump();
-        if (!j.is_object() || !j.contains("source") || str(j["source"].value("probe", nlohmann::json()), "demuxer") != "mov")
+        if (!j.is_object() || !j.contains("source") ||
+            str(j["source"].value("probe", nlohmann::json()), "demuxer") != "mov")
             problems[i] += " not recorded as mov: " + j.dump();
         auto pool_file = c.dir() / "data" / "pool" / "jobs" / r.id / "source";
-        if (test::read_file(pool_file) != clip) problems[i] += " the pool file is not the clip: " + pool_file.string();
+        if (test::read_file(pool_file) != clip)
+            problems[i] += " the pool file is not the clip: " + pool_file.string();
         test::write_file(pool_file, hostile);
         // The digest recorded at upload is rewritten too: this test is of the pinned demuxer, the line
         // of defence behind the engines' SHA-256 check (which alone would refuse a swapped file).
         test::SqlitePeer db(c.dir() / "data" / "dispatch.db");
-        if (!db.exec("UPDATE jobs SET source_sha256 = '" + sha256_hex(hostile) + "' WHERE id = '" + r.id + "'"))
+        if (!db.exec("UPDATE jobs SET source_sha256 = '" + sha256_hex(hostile) + "' WHERE id = '" + r.id +
+                     "'"))
             problems[i] += " the recorded digest could not be rewritten";
     });
     for (size_t i = 0; i < runs.size(); ++i)
-        ASSERT_TRUE(problems[i].empty()) << runs[i].k->name << " (" << runs[i].mode->name << "): " << problems[i];
+        ASSERT_TRUE(problems[i].empty())
+            << runs[i].k->name << " (" << runs[i].mode->name << "): " << problems[i];
 
     phase("clips submitted and swapped");
     auto file_engine = c.start_engine(k_modes[0].engine, engine_options(k_modes[0], 3, {"--sandbox", "off"}));
-    auto stream_engine = c.start_engine(k_modes[1].engine, engine_options(k_modes[1], 3, {"--sandbox", "off"}));
+    auto stream_engine =
+        c.start_engine(k_modes[1].engine, engine_options(k_modes[1], 3, {"--sandbox", "off"}));
     auto done = finish_and_check(
-        c, w, runs, [](const JobRun&) { return std::set<std::string>{"failed", "completed"}; }, 45s);
+        c, w, runs,
+        [](const JobRun&) {
+            return std::set<std::string>{"failed", "completed"};
+        },
+        45s);
     phase("jobs ended and checked");
     for (const auto& r : runs) {
         const auto& j = done[r.id];
@@ -897,12 +978,18 @@ TEST(HostileMedia, EnginesReadASwappedSourceOnlyAsTheFormatTheDispatchRecorded) 
         EXPECT_NE(reason.find("ffmpeg exited with status"), std::string::npos)
             << r.k->name << " (" << r.mode->name << " mode): " << reason;
     }
-    check_untouched_and_alive(c, listener, {{k_modes[0].engine, file_engine.get()}, {k_modes[1].engine, stream_engine.get()}});
+    check_untouched_and_alive(
+        c, listener, {{k_modes[0].engine, file_engine.get()}, {k_modes[1].engine, stream_engine.get()}});
     for (Daemon* e : {file_engine.get(), stream_engine.get()}) {
         const std::string log = e->log();
-        EXPECT_EQ(log.find("runs under bubblewrap"), std::string::npos) << "the engine was to run unsandboxed:\n" << log;
+        EXPECT_EQ(log.find("runs under bubblewrap"), std::string::npos)
+            << "the engine was to run unsandboxed:\n"
+            << log;
         // Each command as the engine ran it: the recorded demuxer, nothing else.
         EXPECT_NE(log.find("-format_whitelist mov -f mov -i"), std::string::npos) << log;
     }
-    if (HasFailure()) std::cout << "engine-file log:\n" << file_engine->log() << "\nengine-stream log:\n" << stream_engine->log();
+    if (HasFailure())
+        std::cout << "engine-file log:\n"
+                  << file_engine->log() << "\nengine-stream log:\n"
+                  << stream_engine->log();
 }

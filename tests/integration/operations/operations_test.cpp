@@ -16,10 +16,12 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string root_url(int port, const std::string& path) { return "http://127.0.0.1:" + std::to_string(port) + path; }
+std::string root_url(int port, const std::string& path) {
+    return "http://127.0.0.1:" + std::to_string(port) + path;
+}
 
 class OperationsTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         server = std::make_unique<InProcessServer>(dir / "data");
         user_key = server->key("alice", dispatch::Role::User);
@@ -32,7 +34,8 @@ protected:
 TEST_F(OperationsTest, MetricsPassPromtoolAndCountRequestsByRouteAndStatus) {
     auto c = server->client(user_key);
     // Some traffic: a JSON submit (202), a job read (200), an unknown job (404), an unknown route.
-    auto submitted = call(c, "POST", "/jobs", R"({"source": {"filename": "a.mp4", "size": 10}})", "application/json");
+    auto submitted =
+        call(c, "POST", "/jobs", R"({"source": {"filename": "a.mp4", "size": 10}})", "application/json");
     ASSERT_EQ(submitted.status, 202) << submitted.body;
     auto id = body_json(submitted)["job_id"].get<std::string>();
     EXPECT_EQ(call(c, "GET", "/jobs/" + id).status, 200);
@@ -48,7 +51,8 @@ TEST_F(OperationsTest, MetricsPassPromtoolAndCountRequestsByRouteAndStatus) {
           "distconv_http_requests_total{method=\"GET\",route=\"/api/v1/jobs/{id}\",status=\"200\"} 1",
           "distconv_http_requests_total{method=\"GET\",route=\"/api/v1/jobs/{id}\",status=\"404\"} 1",
           "distconv_http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"} 1",
-          "distconv_jobs{state=\"awaiting_upload\"} 1", "# TYPE distconv_http_request_duration_seconds histogram",
+          "distconv_jobs{state=\"awaiting_upload\"} 1",
+          "# TYPE distconv_http_request_duration_seconds histogram",
           "# TYPE distconv_job_duration_seconds histogram", "# TYPE distconv_queue_wait_seconds histogram",
           "# TYPE distconv_bytes_received_total counter", "# TYPE distconv_lease_expiries_total counter",
           "# TYPE distconv_job_retries_total counter", "distconv_engines{state=\"idle\"} 0"})
@@ -57,8 +61,8 @@ TEST_F(OperationsTest, MetricsPassPromtoolAndCountRequestsByRouteAndStatus) {
     // Debian's promtool (package prometheus) checks the exposition format and the naming conventions.
     test::write_file(dir / "metrics.txt", text);
     std::string out;
-    int rc = test::run_command({"/bin/sh", "-c", "promtool check metrics < '" + (dir / "metrics.txt").string() + "' 2>&1"},
-                               &out);
+    int rc = test::run_command(
+        {"/bin/sh", "-c", "promtool check metrics < '" + (dir / "metrics.txt").string() + "' 2>&1"}, &out);
     EXPECT_EQ(rc, 0) << out << "\n" << text;
     EXPECT_EQ(out, "") << out;
 }
@@ -129,8 +133,8 @@ TEST(RequestLog, OneJsonLinePerRequestWithRequestAndJobIds) {
         ChildServer child(data, {"--log-level", "info", "--log-format", "json"});
         {
             auto c = child.client(key);
-            auto submitted =
-                call(c, "POST", "/jobs", R"({"source": {"filename": "a.mp4", "size": 10}})", "application/json");
+            auto submitted = call(c, "POST", "/jobs", R"({"source": {"filename": "a.mp4", "size": 10}})",
+                                  "application/json");
             ASSERT_EQ(submitted.status, 202);
             id = body_json(submitted)["job_id"].get<std::string>();
             ASSERT_EQ(call(c, "GET", "/jobs/" + id, "", "", {{"X-Request-Id", "look-for-me"}}).status, 200);
@@ -163,7 +167,7 @@ namespace {
 // A NOTIFY_SOCKET as systemd makes one: a datagram socket the daemon sends its state lines to, read
 // all the time (as systemd does: a full socket would block the daemon's sd_notify).
 class NotifySocket {
-public:
+  public:
     explicit NotifySocket(const stdfs::path& path) {
         m_fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         sockaddr_un addr{};
@@ -196,7 +200,7 @@ public:
         return m_messages;
     }
 
-private:
+  private:
     int m_fd = -1;
     std::atomic<bool> m_stop{false};
     mutable std::mutex m_mutex;
@@ -213,7 +217,7 @@ size_t count_of(const std::string& text, const std::string& what) {
 // The variables systemd sets for a Type=notify unit with WatchdogSec=, for the children forked while
 // this object lives.
 class SystemdEnvironment {
-public:
+  public:
     SystemdEnvironment(const stdfs::path& socket, const std::string& watchdog_usec) {
         ::setenv("NOTIFY_SOCKET", socket.c_str(), 1);
         ::setenv("WATCHDOG_USEC", watchdog_usec.c_str(), 1);
@@ -233,14 +237,17 @@ TEST(Systemd, DispatchSaysReadyKeepsTheWatchdogFedAndSaysStopping) {
         child = std::make_unique<ChildServer>(dir / "data");
     }
     EXPECT_TRUE(socket.wait_for(
-        [](const std::string& m) { return m.find("READY=1") != std::string::npos && count_of(m, "WATCHDOG=1") >= 3; },
+        [](const std::string& m) {
+            return m.find("READY=1") != std::string::npos && count_of(m, "WATCHDOG=1") >= 3;
+        },
         10s))
         << socket.messages();
     EXPECT_NE(socket.messages().find("STATUS=serving on http://127.0.0.1:" + std::to_string(child->port())),
               std::string::npos)
         << socket.messages();
     EXPECT_EQ(child->stop(), 0);
-    EXPECT_TRUE(socket.wait_for([](const std::string& m) { return m.find("STOPPING=1") != std::string::npos; }, 5s))
+    EXPECT_TRUE(
+        socket.wait_for([](const std::string& m) { return m.find("STOPPING=1") != std::string::npos; }, 5s))
         << socket.messages();
 }
 
@@ -253,10 +260,18 @@ TEST(Systemd, EngineSaysReadyThenRegisteredAndFeedsTheWatchdog) {
     pid_t pid = -1;
     {
         SystemdEnvironment env(dir / "notify.sock", "200000");
-        std::vector<std::string> args{std::string(DISTCONV_BINARY_DIR) + "/transcoding_engine/distconv-engine",
-                                      "--server", "http://127.0.0.1:" + std::to_string(server.port()), "--key",
-                                      engine_key, "--work-dir", (dir / "engine").string(), "--benchmark", "off",
-                                      "--log-file", (dir / "engine.log").string()};
+        std::vector<std::string> args{
+            std::string(DISTCONV_BINARY_DIR) + "/transcoding_engine/distconv-engine",
+            "--server",
+            "http://127.0.0.1:" + std::to_string(server.port()),
+            "--key",
+            engine_key,
+            "--work-dir",
+            (dir / "engine").string(),
+            "--benchmark",
+            "off",
+            "--log-file",
+            (dir / "engine.log").string()};
         pid = ::fork();
         if (pid == 0) {
             std::vector<char*> argv;
@@ -269,7 +284,8 @@ TEST(Systemd, EngineSaysReadyThenRegisteredAndFeedsTheWatchdog) {
     ASSERT_GT(pid, 0);
     bool seen = socket.wait_for(
         [](const std::string& m) {
-            return m.find("READY=1") != std::string::npos && m.find("STATUS=registered as engine") != std::string::npos &&
+            return m.find("READY=1") != std::string::npos &&
+                   m.find("STATUS=registered as engine") != std::string::npos &&
                    count_of(m, "WATCHDOG=1") >= 3;
         },
         20s);
@@ -278,7 +294,8 @@ TEST(Systemd, EngineSaysReadyThenRegisteredAndFeedsTheWatchdog) {
     ::waitpid(pid, &status, 0);
     EXPECT_TRUE(seen) << socket.messages() << "\n" << test::read_file(dir / "engine.log");
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    EXPECT_TRUE(socket.wait_for([](const std::string& m) { return m.find("STOPPING=1") != std::string::npos; }, 5s))
+    EXPECT_TRUE(
+        socket.wait_for([](const std::string& m) { return m.find("STOPPING=1") != std::string::npos; }, 5s))
         << socket.messages();
 }
 

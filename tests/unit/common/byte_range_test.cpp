@@ -18,8 +18,8 @@ TEST(ByteRange, OneRangeOfEachForm) {
 }
 
 TEST(ByteRange, WhatCannotBeServedIs416) {
-    for (const char* h : {"bytes=100-", "bytes=5-4", "bytes=0-1,5-6", "items=0-1", "bytes=-", "bytes=-0", "bytes=a-b",
-                          "bytes=1", "bytes= 1-2", "bytes=99999999999999999999-"}) {
+    for (const char* h : {"bytes=100-", "bytes=5-4", "bytes=0-1,5-6", "items=0-1", "bytes=-", "bytes=-0",
+                          "bytes=a-b", "bytes=1", "bytes= 1-2", "bytes=99999999999999999999-"}) {
         auto r = parse_byte_range(h, 100);
         ASSERT_FALSE(r.ok()) << h;
         EXPECT_EQ(r.error().code, ErrorCode::RangeNotSatisfiable) << h;

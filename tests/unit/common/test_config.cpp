@@ -27,7 +27,8 @@ struct DemoApp {
         app.add_option("--listen", cfg.listen, "address");
         app.add_option("--data-dir", cfg.data_dir, "dir");
         app.add_option("--slots", cfg.slots, "slots")->check(CLI::Range(1, 64));
-        app.add_option("--log-level", cfg.log_level, "level")->check(CLI::IsMember({"debug", "info", "warn"}));
+        app.add_option("--log-level", cfg.log_level, "level")
+            ->check(CLI::IsMember({"debug", "info", "warn"}));
         app.add_option("--pool", cfg.pools, "pools");
         serve = app.add_subcommand("serve", "run")->fallthrough();
         config::add_sources(app, s);
@@ -35,11 +36,11 @@ struct DemoApp {
 };
 
 class EnvGuard {
-public:
+  public:
     EnvGuard(const char* name, const char* value) : m_name(name) { setenv(name, value, 1); }
     ~EnvGuard() { unsetenv(m_name); }
 
-private:
+  private:
     const char* m_name;
 };
 
@@ -55,19 +56,20 @@ TEST(Config, DefaultsWhenNothingGiven) {
 
 TEST(Config, PrecedenceFlagOverIniOverEnv) {
     test::TempDir dir;
-    test::write_file(dir / "demo.ini", "# comment\nlisten = 0.0.0.0:9000\nslots = 4\n; other comment\ndata-dir = /srv/x\n");
+    test::write_file(dir / "demo.ini",
+                     "# comment\nlisten = 0.0.0.0:9000\nslots = 4\n; other comment\ndata-dir = /srv/x\n");
     EnvGuard e1("DISTCONV_LISTEN", "10.0.0.1:1");
     EnvGuard e2("DISTCONV_SLOTS", "7");
     EnvGuard e3("DISTCONV_LOG_LEVEL", "debug");
     EnvGuard e4("DISTCONV_DATA_DIR", "/from/env");
     DemoApp d;
-    auto r = config::parse(d.app, {"serve", "--config", (dir / "demo.ini").string(), "--data-dir", "/from/flag"},
-                           std::cout);
+    auto r = config::parse(
+        d.app, {"serve", "--config", (dir / "demo.ini").string(), "--data-dir", "/from/flag"}, std::cout);
     ASSERT_TRUE(r.ok()) << r.error().to_string();
-    EXPECT_EQ(d.cfg.data_dir, "/from/flag");    // flag beats file and env
-    EXPECT_EQ(d.cfg.listen, "0.0.0.0:9000");    // file beats env
+    EXPECT_EQ(d.cfg.data_dir, "/from/flag");  // flag beats file and env
+    EXPECT_EQ(d.cfg.listen, "0.0.0.0:9000");  // file beats env
     EXPECT_EQ(d.cfg.slots, 4);
-    EXPECT_EQ(d.cfg.log_level, "debug");        // env fills what neither flag nor file gave
+    EXPECT_EQ(d.cfg.log_level, "debug");  // env fills what neither flag nor file gave
     EXPECT_TRUE(d.serve->parsed());
 }
 
@@ -168,7 +170,9 @@ TEST(Config, UnknownEnvVarsAreReported) {
     EXPECT_EQ(unknown[0], "DISTCONV_SLTOS");
 }
 
-TEST(Config, EnvNameForFlag) { EXPECT_EQ(config::env_name_for("DISTCONV_", "data-dir"), "DISTCONV_DATA_DIR"); }
+TEST(Config, EnvNameForFlag) {
+    EXPECT_EQ(config::env_name_for("DISTCONV_", "data-dir"), "DISTCONV_DATA_DIR");
+}
 
 TEST(Config, ByteSizes) {
     EXPECT_EQ(*config::parse_byte_size("1048576"), 1048576u);

@@ -210,7 +210,8 @@ TEST(Logging, JsonLinesFormatterRedacts) {
 
 // A forged line: a request path decoded from "%0a" carries a newline and a fake record after it.
 TEST(Logging, ControlCharactersCannotForgeALine) {
-    const std::string path = "/api/v1/jobs/x\n2026-01-01T00:00:00Z info [distconv-dispatch] admin key created\r\x1b[2J";
+    const std::string path =
+        "/api/v1/jobs/x\n2026-01-01T00:00:00Z info [distconv-dispatch] admin key created\r\x1b[2J";
     for (auto format : {logging::Format::Text, logging::Format::Json}) {
         std::ostringstream out;
         auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
@@ -233,7 +234,9 @@ TEST(Logging, ControlCharactersCannotForgeALine) {
             EXPECT_NE(text.find("\\r\\x1b[2J"), std::string::npos) << text;
         }
     }
-    EXPECT_EQ(logging::escape_control("a\tb\x01" "c\x7f"), "a\\tb\\x01c\\x7f");
+    EXPECT_EQ(logging::escape_control("a\tb\x01"
+                                      "c\x7f"),
+              "a\\tb\\x01c\\x7f");
     EXPECT_EQ(logging::escape_control("plain text / ok"), "plain text / ok");
 }
 

@@ -22,7 +22,7 @@ using namespace std::chrono_literals;
 using OtherConnection = test::SqlitePeer;
 
 class StoreFaultTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         auto r = Store::open(m_dir / "dispatch.db", m_clock, 50ms);
         ASSERT_TRUE(r.ok()) << r.error().to_string();
@@ -79,7 +79,11 @@ protected:
             {"attempts_for_job", [&s, err, job] { return err(s.attempts_for_job(job)); }},
             {"active_attempts", [&s, err] { return err(s.active_attempts()); }},
             {"expired_attempts", [&s, err] { return err(s.expired_attempts(0)); }},
-            {"check_readable", [&s] { auto r = s.check_readable(); return r.ok() ? std::nullopt : std::optional(r.error()); }},
+            {"check_readable",
+             [&s] {
+                 auto r = s.check_readable();
+                 return r.ok() ? std::nullopt : std::optional(r.error());
+             }},
         };
     }
 

@@ -23,13 +23,13 @@ using distconv::test::must;
 using nlohmann::json;
 
 class FakeClock final : public Clock {
-public:
+  public:
     explicit FakeClock(int64_t ms = 1'700'000'000'000) : m_ms(ms) {}
     SystemTime now() const override { return from_unix_ms(m_ms.load()); }
     void set(int64_t ms) { m_ms = ms; }
     void advance(int64_t ms) { m_ms += ms; }
 
-private:
+  private:
     std::atomic<int64_t> m_ms;
 };
 
@@ -64,7 +64,7 @@ bool exec_outside(const std::filesystem::path& db_path, const std::string& sql) 
 }
 
 class StoreTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override { reopen(); }
 
     void reopen() {
@@ -111,11 +111,13 @@ TEST_F(StoreTest, MigrationsRunOnceAndDataSurvivesReopen) {
     const int version = m_store->schema_version();
     EXPECT_EQ(query_one(db_path(), "SELECT MAX(version) FROM schema_version"), std::to_string(version));
     EXPECT_EQ(query_one(db_path(), "SELECT COUNT(*) FROM schema_version"), std::to_string(version));
-    const std::string applied_at = query_one(db_path(), "SELECT applied_at FROM schema_version WHERE version = 1");
+    const std::string applied_at =
+        query_one(db_path(), "SELECT applied_at FROM schema_version WHERE version = 1");
     EXPECT_EQ(applied_at, std::to_string(m_clock.now_ms()));
     // The tables the engine issue will fill exist from migration 1.
-    EXPECT_EQ(query_one(db_path(), "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN "
-                                   "('api_keys', 'jobs', 'job_events', 'engines', 'attempts')"),
+    EXPECT_EQ(query_one(db_path(),
+                        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN "
+                        "('api_keys', 'jobs', 'job_events', 'engines', 'attempts')"),
               "5");
 
     const auto owner = make_key("alice");
@@ -148,8 +150,8 @@ TEST_F(StoreTest, RefusesADatabaseFromANewerVersion) {
     m_store.reset();
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(db_path().c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, "INSERT INTO schema_version (version, applied_at) VALUES (9999, 0)", nullptr, nullptr,
-                           nullptr),
+    ASSERT_EQ(sqlite3_exec(db, "INSERT INTO schema_version (version, applied_at) VALUES (9999, 0)", nullptr,
+                           nullptr, nullptr),
               SQLITE_OK);
     sqlite3_close(db);
     auto r = Store::open(db_path(), m_clock);
@@ -262,7 +264,9 @@ TEST_F(StoreTest, InsertAndGetRoundTripEveryField) {
     j.owner_key_id = owner;
     j.state = JobState::AwaitingUpload;
     j.priority = -42;
-    j.options = {{"preset", "h264-web"}, {"video", {{"crf", 23}, {"scale", "1280:720"}}}, {"extra_args", {"-movflags", "+faststart"}}};
+    j.options = {{"preset", "h264-web"},
+                 {"video", {{"crf", 23}, {"scale", "1280:720"}}},
+                 {"extra_args", {"-movflags", "+faststart"}}};
     j.resolved = {{"container", "mp4"}, {"video", {{"codec", "libx264"}, {"crf", 23}}}};
     j.ffmpeg_command = "ffmpeg -i 'in put.mkv' -c:v libx264 out.mp4";
     j.output_filename = "résumé.mp4";
@@ -294,8 +298,8 @@ TEST_F(StoreTest, InsertAndGetRoundTripEveryField) {
     j.message = "transcoding";
     j.failure_code = "TRANSCODE_FAILED";
     j.failure_reason = "it broke\nline 2";
-    j.created_at = 1;   // overwritten by the store
-    j.updated_at = 2;   // overwritten by the store
+    j.created_at = 1;  // overwritten by the store
+    j.updated_at = 2;  // overwritten by the store
     j.queued_at = 1'700'000'000'100;
     j.started_at = 1'700'000'000'200;
     j.finished_at = 1'700'000'000'300;
@@ -504,7 +508,8 @@ TEST_F(StoreTest, TransitionIsGuardedByTheCurrentState) {
     ASSERT_TRUE(m_store->transition(job.id, {JobState::Assigned}, JobState::Running, start).ok());
 
     // Wrong from-state: CONFLICT naming the current state, nothing written.
-    auto bad = m_store->transition(job.id, {JobState::Queued, JobState::AwaitingUpload}, JobState::Canceled, {});
+    auto bad =
+        m_store->transition(job.id, {JobState::Queued, JobState::AwaitingUpload}, JobState::Canceled, {});
     ASSERT_FALSE(bad.ok());
     EXPECT_EQ(bad.error().code, ErrorCode::Conflict);
     EXPECT_EQ(bad.error().details.value("state", ""), "running");
@@ -519,7 +524,8 @@ TEST_F(StoreTest, TransitionIsGuardedByTheCurrentState) {
     EXPECT_EQ(illegal.error().details.value("state", ""), "running");
     EXPECT_EQ(m_store->get_job(job.id)->version, 4);
 
-    auto missing = m_store->transition("01ARZ3NDEKTSV4RRFFQ69G5FAV", {JobState::Queued}, JobState::Assigned, {});
+    auto missing =
+        m_store->transition("01ARZ3NDEKTSV4RRFFQ69G5FAV", {JobState::Queued}, JobState::Assigned, {});
     ASSERT_FALSE(missing.ok());
     EXPECT_EQ(missing.error().code, ErrorCode::JobNotFound);
 
@@ -606,7 +612,8 @@ TEST_F(StoreTest, ConcurrentTransitionsExactlyOneWins) {
                 auto r = m_store->transition(job.id, {JobState::Queued}, JobState::Assigned, u);
                 if (r.ok())
                     ++wins;
-                else if (r.error().code == ErrorCode::Conflict && r.error().details.value("state", "") == "assigned")
+                else if (r.error().code == ErrorCode::Conflict &&
+                         r.error().details.value("state", "") == "assigned")
                     ++conflicts;
             });
         }
@@ -706,10 +713,13 @@ TEST_F(StoreTest, TtlAndRetentionQueries) {
         return s;
     };
     EXPECT_TRUE(must(m_store->jobs_past_ttl(t0 + 1000, std::nullopt)).empty());  // strictly past
-    EXPECT_EQ(ids(must(m_store->jobs_past_ttl(t0 + 1001, std::nullopt))), (std::set<std::string>{own_ttl.id}));
-    EXPECT_EQ(ids(must(m_store->jobs_past_ttl(t0 + 6000, std::nullopt))), (std::set<std::string>{own_ttl.id, uploading.id}));
+    EXPECT_EQ(ids(must(m_store->jobs_past_ttl(t0 + 1001, std::nullopt))),
+              (std::set<std::string>{own_ttl.id}));
+    EXPECT_EQ(ids(must(m_store->jobs_past_ttl(t0 + 6000, std::nullopt))),
+              (std::set<std::string>{own_ttl.id, uploading.id}));
     // A default applies only to jobs without their own ttl.
-    EXPECT_EQ(ids(must(m_store->jobs_past_ttl(t0 + 2000, 1500))), (std::set<std::string>{own_ttl.id, no_ttl.id}));
+    EXPECT_EQ(ids(must(m_store->jobs_past_ttl(t0 + 2000, 1500))),
+              (std::set<std::string>{own_ttl.id, no_ttl.id}));
     EXPECT_EQ(ids(must(m_store->jobs_past_ttl(t0 + 2000, 100'000))), (std::set<std::string>{own_ttl.id}));
 
     // Expired outputs: completed, expiry passed, not yet deleted.
@@ -725,7 +735,8 @@ TEST_F(StoreTest, TtlAndRetentionQueries) {
     done_deleted.output_deleted = true;
     insert(done_deleted);
     EXPECT_EQ(ids(must(m_store->jobs_with_expired_outputs(t0 + 200))), (std::set<std::string>{done.id}));
-    EXPECT_EQ(ids(must(m_store->jobs_with_expired_outputs(t0 + 20'000))), (std::set<std::string>{done.id, done_later.id}));
+    EXPECT_EQ(ids(must(m_store->jobs_with_expired_outputs(t0 + 20'000))),
+              (std::set<std::string>{done.id, done_later.id}));
 
     // Terminal jobs whose source is still there.
     auto failed_src = new_job(owner, JobState::Failed);
@@ -813,7 +824,8 @@ TEST_F(StoreTest, ReReserveReplacesAndReleaseFrees) {
     auto grow = m_store->reserve_space(a.id, FileKind::Source, 1000, one);
     ASSERT_TRUE(grow.ok()) << grow.error().to_string();
     EXPECT_EQ(must(m_store->reserved_bytes("p")), 1000u);
-    EXPECT_EQ(m_store->reserve_space(b.id, FileKind::Source, 1, one).error().code, ErrorCode::InsufficientStorage);
+    EXPECT_EQ(m_store->reserve_space(b.id, FileKind::Source, 1, one).error().code,
+              ErrorCode::InsufficientStorage);
 
     ASSERT_TRUE(m_store->release_space(a.id, FileKind::Source).ok());
     EXPECT_EQ(must(m_store->reserved_bytes("p")), 0u);
@@ -921,7 +933,8 @@ TEST_F(StoreTest, AStoredNameThatIsNotAStateIsAnErrorNotAGuess) {
         EXPECT_EQ(r.error().code, ErrorCode::Unavailable) << r.error().to_string();
         EXPECT_NE(r.error().message.find("'" + bad + "'"), std::string::npos) << r.error().message;
     };
-    ASSERT_TRUE(exec_outside(db_path(), "UPDATE engines SET state = 'online' WHERE id = '" + engine.id + "'"));
+    ASSERT_TRUE(
+        exec_outside(db_path(), "UPDATE engines SET state = 'online' WHERE id = '" + engine.id + "'"));
     expect_unreadable(m_store->get_engine(engine.id), "online");
     expect_unreadable(m_store->list_engines(), "online");
     ASSERT_TRUE(exec_outside(db_path(), "UPDATE engines SET state = 'idle'"));

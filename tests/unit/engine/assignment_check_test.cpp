@@ -1,6 +1,6 @@
 // What the engine refuses to act on (assignment_check.hpp), field by field.
-#include "protocol/engines.hpp"
 #include "transcoding_engine/assignment_check.hpp"
+#include "protocol/engines.hpp"
 
 #include <gtest/gtest.h>
 
@@ -51,8 +51,9 @@ TEST(AssignmentCheck, AValidAssignmentPassesInBothModesAndWithARelativeSourceUrl
 }
 
 TEST(AssignmentCheck, IdsThatCouldNameAnotherPathAreRefused) {
-    for (const std::string& id : std::vector<std::string>{"../../victim", "..", "/etc", "01HQ3N0B5C7E9G1J3M5N7Q9S1/", "", "01HQ3N0B5C7E9G1J3M5N7Q9S1TX",
-                                 "01HQ3N0B5C7E9G1J3M5N7Q9S1%"}) {
+    for (const std::string& id :
+         std::vector<std::string>{"../../victim", "..", "/etc", "01HQ3N0B5C7E9G1J3M5N7Q9S1/", "",
+                                  "01HQ3N0B5C7E9G1J3M5N7Q9S1TX", "01HQ3N0B5C7E9G1J3M5N7Q9S1%"}) {
         auto a = valid();
         a.assignment_id = id;
         expect_refused(a, "assignment_id");
@@ -64,12 +65,13 @@ TEST(AssignmentCheck, IdsThatCouldNameAnotherPathAreRefused) {
 
 TEST(AssignmentCheck, TheSourceMustBeThisAssignmentsOnTheConfiguredServer) {
     const std::string path = "/api/v1/assignments/01HQ3N0B5C7E9G1J3M5N7Q9S1T/source";
-    for (const std::string& url : std::vector<std::string>{"https://attacker.example:8443" + path, "https://dispatch.example:8444" + path,
-                                  "https://dispatch.example" + path, "https://user@dispatch.example:8443" + path,
-                                  "https://dispatch.example:8443@attacker.example" + path,
-                                  "https://dispatch.example:8443/api/v1/assignments/01HQ3K6Z8X5Y2C9V7B4N1M0P8R/source",
-                                  "https://dispatch.example:8443" + path + "?x=1", "file:///etc/passwd", "/etc/passwd",
-                                  "ftp://dispatch.example:8443" + path, ""}) {
+    for (const std::string& url : std::vector<std::string>{
+             "https://attacker.example:8443" + path, "https://dispatch.example:8444" + path,
+             "https://dispatch.example" + path, "https://user@dispatch.example:8443" + path,
+             "https://dispatch.example:8443@attacker.example" + path,
+             "https://dispatch.example:8443/api/v1/assignments/01HQ3K6Z8X5Y2C9V7B4N1M0P8R/source",
+             "https://dispatch.example:8443" + path + "?x=1", "file:///etc/passwd", "/etc/passwd",
+             "ftp://dispatch.example:8443" + path, ""}) {
         auto a = valid();
         a.source_url = url;
         expect_refused(a, "source_url");
@@ -79,18 +81,30 @@ TEST(AssignmentCheck, TheSourceMustBeThisAssignmentsOnTheConfiguredServer) {
 TEST(AssignmentCheck, TheArgvMustBeWhatTheEngineBuildsItself) {
     using Edit = std::function<void(std::vector<std::string>&)>;
     const std::vector<std::pair<std::string, Edit>> edits = {
-        {"extra input", [](auto& v) { v.insert(v.begin(), {"-i", "/etc/passwd"}); }},
+        {"extra input",
+         [](auto& v) {
+             v.insert(v.begin(), {"-i", "/etc/passwd"});
+         }},
         {"output elsewhere", [](auto& v) { v.back() = "/tmp/evil.mp4"; }},
-        {"lavfi input", [](auto& v) { v.insert(v.begin(), {"-f", "lavfi", "-i", "testsrc"}); }},
+        {"lavfi input",
+         [](auto& v) {
+             v.insert(v.begin(), {"-f", "lavfi", "-i", "testsrc"});
+         }},
         {"no protocol whitelist",
          [](auto& v) {
              auto it = std::find(v.begin(), v.end(), "-protocol_whitelist");
              v.erase(it, it + 2);
          }},
         {"wider protocol whitelist",
-         [](auto& v) { *(std::find(v.begin(), v.end(), "-protocol_whitelist") + 1) = "file,http,https,tcp,tls"; }},
-        {"another demuxer", [](auto& v) { *(std::find(v.begin(), v.end(), "-format_whitelist") + 1) = "hls"; }},
-        {"a filter", [](auto& v) { v.insert(v.end() - 3, {"-vf", "movie=/etc/passwd"}); }},
+         [](auto& v) {
+             *(std::find(v.begin(), v.end(), "-protocol_whitelist") + 1) = "file,http,https,tcp,tls";
+         }},
+        {"another demuxer",
+         [](auto& v) { *(std::find(v.begin(), v.end(), "-format_whitelist") + 1) = "hls"; }},
+        {"a filter",
+         [](auto& v) {
+             v.insert(v.end() - 3, {"-vf", "movie=/etc/passwd"});
+         }},
         {"empty", [](auto& v) { v.clear(); }},
     };
     for (const auto& [what, edit] : edits) {
@@ -120,7 +134,8 @@ TEST(AssignmentCheck, FormatContainerOptionsAndCredentialAreChecked) {
     a = valid();
     a.options.extra_args = std::vector<std::string>{"-i", "/etc/passwd"};
     expect_refused(a, "options");
-    for (const std::string& c : std::vector<std::string>{"dca1.x\r\nX-Evil: 1", "has space", std::string(600, 'a'), std::string("nul\0x", 5)}) {
+    for (const std::string& c : std::vector<std::string>{"dca1.x\r\nX-Evil: 1", "has space",
+                                                         std::string(600, 'a'), std::string("nul\0x", 5)}) {
         a = valid();
         a.credential = c;
         expect_refused(a, "credential");

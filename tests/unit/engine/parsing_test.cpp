@@ -61,14 +61,17 @@ TEST(FailureClass, PermanentForRejectedOptionsAndUndecodableInput) {
     using protocol::ErrorClass;
     EXPECT_EQ(classify_failure(1, "in.mkv: Invalid data found when processing input"), ErrorClass::Permanent);
     EXPECT_EQ(classify_failure(1, "Unknown encoder 'libfoo'"), ErrorClass::Permanent);
-    EXPECT_EQ(classify_failure(1, "Error while opening encoder for output stream #0:0"), ErrorClass::Permanent);
+    EXPECT_EQ(classify_failure(1, "Error while opening encoder for output stream #0:0"),
+              ErrorClass::Permanent);
     EXPECT_EQ(classify_failure(8, "Invalid argument"), ErrorClass::Permanent);
-    EXPECT_EQ(classify_failure(1, "Cannot determine format of input stream 0:0 after EOF"), ErrorClass::Permanent);
+    EXPECT_EQ(classify_failure(1, "Cannot determine format of input stream 0:0 after EOF"),
+              ErrorClass::Permanent);
 }
 
 TEST(FailureClass, TransientForSignalsDiskAndNetwork) {
     using protocol::ErrorClass;
-    EXPECT_EQ(classify_failure(std::nullopt, "Invalid data found when processing input"), ErrorClass::Transient);
+    EXPECT_EQ(classify_failure(std::nullopt, "Invalid data found when processing input"),
+              ErrorClass::Transient);
     EXPECT_EQ(classify_failure(1, "av_interleaved_write_frame(): No space left on device\nInvalid argument"),
               ErrorClass::Transient);
     EXPECT_EQ(classify_failure(1, "Connection refused"), ErrorClass::Transient);
@@ -156,9 +159,11 @@ TEST(Argv, FileModeReplacesPlaceholdersAndAddsProgress) {
     protocol::Assignment a;
     a.ffmpeg_argv = {"-nostdin", "-y", "-i", "{input}", "-c:v", "libx264", "-f", "mp4", "{output}"};
     auto argv = build_file_argv(a, "/usr/bin/ffmpeg", "/w/in", "/w/out.mp4");
-    EXPECT_EQ(argv, (std::vector<std::string>{"/usr/bin/ffmpeg", "-progress", "pipe:1", "-nostats", "-nostdin", "-y",
-                                              "-i", "/w/in", "-c:v", "libx264", "-f", "mp4", "/w/out.mp4"}));
-    a.ffmpeg_argv = {"-progress", "pipe:1", "-i", "{input}", "x{output}"};  // embedded placeholder: left alone
+    EXPECT_EQ(argv,
+              (std::vector<std::string>{"/usr/bin/ffmpeg", "-progress", "pipe:1", "-nostats", "-nostdin",
+                                        "-y", "-i", "/w/in", "-c:v", "libx264", "-f", "mp4", "/w/out.mp4"}));
+    a.ffmpeg_argv = {"-progress", "pipe:1", "-i", "{input}",
+                     "x{output}"};  // embedded placeholder: left alone
     argv = build_file_argv(a, "ffmpeg", "/w/in", "/w/out");
     EXPECT_EQ(argv, (std::vector<std::string>{"ffmpeg", "-progress", "pipe:1", "-i", "/w/in", "x{output}"}));
 }
@@ -167,10 +172,12 @@ TEST(Argv, StreamModeReadsTheRelayWithNoCredentialAndWritesToFd3) {
     protocol::Assignment a;
     a.fencing_token = 7;
     a.credential = "dca1.SECRET";
-    a.ffmpeg_argv = {"-progress", "pipe:1", "-protocol_whitelist", "http,tcp", "-i", "{input}", "-f", "matroska", "{output}"};
+    a.ffmpeg_argv = {"-progress", "pipe:1",  "-protocol_whitelist", "http,tcp", "-i", "{input}", "-f",
+                     "matroska",  "{output}"};
     auto argv = build_stream_argv(a, "ffmpeg", "http://127.0.0.1:5000/abc");
-    EXPECT_EQ(argv, (std::vector<std::string>{"ffmpeg", "-progress", "pipe:1", "-protocol_whitelist", "http,tcp", "-i",
-                                              "http://127.0.0.1:5000/abc", "-f", "matroska", "pipe:3"}));
+    EXPECT_EQ(argv,
+              (std::vector<std::string>{"ffmpeg", "-progress", "pipe:1", "-protocol_whitelist", "http,tcp",
+                                        "-i", "http://127.0.0.1:5000/abc", "-f", "matroska", "pipe:3"}));
     for (const auto& arg : argv) EXPECT_EQ(arg.find("SECRET"), std::string::npos) << arg;
 }
 
@@ -223,7 +230,7 @@ TEST(Heartbeat, PayloadFollowsTheEngineSituation) {
     in.running_assignments = {"a1"};
     auto hb = build_heartbeat(in, sys, "/w");
     EXPECT_EQ(hb.state, protocol::EngineState::Idle);  // one of two slots free
-    EXPECT_EQ(hb.free_disk_bytes, 6'000);                // the reserve is not offered
+    EXPECT_EQ(hb.free_disk_bytes, 6'000);              // the reserve is not offered
     EXPECT_EQ(hb.running_assignments, std::vector<std::string>{"a1"});
     EXPECT_FALSE(hb.cpu_temperature_c.has_value());
     EXPECT_EQ(protocol::to_json(hb)["cpu_temperature_c"], nullptr);

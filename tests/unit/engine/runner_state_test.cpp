@@ -39,7 +39,8 @@ TEST(Runner, StreamsStdoutAndReportsExitCodeAndStderr) {
     PosixRunner runner;
     RunSpec spec;
     spec.argv = {k_fake, "out"};
-    spec.env = {{"FAKE_FFMPEG_PROGRESS", k_progress}, {"FAKE_FFMPEG_EXIT", "3"}, {"FAKE_FFMPEG_STDERR", "boom"}};
+    spec.env = {
+        {"FAKE_FFMPEG_PROGRESS", k_progress}, {"FAKE_FFMPEG_EXIT", "3"}, {"FAKE_FFMPEG_STDERR", "boom"}};
     auto p = runner.start(spec);
     ASSERT_TRUE(p) << p.error().to_string();
     std::string out;
@@ -129,7 +130,7 @@ class FakeApi final : public EngineApi {
     bool lease_lost = false;
     StateStore* state = nullptr;  // to check the record exists while acting
     bool recorded_while_downloading = false;
-    std::vector<std::string> credentials_used;  // by the transfers, in order
+    std::vector<std::string> credentials_used;      // by the transfers, in order
     std::optional<std::string> renewed_credential;  // handed out by progress answers
 
     Result<protocol::EngineRegistrationReply> register_engine(const protocol::EngineRegistration&) override {
@@ -159,7 +160,8 @@ class FakeApi final : public EngineApi {
         }
         if (state) {
             auto rows = state->assignments();
-            recorded_while_downloading = rows && rows->size() == 1 && (*rows)[0].assignment_id == a.assignment_id;
+            recorded_while_downloading =
+                rows && rows->size() == 1 && (*rows)[0].assignment_id == a.assignment_id;
         }
         test::write_file(dest, source_content);
         if (p) p(source_content.size(), source_content.size());
@@ -183,7 +185,8 @@ class FakeApi final : public EngineApi {
         }
         return {};
     }
-    Result<protocol::AssignmentAck> complete(const std::string&, const protocol::CompleteRequest& r) override {
+    Result<protocol::AssignmentAck> complete(const std::string&,
+                                             const protocol::CompleteRequest& r) override {
         completed = r;
         return protocol::AssignmentAck{"J", protocol::JobState::Completed};
     }
@@ -193,7 +196,8 @@ class FakeApi final : public EngineApi {
         fail_ids.push_back(id);
         return protocol::AssignmentAck{"J", protocol::JobState::Queued};
     }
-    Result<std::string> read_source_range(const protocol::Assignment& a, uint64_t offset, uint64_t length) override {
+    Result<std::string> read_source_range(const protocol::Assignment& a, uint64_t offset,
+                                          uint64_t length) override {
         std::lock_guard l(m);
         credentials_used.push_back(a.credential);
         if (offset >= source_content.size()) return std::string();
@@ -228,8 +232,8 @@ struct Harness {
         a.transfer_mode = mode;
         a.ffmpeg_argv = protocol::assignment_argv(a.options, mode, a.source_format).value();
     }
-    Executor executor(std::vector<std::pair<std::string, std::string>> env, const std::string& ffmpeg = k_fake,
-                      const std::string& bwrap = "") {
+    Executor executor(std::vector<std::pair<std::string, std::string>> env,
+                      const std::string& ffmpeg = k_fake, const std::string& bwrap = "") {
         // The fake reads its settings from its environment (ffmpeg-env: the engine's own is not passed on).
         ExecutorSettings s;
         s.work_dir = dir.path();
@@ -267,7 +271,7 @@ TEST(Executor, FileModeDownloadsTranscodesUploadsAndCompletes) {
     EXPECT_TRUE(saw_download);
     EXPECT_TRUE(h.api.fails.empty());
     EXPECT_FALSE(std::filesystem::exists(ex.assignment_dir(h.a.assignment_id)));  // files cleaned
-    EXPECT_TRUE(h.state->assignments()->empty());                   // record forgotten
+    EXPECT_TRUE(h.state->assignments()->empty());                                 // record forgotten
 }
 
 TEST(Executor, RejectedOptionsFailPermanentWithStderrTail) {
@@ -291,7 +295,8 @@ TEST(Executor, ChecksumMismatchFailsAsSourceCorruptWithoutRunningFfmpeg) {
     ASSERT_EQ(h.api.fails.size(), 1u);
     EXPECT_EQ(h.api.fails[0].error_class, protocol::ErrorClass::SourceCorrupt);
     // Both digests, so the report says what was expected and what arrived.
-    EXPECT_NE(h.api.fails[0].message.find("expected " + std::string(64, '0') + ", got " + sha256_hex(h.api.source_content)),
+    EXPECT_NE(h.api.fails[0].message.find("expected " + std::string(64, '0') + ", got " +
+                                          sha256_hex(h.api.source_content)),
               std::string::npos)
         << h.api.fails[0].message;
     EXPECT_TRUE(h.api.uploaded.empty());
@@ -365,7 +370,8 @@ TEST(Executor, StreamModeFfmpegFailingOnACorruptSourceIsReportedAsSourceCorrupt)
     Harness h;
     h.set_mode(protocol::TransferMode::Stream);
     h.api.source_content[0] = static_cast<char>(h.api.source_content[0] ^ 0x20);
-    auto ex = h.executor({{"FAKE_FFMPEG_EXIT", "1"}, {"FAKE_FFMPEG_STDERR", "Invalid data found when processing input"}});
+    auto ex = h.executor(
+        {{"FAKE_FFMPEG_EXIT", "1"}, {"FAKE_FFMPEG_STDERR", "Invalid data found when processing input"}});
     ActiveAssignment active(h.a);
     EXPECT_EQ(ex.run(active), AssignmentOutcome::Failed);
     ASSERT_EQ(h.api.fails.size(), 1u);
@@ -461,10 +467,12 @@ struct Listener {
 
 struct EscapeRun {
     std::string report;
-    std::vector<std::filesystem::path> outside;  // files it tries to create: beside the work dir, and outside /tmp
+    std::vector<std::filesystem::path>
+        outside;  // files it tries to create: beside the work dir, and outside /tmp
     int connections = 0;
     bool wrote_any_outside() const {
-        return std::any_of(outside.begin(), outside.end(), [](const auto& p) { return std::filesystem::exists(p); });
+        return std::any_of(outside.begin(), outside.end(),
+                           [](const auto& p) { return std::filesystem::exists(p); });
     }
     ~EscapeRun() {
         for (const auto& p : outside) std::filesystem::remove(p);
@@ -476,14 +484,15 @@ EscapeRun run_escape(Harness& h, protocol::TransferMode mode, const std::string&
     h.set_mode(mode);
     Listener listener;
     EscapeRun out;
-    out.outside = {h.dir / "outside.txt",
-                   std::filesystem::path(DISTCONV_BINARY_DIR) / ("sandbox-escape-" + std::to_string(::getpid()) + ".txt")};
+    out.outside = {h.dir / "outside.txt", std::filesystem::path(DISTCONV_BINARY_DIR) /
+                                              ("sandbox-escape-" + std::to_string(::getpid()) + ".txt")};
     test::write_file(h.dir / "engine.key", "dcv_KEYFILESECRET");
     ::setenv("DISTCONV_API_KEY", "dcv_ENVSECRET", 1);
-    auto ex = h.executor({{"ESCAPE_OUTSIDE", out.outside[0].string() + ":" + out.outside[1].string()},
-                          {"ESCAPE_READ", (h.dir / "engine.db").string() + ":" + (h.dir / "engine.key").string()},
-                          {"ESCAPE_PORT", std::to_string(listener.port)}},
-                         k_escape, bwrap);
+    auto ex =
+        h.executor({{"ESCAPE_OUTSIDE", out.outside[0].string() + ":" + out.outside[1].string()},
+                    {"ESCAPE_READ", (h.dir / "engine.db").string() + ":" + (h.dir / "engine.key").string()},
+                    {"ESCAPE_PORT", std::to_string(listener.port)}},
+                   k_escape, bwrap);
     ActiveAssignment active(h.a);
     EXPECT_EQ(ex.run(active), AssignmentOutcome::Completed);
     ::unsetenv("DISTCONV_API_KEY");
@@ -516,7 +525,8 @@ TEST_F(SandboxTest, FileModeFfmpegCannotWriteOutsideReadTheEngineFilesOrConnect)
     EXPECT_FALSE(r.wrote_any_outside()) << r.report;
     EXPECT_NE(r.report.find("unreadable=" + (h.dir / "engine.db").string()), std::string::npos) << r.report;
     EXPECT_NE(r.report.find("unreadable=" + (h.dir / "engine.key").string()), std::string::npos) << r.report;
-    EXPECT_EQ(r.report.find("SECRET"), std::string::npos) << r.report;  // neither the key file nor the env key
+    EXPECT_EQ(r.report.find("SECRET"), std::string::npos)
+        << r.report;  // neither the key file nor the env key
     EXPECT_NE(r.report.find("tcp=refused"), std::string::npos) << r.report;
     EXPECT_EQ(r.connections, 0);
     EXPECT_NE(r.report.find("proc=none"), std::string::npos) << r.report;

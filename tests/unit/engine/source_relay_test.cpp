@@ -1,9 +1,9 @@
 // The stream-mode relay: ffmpeg's view of the source is exactly the source, from any offset, and
 // nothing but the one random path is served; and what it fetched verifies the source's SHA-256
 // however ffmpeg read it.
+#include "transcoding_engine/source_relay.hpp"
 #include "common/hash.hpp"
 #include "common/http/client.hpp"
-#include "transcoding_engine/source_relay.hpp"
 
 #include <gtest/gtest.h>
 
@@ -63,13 +63,14 @@ TEST(SourceRelay, ServesTheWholeSourceAndAnyRange) {
     EXPECT_EQ(whole->header("Accept-Ranges").value_or(""), "bytes");
 
     // What ffmpeg sends: an open range from the start, and after a seek from the middle.
-    for (uint64_t start : {uint64_t{0}, uint64_t{1}, uint64_t{4 << 20}, uint64_t{(5 << 20) + 77}, uint64_t{f.source.size() - 1}}) {
+    for (uint64_t start : {uint64_t{0}, uint64_t{1}, uint64_t{4 << 20}, uint64_t{(5 << 20) + 77},
+                           uint64_t{f.source.size() - 1}}) {
         auto r = f.get(f.relay.url(), "bytes=" + std::to_string(start) + "-");
         ASSERT_TRUE(r) << start;
         EXPECT_EQ(r->status, 206) << start;
-        EXPECT_EQ(r->header("Content-Range").value_or(""),
-                  "bytes " + std::to_string(start) + "-" + std::to_string(f.source.size() - 1) + "/" +
-                      std::to_string(f.source.size()));
+        EXPECT_EQ(r->header("Content-Range").value_or(""), "bytes " + std::to_string(start) + "-" +
+                                                               std::to_string(f.source.size() - 1) + "/" +
+                                                               std::to_string(f.source.size()));
         EXPECT_TRUE(r->body == f.source.substr(start)) << "range from " << start;
     }
     auto closed = f.get(f.relay.url(), "bytes=100-199");
@@ -91,7 +92,8 @@ TEST(SourceRelay, OnlyItsRandomPathIsServedAndBadRangesAre416) {
         EXPECT_EQ(r->status, 404) << other;
     }
     EXPECT_EQ(f.fetches.load(), 0);
-    for (const std::string& bad : {std::string("bytes=99999999999-"), std::string("items=0-1"), std::string("bytes=5-1")}) {
+    for (const std::string& bad :
+         {std::string("bytes=99999999999-"), std::string("items=0-1"), std::string("bytes=5-1")}) {
         auto r = f.get(url, bad);
         ASSERT_TRUE(r) << bad;
         EXPECT_EQ(r->status, 416) << bad;
@@ -111,7 +113,9 @@ TEST(SourceRelay, AFailedFetchEndsTheBodyAndIsKept) {
 
 namespace {
 
-std::string expected_sha(const RelayFixture& f) { return sha256_hex(f.source); }
+std::string expected_sha(const RelayFixture& f) {
+    return sha256_hex(f.source);
+}
 
 }  // namespace
 
@@ -161,7 +165,10 @@ TEST(PrefixHash, AShortSourceEndsTheDigestWhereItEndsAndAFailedFetchIsTheError) 
 
     PrefixHash failing(400);
     auto e = failing.finish(
-        [&](uint64_t, uint64_t) -> Result<std::string> { return Error(ErrorCode::Unavailable, "server gone"); }, 64);
+        [&](uint64_t, uint64_t) -> Result<std::string> {
+            return Error(ErrorCode::Unavailable, "server gone");
+        },
+        64);
     ASSERT_FALSE(e);
     EXPECT_EQ(e.error().message, "server gone");
 
@@ -169,7 +176,8 @@ TEST(PrefixHash, AShortSourceEndsTheDigestWhereItEndsAndAFailedFetchIsTheError) 
     PrefixHash exact(100);
     exact.add(0, src);
     EXPECT_EQ(exact.hashed(), 100u);
-    auto x = exact.finish([&](uint64_t, uint64_t) -> Result<std::string> { return std::string("never"); }, 64);
+    auto x =
+        exact.finish([&](uint64_t, uint64_t) -> Result<std::string> { return std::string("never"); }, 64);
     ASSERT_TRUE(x);
     EXPECT_EQ(x->sha256, sha256_hex(src.substr(0, 100)));
     EXPECT_EQ(x->fetched_to_finish, 0u);

@@ -1,7 +1,7 @@
 // The HTTP client against a real cpp-httplib server on 127.0.0.1, port 0.
 
-#include "common/hash.hpp"
 #include "common/http/client.hpp"
+#include "common/hash.hpp"
 #include "tests/support/test_support.hpp"
 
 #include <arpa/inet.h>
@@ -686,7 +686,7 @@ TEST_F(HttpClientTest, ResumesAnInterruptedDownload) {
     EXPECT_EQ(files.ranges[1], "bytes=300000-");
     EXPECT_TRUE(distconv::test::read_file(dest) == files.data);
     EXPECT_EQ(r->sha256, distconv::sha256_hex(files.data));  // across the cut
-    EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));  // resuming never goes backwards
+    EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));   // resuming never goes backwards
     ASSERT_FALSE(seen.empty());
     EXPECT_EQ(seen.back(), files.data.size());
 }

@@ -1,8 +1,8 @@
 // Which sources ffmpeg may read: the format detection and the allow-list, on what real ffprobe
 // prints and on real files.
+#include "common/media/input_policy.hpp"
 #include "common/media/ffmpeg_args.hpp"
 #include "common/media/ffprobe.hpp"
-#include "common/media/input_policy.hpp"
 #include "common/process.hpp"
 #include "tests/support/test_support.hpp"
 
@@ -19,16 +19,17 @@ TEST(InputPolicy, DemuxerIsTheFirstNameOfTheFormat) {
 }
 
 TEST(InputPolicy, MediaContainersPassPlaylistsAndListsAreRefusedNamingTheFormat) {
-    for (const char* ok : {"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "mpegts", "avi", "flv", "wav", "mp3", "ogg",
-                           "png_pipe", "mxf", "mpeg"})
+    for (const char* ok : {"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "mpegts", "avi", "flv", "wav", "mp3",
+                           "ogg", "png_pipe", "mxf", "mpeg"})
         EXPECT_TRUE(check_source_format(ok).ok()) << ok;
-    for (const char* bad : {"hls", "dash", "concat", "sdp", "rtsp", "image2", "vobsub", "webm_dash_manifest", "tty",
-                            "ffmetadata", "lavfi", "imf"}) {
+    for (const char* bad : {"hls", "dash", "concat", "sdp", "rtsp", "image2", "vobsub", "webm_dash_manifest",
+                            "tty", "ffmetadata", "lavfi", "imf"}) {
         auto st = check_source_format(bad);
         ASSERT_FALSE(st.ok()) << bad;
         EXPECT_EQ(st.error().code, ErrorCode::UnsupportedMediaType);
         EXPECT_EQ(st.error().details["format"], bad);
-        EXPECT_NE(st.error().message.find(std::string("'") + bad + "'"), std::string::npos) << st.error().message;
+        EXPECT_NE(st.error().message.find(std::string("'") + bad + "'"), std::string::npos)
+            << st.error().message;
     }
     // Not known to be dangerous, simply not a format distconv reads: refused as well.
     auto other = check_source_format("libopenmpt");
@@ -43,9 +44,10 @@ TEST(InputPolicy, ProbedFormatIsReadFromFfprobesDebugOutput) {
                                   "[hls @ 0x55ad5b15c240] Format hls probed with size=2048 and score=100\n"
                                   "[hls @ 0x55ad5b15c240] Format not on whitelist 'none'\n"),
               "hls");
-    EXPECT_EQ(parse_probed_format("[mov,mp4,m4a,3gp,3g2,mj2 @ 0x5] Format mov,mp4,m4a,3gp,3g2,mj2 probed with "
-                                  "size=2048 and score=100\n"),
-              "mov,mp4,m4a,3gp,3g2,mj2");
+    EXPECT_EQ(
+        parse_probed_format("[mov,mp4,m4a,3gp,3g2,mj2 @ 0x5] Format mov,mp4,m4a,3gp,3g2,mj2 probed with "
+                            "size=2048 and score=100\n"),
+        "mov,mp4,m4a,3gp,3g2,mj2");
     EXPECT_EQ(parse_probed_format("x.bin: Invalid data found when processing input\n"), std::nullopt);
     EXPECT_EQ(parse_probed_format(""), std::nullopt);
     // A file name can not forge the line: only a plain demuxer name counts.
@@ -57,7 +59,7 @@ TEST(InputPolicy, DetectionOnRealFilesNeverOpensWhatAPlaylistNames) {
     const auto clip = dir / "clip.mp4";
     ASSERT_TRUE(test::make_test_clip(clip, 0.5, 64, 48));
     const auto marker = dir / "elsewhere.mp4";  // a media name: the HLS demuxer checks segment extensions
-    const auto playlist = dir / "video.mp4";  // an HLS playlist under a media name
+    const auto playlist = dir / "video.mp4";    // an HLS playlist under a media name
     test::write_file(playlist, "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\n" + marker.string() +
                                    "\n#EXTINF:1,\nfile://" + marker.string() + "\n#EXT-X-ENDLIST\n");
     const auto concat = dir / "list.mp4";

@@ -228,7 +228,8 @@ TEST(Progress, ClockTimeParsing) {
 TEST(Progress, AbsurdNumbersAreDroppedNotOverflowed) {
     EXPECT_FALSE(parse_clock_time("1e306:00:00").has_value());
     ProgressParser parser(10.0);
-    auto u = parser.feed("frame=1e30\ntotal_size=99999999999999999999\nout_time=1e306:00:00\nprogress=continue\n");
+    auto u =
+        parser.feed("frame=1e30\ntotal_size=99999999999999999999\nout_time=1e306:00:00\nprogress=continue\n");
     ASSERT_EQ(u.size(), 1u);
     EXPECT_FALSE(u[0].frame.has_value());
     EXPECT_FALSE(u[0].total_size.has_value());

@@ -8,7 +8,9 @@
 namespace distconv::dispatch {
 namespace {
 
-bool has(const std::string& text, const std::string& line) { return text.find(line + "\n") != std::string::npos; }
+bool has(const std::string& text, const std::string& line) {
+    return text.find(line + "\n") != std::string::npos;
+}
 
 TEST(Histogram, BucketsAreCumulativeWithSumAndCount) {
     Histogram h({0.1, 1, 10});
@@ -48,8 +50,11 @@ TEST(Metrics, RendersGaugesCountersAndHistograms) {
     EXPECT_TRUE(has(text, "distconv_assignments_total 1"));
     EXPECT_TRUE(has(text, "distconv_bytes_received_total 1048576"));
     EXPECT_TRUE(has(text, "distconv_bytes_sent_total 1124"));
-    EXPECT_TRUE(has(text, "distconv_http_requests_total{method=\"GET\",route=\"/api/v1/jobs/{id}\",status=\"200\"} 2"));
-    EXPECT_TRUE(has(text, "distconv_http_requests_total{method=\"PUT\",route=\"/api/v1/jobs/{id}/source\",status=\"201\"} 1"));
+    EXPECT_TRUE(has(
+        text, "distconv_http_requests_total{method=\"GET\",route=\"/api/v1/jobs/{id}\",status=\"200\"} 2"));
+    EXPECT_TRUE(has(
+        text,
+        "distconv_http_requests_total{method=\"PUT\",route=\"/api/v1/jobs/{id}/source\",status=\"201\"} 1"));
     EXPECT_TRUE(has(text, "# TYPE distconv_http_request_duration_seconds histogram"));
     EXPECT_TRUE(has(text, "distconv_http_request_duration_seconds_bucket{le=\"0.005\"} 1"));
     EXPECT_TRUE(has(text, "distconv_http_request_duration_seconds_bucket{le=\"0.025\"} 2"));
@@ -59,7 +64,8 @@ TEST(Metrics, RendersGaugesCountersAndHistograms) {
     EXPECT_TRUE(has(text, "distconv_job_duration_seconds_bucket{le=\"60\"} 1"));
     EXPECT_TRUE(has(text, "distconv_queue_wait_seconds_sum 0.5"));
     // Every family is declared once, before its samples.
-    for (const char* family : {"distconv_jobs", "distconv_http_requests_total", "distconv_queue_wait_seconds"}) {
+    for (const char* family :
+         {"distconv_jobs", "distconv_http_requests_total", "distconv_queue_wait_seconds"}) {
         auto type = text.find(std::string("# TYPE ") + family + " ");
         ASSERT_NE(type, std::string::npos) << family;
         EXPECT_EQ(text.find(std::string("# TYPE ") + family + " ", type + 1), std::string::npos) << family;

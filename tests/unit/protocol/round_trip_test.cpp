@@ -239,7 +239,8 @@ TEST(RoundTrip, AssignmentTypes) {
                                      std::nullopt, std::nullopt},
                       parse_progress_report);
     expect_round_trip(ProgressReply{false, at(12, 1)}, parse_progress_reply);
-    expect_round_trip(ProgressReply{true, at(12, 1), std::string("dca1.a1.3.1.ab"), at(12, 16)}, parse_progress_reply);
+    expect_round_trip(ProgressReply{true, at(12, 1), std::string("dca1.a1.3.1.ab"), at(12, 16)},
+                      parse_progress_reply);
     EXPECT_EQ(to_json(ProgressReply{false, at(12, 1)})["continue"], false);  // the wire name, not continue_
     expect_round_trip(OutputUploadStatus{"a1", 4096}, parse_output_upload_status);
     expect_round_trip(CompleteRequest{3, 4096, std::string(64, 'f'), 20.0, 11.8}, parse_complete_request);

@@ -45,8 +45,8 @@ TEST(Enums, NamesRoundTrip) {
     for (auto m : {TransferMode::File, TransferMode::Stream}) EXPECT_EQ(parse_transfer_mode(to_string(m)), m);
     for (auto s : {EngineState::Idle, EngineState::Busy, EngineState::Draining, EngineState::Offline})
         EXPECT_EQ(parse_engine_state(to_string(s)), s);
-    for (auto s : {AttemptState::Active, AttemptState::Completed, AttemptState::Failed, AttemptState::Canceled,
-                   AttemptState::Lost, AttemptState::Undelivered})
+    for (auto s : {AttemptState::Active, AttemptState::Completed, AttemptState::Failed,
+                   AttemptState::Canceled, AttemptState::Lost, AttemptState::Undelivered})
         EXPECT_EQ(parse_attempt_state(to_string(s)), s);
     for (auto p : {ProgressPhase::Downloading, ProgressPhase::Transcoding, ProgressPhase::Uploading})
         EXPECT_EQ(parse_progress_phase(to_string(p)), p);

@@ -17,24 +17,24 @@ namespace {
 using distconv::test::must;
 
 class FakeClock : public Clock {
-public:
+  public:
     SystemTime now() const override { return from_unix_ms(m_ms); }
     void advance(int64_t ms) { m_ms += ms; }
 
-private:
+  private:
     int64_t m_ms = 1'800'000'000'000;
 };
 
 // Cancel never probes media; any call would be a bug.
 class NoProber : public Prober {
-public:
+  public:
     Result<media::ProbeInfo> probe(const std::filesystem::path&) override {
         return Error(ErrorCode::Internal, "not expected");
     }
 };
 
 class EngineServiceTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         config.data_dir = dir.path().string();
         config.listen = "127.0.0.1:0";
@@ -48,7 +48,8 @@ protected:
         store = std::move(*opened);
         pools = std::make_unique<StoragePools>(config.pools);
         ASSERT_TRUE(pools->prepare().ok());
-        engines = std::make_unique<EngineService>(*store, *pools, config, clock, notifier, &metrics, &credentials);
+        engines =
+            std::make_unique<EngineService>(*store, *pools, config, clock, notifier, &metrics, &credentials);
         auto user_key = store->create_api_key("user", Role::User, "h1", "p1");
         auto engine_key = store->create_api_key("engine", Role::Engine, "h2", "p2");
         user = Principal{user_key->id, "user", Role::User};
@@ -75,9 +76,11 @@ protected:
         JobUpdate u;
         u.source_pool = "default";
         u.source_path = StoragePools::job_file(inserted->id, FileKind::Source);
-        u.source_probe = nlohmann::json{{"format_name", "mov,mp4,m4a,3gp,3g2,mj2"}, {"streams", nlohmann::json::array()}};
+        u.source_probe =
+            nlohmann::json{{"format_name", "mov,mp4,m4a,3gp,3g2,mj2"}, {"streams", nlohmann::json::array()}};
         if (!demuxer.empty()) (*u.source_probe)["demuxer"] = demuxer;
-        std::filesystem::create_directories(pools->resolve("default", u.source_path->substr(0, u.source_path->rfind('/'))));
+        std::filesystem::create_directories(
+            pools->resolve("default", u.source_path->substr(0, u.source_path->rfind('/'))));
         test::write_file(pools->resolve("default", *u.source_path), "data");
         EXPECT_TRUE(store->update_job(inserted->id, u).ok());
         notifier.notify();
@@ -428,7 +431,8 @@ TEST_F(EngineServiceTest, ClaimPinsTheSourceFormatAndIssuesACredentialForThatAss
     EXPECT_EQ(require_engine(*who).error().code, ErrorCode::Forbidden);
     EXPECT_EQ(require_user(*who).error().code, ErrorCode::Forbidden);
     EXPECT_EQ(require_admin(*who).error().code, ErrorCode::Forbidden);
-    EXPECT_EQ(engines->source(*who, "01J" + std::string(23, 'Z'), std::nullopt).error().code, ErrorCode::Forbidden);
+    EXPECT_EQ(engines->source(*who, "01J" + std::string(23, 'Z'), std::nullopt).error().code,
+              ErrorCode::Forbidden);
 
     // Forged, altered and expired credentials are refused.
     std::string forged = a.credential;

@@ -91,8 +91,10 @@ TEST(Scheduler, AnotherEnginePreferredForARetry) {
 
 TEST(Scheduler, TransferModeFromFreeDisk) {
     EXPECT_EQ(choose_transfer_mode(10ull << 30, 100ull << 30, 1ull << 30), TransferMode::File);
-    EXPECT_EQ(choose_transfer_mode(10ull << 30, 20ull << 30, 1ull << 30), TransferMode::Stream);  // 10+10+1 > 20
-    EXPECT_EQ(choose_transfer_mode(UINT64_MAX / 2 + 10, UINT64_MAX - 1, 0), TransferMode::Stream);  // no overflow
+    EXPECT_EQ(choose_transfer_mode(10ull << 30, 20ull << 30, 1ull << 30),
+              TransferMode::Stream);  // 10+10+1 > 20
+    EXPECT_EQ(choose_transfer_mode(UINT64_MAX / 2 + 10, UINT64_MAX - 1, 0),
+              TransferMode::Stream);  // no overflow
     auto c = std::vector<ClaimCandidate>{candidate("A", 0, 1)};
     c[0].job.source_size = 60ull << 30;
     auto p = engine();
