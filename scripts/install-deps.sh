@@ -14,8 +14,9 @@ if [[ "${1:-}" == "--test" ]]; then
   command -v node >/dev/null 2>&1 || packages+=(nodejs)
   command -v npm >/dev/null 2>&1 || packages+=(npm)
   # promtool (checks /metrics), systemd-analyze (verifies the units), dpkg-dev (inspects the .deb),
-  # jq (benchmark scripts), clang + its runtime (libFuzzer targets), strace (the units' syscall filters).
-  packages+=(prometheus systemd dpkg-dev file jq clang libclang-rt-14-dev strace)
+  # jq (benchmark scripts), clang + its runtime (libFuzzer targets), strace (the units' syscall filters),
+  # clang-format (the check_format test).
+  packages+=(prometheus systemd dpkg-dev file jq clang libclang-rt-14-dev strace clang-format)
 fi
 
 missing=()

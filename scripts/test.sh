@@ -53,10 +53,10 @@ case "$sanitize" in
     ;;
   address)
     # The unit and integration tests (their daemons are built as dependencies); not the OpenAPI
-    # lint, the example-config check, the fuzz smoke run, the benchmark smoke run or the packaging
+    # lint, the format check, the example-config check, the fuzz smoke run, the benchmark smoke run or the packaging
     # checks, which have nothing of their own to instrument.
     cmake --build "$build" -j2 --target distconv_tests
-    ctest --test-dir "$build" --output-on-failure -j2 --timeout 900 -LE '^(spec|config|fuzz|bench|packaging)$' "${ctest_args[@]}"
+    ctest --test-dir "$build" --output-on-failure -j2 --timeout 900 -LE '^(spec|config|fuzz|bench|packaging|format)$' "${ctest_args[@]}"
     ;;
   thread)
     # The tests where threads meet: the scheduler, the HTTP client, the dispatch server's
