@@ -9,6 +9,8 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+
 namespace distconv::itest {
 namespace {
 
@@ -54,8 +56,15 @@ struct Dribblers {
             conns.push_back(std::move(c));
         }
     }
-    void drip(const std::string& byte) {
-        for (auto& c : conns) c->send_all(byte);
+    // For `how_long`: one more byte on every connection, then `check`, every 200 ms.
+    void drip_for(std::chrono::milliseconds how_long, const std::string& byte,
+                  const std::function<void()>& check) {
+        auto until = std::chrono::steady_clock::now() + how_long;
+        while (std::chrono::steady_clock::now() < until) {
+            for (auto& c : conns) c->send_all(byte);
+            check();
+            std::this_thread::sleep_for(200ms);
+        }
     }
 };
 
@@ -67,17 +76,14 @@ TEST(Connections, SlowHeadersWithoutAKeyHoldNoWorker) {
     auto alice = server.client(alice_key);
     // Eight times the workers, no key, headers that never end.
     Dribblers slow(server.port(), 64, "GET /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ");
-    auto until = std::chrono::steady_clock::now() + 1500ms;
     int submits = 0;
-    while (std::chrono::steady_clock::now() < until) {
-        slow.drip("a");
+    slow.drip_for(1500ms, "a", [&] {
         expect_healthz_fast(server.port());
         auto r = call(alice, "POST", "/jobs", json{{"source", {{"filename", "b.mp4"}, {"size", 10}}}}.dump(),
                       "application/json");
         EXPECT_EQ(r.status, 202) << r.body;
         ++submits;
-        std::this_thread::sleep_for(200ms);
-    }
+    });
     EXPECT_GE(submits, 3);
     // Past --header-timeout (counted from the first byte) each gets 408 with the envelope and is closed.
     for (auto& c : slow.conns) {
@@ -106,13 +112,10 @@ TEST(Connections, SlowSmallBodiesWithoutAKeyHoldNoWorker) {
     Dribblers slow(server.port(), 32,
                    "POST /api/v1/keys HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                    "Content-Length: 100\r\n\r\n{");
-    auto until = std::chrono::steady_clock::now() + 1500ms;
-    while (std::chrono::steady_clock::now() < until) {
-        slow.drip(" ");
+    slow.drip_for(1500ms, " ", [&] {
         expect_healthz_fast(server.port());
         EXPECT_EQ(call(alice, "GET", "/jobs").status, 200);
-        std::this_thread::sleep_for(200ms);
-    }
+    });
     for (auto& c : slow.conns) {
         EXPECT_TRUE(c->read_to_close(5s));
         EXPECT_EQ(c->status(), 408) << c->received();
@@ -171,20 +174,8 @@ TEST(Connections, AClaimWhoseEngineLeftTakesNoJob) {
     ChildServer server(data);
     auto engine = server.client(engine_key);
     auto alice = server.client(alice_key);
-    auto reg = call(engine, "POST", "/engines",
-                    json{{"hostname", "box"},
-                         {"version", "t"},
-                         {"slots", 1},
-                         {"free_disk_bytes", 1LL << 40},
-                         {"capabilities",
-                          {{"ffmpeg_version", "6.0"},
-                           {"encoders", json::array({"libx264", "aac"})},
-                           {"decoders", json::array()},
-                           {"hwaccels", json::array()}}}}
-                        .dump(),
-                    "application/json");
-    ASSERT_EQ(reg.status / 100, 2) << reg.body;
-    const std::string id = body_json(reg).value("engine_id", "");
+    const std::string id = register_engine(engine, json::array({"libx264", "aac"}));
+    ASSERT_FALSE(id.empty());
     const std::string claim = json{{"free_slots", 1}, {"wait_seconds", 30}}.dump();
     const std::string request =
         "POST /api/v1/engines/" + id + "/claim HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " +

@@ -154,20 +154,8 @@ TEST(Limits, ClaimLongPollsFromOneEngineKeyAreBounded) {
     auto engine_key = cli_key(data, "farm", "engine");
     ChildServer server(data, {"--max-claims-per-key", "3"});
     auto engine = server.client(engine_key);
-    auto reg = call(engine, "POST", "/engines",
-                    json{{"hostname", "box"},
-                         {"version", "t"},
-                         {"slots", 1},
-                         {"free_disk_bytes", 1 << 30},
-                         {"capabilities",
-                          {{"ffmpeg_version", "6.0"},
-                           {"encoders", json::array()},
-                           {"decoders", json::array()},
-                           {"hwaccels", json::array()}}}}
-                        .dump(),
-                    "application/json");
-    ASSERT_EQ(reg.status / 100, 2) << reg.body;
-    const std::string id = body_json(reg).value("engine_id", "");
+    const std::string id = register_engine(engine, json::array(), 1 << 30);
+    ASSERT_FALSE(id.empty());
     const std::string claim = json{{"free_slots", 1}, {"wait_seconds", 20}}.dump();
     std::vector<std::unique_ptr<RawRequest>> polls;
     for (int i = 0; i < 3; ++i)

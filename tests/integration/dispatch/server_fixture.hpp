@@ -341,6 +341,26 @@ class ChildServer {
     int m_exit = -1;
 };
 
+// Registers an engine (one slot) with `encoders` through the API; returns its id ("" after a failed
+// assertion).
+inline std::string register_engine(http::Client& engine, const json& encoders,
+                                   int64_t free_disk_bytes = 1LL << 40) {
+    auto reg = call(engine, "POST", "/engines",
+                    json{{"hostname", "box"},
+                         {"version", "t"},
+                         {"slots", 1},
+                         {"free_disk_bytes", free_disk_bytes},
+                         {"capabilities",
+                          {{"ffmpeg_version", "6.0"},
+                           {"encoders", encoders},
+                           {"decoders", json::array()},
+                           {"hwaccels", json::array()}}}}
+                        .dump(),
+                    "application/json");
+    EXPECT_EQ(reg.status / 100, 2) << reg.body;
+    return body_json(reg).value("engine_id", "");
+}
+
 // /healthz answers 200 within 100 ms (the server has a worker free for it).
 inline void expect_healthz_fast(int port) {
     auto anonymous = make_client(port, "");
