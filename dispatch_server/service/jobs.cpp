@@ -374,9 +374,18 @@ Result<JobRecord> JobService::submit_multipart(const Principal& who, const nlohm
         discard();
         return inserted.error();
     }
-    if (inserted->id != record.id) {  // idempotent replay: keep the first job, drop these bytes
-        discard();
-        return replay_or_conflict(*inserted, record);
+    bool adopting = false;
+    if (inserted->id != record.id) {  // idempotent replay
+        auto replay = replay_or_conflict(*inserted, record);
+        // The first try was acknowledged by nobody if its job still waits for these bytes (the
+        // dispatch died, or the database failed, between storing the job and queueing it): this
+        // retry finishes it with its own, identical bytes. Otherwise keep the first job, drop these.
+        if (!replay || replay->state != JobState::AwaitingUpload || replay->source_url) {
+            discard();
+            return replay;
+        }
+        record = *replay;
+        adopting = true;
     }
     // The bytes are on disk already: move the in-memory reservation into the store, then the file.
     m_pools.release_incoming(incoming);
@@ -396,6 +405,9 @@ Result<JobRecord> JobService::submit_multipart(const Principal& who, const nlohm
     if (!moved) {
         std::error_code rec;
         stdfs::remove(incoming_path, rec);
+        // A passing fault (the database busy) leaves the job waiting: the client's retry with the
+        // same Idempotency-Key finishes it. Only a lasting one fails it.
+        if (moved.error().retryable) return moved.error();
         u.failure_code = "INTERNAL_ERROR";
         u.failure_reason = "could not store the source: " + moved.error().message;
         u.finished_at = m_clock.now_ms();
@@ -407,7 +419,14 @@ Result<JobRecord> JobService::submit_multipart(const Principal& who, const nlohm
     u.source_pool = incoming.pool;
     u.source_path = rel;
     u.source_received = size;
-    return queue_probed(record, *probe, u);
+    auto queued = queue_probed(record, *probe, u);
+    if (!queued && adopting && queued.error().code == ErrorCode::Conflict) {
+        // A concurrent retry of the same request queued it first (or it was canceled meanwhile):
+        // answer the job as it is now.
+        auto now = m_store.get_job(record.id);
+        if (now && now->state != JobState::AwaitingUpload) return *now;
+    }
+    return queued;
 }
 
 Result<JobRecord> JobService::queue_probed(const JobRecord& job, const media::ProbeInfo& probe, JobUpdate u) {

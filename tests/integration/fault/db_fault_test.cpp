@@ -566,3 +566,54 @@ TEST(DatabaseFaults, FullDatabaseFilesystemAnswers503AndLosesNothing) {
     EXPECT_TRUE(c.wait_state(next, "completed", 60s)) << c.job(next).dump();
     engine.reset();
 }
+
+// Found by the fault harness: a multipart submit whose try failed between storing the job and
+// queueing it (the dispatch killed, or the database failing, in between) left a job awaiting_upload
+// that its client's retry, with the same Idempotency-Key, answered as done and dropped its bytes: the
+// job waited forever. The failure is made real here by a trigger that fails the one write that queues
+// a job; the retry must finish that same job with its own bytes, and a later replay must answer it.
+TEST(DatabaseFaults, SubmitFailedBeforeQueueingIsFinishedByItsRetry) {
+    Cluster c;
+    const stdfs::path clip = c.dir() / "clip.mp4";
+    ASSERT_TRUE(test::make_test_clip(clip, 1.0, 320, 240));
+    auto user = client_for(c, c.user_key());
+    auto submit = [&] {
+        auto req = multipart_submit(clip, small_job());
+        req.path_or_url = "/api/v1/jobs";
+        req.headers.push_back({"Idempotency-Key", "submit-retried-1"});
+        return send(user, req);
+    };
+
+    std::string first_id;
+    {
+        OtherProcessConnection other(c.dir() / "data" / "dispatch.db");
+        ASSERT_TRUE(
+            other.exec("CREATE TRIGGER fail_queueing BEFORE UPDATE OF state ON jobs "
+                       "WHEN NEW.state = 'queued' BEGIN SELECT RAISE(ABORT, 'injected fault'); END"));
+        expect_unavailable(submit(), "submit while queueing fails");
+        auto listed = call(user, "GET", "/api/v1/jobs");
+        ASSERT_EQ(listed.status, 200) << listed.body.dump();
+        ASSERT_EQ(listed.body["items"].size(), 1u) << listed.body.dump();
+        EXPECT_EQ(listed.body["items"][0].value("state", ""), "awaiting_upload") << listed.body.dump();
+        first_id = listed.body["items"][0].value("job_id", "");
+        ASSERT_TRUE(other.exec("DROP TRIGGER fail_queueing"));
+    }
+
+    auto retried = submit();
+    ASSERT_EQ(retried.status / 100, 2) << retried.body.dump();
+    EXPECT_EQ(retried.body.value("job_id", ""), first_id) << retried.body.dump();
+    EXPECT_EQ(retried.body.value("state", ""), "queued") << retried.body.dump();
+    auto engine = c.start_engine("engineA");
+    EXPECT_TRUE(c.wait_state(first_id, "completed", 60s)) << c.job(first_id).dump();
+    EXPECT_TRUE(c.download_result(first_id, c.dir() / "out.mkv"));
+    EXPECT_EQ(c.job(first_id).value(nlohmann::json::json_pointer("/source/sha256"), ""), *sha256_file(clip))
+        << c.job(first_id).dump();
+
+    auto replayed = submit();  // once done, the same key answers the same job
+    ASSERT_EQ(replayed.status / 100, 2) << replayed.body.dump();
+    EXPECT_EQ(replayed.body.value("job_id", ""), first_id);
+    EXPECT_EQ(replayed.body.value("state", ""), "completed") << replayed.body.dump();
+    auto listed = call(user, "GET", "/api/v1/jobs");
+    EXPECT_EQ(listed.body["items"].size(), 1u) << listed.body.dump();
+    engine.reset();
+}
