@@ -12,7 +12,7 @@ struct CodeInfo {
     bool retryable;
 };
 
-constexpr std::array<CodeInfo, 19> k_codes{{
+constexpr std::array<CodeInfo, 21> k_codes{{
     {ErrorCode::InvalidArgument, "INVALID_ARGUMENT", 400, false},
     {ErrorCode::Unauthenticated, "UNAUTHENTICATED", 401, false},
     {ErrorCode::Forbidden, "FORBIDDEN", 403, false},
@@ -28,6 +28,8 @@ constexpr std::array<CodeInfo, 19> k_codes{{
     {ErrorCode::UnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE", 415, false},
     {ErrorCode::RangeNotSatisfiable, "RANGE_NOT_SATISFIABLE", 416, false},
     {ErrorCode::TranscodeFailed, "TRANSCODE_FAILED", 422, false},
+    {ErrorCode::Unprocessable, "UNPROCESSABLE", 422, false},
+    {ErrorCode::OutputMismatch, "OUTPUT_MISMATCH", 422, false},
     {ErrorCode::TooManyRequests, "TOO_MANY_REQUESTS", 429, true},
     {ErrorCode::Internal, "INTERNAL_ERROR", 500, true},
     {ErrorCode::Unavailable, "UNAVAILABLE", 503, true},
@@ -37,7 +39,7 @@ constexpr std::array<CodeInfo, 19> k_codes{{
 const CodeInfo& info(ErrorCode code) {
     for (const auto& c : k_codes)
         if (c.code == code) return c;
-    return k_codes[16];  // INTERNAL_ERROR
+    return k_codes[18];  // INTERNAL_ERROR
 }
 
 }  // namespace

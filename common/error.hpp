@@ -29,6 +29,8 @@ enum class ErrorCode {
     UnsupportedMediaType,  // 415
     RangeNotSatisfiable,   // 416
     TranscodeFailed,       // 422
+    Unprocessable,         // 422: the source cannot be transcoded as asked (a selection that matches nothing)
+    OutputMismatch,        // 422: an output that does not match its stream plan
     TooManyRequests,       // 429
     Internal,              // 500
     Unavailable,           // 503 (also: a peer could not be reached)

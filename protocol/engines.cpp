@@ -258,6 +258,10 @@ Result<Assignment> parse_assignment(const json& j, const std::string& prefix) {
     r.required("output_filename", out.output_filename);
     r.optional("duration_seconds", out.duration_seconds);
     r.defaulted("source_format", out.source_format);
+    if (const auto* probe = r.get("source_probe"); probe != nullptr && !probe->is_null()) {
+        r.check(probe->is_object(), "source_probe", "must be an object or null");
+        out.source_probe = *probe;
+    }
     r.defaulted("credential", out.credential);
     r.optional("credential_expires_at", out.credential_expires_at);
     DISTCONV_TRY(r.finish());
@@ -280,14 +284,17 @@ json to_json(const Assignment& v) {
                 {"output_filename", v.output_filename},
                 {"duration_seconds", nullable(v.duration_seconds)},
                 {"source_format", v.source_format},
+                {"source_probe", v.source_probe.is_object() ? v.source_probe : json(nullptr)},
                 {"credential", v.credential},
                 {"credential_expires_at", timestamp_json(v.credential_expires_at)}};
 }
 
 Result<std::vector<std::string>> assignment_argv(const media::JobOptions& options, TransferMode mode,
-                                                 const std::string& source_format) {
+                                                 const std::string& source_format,
+                                                 const media::StreamPlan* plan) {
     if (source_format.empty()) return Error::invalid("source_format", "the source's format is not known");
     media::ArgvSettings settings;
+    settings.plan = plan;
     settings.streamable = mode == TransferMode::Stream;
     settings.input_format = source_format;
     settings.input_protocols =
@@ -297,6 +304,13 @@ Result<std::vector<std::string>> assignment_argv(const media::JobOptions& option
     if (!argv) return argv.error();
     argv->erase(argv->begin());
     return argv;
+}
+
+Result<std::optional<media::StreamPlan>> assignment_plan(const Assignment& a) {
+    if (!a.source_probe.is_object()) return std::optional<media::StreamPlan>();
+    auto plan = media::plan_streams(a.options, media::probe_from_json(a.source_probe));
+    if (!plan) return plan.error();
+    return std::optional<media::StreamPlan>(*std::move(plan));
 }
 
 std::vector<std::string> substitute_placeholders(const std::vector<std::string>& argv,

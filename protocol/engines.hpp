@@ -5,6 +5,7 @@
 
 #include "common/error.hpp"
 #include "common/media/options.hpp"
+#include "common/media/stream_plan.hpp"
 #include "protocol/job_state.hpp"
 #include "protocol/types.hpp"
 
@@ -117,6 +118,10 @@ struct Assignment {
     // The demuxer the source was probed as at submit (media/input_policy.hpp): ffmpeg reads it with
     // -f and -format_whitelist, never by guessing from the bytes.
     std::string source_format{};
+    // The source's ffprobe taken at submit (media::to_json(ProbeInfo)), or null for a job stored
+    // before there was one. The engine plans the streams from it exactly as the dispatch did, checks
+    // the argv against that plan and verifies its output against it.
+    nlohmann::json source_probe{};
     // A short-lived credential for this one assignment (GET its source, HEAD/PUT its output, nothing
     // else), valid while the attempt holds its job and until credential_expires_at; progress replies
     // renew it. The engine uses it for the bytes, so no transfer needs the engine key.
@@ -127,8 +132,14 @@ struct Assignment {
 
 // The argv (without "ffmpeg"; {input}/{output} placeholders) that runs an assignment: what the
 // dispatch server sends and what the engine checks it against, built by the same code on both sides.
+// With a stream plan the argv maps exactly the planned streams; without one (no probe stored) it
+// maps the first video and audio stream.
 Result<std::vector<std::string>> assignment_argv(const media::JobOptions& options, TransferMode mode,
-                                                 const std::string& source_format);
+                                                 const std::string& source_format,
+                                                 const media::StreamPlan* plan = nullptr);
+
+// The stream plan of an assignment, from its source probe (nullopt when it has none).
+Result<std::optional<media::StreamPlan>> assignment_plan(const Assignment& a);
 
 // Replaces whole arguments equal to {input} / {output}; a placeholder inside a longer argument is
 // left alone on purpose (the server never builds such arguments, so one would be a bug or an attack).

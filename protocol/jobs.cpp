@@ -217,6 +217,14 @@ Result<JobResource> parse_job_resource(const json& j, const std::string& prefix)
     read_options(r, "options", out.options);
     read_options(r, "resolved_options", out.resolved_options);
     r.optional("ffmpeg_command", out.ffmpeg_command);
+    if (const auto* streams = r.get("streams"); streams != nullptr && !streams->is_null()) {
+        r.check(streams->is_array(), "streams", "must be an array or null");
+        out.streams = *streams;
+    }
+    if (const auto* plan = r.get("output_plan"); plan != nullptr && !plan->is_null()) {
+        r.check(plan->is_object(), "output_plan", "must be an object or null");
+        out.output_plan = *plan;
+    }
     r.required("priority", out.priority);
     r.required("max_attempts", out.max_attempts);
     r.optional("ttl_seconds", out.ttl_seconds);
@@ -251,6 +259,8 @@ json to_json(const JobResource& v) {
                 {"options", media::to_json(v.options)},
                 {"resolved_options", media::to_json(v.resolved_options)},
                 {"ffmpeg_command", nullable(v.ffmpeg_command)},
+                {"streams", v.streams.is_array() ? v.streams : json(nullptr)},
+                {"output_plan", v.output_plan.is_object() ? v.output_plan : json(nullptr)},
                 {"priority", v.priority},
                 {"max_attempts", v.max_attempts},
                 {"ttl_seconds", nullable(v.ttl_seconds)},

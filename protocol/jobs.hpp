@@ -99,6 +99,10 @@ struct JobResource {
     media::JobOptions options;           // as submitted (without the job-level fields)
     media::JobOptions resolved_options;  // preset applied, every setting filled in
     std::optional<std::string> ffmpeg_command;
+    // The stream plan (media/stream_plan.hpp), once the source is probed: `streams` is what the
+    // output gets of each source stream and why; `output_plan` the rest (chapters, picture).
+    nlohmann::json streams;      // array, or null
+    nlohmann::json output_plan;  // {chapters, chapters_reason, picture}, or null
     int priority = k_default_priority;
     int max_attempts = k_default_max_attempts;
     std::optional<std::int64_t> ttl_seconds;

@@ -24,10 +24,11 @@ std::string_view name_of(const std::array<std::pair<E, std::string_view>, N>& ta
     return "unknown";
 }
 
-constexpr std::array<std::pair<ErrorClass, std::string_view>, 3> k_error_classes{{
+constexpr std::array<std::pair<ErrorClass, std::string_view>, 4> k_error_classes{{
     {ErrorClass::Permanent, "permanent"},
     {ErrorClass::Transient, "transient"},
     {ErrorClass::SourceCorrupt, "source_corrupt"},
+    {ErrorClass::OutputMismatch, "output_mismatch"},
 }};
 constexpr std::array<std::pair<TransferMode, std::string_view>, 2> k_transfer_modes{{
     {TransferMode::File, "file"},

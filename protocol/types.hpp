@@ -35,7 +35,9 @@ inline constexpr int k_default_list_limit = 50;
 
 // source_corrupt: the source the engine received does not match its SHA-256 (the dispatch re-hashes
 // its stored copy: a copy that changed on disk fails the job with SOURCE_CORRUPT, else it is retried).
-enum class ErrorClass { Permanent, Transient, SourceCorrupt };
+// output_mismatch: ffmpeg exited 0 but its output is not what the stream plan asked for (too short,
+// a planned stream missing or in another codec): permanent, the job fails with OUTPUT_MISMATCH.
+enum class ErrorClass { Permanent, Transient, SourceCorrupt, OutputMismatch };
 std::string_view to_string(ErrorClass c);
 std::optional<ErrorClass> parse_error_class(std::string_view text);
 

@@ -614,6 +614,23 @@ int run_status(Session& s, const std::string& id) {
         std::cout << "created   " << ts(st.created_at) << "\n"
                   << "started   " << ts(st.started_at) << "\n"
                   << "finished  " << ts(st.finished_at) << "\n";
+        // What the output gets of each source stream, and the command that makes it.
+        json job = s.call("GET", "/jobs/" + id);
+        auto text = [&](const char* key) {
+            auto it = job.find(key);
+            return it != job.end() && it->is_string() ? it->get<std::string>() : std::string();
+        };
+        if (auto code = text("failure_code"); !code.empty()) {
+            auto reason = text("failure_reason");
+            std::cout << "failure   " << code << (reason.empty() ? "" : ": " + reason) << "\n";
+        }
+        auto streams = job.find("streams");
+        auto lines = format_stream_plan(streams != job.end() ? *streams : json());
+        if (!lines.empty()) {
+            std::cout << "streams\n";
+            for (const auto& l : lines) std::cout << "  " << l << "\n";
+        }
+        if (auto cmd = text("ffmpeg_command"); !cmd.empty()) std::cout << "command   " << cmd << "\n";
     }
     return k_exit_ok;
 }

@@ -297,6 +297,34 @@ std::string format_job_line(const JobView& v, bool with_bar, int bar_width) {
     return out.str();
 }
 
+std::vector<std::string> format_stream_plan(const nlohmann::json& streams) {
+    std::vector<std::string> out;
+    if (!streams.is_array()) return out;
+    auto text = [](const nlohmann::json& j, const char* key) {
+        auto it = j.find(key);
+        return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    for (const auto& s : streams) {
+        if (!s.is_object()) continue;
+        std::string line = "#" + (s.contains("index") && s["index"].is_number_integer()
+                                      ? std::to_string(s["index"].get<int>())
+                                      : std::string("?"));
+        line += " " + text(s, "type") + " " + text(s, "codec");
+        if (auto lang = text(s, "language"); !lang.empty()) line += " " + lang;
+        if (auto title = text(s, "title"); !title.empty()) line += " \"" + title + "\"";
+        if (auto d = s.find("disposition"); d != s.end() && d->is_array() && !d->empty()) {
+            std::string flags;
+            for (const auto& f : *d)
+                if (f.is_string()) flags += (flags.empty() ? "" : ",") + f.get<std::string>();
+            line += " [" + flags + "]";
+        }
+        line += " -> " + text(s, "action");
+        if (auto reason = text(s, "reason"); !reason.empty()) line += " (" + reason + ")";
+        out.push_back(line);
+    }
+    return out;
+}
+
 std::string render_table(const std::vector<std::string>& headers,
                          const std::vector<std::vector<std::string>>& rows) {
     std::vector<size_t> widths(headers.size(), 0);

@@ -137,6 +137,10 @@ struct JobView {
 // "clip.mov  [######....]  60% running  fps 48.0  speed 2.0x  ETA 0:04"
 std::string format_job_line(const JobView& view, bool with_bar, int bar_width = 20);
 
+// The job's stream plan (GET /jobs/{id} "streams"), one line per source stream:
+// "#2 audio ac3 fre \"Français 5.1\" [default] -> encode (audio, 5.1 kept)". Not an array: no lines.
+std::vector<std::string> format_stream_plan(const nlohmann::json& streams);
+
 // A plain-text table: columns padded to their widest cell, two spaces apart.
 std::string render_table(const std::vector<std::string>& headers,
                          const std::vector<std::vector<std::string>>& rows);

@@ -85,7 +85,10 @@ Status check_assignment(const protocol::Assignment& a, const std::string& server
         return refused("output_container",
                        "'" + printable(a.output_container) + "' is not a known container");
 
-    auto expected = protocol::assignment_argv(a.options, a.transfer_mode, a.source_format);
+    auto plan = protocol::assignment_plan(a);
+    if (!plan) return refused("source_probe", "gives no stream plan: " + plan.error().message);
+    auto expected = protocol::assignment_argv(a.options, a.transfer_mode, a.source_format,
+                                              plan->has_value() ? &**plan : nullptr);
     if (!expected) return refused("options", "are not valid: " + expected.error().message);
     if (*expected != a.ffmpeg_argv)
         return refused("ffmpeg_argv", "differs from the command this engine builds from the job's options");

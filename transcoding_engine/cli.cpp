@@ -130,6 +130,7 @@ int engine_main(int argc, char** argv) {
     es.executor.cpu_set = cfg.cpu_set;
     es.executor.work_dir = cfg.work_dir;
     es.executor.ffmpeg = cfg.ffmpeg;
+    es.executor.ffprobe = cfg.ffprobe;
     es.executor.server = cfg.server;
     {
         std::error_code exe_ec;

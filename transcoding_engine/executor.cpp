@@ -2,7 +2,9 @@
 
 #include "common/hash.hpp"
 #include "common/media/ffmpeg_args.hpp"
+#include "common/media/ffprobe.hpp"
 #include "common/media/progress.hpp"
+#include "common/media/stream_plan.hpp"
 #include "common/process.hpp"
 #include "transcoding_engine/assignment_check.hpp"
 #include "transcoding_engine/failure.hpp"
@@ -113,6 +115,7 @@ RunSpec Executor::run_spec(std::vector<std::string> argv, const std::filesystem:
         sandbox.writable_dir = dir;
         sandbox.network = network;
         if (auto program = find_program(m_settings.ffmpeg)) sandbox.extra_programs.push_back(*program);
+        if (auto program = find_program(m_settings.ffprobe)) sandbox.extra_programs.push_back(*program);
         if (!m_settings.self_exe.empty()) sandbox.extra_programs.push_back(m_settings.self_exe);
         argv = bwrap_argv(m_settings.bwrap, sandbox, argv);
     }
@@ -136,6 +139,9 @@ struct Executor::Attempt {
     // Sends a report when the phase changed, at 100 %, or when the interval passed. A
     // continue:false or LEASE_LOST answer stops the assignment.
     void report(ProgressPhase phase, double percent, const media::ProgressUpdate* u = nullptr) {
+        // The last position ffmpeg wrote, reported or not: the complete call sends it as the output's
+        // duration, which the server checks.
+        if (u && u->out_time_seconds > 0) last_out_time = u->out_time_seconds;
         auto now = std::chrono::steady_clock::now();
         bool due = !last_phase || *last_phase != phase || percent >= 100.0 ||
                    now - last_report >= ex.m_settings.progress_interval;
@@ -151,7 +157,6 @@ struct Executor::Attempt {
             r.fps = u->fps;
             r.speed = u->speed;
             r.eta_seconds = u->eta_seconds;
-            last_out_time = u->out_time_seconds;
         }
         auto reply = ex.m_api.progress(active.id(), r);
         if (reply && reply->credential) active.renew_credential(*reply->credential);
@@ -343,10 +348,19 @@ AssignmentOutcome Executor::run_file(ActiveAssignment& active, Attempt& at) {
     at.report(ProgressPhase::Transcoding, 100);
     if (active.stopping()) return finish_stopped(active);
 
-    // 3. Upload with resume, then complete.
-    (void)m_state.update_state(a.assignment_id, "uploading");
+    // 3. Verify: an encode that stopped early with exit code 0, or lost a stream, never counts.
     auto out_size = std::filesystem::file_size(output, ec);
     if (ec) return report_failure(active, 0, "", ErrorClass::Transient, "ffmpeg wrote no output file");
+    (void)m_state.update_state(a.assignment_id, "verifying");
+    if (auto verified = verify_file_output(active, output, dir); !verified) {
+        if (active.stopping()) return finish_stopped(active);
+        const bool mismatch = verified.error().code == ErrorCode::OutputMismatch;
+        return report_failure(active, 0, "", mismatch ? ErrorClass::OutputMismatch : ErrorClass::Transient,
+                              verified.error().message);
+    }
+
+    // 4. Upload with resume, then complete.
+    (void)m_state.update_state(a.assignment_id, "uploading");
     auto up = m_api.upload_output_file(active.current(), output, [&](uint64_t done, uint64_t) {
         at.report(ProgressPhase::Uploading,
                   100.0 * static_cast<double>(done) / static_cast<double>(std::max<uint64_t>(out_size, 1)));
@@ -374,6 +388,39 @@ AssignmentOutcome Executor::run_file(ActiveAssignment& active, Attempt& at) {
                               "complete failed: " + done.error().message);
     }
     return AssignmentOutcome::Completed;
+}
+
+Status Executor::verify_file_output(ActiveAssignment& active, const std::filesystem::path& output,
+                                    const std::filesystem::path& dir) {
+    const Assignment& a = active.assignment();
+    auto plan = protocol::assignment_plan(a);
+    if (!plan)
+        return Error(ErrorCode::OutputMismatch, "no stream plan to verify against: " + plan.error().message);
+    if (!plan->has_value()) return {};
+    RunSpec spec = run_spec(
+        media::ffprobe_argv(m_settings.ffprobe, output.string(), media::output_demuxer(a.output_container)),
+        dir, false);
+    auto started = m_runner.start(spec);
+    if (!started) return Error(ErrorCode::Internal, "cannot start ffprobe: " + started.error().message);
+    auto& proc = *started;
+    active.attach(proc.get());
+    std::string out;
+    RunResult rr = proc->wait([&](std::string_view chunk) {
+        if (out.size() < (8u << 20)) out.append(chunk);
+    });
+    active.detach();
+    if (active.stopping()) return Error(ErrorCode::Unavailable, "stopped");
+    if (rr.exit_code != 0)
+        return Error(
+            ErrorCode::OutputMismatch,
+            "the output does not open: ffprobe " +
+                (rr.exit_code ? "exited " + std::to_string(*rr.exit_code) : std::string("was killed")) +
+                (rr.stderr_tail.empty() ? "" : ": " + rr.stderr_tail.substr(0, 300)));
+    auto probed = media::parse_ffprobe_json(out);
+    if (!probed)
+        return Error(ErrorCode::OutputMismatch, "the output does not open: " + probed.error().message);
+    return media::verify_output(**plan, media::expected_output_duration(a.duration_seconds, a.options),
+                                *probed);
 }
 
 AssignmentOutcome Executor::run_stream(ActiveAssignment& active, Attempt& at) {

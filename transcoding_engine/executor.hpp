@@ -54,6 +54,9 @@ std::string_view to_string(AssignmentOutcome o);
 struct ExecutorSettings {
     std::filesystem::path work_dir;  // assignments live in <work_dir>/assignments/<id>
     std::string ffmpeg = "ffmpeg";
+    // Reads every output before it is uploaded (verify_output in media/stream_plan.hpp), sandboxed as
+    // ffmpeg is.
+    std::string ffprobe = "ffprobe";
     std::string server{};  // the configured dispatch server: assignments must name it (assignment_check.hpp)
     std::string cpu_set;   // when set, ffmpeg runs under `taskset -c <cpu_set>`
     // ffmpeg runs under bubblewrap (sandbox.hpp) when set: the program path, e.g. "bwrap".
@@ -106,6 +109,10 @@ class Executor {
     RunSpec run_spec(std::vector<std::string> argv, const std::filesystem::path& dir, bool network) const;
     // ffmpeg ended badly: fail the assignment, permanent or transient as its exit and stderr say.
     AssignmentOutcome report_ffmpeg_exit(ActiveAssignment& active, const RunResult& rr);
+    // The output against the assignment's stream plan: OUTPUT_MISMATCH naming the differences, or
+    // another error when ffprobe could not be run at all. OK when the assignment has no plan.
+    Status verify_file_output(ActiveAssignment& active, const std::filesystem::path& output,
+                              const std::filesystem::path& dir);
     AssignmentOutcome report_failure(ActiveAssignment& active, std::optional<int> exit_code,
                                      const std::string& stderr_tail, protocol::ErrorClass cls,
                                      const std::string& message);

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cstdio>
+#include <optional>
 
 namespace distconv::media {
 namespace {
@@ -19,6 +21,20 @@ std::string format_seconds(double seconds) {
     return s.empty() ? "0" : s;
 }
 
+// x265's mastering-display notation (chromaticities in 0.00002 units, luminance in 0.0001 cd/m²) in
+// SVT-AV1's (plain numbers): "G(13250,34500)...L(10000000,1)" -> "G(0.2650,0.6900)...L(1000.0000,0.0001)".
+std::optional<std::string> svt_mastering_display(const std::string& x265) {
+    long v[10];
+    if (std::sscanf(x265.c_str(), "G(%ld,%ld)B(%ld,%ld)R(%ld,%ld)WP(%ld,%ld)L(%ld,%ld)", &v[0], &v[1], &v[2],
+                    &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9]) != 10)
+        return std::nullopt;
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "G(%.4f,%.4f)B(%.4f,%.4f)R(%.4f,%.4f)WP(%.4f,%.4f)L(%.4f,%.4f)",
+                  v[0] / 50000.0, v[1] / 50000.0, v[2] / 50000.0, v[3] / 50000.0, v[4] / 50000.0,
+                  v[5] / 50000.0, v[6] / 50000.0, v[7] / 50000.0, v[8] / 10000.0, v[9] / 10000.0);
+    return std::string(buf);
+}
+
 Status check_endpoint(const std::string& field, const std::string& value) {
     if (value.empty()) return Error::invalid(field, field + " must not be empty");
     for (unsigned char c : value)
@@ -30,45 +46,83 @@ Status check_endpoint(const std::string& field, const std::string& value) {
     return {};
 }
 
-void add_video_args(const VideoOptions& v, const std::string& container, std::vector<std::string>& argv) {
+// Without a plan the options name every video stream (-c:v, -crf); with one they name the main video
+// only (-c:v:0, -crf:v:0: it is the first video stream out), since copied cover art may follow it.
+void add_video_args(const VideoOptions& v, const std::string& container, const StreamPlan* plan,
+                    std::vector<std::string>& argv) {
     const std::string codec = v.codec.value_or("libx264");
     if (codec == "none") {
         argv.push_back("-vn");
         return;
     }
-    argv.insert(argv.end(), {"-c:v", codec});
+    argv.insert(argv.end(), {plan ? "-c:v:0" : "-c:v", codec});
     if (codec == "copy") return;
+    const std::string opt = plan ? ":v:0" : "";     // for options that take no type letter without a plan
+    const std::string vopt = plan ? ":v:0" : ":v";  // -b:v, -profile:v, -tag:v
 
     if (v.preset) {
         if (codec == "libx264" || codec == "libx265" || codec == "libsvtav1") {
-            argv.insert(argv.end(), {"-preset", *v.preset});
+            argv.insert(argv.end(), {"-preset" + opt, *v.preset});
         } else {
-            argv.insert(argv.end(), {"-cpu-used", *v.preset});
+            argv.insert(argv.end(), {"-cpu-used" + opt, *v.preset});
         }
     }
-    if (codec == "libvpx" || codec == "libvpx-vp9") argv.insert(argv.end(), {"-deadline", "good"});
-    if (codec == "libvpx-vp9" || codec == "libaom-av1") argv.insert(argv.end(), {"-row-mt", "1"});
-    if (v.crf) argv.insert(argv.end(), {"-crf", std::to_string(*v.crf)});
+    if (codec == "libvpx" || codec == "libvpx-vp9") argv.insert(argv.end(), {"-deadline" + opt, "good"});
+    if (codec == "libvpx-vp9" || codec == "libaom-av1") argv.insert(argv.end(), {"-row-mt" + opt, "1"});
+    if (v.crf) argv.insert(argv.end(), {"-crf" + opt, std::to_string(*v.crf)});
     if (v.bitrate) {
-        argv.insert(argv.end(), {"-b:v", *v.bitrate});
+        argv.insert(argv.end(), {"-b" + vopt, *v.bitrate});
     } else if (v.crf && (codec == "libvpx-vp9" || codec == "libaom-av1")) {
         // Without -b:v 0 these encoders treat CRF as a floor under a default bitrate target.
-        argv.insert(argv.end(), {"-b:v", "0"});
+        argv.insert(argv.end(), {"-b" + vopt, "0"});
     }
-    if (v.maxrate) argv.insert(argv.end(), {"-maxrate", *v.maxrate});
-    if (v.bufsize) argv.insert(argv.end(), {"-bufsize", *v.bufsize});
-    if (v.profile) argv.insert(argv.end(), {"-profile:v", *v.profile});
-    if (v.pix_fmt) argv.insert(argv.end(), {"-pix_fmt", *v.pix_fmt});
-    if (v.fps) argv.insert(argv.end(), {"-r", *v.fps});
-    if (v.scale) argv.insert(argv.end(), {"-vf", "scale=" + *v.scale});
+    if (v.maxrate) argv.insert(argv.end(), {"-maxrate" + opt, *v.maxrate});
+    if (v.bufsize) argv.insert(argv.end(), {"-bufsize" + opt, *v.bufsize});
+    if (v.profile) argv.insert(argv.end(), {"-profile" + vopt, *v.profile});
+    if (v.pix_fmt) argv.insert(argv.end(), {"-pix_fmt" + opt, *v.pix_fmt});
+    if (v.fps) argv.insert(argv.end(), {"-r" + opt, *v.fps});
+    std::vector<std::string> filters;
+    if (plan && plan->deinterlace) filters.push_back("bwdif=mode=send_frame");
+    if (plan && plan->tonemap)
+        filters.push_back(
+            "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=tonemap=hable:desat=0,"
+            "zscale=t=bt709:m=bt709:r=tv,format=" +
+            v.pix_fmt.value_or("yuv420p"));
+    if (v.scale) filters.push_back("scale=" + *v.scale);
+    if (!filters.empty()) {
+        std::string chain;
+        for (const auto& f : filters) chain += (chain.empty() ? "" : ",") + f;
+        argv.insert(argv.end(), {plan ? "-filter:v:0" : "-vf", chain});
+    }
+    if (plan) {
+        if (!plan->color_primaries.empty())
+            argv.insert(argv.end(), {"-color_primaries:v:0", plan->color_primaries});
+        if (!plan->color_transfer.empty()) argv.insert(argv.end(), {"-color_trc:v:0", plan->color_transfer});
+        if (!plan->color_space.empty()) argv.insert(argv.end(), {"-colorspace:v:0", plan->color_space});
+        if (!plan->color_range.empty()) argv.insert(argv.end(), {"-color_range:v:0", plan->color_range});
+    }
+    const bool hdr10 = plan && (!plan->mastering_display.empty() || !plan->content_light.empty());
     if (codec == "libx265") {
-        argv.insert(argv.end(), {"-x265-params", "log-level=error"});
+        std::string params = "log-level=error";
+        if (hdr10) {
+            params += ":hdr10=1";
+            if (!plan->mastering_display.empty()) params += ":master-display=" + plan->mastering_display;
+            if (!plan->content_light.empty()) params += ":max-cll=" + plan->content_light;
+        }
+        argv.insert(argv.end(), {"-x265-params" + opt, params});
         // Apple players only play HEVC in MP4/MOV when it is tagged hvc1.
-        if (container == "mp4" || container == "mov") argv.insert(argv.end(), {"-tag:v", "hvc1"});
+        if (container == "mp4" || container == "mov") argv.insert(argv.end(), {"-tag" + vopt, "hvc1"});
+    }
+    if (codec == "libsvtav1" && hdr10) {
+        std::string params;
+        if (auto md = svt_mastering_display(plan->mastering_display)) params = "mastering-display=" + *md;
+        if (!plan->content_light.empty())
+            params += (params.empty() ? "" : ":") + std::string("content-light=") + plan->content_light;
+        if (!params.empty()) argv.insert(argv.end(), {"-svtav1-params" + opt, params});
     }
 }
 
-void add_audio_args(const AudioOptions& a, std::vector<std::string>& argv) {
+void add_audio_args(const AudioOptions& a, const StreamPlan* plan, std::vector<std::string>& argv) {
     const std::string codec = a.codec.value_or("aac");
     if (codec == "none") {
         argv.push_back("-an");
@@ -79,6 +133,39 @@ void add_audio_args(const AudioOptions& a, std::vector<std::string>& argv) {
     if (a.bitrate) argv.insert(argv.end(), {"-b:a", *a.bitrate});
     if (a.channels) argv.insert(argv.end(), {"-ac", std::to_string(*a.channels)});
     if (a.sample_rate) argv.insert(argv.end(), {"-ar", std::to_string(*a.sample_rate)});
+    if (!plan) return;
+    int k = 0;  // a track the codec cannot hold as it is: downmixed, as the plan says
+    for (int i : plan->output_order) {
+        const auto& p = plan->streams[static_cast<size_t>(i)];
+        if (p.type != "audio") continue;
+        if (p.channels) argv.insert(argv.end(), {"-ac:a:" + std::to_string(k), std::to_string(*p.channels)});
+        ++k;
+    }
+}
+
+// The plan's maps, and the codecs of what is not the main video or audio: cover art, subtitles,
+// attachments; chapters and global metadata.
+void add_plan_maps(const StreamPlan& plan, std::vector<std::string>& argv) {
+    for (int i : plan.output_order)
+        argv.insert(argv.end(), {"-map", "0:" + std::to_string(plan.streams[static_cast<size_t>(i)].index)});
+}
+
+void add_plan_codecs(const StreamPlan& plan, std::vector<std::string>& argv) {
+    int video = 0, subtitle = 0;
+    bool attachments = false;
+    for (int i : plan.output_order) {
+        const auto& p = plan.streams[static_cast<size_t>(i)];
+        if (p.type == "video") {
+            if (&p != plan.main_video()) argv.insert(argv.end(), {"-c:v:" + std::to_string(video), "copy"});
+            ++video;
+        } else if (p.type == "subtitle") {
+            argv.insert(argv.end(), {"-c:s:" + std::to_string(subtitle++), p.encoder});
+        } else if (p.type == "attachment") {
+            attachments = true;
+        }
+    }
+    if (attachments) argv.insert(argv.end(), {"-c:t", "copy"});
+    argv.insert(argv.end(), {"-map_metadata", "0", "-map_chapters", plan.chapters ? "0" : "-1"});
 }
 
 bool safe_unquoted(const std::string& arg) {
@@ -129,11 +216,21 @@ Result<std::vector<std::string>> build_ffmpeg_argv(const JobOptions& o, const st
 
     const std::string vcodec = o.video.codec.value_or("libx264");
     const std::string acodec = o.audio.codec.value_or("aac");
-    // The first video and audio stream only, each optional ('?'): subtitles and data never ride along.
-    if (vcodec != "none") argv.insert(argv.end(), {"-map", "0:v:0?"});
-    if (acodec != "none") argv.insert(argv.end(), {"-map", "0:a:0?"});
-    add_video_args(o.video, container, argv);
-    add_audio_args(o.audio, argv);
+    if (s.plan) {
+        add_plan_maps(*s.plan, argv);
+    } else {
+        // The first video and audio stream only, each optional ('?'): subtitles and data never ride along.
+        if (vcodec != "none") argv.insert(argv.end(), {"-map", "0:v:0?"});
+        if (acodec != "none") argv.insert(argv.end(), {"-map", "0:a:0?"});
+    }
+    const bool has_video = !s.plan || s.plan->main_video();
+    const bool has_audio =
+        !s.plan || std::any_of(s.plan->output_order.begin(), s.plan->output_order.end(), [&](int i) {
+            return s.plan->streams[static_cast<size_t>(i)].type == "audio";
+        });
+    if (has_video) add_video_args(o.video, container, s.plan, argv);
+    if (has_audio) add_audio_args(o.audio, s.plan, argv);
+    if (s.plan) add_plan_codecs(*s.plan, argv);
 
     const bool mp4_family = container == "mp4" || container == "mov" || container == "m4a";
     if (o.extra_args) {

@@ -7,6 +7,7 @@
 
 #include "common/error.hpp"
 #include "common/media/options.hpp"
+#include "common/media/stream_plan.hpp"
 
 #include <optional>
 #include <string>
@@ -24,6 +25,10 @@ struct ArgvSettings {
     // source's demuxer is known, -format_whitelist D -f D. The demuxer must be an allowed one.
     std::string input_format{};
     std::string input_protocols = "file";
+    // The source's stream plan (stream_plan.hpp): exactly its kept streams are mapped, each with its
+    // encoder, and chapters, colour tags, HDR10 metadata and deinterlacing as it says. Without one
+    // (the source's streams unknown), the first video and first audio stream only.
+    const StreamPlan* plan = nullptr;
 };
 
 // `resolved` should come from resolve_options(); it is validated again here, so an unchecked

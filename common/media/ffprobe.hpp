@@ -5,6 +5,8 @@
 
 #include "common/error.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -24,6 +26,20 @@ struct StreamInfo {
     std::optional<int> sample_rate;
     std::optional<double> duration_seconds;
     std::optional<std::int64_t> bit_rate;
+    // What a library file carries per stream (tags and dispositions), and the picture's properties.
+    std::string language{};                  // tags.language ("eng"; "" when untagged or "und")
+    std::string title{};                     // tags.title
+    std::vector<std::string> disposition{};  // the set flags: "default", "forced", "attached_pic", ...
+    std::string channel_layout{};            // "5.1", "stereo"
+    std::string pix_fmt{};                   // "yuv420p10le"
+    std::string color_primaries{}, color_transfer{}, color_space{}, color_range{};
+    std::string field_order{};           // "progressive", "tt", "bb", "tb", "bt"
+    std::optional<double> rotation{};    // degrees, from a display matrix
+    std::string mastering_display{};     // x265 form: G(x,y)B(x,y)R(x,y)WP(x,y)L(max,min), when known
+    std::string content_light{};         // "max_cll,max_fall", when known
+    std::string filename{}, mimetype{};  // attachments' tags
+
+    bool has_disposition(std::string_view flag) const;
 };
 
 struct ProbeInfo {
@@ -33,6 +49,8 @@ struct ProbeInfo {
     std::optional<std::int64_t> size;
     std::optional<std::int64_t> bit_rate;
     std::vector<StreamInfo> streams;
+    int chapters = 0;     // how many chapters the file has
+    std::string title{};  // the format's (global) title tag
 
     bool has_video() const;
     bool has_audio() const;
@@ -44,11 +62,25 @@ struct ProbeInfo {
 // the file has no audio or video stream (not a media file we can transcode).
 Result<ProbeInfo> parse_ffprobe_json(std::string_view json);
 
-// {ffprobe, "-v", "error", [pinned input,] "-print_format", "json", "-show_format", "-show_streams", file}.
+// The probe as the dispatch stores it (the source's; GET /jobs/{id} shows it) and reads it back:
+// probe_from_json(to_json(p)) keeps every field here. Unknown or missing fields read as unset.
+nlohmann::json to_json(const ProbeInfo& info);
+ProbeInfo probe_from_json(const nlohmann::json& j);
+
+// Adds what the first video frame's side data says (HDR10 mastering display and content light
+// levels, which an HEVC stream carries in SEI rather than in the container) to `info`'s first
+// video stream, from `ffprobe -show_frames` JSON (first_frame_argv). Unparsable text changes nothing.
+void add_first_frame_side_data(ProbeInfo& info, std::string_view frames_json);
+
+// {ffprobe, "-v", "error", [pinned input,] "-print_format", "json", "-show_format", "-show_streams",
+// "-show_chapters", file}.
 // With a demuxer, the input is pinned: -protocol_whitelist file -format_whitelist D -f D, so ffprobe
 // reads that one file as that one format and nothing else (see input_policy.hpp).
 std::vector<std::string> ffprobe_argv(const std::string& ffprobe, const std::string& file,
                                       const std::string& demuxer = "");
+// The first video frame's side data only: -select_streams v:0 -read_intervals %+#1 -show_frames.
+std::vector<std::string> first_frame_argv(const std::string& ffprobe, const std::string& file,
+                                          const std::string& demuxer = "");
 
 // Detects the file's format without opening it with any demuxer: the probe runs, the whitelist
 // ("none") stops it before the demuxer starts, and -v debug prints what was detected (read it with

@@ -285,6 +285,20 @@ Status read_fps(const json& j, const std::string& field, std::optional<std::stri
         field, field + " must be a number or a \"num/den\" string, not " + std::string(j.type_name()));
 }
 
+Status read_string_list(const json& j, const std::string& field,
+                        std::optional<std::vector<std::string>>& out) {
+    if (j.is_null()) return {};
+    if (!j.is_array()) return Error::invalid(field, field + " must be an array of strings");
+    if (j.size() > 32) return Error::invalid(field, field + " may name at most 32 entries");
+    std::vector<std::string> v;
+    for (const auto& e : j) {
+        if (!e.is_string()) return Error::invalid(field, field + " must be an array of strings");
+        v.push_back(e.get<std::string>());
+    }
+    out = std::move(v);
+    return {};
+}
+
 Status parse_video(const json& j, VideoOptions& v) {
     DISTCONV_TRY(expect_object(j, "video"));
     for (const auto& [key, value] : j.items()) {
@@ -309,6 +323,10 @@ Status parse_video(const json& j, VideoOptions& v) {
             DISTCONV_TRY(read_string(value, field, v.pix_fmt));
         else if (key == "profile")
             DISTCONV_TRY(read_string(value, field, v.profile));
+        else if (key == "deinterlace")
+            DISTCONV_TRY(read_string(value, field, v.deinterlace));
+        else if (key == "hdr")
+            DISTCONV_TRY(read_string(value, field, v.hdr));
         else
             return Error::invalid(field, "unknown option " + field);
     }
@@ -327,6 +345,26 @@ Status parse_audio(const json& j, AudioOptions& a) {
             DISTCONV_TRY(read_int(value, field, a.channels));
         else if (key == "sample_rate")
             DISTCONV_TRY(read_int(value, field, a.sample_rate));
+        else if (key == "tracks")
+            DISTCONV_TRY(read_string(value, field, a.tracks));
+        else if (key == "languages")
+            DISTCONV_TRY(read_string_list(value, field, a.languages));
+        else
+            return Error::invalid(field, "unknown option " + field);
+    }
+    return {};
+}
+
+Status parse_subtitles(const json& j, SubtitleOptions& s) {
+    DISTCONV_TRY(expect_object(j, "subtitles"));
+    for (const auto& [key, value] : j.items()) {
+        std::string field = join_field("subtitles", key);
+        if (key == "mode")
+            DISTCONV_TRY(read_string(value, field, s.mode));
+        else if (key == "languages")
+            DISTCONV_TRY(read_string_list(value, field, s.languages));
+        else if (key == "on_unsupported")
+            DISTCONV_TRY(read_string(value, field, s.on_unsupported));
         else
             return Error::invalid(field, "unknown option " + field);
     }
@@ -428,7 +466,35 @@ Status validate_scale(const std::string& scale) {
     return {};
 }
 
+Status check_choice(const std::string& field, const std::optional<std::string>& value, const Names& allowed) {
+    if (!value) return {};
+    DISTCONV_TRY(check_text(field, *value, {.max_len = 16}));
+    if (!contains(allowed, *value))
+        return Error::invalid(field, field + " must be one of " + join(allowed) + " (got '" + *value + "')");
+    return {};
+}
+
+// ISO 639-1 or -2 codes: two or three lowercase letters, each named once.
+Status check_languages(const std::string& field, const std::optional<std::vector<std::string>>& list) {
+    if (!list) return {};
+    if (list->empty()) return Error::invalid(field, field + " must name at least one language");
+    for (size_t i = 0; i < list->size(); ++i) {
+        const auto& l = (*list)[i];
+        DISTCONV_TRY(check_text(field, l, {.max_len = 8}));
+        const bool ok = (l.size() == 2 || l.size() == 3) &&
+                        std::all_of(l.begin(), l.end(), [](char c) { return c >= 'a' && c <= 'z'; });
+        if (!ok)
+            return Error::invalid(
+                field, field + " entries are ISO 639 codes such as \"eng\" or \"fr\" (got '" + l + "')");
+        for (size_t k = 0; k < i; ++k)
+            if ((*list)[k] == l) return Error::invalid(field, field + " names '" + l + "' twice");
+    }
+    return {};
+}
+
 Status validate_video(const VideoOptions& v) {
+    DISTCONV_TRY(check_choice("video.deinterlace", v.deinterlace, {"auto", "on", "off"}));
+    DISTCONV_TRY(check_choice("video.hdr", v.hdr, {"keep", "tonemap"}));
     if (v.codec) {
         DISTCONV_TRY(check_text("video.codec", *v.codec));
         if (!contains(k_video_codecs, *v.codec))
@@ -526,6 +592,8 @@ Status validate_video(const VideoOptions& v) {
 }
 
 Status validate_audio(const AudioOptions& a) {
+    DISTCONV_TRY(check_choice("audio.tracks", a.tracks, {"all", "first"}));
+    DISTCONV_TRY(check_languages("audio.languages", a.languages));
     if (a.codec) {
         DISTCONV_TRY(check_text("audio.codec", *a.codec));
         if (!contains(k_audio_codecs, *a.codec))
@@ -569,6 +637,16 @@ Status validate_audio(const AudioOptions& a) {
             return Error::invalid("audio.sample_rate", "audio.sample_rate " + rate + " is not supported by " +
                                                            codec + " (allowed: " + join(allowed) + ")");
     }
+    return {};
+}
+
+Status validate_subtitles(const SubtitleOptions& s) {
+    DISTCONV_TRY(check_choice("subtitles.mode", s.mode, {"keep", "drop"}));
+    DISTCONV_TRY(check_choice("subtitles.on_unsupported", s.on_unsupported, {"drop", "fail"}));
+    DISTCONV_TRY(check_languages("subtitles.languages", s.languages));
+    if (s.mode == "drop" && s.languages)
+        return Error::invalid("subtitles.languages",
+                              "subtitles.languages cannot be used with subtitles.mode drop");
     return {};
 }
 
@@ -860,6 +938,9 @@ bool VideoOptions::empty() const {
 bool AudioOptions::empty() const {
     return *this == AudioOptions{};
 }
+bool SubtitleOptions::empty() const {
+    return *this == SubtitleOptions{};
+}
 bool TrimOptions::empty() const {
     return *this == TrimOptions{};
 }
@@ -878,6 +959,8 @@ Result<JobOptions> parse_job_options(const nlohmann::json& j) {
             if (!value.is_null()) DISTCONV_TRY(parse_video(value, o.video));
         } else if (key == "audio") {
             if (!value.is_null()) DISTCONV_TRY(parse_audio(value, o.audio));
+        } else if (key == "subtitles") {
+            if (!value.is_null()) DISTCONV_TRY(parse_subtitles(value, o.subtitles));
         } else if (key == "trim") {
             if (!value.is_null()) DISTCONV_TRY(parse_trim(value, o.trim));
         } else if (key == "extra_args")
@@ -918,6 +1001,8 @@ nlohmann::json to_json(const JobOptions& o) {
         if (s.scale) v["scale"] = *s.scale;
         if (s.pix_fmt) v["pix_fmt"] = *s.pix_fmt;
         if (s.profile) v["profile"] = *s.profile;
+        if (s.deinterlace) v["deinterlace"] = *s.deinterlace;
+        if (s.hdr) v["hdr"] = *s.hdr;
         j["video"] = std::move(v);
     }
     if (!o.audio.empty()) {
@@ -926,7 +1011,16 @@ nlohmann::json to_json(const JobOptions& o) {
         if (o.audio.bitrate) a["bitrate"] = *o.audio.bitrate;
         if (o.audio.channels) a["channels"] = *o.audio.channels;
         if (o.audio.sample_rate) a["sample_rate"] = *o.audio.sample_rate;
+        if (o.audio.tracks) a["tracks"] = *o.audio.tracks;
+        if (o.audio.languages) a["languages"] = *o.audio.languages;
         j["audio"] = std::move(a);
+    }
+    if (!o.subtitles.empty()) {
+        json t = json::object();
+        if (o.subtitles.mode) t["mode"] = *o.subtitles.mode;
+        if (o.subtitles.languages) t["languages"] = *o.subtitles.languages;
+        if (o.subtitles.on_unsupported) t["on_unsupported"] = *o.subtitles.on_unsupported;
+        j["subtitles"] = std::move(t);
     }
     if (!o.trim.empty()) {
         json t = json::object();
@@ -955,6 +1049,7 @@ Status validate(const JobOptions& o) {
     }
     DISTCONV_TRY(validate_video(o.video));
     DISTCONV_TRY(validate_audio(o.audio));
+    DISTCONV_TRY(validate_subtitles(o.subtitles));
     DISTCONV_TRY(validate_trim(o.trim));
     if (o.extra_args)
         DISTCONV_TRY(
@@ -974,9 +1069,27 @@ const Preset* find_preset(std::string_view name) {
     return nullptr;
 }
 
+std::string preset_keeps(std::string_view container) {
+    if (container == "mp4" || container == "mov")
+        return "every audio track; text subtitles (as mov_text; bitmap subtitles are dropped with the "
+               "reason); "
+               "chapters, metadata and cover art";
+    if (container == "mkv")
+        return "every audio track; every subtitle (copied); chapters, metadata and attachments";
+    if (container == "webm")
+        return "every audio track; text subtitles (as WebVTT; bitmap subtitles are dropped with the reason); "
+               "chapters and metadata";
+    if (container == "ts") return "every audio track; DVB subtitles; metadata";
+    if (container == "m4a") return "every audio track; chapters, metadata and cover art";
+    if (container == "mp3" || container == "flac") return "the first audio track; metadata and cover art";
+    return "every audio track; metadata";
+}
+
 nlohmann::json to_json(const Preset& preset) {
-    return json{
-        {"name", preset.name}, {"description", preset.description}, {"options", to_json(preset.options)}};
+    return json{{"name", preset.name},
+                {"description", preset.description},
+                {"keeps", preset_keeps(preset.options.container.value_or("mp4"))},
+                {"options", to_json(preset.options)}};
 }
 
 Result<JobOptions> resolve_options(const JobOptions& in) {
@@ -1031,11 +1144,16 @@ Result<JobOptions> resolve_options(const JobOptions& in) {
     overlay(out.video.scale, v.scale);
     overlay(out.video.pix_fmt, v.pix_fmt);
     overlay(out.video.profile, v.profile);
+    overlay(out.video.deinterlace, v.deinterlace);
+    overlay(out.video.hdr, v.hdr);
 
     overlay(out.audio.codec, in.audio.codec);
     overlay(out.audio.bitrate, in.audio.bitrate);
     overlay(out.audio.channels, in.audio.channels);
     overlay(out.audio.sample_rate, in.audio.sample_rate);
+    overlay(out.audio.tracks, in.audio.tracks);
+    overlay(out.audio.languages, in.audio.languages);
+    out.subtitles = in.subtitles;  // presets keep every subtitle track: only the job selects
 
     overlay(out.trim.start, in.trim.start);
     overlay(out.trim.duration, in.trim.duration);

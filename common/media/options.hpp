@@ -28,6 +28,8 @@ struct VideoOptions {
     std::optional<std::string> scale;  // "W:H", each 16..16384 (even) or -1/-2
     std::optional<std::string> pix_fmt;
     std::optional<std::string> profile;
+    std::optional<std::string> deinterlace;  // auto (when the probe says interlaced; the default), on, off
+    std::optional<std::string> hdr;          // keep (the default: a 10-bit HDR source needs 10-bit), tonemap
 
     bool empty() const;
     bool operator==(const VideoOptions&) const = default;
@@ -38,9 +40,20 @@ struct AudioOptions {
     std::optional<std::string> bitrate;
     std::optional<int> channels;
     std::optional<int> sample_rate;
+    std::optional<std::string> tracks;                  // all (the default), first
+    std::optional<std::vector<std::string>> languages;  // ISO 639 codes, in output order
 
     bool empty() const;
     bool operator==(const AudioOptions&) const = default;
+};
+
+struct SubtitleOptions {
+    std::optional<std::string> mode;                    // keep (the default), drop
+    std::optional<std::vector<std::string>> languages;  // ISO 639 codes, in output order
+    std::optional<std::string> on_unsupported;          // drop (the default, with the reason), fail
+
+    bool empty() const;
+    bool operator==(const SubtitleOptions&) const = default;
 };
 
 struct TrimOptions {
@@ -57,6 +70,7 @@ struct JobOptions {
     std::optional<std::string> container;  // mp4, mov, mkv, webm, ts, m4a, mp3, ogg, flac
     VideoOptions video;
     AudioOptions audio;
+    SubtitleOptions subtitles;
     TrimOptions trim;
     std::optional<std::vector<std::string>> extra_args;
 
@@ -81,6 +95,9 @@ struct Preset {
 
 const std::vector<Preset>& builtin_presets();
 const Preset* find_preset(std::string_view name);
+// What a preset in `container` keeps of a source by default (GET /presets "keeps"; the stream plan
+// in stream_plan.hpp decides it stream by stream).
+std::string preset_keeps(std::string_view container);
 nlohmann::json to_json(const Preset& preset);  // {"name","description","options"}
 
 // The name of the preset used when the options name none and the container does not suggest one.

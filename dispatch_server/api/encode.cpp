@@ -1,6 +1,7 @@
 #include "dispatch_server/api/encode.hpp"
 
 #include "common/media/options.hpp"
+#include "common/media/stream_plan.hpp"
 
 namespace distconv::dispatch {
 
@@ -77,6 +78,15 @@ protocol::JobResource to_resource(const JobRecord& job, const std::string& owner
     if (job.source_size) r.source.size = static_cast<int64_t>(*job.source_size);
     r.source.sha256 = job.source_sha256;
     r.source.probe = job.source_probe;
+    // The plan is a pure function of the stored probe and options: the one the argv was built from.
+    if (job.source_probe.is_object())
+        if (auto options = media::parse_job_options(job.resolved))
+            if (auto plan = media::plan_streams(*options, media::probe_from_json(job.source_probe))) {
+                auto j = media::to_json(*plan);
+                r.streams = std::move(j["streams"]);
+                j.erase("streams");
+                r.output_plan = std::move(j);
+            }
     r.output.filename = job.output_filename;
     if (job.output_size) r.output.size = static_cast<int64_t>(*job.output_size);
     r.output.sha256 = job.output_sha256;

@@ -5,6 +5,8 @@
 #include "common/media/ffmpeg_args.hpp"
 #include "common/media/input_policy.hpp"
 #include "common/media/options.hpp"
+#include "common/media/progress.hpp"
+#include "common/media/stream_plan.hpp"
 #include "common/process.hpp"
 #include "dispatch_server/scheduler/scheduler.hpp"
 
@@ -221,7 +223,14 @@ Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal
             if (!options) return options.error();
             const TransferMode mode = attempt.transfer_mode;
             const std::string source_format = source_demuxer(job.source_probe);
-            auto argv = protocol::assignment_argv(*options, mode, source_format);
+            protocol::Assignment a;
+            a.options = *options;
+            a.source_probe = job.source_probe.is_object() ? job.source_probe : nlohmann::json();
+            // The streams it maps, planned from the probe exactly as the engine will plan them.
+            auto plan = protocol::assignment_plan(a);
+            auto argv = plan ? protocol::assignment_argv(*options, mode, source_format,
+                                                         plan->has_value() ? &**plan : nullptr)
+                             : Result<std::vector<std::string>>(plan.error());
             if (!argv) {
                 // No engine could run it (a source probed without a readable format): the job fails
                 // with the reason instead of coming back after every lease.
@@ -231,7 +240,6 @@ Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal
                 changed();
                 continue;
             }
-            protocol::Assignment a;
             a.assignment_id = attempt.id;
             a.job_id = job.id;
             a.fencing_token = attempt.fencing_token;
@@ -243,7 +251,6 @@ Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal
                 a.credential = c->first;
                 a.credential_expires_at = ts(c->second);
             }
-            a.options = *options;
             a.source_url =
                 base_url + std::string(protocol::k_api_prefix) + "/assignments/" + attempt.id + "/source";
             a.source_size = static_cast<int64_t>(job.source_size.value_or(job.source_received));
@@ -460,6 +467,21 @@ Result<protocol::AssignmentAck> EngineService::complete(const Principal& who,
         return Error::invalid("output_sha256",
                               "the stored output's SHA-256 is " + *sha + "; upload it again from 0");
     }
+    // The engine verified the output against its plan (file mode); what the server can check cheaply
+    // it checks again: the length ffmpeg reached against the source's, less the trims.
+    if (auto options = media::parse_job_options(job->resolved)) {
+        if (auto diff = media::duration_difference(
+                media::expected_output_duration(job->duration_seconds, *options), request.duration_seconds);
+            diff && request.duration_seconds) {
+            stdfs::remove(part, ec);
+            const std::string reason = "the output does not match its plan: " + *diff;
+            auto ended = end_unfinished(
+                *a, AttemptState::Failed, true, reason, "", 0,
+                std::string(protocol::to_string(protocol::ErrorClass::OutputMismatch)), "OUTPUT_MISMATCH");
+            if (!ended) return ended.error();
+            return Error(ErrorCode::OutputMismatch, reason, {{"failure_code", "OUTPUT_MISMATCH"}});
+        }
+    }
     std::string final_rel = StoragePools::job_file(job->id, FileKind::Output);
     auto final_path = m_pools.resolve(job->output_pool, final_rel);
     std::string container = job->resolved.is_object() ? job->resolved.value("container", "mp4") : "mp4";
@@ -616,10 +638,13 @@ Result<protocol::AssignmentAck> EngineService::fail(const Principal& who, const 
     if (!a) return a.error();
     if (a->state != AttemptState::Active || a->fencing_token != request.fencing_token)
         return Error(ErrorCode::LeaseLost, "assignment " + assignment_id + " no longer holds its job");
-    bool permanent = request.error_class == protocol::ErrorClass::Permanent;
+    // An output that does not match its plan would come out the same from every engine: permanent.
+    bool permanent = request.error_class == protocol::ErrorClass::Permanent ||
+                     request.error_class == protocol::ErrorClass::OutputMismatch;
     std::string reason = request.message.empty() ? "the engine reported a failure" : request.message;
     if (request.exit_code) reason += " (exit code " + std::to_string(*request.exit_code) + ")";
-    std::string failure_code = "TRANSCODE_FAILED";
+    std::string failure_code =
+        request.error_class == protocol::ErrorClass::OutputMismatch ? "OUTPUT_MISMATCH" : "TRANSCODE_FAILED";
     if (request.error_class == protocol::ErrorClass::SourceCorrupt) {
         // The engine's copy does not match the upload's SHA-256. Ours decides: if it changed on disk the
         // job can never succeed from it; if it is intact the bytes broke on the way, and a retry helps.

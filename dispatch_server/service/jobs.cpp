@@ -23,30 +23,6 @@ namespace distconv::dispatch {
 
 namespace stdfs = std::filesystem;
 
-namespace {
-
-// What GET /jobs/{id} shows of the source: container, duration and the streams' codecs.
-nlohmann::json probe_summary(const media::ProbeInfo& info) {
-    nlohmann::json streams = nlohmann::json::array();
-    for (const auto& s : info.streams) {
-        nlohmann::json j{{"index", s.index}, {"codec_type", s.codec_type}, {"codec_name", s.codec_name}};
-        if (s.width) j["width"] = *s.width;
-        if (s.height) j["height"] = *s.height;
-        if (s.fps) j["fps"] = *s.fps;
-        if (s.channels) j["channels"] = *s.channels;
-        if (s.sample_rate) j["sample_rate"] = *s.sample_rate;
-        streams.push_back(j);
-    }
-    nlohmann::json out{{"format_name", info.format_name}, {"streams", streams}};
-    // What the engines read it as (-f): recorded once, here.
-    if (!info.demuxer.empty()) out["demuxer"] = info.demuxer;
-    out["duration_seconds"] =
-        info.duration_seconds ? nlohmann::json(*info.duration_seconds) : nlohmann::json();
-    return out;
-}
-
-}  // namespace
-
 // --- FfprobeProber --------------------------------------------------------------------------------
 
 namespace {
@@ -88,6 +64,15 @@ Result<media::ProbeInfo> FfprobeProber::probe(const stdfs::path& file) {
     auto info = media::parse_ffprobe_json(run->out);
     if (!info) return Error(ErrorCode::UnsupportedMediaType, info.error().message);
     info->demuxer = demuxer;
+    // 3. An HDR (PQ or HLG) picture's mastering display and light levels often travel only in the
+    //    first frame (HEVC SEI): the encoder needs them given again, or the output is not HDR10.
+    if (const auto* v = info->first_video();
+        v && (v->color_transfer == "smpte2084" || v->color_transfer == "arib-std-b67")) {
+        auto frames = process::run(media::first_frame_argv(m_ffprobe, file.string(), demuxer),
+                                   {std::chrono::seconds(30), 1 << 20});
+        if (frames && !frames->timed_out && frames->exit_code == 0)
+            media::add_first_frame_side_data(*info, frames->out);
+    }
     return info;
 }
 
@@ -354,6 +339,12 @@ Result<JobRecord> JobService::submit_multipart(const Principal& who, const nlohm
         discard();
         return probe.error();
     }
+    // What the output would get from this source: a selection that matches nothing, or a source
+    // these options cannot carry (HDR to 8 bits), is refused before anything is stored.
+    if (auto plan = media::plan_streams(parsed->resolved, *probe); !plan) {
+        discard();
+        return plan.error();
+    }
     JobRecord record = new_record(who, *parsed, idempotency_key);
     record.source_filename = filename;
     if (!parsed->resolved.output_filename)
@@ -431,13 +422,17 @@ Result<JobRecord> JobService::submit_multipart(const Principal& who, const nlohm
 
 Result<JobRecord> JobService::queue_probed(const JobRecord& job, const media::ProbeInfo& probe, JobUpdate u) {
     const std::string& id = job.id;
-    u.source_probe = probe_summary(probe);
+    u.source_probe = media::to_json(probe);
     // The command as it will run, now that the input's format is known.
-    if (auto options = media::parse_job_options(job.resolved))
-        if (auto argv = protocol::assignment_argv(*options, protocol::TransferMode::File, probe.demuxer)) {
-            argv->insert(argv->begin(), "ffmpeg");
-            u.ffmpeg_command = media::quote_command(*argv);
-        }
+    if (auto options = media::parse_job_options(job.resolved)) {
+        auto plan = media::plan_streams(*options, probe);
+        if (plan)
+            if (auto argv = protocol::assignment_argv(*options, protocol::TransferMode::File, probe.demuxer,
+                                                      &*plan)) {
+                argv->insert(argv->begin(), "ffmpeg");
+                u.ffmpeg_command = media::quote_command(*argv);
+            }
+    }
     if (probe.duration_seconds) u.duration_seconds = *probe.duration_seconds;
     u.queued_at = m_clock.now_ms();
     u.message = "queued";
@@ -688,6 +683,18 @@ Result<JobRecord> JobService::finish_source(const JobRecord& job, const stdfs::p
         return probe.error();
     }
     u.source_size = size;
+    if (auto options = media::parse_job_options(job.resolved); options) {
+        if (auto plan = media::plan_streams(*options, *probe); !plan) {
+            u.failure_code = std::string(error_code_name(plan.error().code));
+            u.failure_reason = plan.error().message;
+            u.message = "the source cannot be transcoded with these options";
+            u.finished_at = m_clock.now_ms();
+            (void)m_store.transition(job.id, {JobState::AwaitingUpload}, JobState::Failed, u,
+                                     plan.error().message);
+            changed();
+            return plan.error();
+        }
+    }
     return queue_probed(job, *probe, u);
 }
 

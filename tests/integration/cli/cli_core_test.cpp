@@ -199,6 +199,19 @@ TEST(CliFormat, Table) {
               "ID         STATE\na          queued\nlonger-id  x\n");
 }
 
+TEST(CliFormat, StreamPlan) {
+    auto plan = nlohmann::json::parse(R"([
+        {"index":0,"type":"video","codec":"h264","language":null,"title":null,"disposition":[],"action":"encode","reason":"the main video"},
+        {"index":2,"type":"audio","codec":"ac3","language":"fre","title":"Français 5.1","disposition":["default"],"action":"encode","reason":"audio, 5.1 kept"},
+        {"index":5,"type":"subtitle","codec":"hdmv_pgs_subtitle","language":"eng","title":null,"disposition":[],"action":"drop","reason":"MP4 cannot hold bitmap subtitles"}])");
+    auto lines = format_stream_plan(plan);
+    ASSERT_EQ(lines.size(), 3u);
+    EXPECT_EQ(lines[0], "#0 video h264 -> encode (the main video)");
+    EXPECT_EQ(lines[1], "#2 audio ac3 fre \"Français 5.1\" [default] -> encode (audio, 5.1 kept)");
+    EXPECT_EQ(lines[2], "#5 subtitle hdmv_pgs_subtitle eng -> drop (MP4 cannot hold bitmap subtitles)");
+    EXPECT_TRUE(format_stream_plan(nullptr).empty());
+}
+
 TEST(CliExitCodes, FromErrors) {
     EXPECT_EQ(exit_code_for(Error(ErrorCode::Unauthenticated, "x")), k_exit_unreachable);
     EXPECT_EQ(exit_code_for(Error(ErrorCode::Forbidden, "x")), k_exit_unreachable);

@@ -279,6 +279,10 @@ TEST_F(CliServerTest, StatusCancelRetry) {
     auto human = run({"status", id});
     ASSERT_EQ(human.code, 0);
     EXPECT_NE(human.out.find("canceled"), std::string::npos);
+    // The stream plan and the command, from the probe taken at submit.
+    EXPECT_NE(human.out.find("streams\n  #0 video h264"), std::string::npos) << human.out;
+    EXPECT_NE(human.out.find("#1 audio aac"), std::string::npos) << human.out;
+    EXPECT_NE(human.out.find("command   ffmpeg "), std::string::npos) << human.out;
 
     auto rj = run_json({"retry", id, "--json"});
     EXPECT_EQ(rj["state"], "queued");

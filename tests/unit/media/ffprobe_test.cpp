@@ -13,7 +13,7 @@ Result<ProbeInfo> parse_data(const std::string& name) {
 TEST(Ffprobe, ArgvShape) {
     EXPECT_EQ(ffprobe_argv("ffprobe", "/x/in.mkv"),
               (std::vector<std::string>{"ffprobe", "-v", "error", "-print_format", "json", "-show_format",
-                                        "-show_streams", "/x/in.mkv"}));
+                                        "-show_streams", "-show_chapters", "/x/in.mkv"}));
 }
 
 TEST(Ffprobe, RealOutputOfAGeneratedClip) {

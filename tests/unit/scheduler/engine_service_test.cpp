@@ -411,7 +411,11 @@ TEST_F(EngineServiceTest, ClaimPinsTheSourceFormatAndIssuesACredentialForThatAss
     auto f = std::find(a.ffmpeg_argv.begin(), a.ffmpeg_argv.end(), "-f");
     ASSERT_NE(f, a.ffmpeg_argv.end());
     EXPECT_EQ(*(f + 1), "mov");  // the input's -f comes before the output's
-    EXPECT_EQ(a.ffmpeg_argv, protocol::assignment_argv(a.options, a.transfer_mode, "mov").value());
+    // Planned from the probe the job stored, which the assignment carries for the engine to plan alike.
+    EXPECT_TRUE(a.source_probe.is_object());
+    auto plan = protocol::assignment_plan(a);
+    ASSERT_TRUE(plan.ok() && plan->has_value());
+    EXPECT_EQ(a.ffmpeg_argv, protocol::assignment_argv(a.options, a.transfer_mode, "mov", &**plan).value());
     ASSERT_FALSE(a.credential.empty());
 
     auto claims = credentials.verify(a.credential, clock.now_ms());
