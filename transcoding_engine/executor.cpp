@@ -352,7 +352,8 @@ AssignmentOutcome Executor::run_file(ActiveAssignment& active, Attempt& at) {
     auto out_size = std::filesystem::file_size(output, ec);
     if (ec) return report_failure(active, 0, "", ErrorClass::Transient, "ffmpeg wrote no output file");
     (void)m_state.update_state(a.assignment_id, "verifying");
-    if (auto verified = verify_file_output(active, output, dir); !verified) {
+    auto verified = verify_file_output(active, output, dir);
+    if (!verified) {
         if (active.stopping()) return finish_stopped(active);
         const bool mismatch = verified.error().code == ErrorCode::OutputMismatch;
         return report_failure(active, 0, "", mismatch ? ErrorClass::OutputMismatch : ErrorClass::Transient,
@@ -379,7 +380,11 @@ AssignmentOutcome Executor::run_file(ActiveAssignment& active, Attempt& at) {
     c.fencing_token = a.fencing_token;
     c.output_size = static_cast<std::int64_t>(out_size);
     c.output_sha256 = *sha;
-    if (at.last_out_time > 0) c.duration_seconds = at.last_out_time;
+    // The server checks it against the source's: the probed length of the file, else ffmpeg's.
+    if (*verified)
+        c.duration_seconds = **verified;
+    else if (at.last_out_time > 0)
+        c.duration_seconds = at.last_out_time;
     c.elapsed_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - at.started).count();
     auto done = m_api.complete(a.assignment_id, c);
     if (!done) {
@@ -390,13 +395,14 @@ AssignmentOutcome Executor::run_file(ActiveAssignment& active, Attempt& at) {
     return AssignmentOutcome::Completed;
 }
 
-Status Executor::verify_file_output(ActiveAssignment& active, const std::filesystem::path& output,
-                                    const std::filesystem::path& dir) {
+Result<std::optional<double>> Executor::verify_file_output(ActiveAssignment& active,
+                                                           const std::filesystem::path& output,
+                                                           const std::filesystem::path& dir) {
     const Assignment& a = active.assignment();
     auto plan = protocol::assignment_plan(a);
     if (!plan)
         return Error(ErrorCode::OutputMismatch, "no stream plan to verify against: " + plan.error().message);
-    if (!plan->has_value()) return {};
+    if (!plan->has_value()) return std::optional<double>();
     RunSpec spec = run_spec(
         media::ffprobe_argv(m_settings.ffprobe, output.string(), media::output_demuxer(a.output_container)),
         dir, false);
@@ -419,8 +425,9 @@ Status Executor::verify_file_output(ActiveAssignment& active, const std::filesys
     auto probed = media::parse_ffprobe_json(out);
     if (!probed)
         return Error(ErrorCode::OutputMismatch, "the output does not open: " + probed.error().message);
-    return media::verify_output(**plan, media::expected_output_duration(a.duration_seconds, a.options),
-                                *probed);
+    DISTCONV_TRY(media::verify_output(**plan, media::expected_output_duration(a.duration_seconds, a.options),
+                                      *probed));
+    return probed->duration_seconds;
 }
 
 AssignmentOutcome Executor::run_stream(ActiveAssignment& active, Attempt& at) {

@@ -109,10 +109,12 @@ class Executor {
     RunSpec run_spec(std::vector<std::string> argv, const std::filesystem::path& dir, bool network) const;
     // ffmpeg ended badly: fail the assignment, permanent or transient as its exit and stderr say.
     AssignmentOutcome report_ffmpeg_exit(ActiveAssignment& active, const RunResult& rr);
-    // The output against the assignment's stream plan: OUTPUT_MISMATCH naming the differences, or
-    // another error when ffprobe could not be run at all. OK when the assignment has no plan.
-    Status verify_file_output(ActiveAssignment& active, const std::filesystem::path& output,
-                              const std::filesystem::path& dir);
+    // The output against the assignment's stream plan: its duration as ffprobe read it (nullopt when
+    // the assignment has no plan, so nothing was probed), OUTPUT_MISMATCH naming the differences, or
+    // another error when ffprobe could not be run at all.
+    Result<std::optional<double>> verify_file_output(ActiveAssignment& active,
+                                                     const std::filesystem::path& output,
+                                                     const std::filesystem::path& dir);
     AssignmentOutcome report_failure(ActiveAssignment& active, std::optional<int> exit_code,
                                      const std::string& stderr_tail, protocol::ErrorClass cls,
                                      const std::string& message);

@@ -42,7 +42,8 @@ const std::vector<std::vector<std::string_view>>& language_groups() {
 bool same_language(std::string_view wanted, std::string_view tagged) {
     if (wanted == tagged) return true;
     for (const auto& g : language_groups())
-        if (std::find(g.begin(), g.end(), wanted) != g.end() && std::find(g.begin(), g.end(), tagged) != g.end())
+        if (std::find(g.begin(), g.end(), wanted) != g.end() &&
+            std::find(g.begin(), g.end(), tagged) != g.end())
             return true;
     return false;
 }
@@ -50,10 +51,10 @@ bool same_language(std::string_view wanted, std::string_view tagged) {
 // What ffprobe calls what an encoder writes.
 std::string codec_name_of(std::string_view encoder) {
     static const std::map<std::string_view, std::string_view> names = {
-        {"libx264", "h264"},   {"libx265", "hevc"},     {"libvpx", "vp8"},       {"libvpx-vp9", "vp9"},
-        {"libaom-av1", "av1"}, {"libsvtav1", "av1"},    {"mpeg4", "mpeg4"},      {"aac", "aac"},
-        {"libopus", "opus"},   {"libvorbis", "vorbis"}, {"libmp3lame", "mp3"},   {"flac", "flac"},
-        {"ac3", "ac3"},        {"mov_text", "mov_text"}, {"webvtt", "webvtt"},   {"srt", "subrip"}};
+        {"libx264", "h264"},   {"libx265", "hevc"},      {"libvpx", "vp8"},     {"libvpx-vp9", "vp9"},
+        {"libaom-av1", "av1"}, {"libsvtav1", "av1"},     {"mpeg4", "mpeg4"},    {"aac", "aac"},
+        {"libopus", "opus"},   {"libvorbis", "vorbis"},  {"libmp3lame", "mp3"}, {"flac", "flac"},
+        {"ac3", "ac3"},        {"mov_text", "mov_text"}, {"webvtt", "webvtt"},  {"srt", "subrip"}};
     auto it = names.find(encoder);
     return it == names.end() ? std::string(encoder) : std::string(it->second);
 }
@@ -111,8 +112,8 @@ std::string_view to_string(StreamAction a) {
 
 const PlannedStream* StreamPlan::main_video() const {
     for (int i : output_order)
-        if (streams[i].type == "video" && !std::count(streams[i].disposition.begin(),
-                                                      streams[i].disposition.end(), "attached_pic"))
+        if (streams[i].type == "video" &&
+            !std::count(streams[i].disposition.begin(), streams[i].disposition.end(), "attached_pic"))
             return &streams[i];
     return nullptr;
 }
@@ -125,11 +126,15 @@ Result<StreamPlan> plan_streams(const JobOptions& o, const ProbeInfo& src) {
     const bool matroska = container == "mkv";
     const bool audio_only = is_audio_only_container(container);
     const bool one_audio = one_of(container, {"mp3", "flac"});
-    const std::string upper = container == "mkv" ? "MKV" : container == "m4a" ? "M4A" : [&] {
-        std::string u = container;
-        for (auto& c : u) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-        return u;
-    }();
+    const std::string upper =
+        container == "mkv"   ? "MKV"
+        : container == "m4a" ? "M4A"
+                             : [&] {
+                                   std::string u = container;
+                                   for (auto& c : u)
+                                       c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+                                   return u;
+                               }();
 
     StreamPlan plan;
     std::vector<int> audio, subtitles;
@@ -174,7 +179,8 @@ Result<StreamPlan> plan_streams(const JobOptions& o, const ProbeInfo& src) {
             if (matroska) {
                 p.action = StreamAction::Copy;
                 p.encoder = "copy";
-                p.reason = s.mimetype.empty() ? "attachment, copied" : "attachment (" + s.mimetype + "), copied";
+                p.reason =
+                    s.mimetype.empty() ? "attachment, copied" : "attachment (" + s.mimetype + "), copied";
             } else {
                 p.reason = upper + " cannot hold attachments";
             }
@@ -191,8 +197,7 @@ Result<StreamPlan> plan_streams(const JobOptions& o, const ProbeInfo& src) {
     } else {
         auto keep = selected(plan.streams, audio, o.audio.languages);
         if (o.audio.languages && keep.empty() && !audio.empty())
-            return Error(ErrorCode::Unprocessable,
-                         "audio.languages matches no audio track of the source",
+            return Error(ErrorCode::Unprocessable, "audio.languages matches no audio track of the source",
                          {{"field", "audio.languages"}, {"source_languages", languages_of(src, "audio")}});
         if (o.audio.languages && audio.empty())
             return Error(ErrorCode::Unprocessable, "audio.languages is set but the source has no audio track",
@@ -235,10 +240,11 @@ Result<StreamPlan> plan_streams(const JobOptions& o, const ProbeInfo& src) {
     } else {
         auto keep = selected(plan.streams, subtitles, o.subtitles.languages);
         if (o.subtitles.languages && keep.empty())
-            return Error(ErrorCode::Unprocessable,
-                         subtitles.empty() ? "subtitles.languages is set but the source has no subtitles"
-                                           : "subtitles.languages matches no subtitle track of the source",
-                         {{"field", "subtitles.languages"}, {"source_languages", languages_of(src, "subtitle")}});
+            return Error(
+                ErrorCode::Unprocessable,
+                subtitles.empty() ? "subtitles.languages is set but the source has no subtitles"
+                                  : "subtitles.languages matches no subtitle track of the source",
+                {{"field", "subtitles.languages"}, {"source_languages", languages_of(src, "subtitle")}});
         for (int i : subtitles)
             plan.streams[i].reason = o.subtitles.languages ? "not one of subtitles.languages" : "";
         for (int i : keep) {
@@ -301,8 +307,9 @@ Result<StreamPlan> plan_streams(const JobOptions& o, const ProbeInfo& src) {
         if (plan.streams[i].action != StreamAction::Drop) plan.output_order.push_back(i);
     };
     auto cover = [&](int i) {
-        return plan.streams[i].type == "video" && std::count(plan.streams[i].disposition.begin(),
-                                                             plan.streams[i].disposition.end(), "attached_pic");
+        return plan.streams[i].type == "video" &&
+               std::count(plan.streams[i].disposition.begin(), plan.streams[i].disposition.end(),
+                          "attached_pic");
     };
     for (int i = 0; i < static_cast<int>(plan.streams.size()); ++i)
         if (plan.streams[i].type == "video" && !cover(i)) push(i);
@@ -315,10 +322,12 @@ Result<StreamPlan> plan_streams(const JobOptions& o, const ProbeInfo& src) {
     if (plan.output_order.empty() && !src.streams.empty()) {
         std::string why;
         for (const auto& p : plan.streams)
-            if (p.type == "video" || p.type == "audio") why += (why.empty() ? "" : "; ") + describe(p) + ": " + p.reason;
-        return Error(ErrorCode::Unprocessable,
-                     "the output would hold none of the source's streams" + (why.empty() ? "" : " (" + why + ")"),
-                     {{"field", "container"}});
+            if (p.type == "video" || p.type == "audio")
+                why += (why.empty() ? "" : "; ") + describe(p) + ": " + p.reason;
+        return Error(
+            ErrorCode::Unprocessable,
+            "the output would hold none of the source's streams" + (why.empty() ? "" : " (" + why + ")"),
+            {{"field", "container"}});
     }
     for (auto& p : plan.streams)
         if (p.action != StreamAction::Drop)
@@ -366,7 +375,8 @@ Result<StreamPlan> plan_streams(const JobOptions& o, const ProbeInfo& src) {
         auto& mv = plan.streams[static_cast<size_t>(main - plan.streams.data())];
         if (plan.deinterlace) mv.reason += ", deinterlaced";
         if (plan.rotation)
-            mv.reason += ", rotated " + std::to_string(static_cast<int>(std::lround(*plan.rotation))) + "° as displayed";
+            mv.reason += ", rotated " + std::to_string(static_cast<int>(std::lround(*plan.rotation))) +
+                         "° as displayed";
         if (hdr) mv.reason += plan.tonemap ? ", HDR tone-mapped to SDR" : ", HDR kept";
     }
     return plan;
@@ -412,8 +422,8 @@ std::optional<std::string> duration_difference(std::optional<double> expected, s
         return std::string(buf);
     }
     if (std::fabs(*actual - *expected) <= tolerance) return std::nullopt;
-    std::snprintf(buf, sizeof buf, "the output is %.2f s long, expected %.2f s (within %.2f s)", *actual, *expected,
-                  tolerance);
+    std::snprintf(buf, sizeof buf, "the output is %.2f s long, expected %.2f s (within %.2f s)", *actual,
+                  *expected, tolerance);
     return std::string(buf);
 }
 
@@ -432,9 +442,10 @@ Status verify_output(const StreamPlan& plan, std::optional<double> expected, con
         }
         const auto& s = *got[k];
         if (s.codec_type != p.type) {
-            diffs.push_back("output stream " + std::to_string(k) + " is " + s.codec_type + ", planned " + p.type +
-                            " (" + describe(p) + ")");
-        } else if (p.type != "attachment" && !p.output_codec_name.empty() && s.codec_name != p.output_codec_name) {
+            diffs.push_back("output stream " + std::to_string(k) + " is " + s.codec_type + ", planned " +
+                            p.type + " (" + describe(p) + ")");
+        } else if (p.type != "attachment" && !p.output_codec_name.empty() &&
+                   s.codec_name != p.output_codec_name) {
             diffs.push_back("output stream " + std::to_string(k) + " is " + s.codec_name + ", planned " +
                             p.output_codec_name + " (" + describe(p) + ")");
         } else if (!p.language.empty() && !same_language(p.language, s.language)) {

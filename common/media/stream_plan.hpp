@@ -22,17 +22,17 @@ enum class StreamAction { Encode, Copy, Convert, Drop };
 std::string_view to_string(StreamAction a);
 
 struct PlannedStream {
-    int index = 0;     // the source's stream index
-    std::string type;  // video, audio, subtitle, attachment, data
+    int index = 0;      // the source's stream index
+    std::string type;   // video, audio, subtitle, attachment, data
     std::string codec;  // the source's codec name
     std::string language{};
     std::string title{};
     std::vector<std::string> disposition{};
     StreamAction action = StreamAction::Drop;
     std::string reason{};
-    std::string encoder{};              // what ffmpeg writes it with: "libx265", "aac", "mov_text", "copy"
-    std::optional<int> channels{};      // audio downmixed to this many channels (only when planned)
-    std::string output_codec_name{};    // the codec ffprobe names in the output ("hevc", "mov_text")
+    std::string encoder{};            // what ffmpeg writes it with: "libx265", "aac", "mov_text", "copy"
+    std::optional<int> channels{};    // audio downmixed to this many channels (only when planned)
+    std::string output_codec_name{};  // the codec ffprobe names in the output ("hevc", "mov_text")
 };
 
 struct StreamPlan {
@@ -45,7 +45,7 @@ struct StreamPlan {
     // Carried to the encoder when the main video is encoded (empty: not set).
     std::string color_primaries{}, color_transfer{}, color_space{}, color_range{};
     std::string mastering_display{}, content_light{};  // HDR10, x265 notation
-    std::optional<double> rotation{};                   // the source's display rotation (applied)
+    std::optional<double> rotation{};                  // the source's display rotation (applied)
 
     const PlannedStream* main_video() const;
 };

@@ -79,39 +79,109 @@ void write_pgs(const stdfs::path& path, int width, int height) {
 // The film: H.264 video, English mono (default, titled), French 5.1 (titled), German mono audio;
 // English SubRip, French ASS (forced), English PGS; two chapters, a title and a font attachment.
 bool make_film(const stdfs::path& dir, const stdfs::path& out) {
-    test::write_file(dir / "en.srt", "1\n00:00:00,100 --> 00:00:00,900\nHello\n\n2\n00:00:01,000 --> 00:00:01,800\nWorld\n");
-    test::write_file(dir / "fr.ass",
-                     "[Script Info]\nScriptType: v4.00+\nPlayResX: 160\nPlayResY: 120\n\n[V4+ Styles]\n"
-                     "Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, "
-                     "Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, "
-                     "Shadow, Alignment, MarginL, MarginR, MarginV, Encoding\n"
-                     "Style: Default,Sans,20,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,1,1,0,"
-                     "2,10,10,10,1\n\n[Events]\n"
-                     "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\n"
-                     "Dialogue: 0,0:00:00.10,0:00:00.90,Default,,0,0,0,,Bonjour\n");
-    test::write_file(dir / "meta.txt", ";FFMETADATA1\ntitle=A Library Film\n\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\n"
-                                       "END=1000\ntitle=One\n\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=1000\nEND=2000\n"
-                                       "title=Two\n");
+    test::write_file(dir / "en.srt",
+                     "1\n00:00:00,100 --> 00:00:00,900\nHello\n\n2\n00:00:01,000 --> 00:00:01,800\nWorld\n");
+    test::write_file(
+        dir / "fr.ass",
+        "[Script Info]\nScriptType: v4.00+\nPlayResX: 160\nPlayResY: 120\n\n[V4+ Styles]\n"
+        "Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, "
+        "Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, "
+        "Shadow, Alignment, MarginL, MarginR, MarginV, Encoding\n"
+        "Style: Default,Sans,20,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,1,1,0,"
+        "2,10,10,10,1\n\n[Events]\n"
+        "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\n"
+        "Dialogue: 0,0:00:00.10,0:00:00.90,Default,,0,0,0,,Bonjour\n");
+    test::write_file(dir / "meta.txt",
+                     ";FFMETADATA1\ntitle=A Library Film\n\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\n"
+                     "END=1000\ntitle=One\n\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=1000\nEND=2000\n"
+                     "title=Two\n");
     test::write_file(dir / "font.ttf", "a font's bytes");
     write_pgs(dir / "pgs.sup", 160, 120);
-    return ffmpeg({"-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=2",
-                   "-f", "lavfi", "-i", "sine=frequency=440:duration=2",
-                   "-f", "lavfi", "-i", "sine=frequency=220:duration=2,pan=5.1|c0=c0|c1=c0|c2=c0|c3=c0|c4=c0|c5=c0",
-                   "-f", "lavfi", "-i", "sine=frequency=660:duration=2",
-                   "-i", (dir / "en.srt").string(), "-i", (dir / "fr.ass").string(),
-                   "-i", (dir / "pgs.sup").string(), "-i", (dir / "meta.txt").string(),
-                   "-map", "0:v", "-map", "1:a", "-map", "2:a", "-map", "3:a", "-map", "4", "-map", "5", "-map", "6",
-                   "-map_metadata", "7", "-map_chapters", "7",
-                   "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-c:s", "copy",
-                   "-metadata:s:a:0", "language=eng", "-metadata:s:a:0", "title=English",
-                   "-metadata:s:a:1", "language=fre", "-metadata:s:a:1", "title=Français 5.1",
-                   "-metadata:s:a:2", "language=ger",
-                   "-metadata:s:s:0", "language=eng", "-metadata:s:s:1", "language=fre",
-                   "-metadata:s:s:2", "language=eng",
-                   "-disposition:a:0", "default", "-disposition:a:1", "0", "-disposition:a:2", "0",
-                   "-disposition:s:0", "0", "-disposition:s:1", "forced", "-disposition:s:2", "0",
-                   "-attach", (dir / "font.ttf").string(), "-metadata:s:t", "mimetype=font/ttf",
-                   "-metadata:s:t", "filename=font.ttf", out.string()});
+    return ffmpeg({"-f",
+                   "lavfi",
+                   "-i",
+                   "testsrc2=size=160x120:rate=25:duration=2",
+                   "-f",
+                   "lavfi",
+                   "-i",
+                   "sine=frequency=440:duration=2",
+                   "-f",
+                   "lavfi",
+                   "-i",
+                   "sine=frequency=220:duration=2,pan=5.1|c0=c0|c1=c0|c2=c0|c3=c0|c4=c0|c5=c0",
+                   "-f",
+                   "lavfi",
+                   "-i",
+                   "sine=frequency=660:duration=2",
+                   "-i",
+                   (dir / "en.srt").string(),
+                   "-i",
+                   (dir / "fr.ass").string(),
+                   "-i",
+                   (dir / "pgs.sup").string(),
+                   "-i",
+                   (dir / "meta.txt").string(),
+                   "-map",
+                   "0:v",
+                   "-map",
+                   "1:a",
+                   "-map",
+                   "2:a",
+                   "-map",
+                   "3:a",
+                   "-map",
+                   "4",
+                   "-map",
+                   "5",
+                   "-map",
+                   "6",
+                   "-map_metadata",
+                   "7",
+                   "-map_chapters",
+                   "7",
+                   "-c:v",
+                   "libx264",
+                   "-preset",
+                   "ultrafast",
+                   "-c:a",
+                   "aac",
+                   "-c:s",
+                   "copy",
+                   "-metadata:s:a:0",
+                   "language=eng",
+                   "-metadata:s:a:0",
+                   "title=English",
+                   "-metadata:s:a:1",
+                   "language=fre",
+                   "-metadata:s:a:1",
+                   "title=Français 5.1",
+                   "-metadata:s:a:2",
+                   "language=ger",
+                   "-metadata:s:s:0",
+                   "language=eng",
+                   "-metadata:s:s:1",
+                   "language=fre",
+                   "-metadata:s:s:2",
+                   "language=eng",
+                   "-disposition:a:0",
+                   "default",
+                   "-disposition:a:1",
+                   "0",
+                   "-disposition:a:2",
+                   "0",
+                   "-disposition:s:0",
+                   "0",
+                   "-disposition:s:1",
+                   "forced",
+                   "-disposition:s:2",
+                   "0",
+                   "-attach",
+                   (dir / "font.ttf").string(),
+                   "-metadata:s:t",
+                   "mimetype=font/ttf",
+                   "-metadata:s:t",
+                   "filename=font.ttf",
+                   out.string()});
 }
 
 std::optional<media::ProbeInfo> probe(const stdfs::path& file) {
@@ -154,12 +224,12 @@ nlohmann::json planned(const nlohmann::json& job, int index) {
 
 struct Family {
     std::string preset;
-    std::string video;                         // ffprobe's codec name of the output video
-    std::string audio;                         // ... of every audio track
-    std::vector<std::string> subtitles;        // the subtitle codecs the output has, in order
-    std::vector<std::string> subtitle_langs;   // their languages
-    bool attachment = false;                   // the font kept
-    std::vector<int> dropped;                  // source streams the plan drops (with a reason)
+    std::string video;                        // ffprobe's codec name of the output video
+    std::string audio;                        // ... of every audio track
+    std::vector<std::string> subtitles;       // the subtitle codecs the output has, in order
+    std::vector<std::string> subtitle_langs;  // their languages
+    bool attachment = false;                  // the font kept
+    std::vector<int> dropped;                 // source streams the plan drops (with a reason)
 };
 
 class LibraryMedia : public ::testing::Test {
@@ -174,7 +244,8 @@ class LibraryMedia : public ::testing::Test {
     }
 
     // Submits, waits for completion, downloads and probes the result.
-    std::pair<nlohmann::json, media::ProbeInfo> transcode(const stdfs::path& source, const nlohmann::json& job,
+    std::pair<nlohmann::json, media::ProbeInfo> transcode(const stdfs::path& source,
+                                                          const nlohmann::json& job,
                                                           const std::string& output) {
         std::string answer;
         auto id = c.submit(source, job, &answer);
@@ -196,10 +267,22 @@ TEST_F(LibraryMedia, EveryPresetFamilyKeepsEveryTrackSubtitleChapterAndTitleAsPl
     const std::vector<Family> families = {
         {"h264-web", "h264", "aac", {"mov_text", "mov_text"}, {"eng", "fre"}, false, {6, 7}},
         {"h265-web", "hevc", "aac", {"mov_text", "mov_text"}, {"eng", "fre"}, false, {6, 7}},
-        {"h265-archive", "hevc", "flac", {"subrip", "ass", "hdmv_pgs_subtitle"}, {"eng", "fre", "eng"}, true, {}},
+        {"h265-archive",
+         "hevc",
+         "flac",
+         {"subrip", "ass", "hdmv_pgs_subtitle"},
+         {"eng", "fre", "eng"},
+         true,
+         {}},
         {"vp9-web", "vp9", "opus", {"webvtt", "webvtt"}, {"eng", "fre"}, false, {6, 7}},
         {"av1-web", "av1", "opus", {"webvtt", "webvtt"}, {"eng", "fre"}, false, {6, 7}},
-        {"av1-archive", "av1", "flac", {"subrip", "ass", "hdmv_pgs_subtitle"}, {"eng", "fre", "eng"}, true, {}},
+        {"av1-archive",
+         "av1",
+         "flac",
+         {"subrip", "ass", "hdmv_pgs_subtitle"},
+         {"eng", "fre", "eng"},
+         true,
+         {}},
     };
     for (const auto& f : families) {
         SCOPED_TRACE(f.preset);
@@ -262,11 +345,13 @@ TEST_F(LibraryMedia, SelectionsChooseTracksAndOneThatMatchesNothingIsRefusedAtSu
     auto id = c.submit(film, {{"preset", "h264-web"}, {"audio", {{"languages", {"ja"}}}}}, &answer);
     EXPECT_TRUE(id.empty());
     EXPECT_EQ(answer.rfind("422 ", 0), 0u) << answer;  // the status, then the body
-    auto err = nlohmann::json::parse(answer.substr(std::min(answer.size(), answer.find('{'))), nullptr, false);
+    auto err =
+        nlohmann::json::parse(answer.substr(std::min(answer.size(), answer.find('{'))), nullptr, false);
     ASSERT_TRUE(err.is_object()) << answer;
     EXPECT_EQ(err["error"].value("code", ""), "UNPROCESSABLE") << answer;
     EXPECT_EQ(err["error"]["details"].value("field", ""), "audio.languages") << answer;
-    EXPECT_EQ(err["error"]["details"]["source_languages"], nlohmann::json::array({"eng", "fre", "ger"})) << answer;
+    EXPECT_EQ(err["error"]["details"]["source_languages"], nlohmann::json::array({"eng", "fre", "ger"}))
+        << answer;
 
     // subtitles.on_unsupported "fail": the PGS track cannot go into MP4, so the job is refused.
     id = c.submit(film, {{"preset", "h264-web"}, {"subtitles", {{"on_unsupported", "fail"}}}}, &answer);
@@ -277,14 +362,33 @@ TEST_F(LibraryMedia, SelectionsChooseTracksAndOneThatMatchesNothingIsRefusedAtSu
 TEST_F(LibraryMedia, PicturePropertiesAreCarriedOrAppliedAsPlanned) {
     const auto dir = c.dir().path();
     // HDR10: 10-bit HEVC with BT.2020 / PQ tags and mastering metadata.
-    ASSERT_TRUE(ffmpeg({"-f", "lavfi", "-i", "testsrc2=size=128x96:rate=25:duration=1", "-f", "lavfi", "-i",
-                        "sine=duration=1", "-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p10le",
+    ASSERT_TRUE(ffmpeg({"-f",
+                        "lavfi",
+                        "-i",
+                        "testsrc2=size=128x96:rate=25:duration=1",
+                        "-f",
+                        "lavfi",
+                        "-i",
+                        "sine=duration=1",
+                        "-c:v",
+                        "libx265",
+                        "-preset",
+                        "ultrafast",
+                        "-pix_fmt",
+                        "yuv420p10le",
                         "-x265-params",
                         "log-level=error:hdr10=1:colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc:"
                         "master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1):"
                         "max-cll=1000,400",
-                        "-color_primaries", "bt2020", "-color_trc", "smpte2084", "-colorspace", "bt2020nc", "-c:a",
-                        "aac", (dir / "hdr.mkv").string()}));
+                        "-color_primaries",
+                        "bt2020",
+                        "-color_trc",
+                        "smpte2084",
+                        "-colorspace",
+                        "bt2020nc",
+                        "-c:a",
+                        "aac",
+                        (dir / "hdr.mkv").string()}));
     auto [hdr_job, hdr_out] = transcode(dir / "hdr.mkv", {{"preset", "h265-archive"}}, "hdr-out.mkv");
     auto hv = of_type(hdr_out, "video");
     ASSERT_EQ(hv.size(), 1u);
@@ -303,7 +407,8 @@ TEST_F(LibraryMedia, PicturePropertiesAreCarriedOrAppliedAsPlanned) {
     EXPECT_EQ(av[0].codec_name, "av1");
     EXPECT_EQ(av[0].color_primaries, "bt2020");
     EXPECT_EQ(av[0].color_transfer, "smpte2084");
-    EXPECT_NE(av1_job.value("ffmpeg_command", "").find("mastering-display=G(0.2650,0.6900)"), std::string::npos)
+    EXPECT_NE(av1_job.value("ffmpeg_command", "").find("mastering-display=G(0.2650,0.6900)"),
+              std::string::npos)
         << av1_job.value("ffmpeg_command", "");
 
     // The same source to an 8-bit preset is refused with the reason, or tone-mapped when asked.
@@ -327,12 +432,13 @@ TEST_F(LibraryMedia, PicturePropertiesAreCarriedOrAppliedAsPlanned) {
     EXPECT_EQ(pv[0].width.value_or(0), 96);
     EXPECT_EQ(pv[0].height.value_or(0), 160);
     EXPECT_FALSE(pv[0].rotation && std::abs(*pv[0].rotation) > 0.5);
-    EXPECT_NE(planned(phone_job, 0).value("reason", "").find("rotated"), std::string::npos) << phone_job.dump();
+    EXPECT_NE(planned(phone_job, 0).value("reason", "").find("rotated"), std::string::npos)
+        << phone_job.dump();
 
     // Interlaced MPEG-2 in a TS: deinterlaced on auto.
     ASSERT_TRUE(ffmpeg({"-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=1", "-f", "lavfi", "-i",
-                        "sine=duration=1", "-c:v", "mpeg2video", "-flags", "+ilme+ildct", "-top", "1", "-c:a", "mp2",
-                        "-f", "mpegts", (dir / "tv.ts").string()}));
+                        "sine=duration=1", "-c:v", "mpeg2video", "-flags", "+ilme+ildct", "-top", "1", "-c:a",
+                        "mp2", "-f", "mpegts", (dir / "tv.ts").string()}));
     auto [tv_job, tv_out] = transcode(dir / "tv.ts", {{"preset", "h264-web"}}, "tv.mp4");
     auto tv = of_type(tv_out, "video");
     ASSERT_EQ(tv.size(), 1u);
@@ -341,10 +447,13 @@ TEST_F(LibraryMedia, PicturePropertiesAreCarriedOrAppliedAsPlanned) {
     EXPECT_NE(tv_job.value("ffmpeg_command", "").find("bwdif"), std::string::npos);
 
     // Cover art in an M4A is kept; WebM-family outputs cannot hold it and say so.
-    ASSERT_TRUE(ffmpeg({"-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", (dir / "song-raw.m4a").string()}));
-    ASSERT_TRUE(ffmpeg({"-f", "lavfi", "-i", "color=c=red:s=32x32", "-frames:v", "1", (dir / "cover.png").string()}));
-    ASSERT_TRUE(ffmpeg({"-i", (dir / "song-raw.m4a").string(), "-i", (dir / "cover.png").string(), "-map", "0",
-                        "-map", "1", "-c", "copy", "-disposition:v:0", "attached_pic", (dir / "song.m4a").string()}));
+    ASSERT_TRUE(
+        ffmpeg({"-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", (dir / "song-raw.m4a").string()}));
+    ASSERT_TRUE(
+        ffmpeg({"-f", "lavfi", "-i", "color=c=red:s=32x32", "-frames:v", "1", (dir / "cover.png").string()}));
+    ASSERT_TRUE(
+        ffmpeg({"-i", (dir / "song-raw.m4a").string(), "-i", (dir / "cover.png").string(), "-map", "0",
+                "-map", "1", "-c", "copy", "-disposition:v:0", "attached_pic", (dir / "song.m4a").string()}));
     auto [song_job, song_out] = transcode(dir / "song.m4a", {{"preset", "audio-aac"}}, "song-out.m4a");
     auto art = of_type(song_out, "video");
     ASSERT_EQ(art.size(), 1u) << song_job.dump();
@@ -358,12 +467,13 @@ TEST(LibraryMediaVerify, AnEncodeThatStopsEarlyWithExitCodeZeroFailsAsOutputMism
     Cluster c;
     // ffmpeg that stops after 0.4 s of output and exits 0, as a crashed-but-quiet encoder might.
     const auto wrapper = c.dir() / "short-ffmpeg.sh";
-    test::write_file(wrapper,
-                     "#!/bin/sh\n"
-                     "# a transcode (not -version or -encoders): every argument but the last, -t 0.4, the output\n"
-                     "[ $# -lt 8 ] && exec ffmpeg \"$@\"\n"
-                     "n=$#; i=0; for a in \"$@\"; do i=$((i+1)); if [ $i -eq $n ]; then set -- \"$@\" -t 0.4 \"$a\"; "
-                     "else set -- \"$@\" \"$a\"; fi; done; shift $n\nexec ffmpeg \"$@\"\n");
+    test::write_file(
+        wrapper,
+        "#!/bin/sh\n"
+        "# a transcode (not -version or -encoders): every argument but the last, -t 0.4, the output\n"
+        "[ $# -lt 8 ] && exec ffmpeg \"$@\"\n"
+        "n=$#; i=0; for a in \"$@\"; do i=$((i+1)); if [ $i -eq $n ]; then set -- \"$@\" -t 0.4 \"$a\"; "
+        "else set -- \"$@\" \"$a\"; fi; done; shift $n\nexec ffmpeg \"$@\"\n");
     stdfs::permissions(wrapper, stdfs::perms::owner_all);
     EngineOptions short_ffmpeg;
     short_ffmpeg.extra_args = {"--ffmpeg", wrapper.string()};

@@ -67,7 +67,8 @@ StreamPlan plan_ok(const json& options, const ProbeInfo& probe) {
 }
 
 const PlannedStream& at(const StreamPlan& plan, int index) {
-    auto it = std::find_if(plan.streams.begin(), plan.streams.end(), [&](const PlannedStream& p) { return p.index == index; });
+    auto it = std::find_if(plan.streams.begin(), plan.streams.end(),
+                           [&](const PlannedStream& p) { return p.index == index; });
     EXPECT_NE(it, plan.streams.end());
     return *it;
 }
@@ -177,22 +178,25 @@ TEST(StreamPlan, SelectionKeepsTheAskedLanguagesInTheAskedOrder) {
 }
 
 TEST(StreamPlan, FirstTrackOnlyAndSubtitlesDropped) {
-    auto plan = plan_ok(json{{"preset", "h264-web"}, {"audio", {{"tracks", "first"}}}, {"subtitles", {{"mode", "drop"}}}},
-                        film());
+    auto plan = plan_ok(
+        json{{"preset", "h264-web"}, {"audio", {{"tracks", "first"}}}, {"subtitles", {{"mode", "drop"}}}},
+        film());
     EXPECT_EQ(kept(plan), (std::vector<int>{0, 1}));
     EXPECT_NE(at(plan, 2).reason.find("audio.tracks"), std::string::npos);
     EXPECT_NE(at(plan, 3).reason.find("subtitles.mode"), std::string::npos);
 }
 
 TEST(StreamPlan, ASelectionThatMatchesNothingIsUnprocessableAndSaysWhatTheSourceHas) {
-    auto plan = plan_streams(resolved(json{{"preset", "h264-web"}, {"audio", {{"languages", {"de"}}}}}), film());
+    auto plan =
+        plan_streams(resolved(json{{"preset", "h264-web"}, {"audio", {{"languages", {"de"}}}}}), film());
     ASSERT_FALSE(plan.ok());
     EXPECT_EQ(plan.error().code, ErrorCode::Unprocessable);
     EXPECT_EQ(http_status(plan.error().code), 422);
     EXPECT_EQ(plan.error().details["field"], "audio.languages");
     EXPECT_EQ(plan.error().details["source_languages"], json::array({"eng", "fre"}));
 
-    auto subs = plan_streams(resolved(json{{"preset", "h264-web"}, {"subtitles", {{"languages", {"ja"}}}}}), film());
+    auto subs =
+        plan_streams(resolved(json{{"preset", "h264-web"}, {"subtitles", {{"languages", {"ja"}}}}}), film());
     ASSERT_FALSE(subs.ok());
     EXPECT_EQ(subs.error().details["field"], "subtitles.languages");
 }
@@ -309,7 +313,8 @@ TEST(StreamPlan, InterlacedSourcesAreDeinterlacedOnAuto) {
     p.streams.push_back(v);
     auto plan = plan_ok(json{{"preset", "h264-web"}}, p);
     EXPECT_TRUE(plan.deinterlace);
-    EXPECT_NE(value_of(argv_for(json{{"preset", "h264-web"}}, plan), "-filter:v:0").find("bwdif"), std::string::npos);
+    EXPECT_NE(value_of(argv_for(json{{"preset", "h264-web"}}, plan), "-filter:v:0").find("bwdif"),
+              std::string::npos);
     auto off = plan_ok(json{{"preset", "h264-web"}, {"video", {{"deinterlace", "off"}}}}, p);
     EXPECT_FALSE(off.deinterlace);
 }
