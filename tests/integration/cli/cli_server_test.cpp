@@ -368,7 +368,11 @@ TEST_F(CliServerTest, HelpForEverySubcommandHasAnExample) {
                                          {"keys"},
                                          {"keys", "create"},
                                          {"keys", "list"},
-                                         {"keys", "revoke"}}) {
+                                         {"keys", "revoke"},
+                                         {"library"},
+                                         {"library", "plan"},
+                                         {"library", "run"},
+                                         {"library", "status"}}) {
         cmd.push_back("--help");
         auto r = run(cmd);
         EXPECT_EQ(r.code, 0) << cmd[0];

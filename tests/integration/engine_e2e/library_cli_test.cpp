@@ -1,0 +1,305 @@
+// `distconv library` against the real dispatch server, a real engine and ffmpeg, on a generated
+// library tree: nested folders, names with spaces and UTF-8, H.264 files to transcode, HEVC files
+// already fine, a broken file, a text file named like media, a hidden file, a symlink out of the
+// tree, a file still being written. Plan, run into a mirror, run again (nothing to do), run in place
+// with a trash, a result bigger than its source, and a CLI killed in the middle.
+
+#include "common/media/ffprobe.hpp"
+#include "tests/integration/engine_e2e/e2e_support.hpp"
+
+#include <gtest/gtest.h>
+
+#include <signal.h>
+
+#include <map>
+#include <set>
+
+using namespace distconv;
+using namespace distconv::e2e;
+using namespace std::chrono_literals;
+namespace stdfs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+const std::string k_cli = DISTCONV_BINARY_DIR "/submission_client/distconv";
+
+// A clip as a camera or an old rip leaves it: a high rate for its size (H.264 at CRF 12, 192 kb/s
+// AAC), so a transcode makes it smaller; HEVC ones at CRF 35 are already small.
+bool clip(const stdfs::path& path, const std::string& vcodec, double seconds = 0.5,
+          const std::string& audio_bitrate = "192k") {
+    stdfs::create_directories(path.parent_path());
+    return test::run_command(
+               {"ffmpeg",       "-nostdin",
+                "-hide_banner", "-loglevel",
+                "error",        "-y",
+                "-f",           "lavfi",
+                "-i",           "testsrc2=size=96x64:rate=25:duration=" + std::to_string(seconds),
+                "-f",           "lavfi",
+                "-i",           "sine=duration=" + std::to_string(seconds),
+                "-c:v",         vcodec,
+                "-preset",      "ultrafast",
+                "-crf",         vcodec == "libx265" ? "35" : "12",
+                "-x265-params", "log-level=error",
+                "-c:a",         "aac",
+                "-b:a",         audio_bitrate,
+                path.string()}) == 0;
+}
+
+void age(const stdfs::path& p) {
+    stdfs::last_write_time(p, stdfs::file_time_type::clock::now() - std::chrono::hours(1));
+}
+
+struct Tree {
+    std::set<std::string> transcode, skip, unreadable;
+};
+
+// The library under `root`: 10 H.264 files (transcode), 3 HEVC MP4s (skip), a broken MKV and a
+// text "MP4" (unreadable), a file written just now (skip: settling), plus what the walk ignores.
+Tree make_library(const stdfs::path& root, const stdfs::path& outside) {
+    Tree t;
+    const std::vector<std::string> h264 = {"Films/A Film (2001)/A Film.mkv",
+                                           "Films/Été à Paris.mp4",
+                                           "Films/Zoë/Zoë.mov",
+                                           "Series/Show Name/Season 1/S01E01.mkv",
+                                           "Series/Show Name/Season 1/S01E02.mkv",
+                                           "Series/Show Name/Season 2/S02E01 – pilot.mkv",
+                                           "Home videos/2019 birthday.mp4",
+                                           "Home videos/新年.mkv",
+                                           "Concerts/Live at the Hall.mkv",
+                                           "top level.avi"};
+    for (const auto& f : h264) {
+        EXPECT_TRUE(clip(root / f, "libx264")) << f;
+        t.transcode.insert(f);
+    }
+    for (const std::string f : {"Films/Already HEVC.mp4", "Series/Other/E1 hevc.mp4", "hevc.mp4"}) {
+        EXPECT_TRUE(clip(root / f, "libx265")) << f;
+        t.skip.insert(f);
+    }
+    test::write_file(root / "Films/Broken.mkv", std::string(4096, '\x42'));
+    test::write_file(root / "notes as video.mp4", "these are notes, not a video\n");
+    t.unreadable = {"Films/Broken.mkv", "notes as video.mp4"};
+    test::write_file(root / "Films/readme.txt", "not media: not walked\n");
+    EXPECT_TRUE(clip(root / ".hidden/secret.mkv", "libx264"));
+    EXPECT_TRUE(clip(root / "Films/.part.mkv", "libx264"));
+    EXPECT_TRUE(clip(outside / "elsewhere.mkv", "libx264"));
+    stdfs::create_symlink(outside / "elsewhere.mkv", root / "Films/link.mkv");
+    stdfs::create_directory_symlink(outside, root / "linked dir");
+    for (auto it = stdfs::recursive_directory_iterator(root); it != stdfs::recursive_directory_iterator();
+         ++it)
+        if (!it->is_symlink() && it->is_regular_file()) age(it->path());
+    // Written last and not aged: still being copied as far as the plan can tell.
+    EXPECT_TRUE(clip(root / "Incoming/copying.mkv", "libx264"));
+    t.skip.insert("Incoming/copying.mkv");
+    return t;
+}
+
+class LibraryCli : public ::testing::Test {
+  protected:
+    Cluster c;
+    std::unique_ptr<Daemon> engine = c.start_engine("engine1", two_slots());
+    stdfs::path root = c.dir() / "Library";
+    stdfs::path outside = c.dir() / "outside";
+    stdfs::path state = c.dir() / "state" / "library.sqlite";
+
+    static EngineOptions two_slots() {
+        EngineOptions o;
+        o.slots = 2;
+        return o;
+    }
+
+    std::vector<std::string> cli(std::vector<std::string> args) const {
+        std::vector<std::string> argv = {k_cli, "--server", c.url(), "--key", c.user_key()};
+        argv.insert(argv.end(), args.begin(), args.end());
+        return argv;
+    }
+
+    // Runs the CLI to the end; its stdout in *out.
+    int run(const std::vector<std::string>& args, std::string* out) const {
+        return test::run_command(cli(args), out);
+    }
+
+    json run_json(const std::vector<std::string>& args, int* code = nullptr) const {
+        std::string out;
+        auto argv = args;
+        argv.push_back("--json");
+        int rc = run(argv, &out);
+        if (code) *code = rc;
+        auto j = json::parse(out, nullptr, false);
+        EXPECT_TRUE(j.is_object()) << out;
+        return j;
+    }
+
+    // Every job the server holds for the user.
+    size_t server_jobs() {
+        std::string out;
+        EXPECT_EQ(run({"list", "--json"}, &out), 0);
+        auto j = json::parse(out, nullptr, false);
+        return j.is_object() ? j.value("items", json::array()).size() : 0;
+    }
+
+    std::map<std::string, json> by_relative(const json& report) {
+        std::map<std::string, json> out;
+        for (const auto& f : report.value("files", json::array())) out[f.value("relative", "")] = f;
+        return out;
+    }
+
+    std::optional<media::ProbeInfo> probe(const stdfs::path& p) {
+        std::string out;
+        if (test::run_command({"ffprobe", "-v", "error", "-print_format", "json", "-show_format",
+                               "-show_streams", p.string()},
+                              &out) != 0)
+            return std::nullopt;
+        auto r = media::parse_ffprobe_json(out);
+        if (!r) return std::nullopt;
+        return *r;
+    }
+};
+
+TEST_F(LibraryCli, PlanRunIntoAMirrorAndRunAgainDoesNothing) {
+    stdfs::create_directories(outside);
+    const Tree tree = make_library(root, outside);
+    test::write_file(c.dir() / "rules.json", R"({"max_bits_per_pixel": 0})");
+    const std::vector<std::string> selection = {
+        root.string(), "--preset", "h265-web", "--rules", (c.dir() / "rules.json").string(),
+        "--settle",    "60"};
+
+    auto plan_args = selection;
+    plan_args.insert(plan_args.begin(), {"library", "plan"});
+    auto plan = run_json(plan_args);
+    auto files = by_relative(plan);
+    EXPECT_EQ(files.size(), tree.transcode.size() + tree.skip.size() + tree.unreadable.size())
+        << plan.dump(2);
+    for (const auto& f : tree.transcode)
+        EXPECT_EQ(files[f].value("verdict", ""), "transcode") << f << plan.dump(2);
+    for (const auto& f : tree.skip) EXPECT_EQ(files[f].value("verdict", ""), "skip") << f;
+    for (const auto& f : tree.unreadable) {
+        EXPECT_EQ(files[f].value("verdict", ""), "unreadable") << f;
+        EXPECT_FALSE(files[f].value("reason", "").empty()) << f;
+    }
+    EXPECT_NE(files["Incoming/copying.mkv"].value("reason", "").find("still being written"),
+              std::string::npos);
+    EXPECT_EQ(plan["totals"].value("transcode", 0), 10);
+    EXPECT_GT(plan["totals"].value("bytes_in", 0), 0);
+    // Hidden files, the tool's own temporaries, text files and symlinks are not in the library.
+    for (const auto& [rel, _] : files) {
+        EXPECT_EQ(rel.find(".hidden"), std::string::npos) << rel;
+        EXPECT_EQ(rel.find("link"), std::string::npos) << rel;
+        EXPECT_EQ(rel.find(".part"), std::string::npos) << rel;
+    }
+
+    const auto mirror = c.dir() / "Mirror";
+    auto run_args = selection;
+    run_args.insert(run_args.begin(), {"library", "run"});
+    run_args.insert(run_args.end(),
+                    {"--output-dir", mirror.string(), "--state", state.string(), "--max-in-flight", "3"});
+    int code = -1;
+    auto report = run_json(run_args, &code);
+    EXPECT_EQ(code, 0) << report.dump(2);
+    EXPECT_EQ(report["totals"].value("transcoded", 0), 10) << report.dump(2);
+    for (const auto& f : tree.transcode) {
+        auto out = mirror / f;
+        out.replace_extension(".mp4");
+        auto p = probe(out);
+        ASSERT_TRUE(p) << out;
+        ASSERT_NE(p->first_video(), nullptr);
+        EXPECT_EQ(p->first_video()->codec_name, "hevc") << out;
+        EXPECT_TRUE(stdfs::exists(root / f)) << "the original stays where it was: " << f;
+    }
+    for (const auto& f : tree.skip) {
+        auto out = mirror / f;
+        out.replace_extension(".mp4");
+        EXPECT_FALSE(stdfs::exists(out)) << f;
+    }
+    EXPECT_EQ(server_jobs(), 10u);
+
+    // Again: every file is known as done; nothing is submitted.
+    std::string out;
+    run_args.erase(std::find(run_args.begin(), run_args.end(), "--max-in-flight"), run_args.end());
+    EXPECT_EQ(run(run_args, &out), 0) << out;
+    EXPECT_NE(out.find("nothing to do: 10 files were transcoded by an earlier run"), std::string::npos)
+        << out;
+    EXPECT_EQ(server_jobs(), 10u);
+
+    // The state database says so too.
+    std::string status;
+    EXPECT_EQ(run({"library", "status", root.string(), "--state", state.string()}, &status), 0);
+    EXPECT_NE(status.find("done"), std::string::npos) << status;
+    EXPECT_NE(status.find("Films/Été à Paris.mp4"), std::string::npos) << status;
+}
+
+TEST_F(LibraryCli, ReplaceMovesOriginalsToTheTrashAndNeverPlacesABiggerResult) {
+    for (const std::string f : {"Show/E1.mkv", "Show/E2.mkv", "Film.mp4"}) {
+        ASSERT_TRUE(clip(root / f, "libx264", 1.0));
+        age(root / f);
+    }
+    const auto trash = c.dir() / "Trash";
+    std::string out;
+    int code = run({"library", "run", root.string(), "--preset", "h265-web", "--replace", "--trash",
+                    trash.string(), "--state", state.string()},
+                   &out);
+    EXPECT_EQ(code, 0) << out;
+    for (const std::string f : {"Show/E1.mkv", "Show/E2.mkv", "Film.mp4"}) {
+        EXPECT_TRUE(stdfs::exists(trash / f)) << "original kept in the trash: " << f;
+        auto placed = root / f;
+        placed.replace_extension(".mp4");
+        auto p = probe(placed);
+        ASSERT_TRUE(p) << placed;
+        EXPECT_EQ(p->first_video()->codec_name, "hevc");
+        EXPECT_NEAR(p->duration_seconds.value_or(0), 1.0, 0.1);
+    }
+    EXPECT_FALSE(stdfs::exists(root / "Show/E1.mkv"));
+    // No temporary file is left behind.
+    for (const auto& e : stdfs::recursive_directory_iterator(root))
+        EXPECT_EQ(e.path().filename().string().rfind(".distconv-part-", 0), std::string::npos) << e.path();
+
+    // FLAC audio from a 16 kb/s AAC source: the result is bigger, so it is not placed.
+    const auto small = c.dir() / "Small";
+    ASSERT_TRUE(clip(small / "tiny.mkv", "libx264", 1.0, "16k"));
+    age(small / "tiny.mkv");
+    const auto before = test::read_file(small / "tiny.mkv");
+    auto report = run_json({"library", "run", small.string(), "--preset", "h264-archive", "--replace",
+                            "--state", state.string()},
+                           &code);
+    EXPECT_EQ(code, 1) << report.dump(2);
+    auto files = by_relative(report);
+    EXPECT_EQ(files["tiny.mkv"].value("state", ""), "bigger") << report.dump(2);
+    EXPECT_EQ(test::read_file(small / "tiny.mkv"), before) << "the original is untouched";
+    EXPECT_FALSE(stdfs::exists(small / ".distconv-trash"));
+}
+
+TEST_F(LibraryCli, AKilledRunResumesWithoutDuplicateJobsOrFilesDoneTwice) {
+    for (int i = 1; i <= 6; ++i) {
+        auto f = root / ("Season/E0" + std::to_string(i) + ".mkv");
+        ASSERT_TRUE(clip(f, "libx264", 1.0));
+        age(f);
+    }
+    const auto mirror = c.dir() / "Mirror";
+    const std::vector<std::string> args = {
+        "library",       "run",     root.string(),  "--preset",        "h265-web", "--output-dir",
+        mirror.string(), "--state", state.string(), "--max-in-flight", "1"};
+    {
+        Daemon first(cli(args), c.dir() / "first-run.log");
+        // Killed once the second job is on the server: one file done or in flight, the rest not begun.
+        ASSERT_TRUE(test::wait_until([&] { return server_jobs() >= 2; }, 60s)) << first.log();
+        first.signal(SIGKILL);
+        first.wait_exit();
+    }
+    const size_t after_kill = server_jobs();
+    std::string out;
+    EXPECT_EQ(run(args, &out), 0) << out;
+    EXPECT_EQ(server_jobs(), 6u) << "each file is one job, however often the run was restarted";
+    EXPECT_GE(after_kill, 2u);
+    for (int i = 1; i <= 6; ++i) {
+        auto placed = mirror / ("Season/E0" + std::to_string(i) + ".mp4");
+        auto p = probe(placed);
+        ASSERT_TRUE(p) << placed;
+        EXPECT_EQ(p->first_video()->codec_name, "hevc");
+    }
+    // And once more: nothing.
+    EXPECT_EQ(run(args, &out), 0);
+    EXPECT_NE(out.find("nothing to do"), std::string::npos) << out;
+    EXPECT_EQ(server_jobs(), 6u);
+}
+
+}  // namespace
