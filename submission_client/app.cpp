@@ -64,6 +64,7 @@ struct GlobalOptions {
     bool json = false;
     std::string ca_cert;
     bool allow_insecure = false;
+    std::uint64_t limit_upload = 0;  // bytes per second; 0 = as fast as the link goes
 };
 
 struct SubmitOptions {
@@ -130,6 +131,7 @@ class Session {
         o.api_key = g.key;
         o.ca_file = g.ca_cert;
         o.retry.max_attempts = 3;
+        o.max_send_bytes_per_second = g.limit_upload;
         m_client = std::make_unique<http::Client>(o);
         m_tty_err = ::isatty(STDERR_FILENO) == 1;
         m_tty_out = ::isatty(STDOUT_FILENO) == 1;
@@ -408,46 +410,86 @@ struct Planned {
     int exit = 0;
 };
 
-// One multipart submit of p.input. With an idempotency key, a repeat of the same submit (a rerun
-// after a crash) is answered with the job the first one made.
+// Submits p.input resumably: a JSON submit declaring the source's size and SHA-256, then
+// PUT /jobs/{id}/source from the offset the server holds (HEAD), again from the new offset after a
+// dropped connection. With an idempotency key a rerun (after a crash) gets the same job back and
+// continues its upload where the server stopped; *resumed_from says where this one started.
 Result<protocol::JobResource> upload_one(Session& s, const Planned& p, const TranscodeFlags& flags,
-                                         const std::string& idempotency_key = "") {
+                                         const std::string& idempotency_key = "",
+                                         uint64_t* resumed_from = nullptr) {
     auto job = build_job_json(flags, p.container, p.output.filename().string());
     if (!job) return job.error();
-    std::FILE* f = std::fopen(p.input.c_str(), "rb");
-    if (!f) return Error::invalid("file", "cannot open " + p.input.string());
-    std::unique_ptr<std::FILE, int (*)(std::FILE*)> closer(f, std::fclose);
     std::error_code ec;
-    uint64_t size = stdfs::file_size(p.input, ec);
-    auto framing = make_multipart_framing(job->dump(), p.input.filename().string(), random_boundary());
-    auto body = std::make_shared<MultipartBody>(framing, f);
-    http::Upload up;
-    up.method = "POST";
-    up.path_or_url = "/jobs";
-    up.content_type = framing.content_type();
-    if (!idempotency_key.empty()) up.headers.emplace_back("Idempotency-Key", idempotency_key);
+    const uint64_t size = stdfs::file_size(p.input, ec);
+    if (ec) return Error::invalid("file", "cannot read " + p.input.string() + ": " + ec.message());
+    const std::string label = p.input.filename().string();
     StatusLine line(s.bars());
+    line.update("hashing " + label);
+    auto sha = sha256_file(p.input);
+    if (!sha) return sha.error();
+    (*job)["source"] = json{{"size", size}, {"sha256", *sha}, {"filename", label}};
+
+    http::Request submit;
+    submit.method = "POST";
+    submit.path_or_url = "/jobs";
+    submit.body = job->dump();
+    submit.content_type = "application/json";
+    if (!idempotency_key.empty()) {
+        submit.headers.emplace_back(std::string(protocol::k_idempotency_key_header), idempotency_key);
+        submit.retry = true;  // the key makes a repeated POST the same job
+    }
+    auto created = s.http().request(submit);
+    if (!created) return created.error();
+    if (auto e = created->api_error()) return *e;
+    auto body = created->json();
+    if (!body) return body.error();
+    auto resource = protocol::parse_job_resource(*body);
+    if (!resource) return resource.error();
+    const std::string source = "/jobs/" + resource->job_id + "/source";
+
     auto started = Clock::now();
-    const uint64_t head = framing.head.size();
-    up.progress = [&](uint64_t done, uint64_t) {
-        if (interrupted()) return false;
-        uint64_t file_done = done > head ? std::min(done - head, size) : 0;
-        line.update("upload " + p.input.filename().string() + "  " +
-                    format_transfer_line(file_done, size, seconds_since(started)));
-        return true;
-    };
-    auto r = s.http().upload_callback(
-        up, [body](char* buf, size_t n) { return body->read(buf, n); }, framing.content_length(size));
-    if (r)
-        line.update("upload " + p.input.filename().string() + "  " +
-                        format_transfer_line(size, size, seconds_since(started)),
-                    true);
+    for (int attempt = 0; resource->state == protocol::JobState::AwaitingUpload; ++attempt) {
+        if (interrupted()) return Error(ErrorCode::Unavailable, "interrupted");
+        http::Request head;
+        head.method = "HEAD";
+        head.path_or_url = source;
+        auto at = s.http().request(head);
+        if (!at) return at.error();
+        if (auto e = at->api_error()) return *e;
+        uint64_t offset = 0;
+        if (auto h = at->header(protocol::k_upload_offset_header))
+            offset = std::strtoull(h->c_str(), nullptr, 10);
+        if (offset > size) offset = 0;
+        if (resumed_from && attempt == 0) *resumed_from = offset;
+        http::Upload up;
+        up.method = "PUT";
+        up.path_or_url = source;
+        up.retry = false;  // a failed PUT is continued from the server's offset, not resent whole
+        if (offset > 0)
+            up.headers.emplace_back("Content-Range", "bytes " + std::to_string(offset) + "-" +
+                                                         std::to_string(size - 1) + "/" +
+                                                         std::to_string(size));
+        up.progress = [&](uint64_t done, uint64_t) {
+            if (interrupted()) return false;
+            std::string text =
+                "upload " + label + "  " + format_transfer_line(offset + done, size, seconds_since(started));
+            if (offset > 0) text += "  (resumed at " + format_bytes(offset) + ")";
+            line.update(text);
+            return true;
+        };
+        auto put = s.http().upload_file(up, p.input, offset);
+        if (put && !put->api_error()) break;
+        Error e = put ? *put->api_error() : put.error();
+        // A dropped connection or a busy server: continue from what it holds. Anything else is final.
+        const bool again = e.code == ErrorCode::Unavailable || e.code == ErrorCode::Conflict;
+        if (!again || attempt >= 5 || interrupted()) return e;
+        nap(std::chrono::milliseconds(500 * (attempt + 1)));
+    }
+    line.update("upload " + label + "  " + format_transfer_line(size, size, seconds_since(started)), true);
     line.finish();
-    if (!r) return r.error();
-    if (auto e = r->api_error()) return *e;
-    auto j = r->json();
-    if (!j) return j.error();
-    return protocol::parse_job_resource(*j);
+    auto now = s.http().call_json("GET", "/jobs/" + resource->job_id);
+    if (!now) return now.error();
+    return protocol::parse_job_resource(*now);
 }
 
 int run_submit(Session& s, SubmitOptions& o) {
@@ -631,6 +673,7 @@ struct LibraryItem {
     // run
     std::string sha256, key, job_id, state, reason, output;
     uint64_t output_size = 0;
+    std::optional<uint64_t> upload_resumed_from;  // where this run's upload started (0: from the start)
 };
 
 // Walks, probes (in parallel) and decides every file under the roots.
@@ -695,6 +738,7 @@ json library_item_json(const LibraryItem& it) {
     if (!it.output.empty()) j["output"] = it.output;
     if (it.output_size) j["output_size"] = it.output_size;
     if (!it.reason.empty()) j["result"] = it.reason;
+    if (it.upload_resumed_from) j["upload_resumed_from"] = *it.upload_resumed_from;
     return j;
 }
 
@@ -883,7 +927,9 @@ int run_library_run(Session& s, LibraryOptions& o) {
             p.input = it.file.path;
             p.output = stdfs::path(it.job.value("output_filename", "out"));
             p.container = it.container;
-            auto job = upload_one(s, p, o.flags, it.key);
+            uint64_t resumed = 0;
+            auto job = upload_one(s, p, o.flags, it.key, &resumed);
+            it.upload_resumed_from = resumed;
             if (interrupted()) break;
             if (!job) {
                 if (exit_code_for(job.error()) == k_exit_unreachable) s.fail(job.error());
@@ -1349,6 +1395,8 @@ int client_main(int argc, char** argv) {
     app.add_flag("--json", g.json, "Print one JSON document on stdout instead of tables");
     app.add_option("--ca-cert", g.ca_cert, "CA bundle to verify the server's TLS certificate")
         ->check(CLI::ExistingFile);
+    app.add_option("--limit-upload", g.limit_upload, "Cap uploads at this many bytes per second (e.g. 20MB)")
+        ->transform(CLI::AsSizeValue(false));
     app.add_flag("--allow-insecure", g.allow_insecure,
                  "Allow sending the key over plain http to a non-loopback host");
 

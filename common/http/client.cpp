@@ -554,6 +554,9 @@ struct Client::Impl {
         curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options.connect_timeout.count()));
         const auto timeout = t.timeout.value_or(options.request_timeout);
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
+        if (options.max_send_bytes_per_second > 0)
+            curl_easy_setopt(h, CURLOPT_MAX_SEND_SPEED_LARGE,
+                             static_cast<curl_off_t>(options.max_send_bytes_per_second));
         if (options.low_speed_time.count() > 0) {
             curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
             curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, static_cast<long>(options.low_speed_time.count()));

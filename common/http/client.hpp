@@ -96,6 +96,7 @@ struct ClientOptions {
     std::chrono::milliseconds connect_timeout{5000};
     std::chrono::milliseconds request_timeout{0};  // whole transfer; 0 = none (large files)
     std::chrono::seconds low_speed_time{60};       // abort when no byte moved for this long
+    std::uint64_t max_send_bytes_per_second = 0;   // upload rate cap (CURLOPT_MAX_SEND_SPEED_LARGE); 0 = none
     RetryPolicy retry;
     std::string user_agent = "distconv/0.1";
 };

@@ -4,6 +4,7 @@
 // tree, a file still being written. Plan, run into a mirror, run again (nothing to do), run in place
 // with a trash, a result bigger than its source, and a CLI killed in the middle.
 
+#include "common/http/client.hpp"
 #include "common/media/ffprobe.hpp"
 #include "tests/integration/engine_e2e/e2e_support.hpp"
 
@@ -11,8 +12,10 @@
 
 #include <signal.h>
 
+#include <fstream>
 #include <map>
 #include <set>
+#include <thread>
 
 using namespace distconv;
 using namespace distconv::e2e;
@@ -300,6 +303,74 @@ TEST_F(LibraryCli, AKilledRunResumesWithoutDuplicateJobsOrFilesDoneTwice) {
     EXPECT_EQ(run(args, &out), 0);
     EXPECT_NE(out.find("nothing to do"), std::string::npos) << out;
     EXPECT_EQ(server_jobs(), 6u);
+}
+
+TEST_F(LibraryCli, AnUploadCutInTheMiddleContinuesFromTheServersOffset) {
+    // A 200 MB MKV (a short clip carrying a 200 MB attachment), uploaded at 100 MB/s and killed once
+    // the server holds 40 % of it.
+    ASSERT_TRUE(clip(c.dir() / "clip.mkv", "libx264", 1.0));
+    {
+        std::ofstream blob(c.dir() / "blob.bin", std::ios::binary);
+        const std::string mib(1 << 20, 'b');
+        for (int i = 0; i < 200; ++i) blob << mib;
+    }
+    const auto big = root / "Big film.mkv";
+    stdfs::create_directories(root);
+    ASSERT_EQ(
+        test::run_command({"ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i",
+                           (c.dir() / "clip.mkv").string(), "-attach", (c.dir() / "blob.bin").string(),
+                           "-metadata:s:t", "mimetype=application/octet-stream", "-c", "copy", big.string()}),
+        0);
+    age(big);
+    const auto size = stdfs::file_size(big);
+    ASSERT_GT(size, 200u << 20);
+    const auto mirror = c.dir() / "Mirror";
+    std::vector<std::string> args = {"library",      "run",          root.string(),   "--preset",
+                                     "h265-web",     "--output-dir", mirror.string(), "--state",
+                                     state.string(), "--json"};
+
+    http::ClientOptions o;
+    o.base_url = c.url() + "/api/v1";
+    o.api_key = c.user_key();
+    http::Client api(o);
+    std::uint64_t at_kill = 0;
+    {
+        auto limited = args;
+        limited.insert(limited.end(), {"--limit-upload", "100MB"});
+        Daemon first(cli(limited), c.dir() / "first-run.log");
+        // Polled every few milliseconds (not test::wait_until's pace): the cut must land mid-upload.
+        auto cut = [&] {
+            auto list = api.call_json("GET", "/jobs");
+            if (!list || (*list)["items"].empty()) return false;
+            const std::string id = (*list)["items"][0].value("job_id", "");
+            http::Request head;
+            head.method = "HEAD";
+            head.path_or_url = "/jobs/" + id + "/source";
+            auto r = api.request(head);
+            auto offset = r ? r->header("Upload-Offset") : std::nullopt;
+            at_kill = offset ? std::stoull(*offset) : 0;
+            return at_kill >= size * 2 / 5;
+        };
+        const auto deadline = std::chrono::steady_clock::now() + 60s;
+        while (!cut() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
+        ASSERT_GE(at_kill, size * 2 / 5) << first.log();
+        first.signal(SIGKILL);
+        first.wait_exit();
+    }
+    ASSERT_LT(at_kill, size) << "the upload finished before it could be cut";
+    std::string out;
+    ASSERT_EQ(run(args, &out), 0) << out;
+    auto report = json::parse(out, nullptr, false);
+    ASSERT_TRUE(report.is_object()) << out;
+    auto files = by_relative(report);
+    const auto resumed = files["Big film.mkv"].value("upload_resumed_from", std::uint64_t{0});
+    // The second run sent only what the server did not have: from at least where it was cut.
+    EXPECT_GE(resumed, at_kill) << out;
+    EXPECT_LT(size - resumed, size * 3 / 5 + (1u << 20)) << "bytes sent the second time: " << size - resumed;
+    EXPECT_EQ(server_jobs(), 1u);
+    auto p = probe(mirror / "Big film.mp4");
+    ASSERT_TRUE(p);
+    EXPECT_EQ(p->first_video()->codec_name, "hevc");
 }
 
 }  // namespace
