@@ -11,6 +11,8 @@
 #include "submission_client/local_name.hpp"
 #include "submission_client/sse_stream.hpp"
 
+#include <poll.h>
+#include <sys/inotify.h>
 #include <unistd.h>
 #include <CLI/CLI.hpp>
 
@@ -790,7 +792,9 @@ int online_slots(Session& s) {
     return std::max(1, slots);
 }
 
-int run_library_run(Session& s, LibraryOptions& o) {
+// One pass over the library. `watching`: a pass of `library watch`, which says nothing when the
+// pass did nothing.
+int run_library_run(Session& s, LibraryOptions& o, bool watching = false) {
     if (o.output_dir.empty() == !o.replace)
         s.fail(Error::invalid("output-dir", "give exactly one of --output-dir MIRROR and --replace"));
     if (!o.replace && (!o.trash.empty() || o.delete_originals))
@@ -832,7 +836,9 @@ int run_library_run(Session& s, LibraryOptions& o) {
         todo.push_back(&it);
     }
 
+    int failed_now = 0;
     auto record = [&](LibraryItem& it) {
+        if (it.state == "failed" || it.state == "bigger") ++failed_now;
         library::FileRecord r;
         r.path = it.file.path.string();
         r.size = it.file.size;
@@ -994,6 +1000,8 @@ int run_library_run(Session& s, LibraryOptions& o) {
     }
     (void)done;
     const bool nothing = transcoded_now == 0 && failed == 0 && in_flight.empty() && next == todo.size();
+    if (watching && transcoded_now == 0 && failed_now == 0)
+        return interrupted() ? k_exit_interrupted : k_exit_ok;
     if (s.json_mode()) {
         s.print_json(json{{"files", files},
                           {"totals",
@@ -1021,6 +1029,63 @@ int run_library_run(Session& s, LibraryOptions& o) {
         return k_exit_interrupted;
     }
     return failed > 0 ? k_exit_job_failed : k_exit_ok;
+}
+
+// Watches the library's directories (inotify; a rescan every --interval as the fallback, and for
+// whatever inotify missed) and runs a pass after changes have settled, until Ctrl-C.
+int run_library_watch(Session& s, LibraryOptions& o, double interval_seconds) {
+    std::signal(SIGINT, on_sigint);
+    std::signal(SIGTERM, on_sigint);
+    const int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    auto add_watches = [&] {
+        if (fd < 0) return;
+        for (const auto& d : o.dirs) {
+            std::error_code ec;
+            ::inotify_add_watch(fd, d.c_str(), IN_CREATE | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MODIFY);
+            for (auto it = stdfs::recursive_directory_iterator(d, ec);
+                 !ec && it != stdfs::recursive_directory_iterator(); it.increment(ec))
+                if (it->is_directory(ec) && !it->is_symlink(ec))
+                    ::inotify_add_watch(fd, it->path().c_str(),
+                                        IN_CREATE | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MODIFY);
+        }
+    };
+    if (fd < 0)
+        std::cerr << "distconv: inotify is not available; rescanning every " << interval_seconds << " s\n";
+    if (!s.json_mode())
+        std::cerr << "distconv: watching " << o.dirs.size() << " directories (Ctrl-C stops)\n";
+    const double settle = o.settle_seconds.value_or(5);
+    while (!interrupted()) {
+        add_watches();  // new directories too; a directory watched twice keeps one watch
+        int rc = k_exit_ok;
+        try {
+            rc = run_library_run(s, o, true);
+        } catch (const Failure& f) {
+            rc = f.code;  // printed already; a watch keeps going unless it was a usage error
+            if (rc == k_exit_usage) return rc;
+        }
+        if (rc == k_exit_interrupted || interrupted()) break;
+        if (rc == k_exit_unreachable) std::cerr << "distconv: the server cannot be reached; trying again\n";
+        // Wait for a change or the interval; after a change, until nothing moved for the settle time
+        // (a file still being copied is planned as "still being written" anyway).
+        auto until = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(interval_seconds * 1000));
+        bool changed = false;
+        while (!interrupted() && Clock::now() < until) {
+            pollfd p{fd, POLLIN, 0};
+            if (fd >= 0 && ::poll(&p, 1, 200) > 0) {
+                char buf[16384];
+                while (::read(fd, buf, sizeof buf) > 0) {
+                }
+                changed = true;
+                until = std::min(until, Clock::now() + std::chrono::milliseconds(
+                                                           static_cast<int64_t>(settle * 1000) + 200));
+            } else if (fd < 0) {
+                nap(std::chrono::milliseconds(200));
+            }
+        }
+        (void)changed;
+    }
+    if (fd >= 0) ::close(fd);
+    return k_exit_interrupted;
 }
 
 int run_library_status(Session& s, const LibraryOptions& o) {
@@ -1477,6 +1542,25 @@ int client_main(int argc, char** argv) {
     lrun->footer(
         "Examples:\n  distconv library run ~/Videos --preset h265-archive --output-dir /mnt/new\n"
         "  distconv library run ~/Videos --preset h265-archive --replace --trash /mnt/old");
+    double watch_interval = 30;
+    auto* lwatch = library_cmd->add_subcommand(
+        "watch", "Keep running: new or changed files are planned and run once they stop changing");
+    add_selection(lwatch);
+    auto* wout = lwatch->add_option("--output-dir", lib.output_dir, "Mirror the tree here with the results");
+    lwatch->add_flag("--replace", lib.replace, "Put each result in place of its original (moved to --trash)")
+        ->excludes(wout);
+    lwatch->add_option("--trash", lib.trash,
+                       "Where --replace moves originals (default <root>/.distconv-trash)");
+    lwatch->add_flag("--allow-bigger", lib.allow_bigger,
+                     "Place a result even when it is bigger than its source");
+    lwatch
+        ->add_option("--max-in-flight", lib.max_in_flight,
+                     "Jobs on the server at once (default: online slots)")
+        ->check(CLI::Range(1, 1000));
+    lwatch->add_option("--state", lib.state_file, "The state database (default $XDG_STATE_HOME/distconv/)");
+    lwatch->add_option("--interval", watch_interval, "Seconds between rescans (inotify wakes it sooner)")
+        ->check(CLI::Range(0.2, 86400.0));
+    lwatch->footer("Example:\n  distconv library watch ~/Videos --preset h265-archive --output-dir /mnt/new");
     auto* lstatus = library_cmd->add_subcommand("status", "What the state database says of a library");
     lstatus->add_option("dirs", lib.dirs, "Library directories")->required()->check(CLI::ExistingDirectory);
     lstatus->add_option("--state", lib.state_file, "The state database (default $XDG_STATE_HOME/distconv/)");
@@ -1599,6 +1683,7 @@ int client_main(int argc, char** argv) {
         if (lplan->parsed()) return run_library_plan(s, lib);
         if (lrun->parsed()) return run_library_run(s, lib);
         if (lstatus->parsed()) return run_library_status(s, lib);
+        if (lwatch->parsed()) return run_library_watch(s, lib, watch_interval);
         if (list_cmd->parsed()) return run_list(s, list);
         if (watch_cmd->parsed()) return run_watch(s, ids);
         if (cancel_cmd->parsed()) return run_cancel(s, ids);

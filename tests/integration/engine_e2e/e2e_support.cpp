@@ -106,6 +106,7 @@ Cluster::Cluster(DispatchTimings t) {
                                   "--retry-backoff-max",
                                   t.retry_backoff_max};
     argv.insert(argv.end(), t.extra_args.begin(), t.extra_args.end());
+    m_dispatch_argv = argv;
     m_dispatch = std::make_unique<Daemon>(argv, m_dir / "dispatch.log");
     static const std::regex k_listening(R"(listening on 127\.0\.0\.1:(\d+))");
     std::smatch m;
@@ -126,6 +127,19 @@ Cluster::Cluster(DispatchTimings t) {
     m_client = std::make_unique<http::Client>(o);
     o.api_key = m_engine_key;
     m_engine_client = std::make_unique<http::Client>(o);
+}
+
+void Cluster::restart_dispatch(int sig) {
+    m_dispatch->signal_and_wait(sig);
+    auto argv = m_dispatch_argv;
+    const std::string port = m_url.substr(m_url.rfind(':') + 1);
+    for (auto& a : argv)
+        if (a == "127.0.0.1:0") a = "127.0.0.1:" + port;
+    const auto log = m_dir / ("dispatch-" + std::to_string(++m_restarts) + ".log");
+    m_dispatch = std::make_unique<Daemon>(argv, log);
+    EXPECT_TRUE(
+        test::wait_until([&] { return m_dispatch->log().find("listening on") != std::string::npos; }, 10s))
+        << m_dispatch->log();
 }
 
 Cluster::~Cluster() {

@@ -74,6 +74,8 @@ class Cluster {
     const std::string& user_key() const { return m_user_key; }
     const std::string& engine_key() const { return m_engine_key; }
     Daemon& dispatch() { return *m_dispatch; }
+    // Stops the dispatch server with `sig` and starts it again on the same port and data dir.
+    void restart_dispatch(int sig);
 
     // Starts distconv-engine with its work dir at dir()/name (the same name reuses the work dir).
     std::unique_ptr<Daemon> start_engine(const std::string& name, const EngineOptions& options = {});
@@ -106,6 +108,8 @@ class Cluster {
     std::string m_user_key;
     std::string m_engine_key;
     std::unique_ptr<Daemon> m_dispatch;
+    std::vector<std::string> m_dispatch_argv;
+    int m_restarts = 0;
     std::unique_ptr<http::Client> m_client;
     std::unique_ptr<http::Client> m_engine_client;
 };

@@ -305,6 +305,35 @@ TEST_F(LibraryCli, AKilledRunResumesWithoutDuplicateJobsOrFilesDoneTwice) {
     EXPECT_EQ(server_jobs(), 6u);
 }
 
+TEST_F(LibraryCli, ARunThroughADispatchRestartEndsWithOneJobPerFile) {
+    for (int i = 1; i <= 6; ++i) {
+        auto f = root / ("Show/E0" + std::to_string(i) + ".mkv");
+        ASSERT_TRUE(clip(f, "libx264", 1.0));
+        age(f);
+    }
+    const auto mirror = c.dir() / "Mirror";
+    const std::vector<std::string> args = {
+        "library",       "run",     root.string(),  "--preset",        "h265-web", "--output-dir",
+        mirror.string(), "--state", state.string(), "--max-in-flight", "2"};
+    {
+        Daemon first(cli(args), c.dir() / "first-run.log");
+        ASSERT_TRUE(test::wait_until([&] { return server_jobs() >= 2; }, 60s)) << first.log();
+        c.restart_dispatch(SIGTERM);
+        // The run rides it out (it waits for the server, continues uploads from its offset) or stops
+        // with "unreachable"; either way nothing it did is lost.
+        const int code = first.wait_exit();
+        EXPECT_TRUE(code == 0 || code == 3) << code << ": " << first.log();
+    }
+    std::string out;
+    EXPECT_EQ(run(args, &out), 0) << out;
+    EXPECT_EQ(server_jobs(), 6u) << out;
+    for (int i = 1; i <= 6; ++i) {
+        auto p = probe(mirror / ("Show/E0" + std::to_string(i) + ".mp4"));
+        ASSERT_TRUE(p) << i;
+        EXPECT_EQ(p->first_video()->codec_name, "hevc");
+    }
+}
+
 TEST_F(LibraryCli, AnUploadCutInTheMiddleContinuesFromTheServersOffset) {
     // A 200 MB MKV (a short clip carrying a 200 MB attachment), uploaded at 100 MB/s and killed once
     // the server holds 40 % of it.
@@ -371,6 +400,35 @@ TEST_F(LibraryCli, AnUploadCutInTheMiddleContinuesFromTheServersOffset) {
     auto p = probe(mirror / "Big film.mp4");
     ASSERT_TRUE(p);
     EXPECT_EQ(p->first_video()->codec_name, "hevc");
+}
+
+TEST_F(LibraryCli, WatchTakesAFileCopiedInOnceItHasStoppedGrowing) {
+    stdfs::create_directories(root / "Inbox");
+    const auto mirror = c.dir() / "Mirror";
+    Daemon watch(cli({"library", "watch", root.string(), "--preset", "h265-web", "--output-dir",
+                      mirror.string(), "--state", state.string(), "--settle", "2", "--interval", "1"}),
+                 c.dir() / "watch.log");
+    ASSERT_TRUE(clip(c.dir() / "new.mkv", "libx264", 1.0));
+    const std::string bytes = test::read_file(c.dir() / "new.mkv");
+    // Copied in slowly: a quarter every 0.7 s, so it never sits still for the 2 s settle time.
+    const auto target = root / "Inbox/New film.mkv";
+    for (size_t part = 0; part < 4; ++part) {
+        std::ofstream out(target, std::ios::binary | std::ios::app);
+        out << bytes.substr(part * bytes.size() / 4, (part + 1) * bytes.size() / 4 - part * bytes.size() / 4);
+        out.close();
+        std::this_thread::sleep_for(700ms);
+        EXPECT_EQ(server_jobs(), 0u) << "taken while it was still growing";
+    }
+    ASSERT_TRUE(test::wait_until([&] { return stdfs::exists(mirror / "Inbox/New film.mp4"); }, 60s))
+        << watch.log();
+    auto p = probe(mirror / "Inbox/New film.mp4");
+    ASSERT_TRUE(p) << watch.log();
+    EXPECT_EQ(p->first_video()->codec_name, "hevc");
+    EXPECT_EQ(server_jobs(), 1u);
+    // It keeps watching and does not take the same file again.
+    std::this_thread::sleep_for(2500ms);
+    EXPECT_EQ(server_jobs(), 1u);
+    EXPECT_EQ(watch.signal_and_wait(SIGINT), 130) << watch.log();
 }
 
 }  // namespace
