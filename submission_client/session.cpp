@@ -1,0 +1,183 @@
+#include "submission_client/session.hpp"
+
+#include "common/hash.hpp"
+
+#include <csignal>
+#include <cstdlib>
+#include <thread>
+
+namespace distconv::client {
+
+namespace stdfs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+volatile std::sig_atomic_t g_interrupted = 0;
+
+extern "C" void on_interrupt(int) {
+    g_interrupted = 1;
+}
+
+}  // namespace
+
+void install_interrupt_handler(bool also_sigterm) {
+    std::signal(SIGINT, on_interrupt);
+    if (also_sigterm) std::signal(SIGTERM, on_interrupt);
+}
+
+bool interrupted() {
+    return g_interrupted != 0;
+}
+
+void clear_interrupted() {
+    g_interrupted = 0;
+}
+
+// Sleeps up to `d`, waking early on Ctrl-C.
+void nap(std::chrono::milliseconds d) {
+    auto until = Clock::now() + d;
+    while (!interrupted() && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+}
+
+double seconds_since(Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+Result<protocol::JobStatus> fetch_status(Session& s, const std::string& id) {
+    auto r = s.http().call_json("GET", "/jobs/" + id + "/status");
+    if (!r) return r.error();
+    return protocol::parse_job_status(*r);
+}
+
+// Downloads a completed job's result to `out` (resuming out.part) and checks its SHA-256.
+Result<Downloaded> download_result(Session& s, const std::string& job_id, const stdfs::path& out,
+                                   const std::string& label) {
+    auto job_json = s.http().call_json("GET", "/jobs/" + job_id);
+    if (!job_json) return job_json.error();
+    auto job = protocol::parse_job_resource(*job_json);
+    if (!job) return job.error();
+    if (job->state != protocol::JobState::Completed)
+        return Error(ErrorCode::JobNotReady, "job " + job_id + " is " +
+                                                 std::string(protocol::to_string(job->state)) +
+                                                 "; there is no result to download");
+    http::DownloadOptions opts;
+    if (job->output.sha256) opts.headers.emplace_back("If-Range", "\"" + *job->output.sha256 + "\"");
+    StatusLine line(s.bars());
+    auto started = Clock::now();
+    uint64_t base = 0;
+    bool first = true;
+    // Rate over what moved in this run, not the bytes already on disk.
+    opts.progress = [&](uint64_t done, uint64_t total) {
+        if (first) {
+            base = done;
+            first = false;
+        }
+        if (interrupted()) return false;
+        double elapsed = seconds_since(started);
+        uint64_t moved = done - std::min(done, base);
+        std::string text = "download " + label + "  " +
+                           format_transfer_line(moved, total > base ? total - base : 0, elapsed);
+        if (base > 0) text += "  (resumed at " + format_bytes(base) + ")";
+        line.update(text);
+        return true;
+    };
+    std::error_code ec;
+    if (!out.parent_path().empty()) stdfs::create_directories(out.parent_path(), ec);
+    auto r = s.http().download_to_file("/jobs/" + job_id + "/result", out, opts);
+    line.finish();
+    if (!r) return r.error();
+    const std::string& sha = r->sha256;  // hashed while it was written: no second read
+    std::string expected = job->output.sha256.value_or("");
+    if (auto etag = r->headers.get("ETag")) {
+        std::string e = *etag;
+        if (e.size() >= 2 && e.front() == '"' && e.back() == '"') e = e.substr(1, e.size() - 2);
+        if (is_sha256_hex(e)) expected = e;
+    }
+    if (!expected.empty() && expected != sha) {
+        stdfs::remove(out, ec);
+        return Error(ErrorCode::Internal, "the downloaded file's SHA-256 (" + sha +
+                                              ") does not match the server's (" + expected + "); removed " +
+                                              out.string());
+    }
+    return Downloaded{r->size, r->resumed_from, sha};
+}
+
+Result<protocol::JobResource> upload_one(Session& s, const Planned& p, const TranscodeFlags& flags,
+                                         const std::string& idempotency_key, uint64_t* resumed_from) {
+    auto job = build_job_json(flags, p.container, p.output.filename().string());
+    if (!job) return job.error();
+    std::error_code ec;
+    const uint64_t size = stdfs::file_size(p.input, ec);
+    if (ec) return Error::invalid("file", "cannot read " + p.input.string() + ": " + ec.message());
+    const std::string label = p.input.filename().string();
+    StatusLine line(s.bars());
+    line.update("hashing " + label);
+    auto sha = sha256_file(p.input);
+    if (!sha) return sha.error();
+    (*job)["source"] = json{{"size", size}, {"sha256", *sha}, {"filename", label}};
+
+    http::Request submit;
+    submit.method = "POST";
+    submit.path_or_url = "/jobs";
+    submit.body = job->dump();
+    submit.content_type = "application/json";
+    if (!idempotency_key.empty()) {
+        submit.headers.emplace_back(std::string(protocol::k_idempotency_key_header), idempotency_key);
+        submit.retry = true;  // the key makes a repeated POST the same job
+    }
+    auto created = s.http().request(submit);
+    if (!created) return created.error();
+    if (auto e = created->api_error()) return *e;
+    auto body = created->json();
+    if (!body) return body.error();
+    auto resource = protocol::parse_job_resource(*body);
+    if (!resource) return resource.error();
+    const std::string source = "/jobs/" + resource->job_id + "/source";
+
+    auto started = Clock::now();
+    for (int attempt = 0; resource->state == protocol::JobState::AwaitingUpload; ++attempt) {
+        if (interrupted()) return Error(ErrorCode::Unavailable, "interrupted");
+        http::Request head;
+        head.method = "HEAD";
+        head.path_or_url = source;
+        auto at = s.http().request(head);
+        if (!at) return at.error();
+        if (auto e = at->api_error()) return *e;
+        uint64_t offset = 0;
+        if (auto h = at->header(protocol::k_upload_offset_header))
+            offset = std::strtoull(h->c_str(), nullptr, 10);
+        if (offset > size) offset = 0;
+        if (resumed_from && attempt == 0) *resumed_from = offset;
+        http::Upload up;
+        up.method = "PUT";
+        up.path_or_url = source;
+        up.retry = false;  // a failed PUT is continued from the server's offset, not resent whole
+        if (offset > 0)
+            up.headers.emplace_back("Content-Range", "bytes " + std::to_string(offset) + "-" +
+                                                         std::to_string(size - 1) + "/" +
+                                                         std::to_string(size));
+        up.progress = [&](uint64_t done, uint64_t) {
+            if (interrupted()) return false;
+            std::string text =
+                "upload " + label + "  " + format_transfer_line(offset + done, size, seconds_since(started));
+            if (offset > 0) text += "  (resumed at " + format_bytes(offset) + ")";
+            line.update(text);
+            return true;
+        };
+        auto put = s.http().upload_file(up, p.input, offset);
+        if (put && !put->api_error()) break;
+        Error e = put ? *put->api_error() : put.error();
+        // A dropped connection or a busy server: continue from what it holds. Anything else is final.
+        const bool again = e.code == ErrorCode::Unavailable || e.code == ErrorCode::Conflict;
+        if (!again || attempt >= 5 || interrupted()) return e;
+        nap(std::chrono::milliseconds(500 * (attempt + 1)));
+    }
+    line.update("upload " + label + "  " + format_transfer_line(size, size, seconds_since(started)), true);
+    line.finish();
+    auto now = s.http().call_json("GET", "/jobs/" + resource->job_id);
+    if (!now) return now.error();
+    return protocol::parse_job_resource(*now);
+}
+
+}  // namespace distconv::client
