@@ -16,6 +16,8 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pty.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -262,6 +264,53 @@ TEST_F(CliServerTest, BatchOfThreeDetached) {
     ASSERT_EQ(human.code, 0);
     EXPECT_NE(human.out.find("ID"), std::string::npos);
     EXPECT_NE(human.out.find("b.mp4"), std::string::npos);
+}
+
+// The interactive menu, as a user at a terminal sees it: distconv on a pseudo-terminal, no
+// subcommand, choices typed in.
+TEST_F(CliServerTest, MenuOnATerminalListsJobsAndQuits) {
+    std::string id = submit_detached(m_dir / "clip.mp4");
+    int master = -1;
+    pid_t pid = ::forkpty(&master, nullptr, nullptr, nullptr);
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        std::vector<std::string> envs;
+        for (const auto& [k, v] : env(m_key)) envs.push_back(k + "=" + v);
+        std::vector<char*> e;
+        for (auto& v : envs) e.push_back(v.data());
+        e.push_back(nullptr);
+        char* argv[] = {const_cast<char*>(k_binary.c_str()), nullptr};
+        ::execve(argv[0], argv, e.data());
+        ::_exit(127);
+    }
+    std::string screen;
+    auto read_until = [&](const std::string& needle) {
+        return test::wait_until(
+            [&] {
+                char buf[4096];
+                pollfd p{master, POLLIN, 0};
+                while (::poll(&p, 1, 50) > 0) {
+                    ssize_t n = ::read(master, buf, sizeof buf);
+                    if (n <= 0) break;
+                    screen.append(buf, static_cast<size_t>(n));
+                }
+                return screen.find(needle) != std::string::npos;
+            },
+            std::chrono::seconds(10));
+    };
+    ASSERT_TRUE(read_until("1  submit a file")) << screen;
+    ASSERT_TRUE(read_until("> ")) << screen;
+    ASSERT_EQ(::write(master, "2\n", 2), 2);
+    EXPECT_TRUE(read_until(id)) << "my jobs lists the job: " << screen;
+    ASSERT_EQ(::write(master, "7\n", 2), 2);
+    EXPECT_TRUE(read_until("choose 1-5 or q")) << screen;
+    ASSERT_EQ(::write(master, "q\n", 2), 2);
+    int status = 0;
+    ASSERT_TRUE(
+        test::wait_until([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, std::chrono::seconds(10)))
+        << screen;
+    ::close(master);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << screen;
 }
 
 TEST_F(CliServerTest, StatusCancelRetry) {
