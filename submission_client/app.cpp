@@ -151,8 +151,8 @@ Result<JobView> follow_one(Session& s, JobView view) {
         }
         return !done;
     };
-    auto streamed = read_sse(s.http().options(), s.http().url_for("/jobs/" + view.job_id + "/events"),
-                             handler, [] { return interrupted(); });
+    auto streamed =
+        read_sse(s.http().options(), s.api().events_url(view.job_id), handler, [] { return interrupted(); });
     if (!streamed &&
         (streamed.error().code == ErrorCode::Unauthenticated ||
          streamed.error().code == ErrorCode::Forbidden || streamed.error().code == ErrorCode::JobNotFound))
@@ -282,7 +282,7 @@ int run_submit(Session& s, SubmitOptions& o) {
     auto cancel_open = [&] {
         for (auto& p : plan) {
             if (p.job_id.empty() || is_terminal_name(p.state)) continue;
-            auto r = s.http().call_json("DELETE", "/jobs/" + p.job_id);
+            auto r = s.api().cancel(p.job_id);
             if (r) {
                 auto c = protocol::parse_cancel_reply(*r);
                 if (c) p.state = std::string(protocol::to_string(c->state));
@@ -374,7 +374,7 @@ int run_submit(Session& s, SubmitOptions& o) {
 // Other commands
 
 int run_status(Session& s, const std::string& id) {
-    json j = s.call("GET", "/jobs/" + id + "/status");
+    json j = s.must(s.api().status(id));
     if (s.json_mode()) {
         s.print_json(j);
     } else {
@@ -391,7 +391,7 @@ int run_status(Session& s, const std::string& id) {
                   << "started   " << ts(st.started_at) << "\n"
                   << "finished  " << ts(st.finished_at) << "\n";
         // What the output gets of each source stream, and the command that makes it.
-        json job = s.call("GET", "/jobs/" + id);
+        json job = s.must(s.api().job(id));
         auto text = [&](const char* key) {
             auto it = job.find(key);
             return it != job.end() && it->is_string() ? it->get<std::string>() : std::string();
@@ -412,10 +412,7 @@ int run_status(Session& s, const std::string& id) {
 }
 
 int run_list(Session& s, const ListOptions& o) {
-    std::string path = "/jobs?limit=" + std::to_string(o.limit);
-    if (!o.state.empty()) path += "&state=" + o.state;
-    if (o.all) path += "&all=true";
-    json j = s.call("GET", path);
+    json j = s.must(s.api().list_jobs(o.limit, o.state, o.all));
     if (s.json_mode()) {
         s.print_json(j);
         return k_exit_ok;
@@ -469,7 +466,7 @@ int run_watch(Session& s, const std::vector<std::string>& ids) {
 int run_cancel(Session& s, const std::vector<std::string>& ids) {
     json answers = json::array();
     for (const auto& id : ids) {
-        json j = s.call("DELETE", "/jobs/" + id);
+        json j = s.must(s.api().cancel(id));
         answers.push_back(j);
         if (!s.json_mode()) {
             auto c = decode(s, protocol::parse_cancel_reply(j));
@@ -481,7 +478,7 @@ int run_cancel(Session& s, const std::vector<std::string>& ids) {
 }
 
 int run_retry(Session& s, const std::string& id) {
-    json j = s.call("POST", "/jobs/" + id + "/retry");
+    json j = s.must(s.api().retry(id));
     if (s.json_mode()) {
         s.print_json(j);
     } else {
@@ -495,7 +492,7 @@ int run_download(Session& s, const DownloadCommandOptions& o) {
     install_interrupt_handler();
     stdfs::path out = o.output;  // the user's -o is used as given
     if (out.empty()) {
-        json j = s.call("GET", "/jobs/" + o.job_id);
+        json j = s.must(s.api().job(o.job_id));
         auto job = decode(s, protocol::parse_job_resource(j));
         out = safe_local_name(job.output.filename, o.job_id + ".out");
     }
@@ -522,7 +519,7 @@ int run_download(Session& s, const DownloadCommandOptions& o) {
 }
 
 int run_engines(Session& s) {
-    json j = s.call("GET", "/engines");
+    json j = s.must(s.api().engines());
     if (s.json_mode()) {
         s.print_json(j);
         return k_exit_ok;
@@ -544,7 +541,7 @@ int run_engines(Session& s) {
 }
 
 int run_pools(Session& s) {
-    json j = s.call("GET", "/pools");
+    json j = s.must(s.api().pools());
     if (s.json_mode()) {
         s.print_json(j);
         return k_exit_ok;
@@ -563,7 +560,7 @@ int run_pools(Session& s) {
 }
 
 int run_presets(Session& s) {
-    json j = s.call("GET", "/presets");
+    json j = s.must(s.api().presets());
     if (s.json_mode()) {
         s.print_json(j);
         return k_exit_ok;
@@ -580,7 +577,7 @@ int run_presets(Session& s) {
 }
 
 int run_keys_create(Session& s, const std::string& name, const std::string& role) {
-    json j = s.call("POST", "/keys", json{{"name", name}, {"role", role}});
+    json j = s.must(s.api().create_key(name, role));
     if (s.json_mode()) {
         s.print_json(j);
         return k_exit_ok;
@@ -594,7 +591,7 @@ int run_keys_create(Session& s, const std::string& name, const std::string& role
 }
 
 int run_keys_list(Session& s, bool all) {
-    json j = s.call("GET", all ? "/keys?all=true" : "/keys");
+    json j = s.must(s.api().list_keys(all));
     if (s.json_mode()) {
         s.print_json(j);
         return k_exit_ok;
@@ -611,7 +608,7 @@ int run_keys_list(Session& s, bool all) {
 }
 
 int run_keys_revoke(Session& s, const std::string& id) {
-    json j = s.call("DELETE", "/keys/" + id);
+    json j = s.must(s.api().revoke_key(id));
     if (s.json_mode()) {
         s.print_json(j);
     } else {

@@ -148,7 +148,7 @@ int run_library_plan(Session& s, const LibraryOptions& o) {
 namespace {
 
 int online_slots(Session& s) {
-    auto r = s.http().call_json("GET", "/engines");
+    auto r = s.api().engines();
     if (!r) return 1;
     int slots = 0;
     for (const auto& e : r->value("items", json::array()))
@@ -334,7 +334,7 @@ int run_library_run(Session& s, LibraryOptions& o, bool watching) {
             if (st->state == protocol::JobState::Completed) {
                 finish(it);
             } else if (st->state == protocol::JobState::Failed || st->state == protocol::JobState::Canceled) {
-                auto job = s.http().call_json("GET", "/jobs/" + it.job_id);
+                auto job = s.api().job(it.job_id);
                 it.state = "failed";
                 it.reason = job && (*job).contains("failure_reason") && (*job)["failure_reason"].is_string()
                                 ? (*job)["failure_reason"].get<std::string>()

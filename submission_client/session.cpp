@@ -45,7 +45,7 @@ double seconds_since(Clock::time_point t) {
 }
 
 Result<protocol::JobStatus> fetch_status(Session& s, const std::string& id) {
-    auto r = s.http().call_json("GET", "/jobs/" + id + "/status");
+    auto r = s.api().status(id);
     if (!r) return r.error();
     return protocol::parse_job_status(*r);
 }
@@ -53,7 +53,7 @@ Result<protocol::JobStatus> fetch_status(Session& s, const std::string& id) {
 // Downloads a completed job's result to `out` (resuming out.part) and checks its SHA-256.
 Result<Downloaded> download_result(Session& s, const std::string& job_id, const stdfs::path& out,
                                    const std::string& label) {
-    auto job_json = s.http().call_json("GET", "/jobs/" + job_id);
+    auto job_json = s.api().job(job_id);
     if (!job_json) return job_json.error();
     auto job = protocol::parse_job_resource(*job_json);
     if (!job) return job.error();
@@ -84,7 +84,7 @@ Result<Downloaded> download_result(Session& s, const std::string& job_id, const 
     };
     std::error_code ec;
     if (!out.parent_path().empty()) stdfs::create_directories(out.parent_path(), ec);
-    auto r = s.http().download_to_file("/jobs/" + job_id + "/result", out, opts);
+    auto r = s.api().download_result(job_id, out, opts);
     line.finish();
     if (!r) return r.error();
     const std::string& sha = r->sha256;  // hashed while it was written: no second read
@@ -117,65 +117,36 @@ Result<protocol::JobResource> upload_one(Session& s, const Planned& p, const Tra
     if (!sha) return sha.error();
     (*job)["source"] = json{{"size", size}, {"sha256", *sha}, {"filename", label}};
 
-    http::Request submit;
-    submit.method = "POST";
-    submit.path_or_url = "/jobs";
-    submit.body = job->dump();
-    submit.content_type = "application/json";
-    if (!idempotency_key.empty()) {
-        submit.headers.emplace_back(std::string(protocol::k_idempotency_key_header), idempotency_key);
-        submit.retry = true;  // the key makes a repeated POST the same job
-    }
-    auto created = s.http().request(submit);
-    if (!created) return created.error();
-    if (auto e = created->api_error()) return *e;
-    auto body = created->json();
+    auto body = s.api().submit(*job, idempotency_key);
     if (!body) return body.error();
     auto resource = protocol::parse_job_resource(*body);
     if (!resource) return resource.error();
-    const std::string source = "/jobs/" + resource->job_id + "/source";
 
     auto started = Clock::now();
     for (int attempt = 0; resource->state == protocol::JobState::AwaitingUpload; ++attempt) {
         if (interrupted()) return Error(ErrorCode::Unavailable, "interrupted");
-        http::Request head;
-        head.method = "HEAD";
-        head.path_or_url = source;
-        auto at = s.http().request(head);
+        auto at = s.api().source_offset(resource->job_id);
         if (!at) return at.error();
-        if (auto e = at->api_error()) return *e;
-        uint64_t offset = 0;
-        if (auto h = at->header(protocol::k_upload_offset_header))
-            offset = std::strtoull(h->c_str(), nullptr, 10);
-        if (offset > size) offset = 0;
+        const uint64_t offset = *at > size ? 0 : *at;
         if (resumed_from && attempt == 0) *resumed_from = offset;
-        http::Upload up;
-        up.method = "PUT";
-        up.path_or_url = source;
-        up.retry = false;  // a failed PUT is continued from the server's offset, not resent whole
-        if (offset > 0)
-            up.headers.emplace_back("Content-Range", "bytes " + std::to_string(offset) + "-" +
-                                                         std::to_string(size - 1) + "/" +
-                                                         std::to_string(size));
-        up.progress = [&](uint64_t done, uint64_t) {
+        auto put = s.api().put_source(resource->job_id, p.input, offset, size, [&](uint64_t done, uint64_t) {
             if (interrupted()) return false;
             std::string text =
                 "upload " + label + "  " + format_transfer_line(offset + done, size, seconds_since(started));
             if (offset > 0) text += "  (resumed at " + format_bytes(offset) + ")";
             line.update(text);
             return true;
-        };
-        auto put = s.http().upload_file(up, p.input, offset);
-        if (put && !put->api_error()) break;
-        Error e = put ? *put->api_error() : put.error();
+        });
+        if (put) break;
         // A dropped connection or a busy server: continue from what it holds. Anything else is final.
+        const Error& e = put.error();
         const bool again = e.code == ErrorCode::Unavailable || e.code == ErrorCode::Conflict;
         if (!again || attempt >= 5 || interrupted()) return e;
         nap(std::chrono::milliseconds(500 * (attempt + 1)));
     }
     line.update("upload " + label + "  " + format_transfer_line(size, size, seconds_since(started)), true);
     line.finish();
-    auto now = s.http().call_json("GET", "/jobs/" + resource->job_id);
+    auto now = s.api().job(resource->job_id);
     if (!now) return now.error();
     return protocol::parse_job_resource(*now);
 }

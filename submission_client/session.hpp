@@ -7,6 +7,7 @@
 #include "common/http/client.hpp"
 #include "protocol/protocol.hpp"
 #include "submission_client/core.hpp"
+#include "submission_client/dispatch_api.hpp"
 
 #include <unistd.h>
 
@@ -83,21 +84,22 @@ class Session {
         o.retry.max_attempts = 3;
         o.max_send_bytes_per_second = g.limit_upload;
         m_client = std::make_unique<http::Client>(o);
+        m_api = std::make_unique<DispatchApi>(*m_client);
         m_tty_err = ::isatty(STDERR_FILENO) == 1;
         m_tty_out = ::isatty(STDOUT_FILENO) == 1;
     }
 
     const GlobalOptions& g() const { return m_g; }
     http::Client& http() { return *m_client; }
+    DispatchApi& api() { return *m_api; }
     bool bars() const { return m_tty_err && m_tty_out; }  // no bars when either stream is piped
     bool json_mode() const { return m_g.json; }
 
-    // A 2xx answer's JSON, or throws Failure after printing the server's error.
-    nlohmann::json call(const std::string& method, const std::string& path,
-                        const std::optional<nlohmann::json>& body = std::nullopt) {
-        auto r = m_client->call_json(method, path, body);
+    // The answer, or throws Failure after printing the server's error.
+    template <typename T>
+    T must(Result<T> r) {
         if (!r) fail(r.error());
-        return *r;
+        return std::move(r).value();
     }
 
     [[noreturn]] void fail(const Error& e) const {
@@ -112,6 +114,7 @@ class Session {
   private:
     GlobalOptions m_g;
     std::unique_ptr<http::Client> m_client;
+    std::unique_ptr<DispatchApi> m_api;
     bool m_tty_err = false;
     bool m_tty_out = false;
 };
