@@ -36,7 +36,9 @@ struct LibraryItem {
     // run
     std::string sha256, key, job_id, state, reason, output;
     uint64_t output_size = 0;
-    std::optional<uint64_t> upload_resumed_from;  // where this run's upload started (0: from the start)
+    std::optional<uint64_t> upload_resumed_from;
+    std::string
+        server_state;  // the job's state last shown  // where this run's upload started (0: from the start)
 };
 
 // Walks, probes (in parallel) and decides every file under the roots.
@@ -269,6 +271,7 @@ int run_library_run(Session& s, LibraryOptions& o, bool watching) {
     };
 
     StatusLine line(s.bars());
+    const auto run_started = Clock::now();
     size_t next = 0;
     auto counts = [&] {
         int done = 0, failed = 0;
@@ -331,6 +334,16 @@ int run_library_run(Session& s, LibraryOptions& o, bool watching) {
                 ++i;
                 continue;
             }
+            // One line per file whose state changed (the terminal's status line says the totals).
+            if (std::string now(protocol::to_string(st->state)); now != it.server_state && !s.json_mode()) {
+                it.server_state = now;
+                std::string text = it.file.relative + ": " + now;
+                if (st->progress_percent > 0) text += " " + std::to_string(st->progress_percent) + "%";
+                if (st->fps) text += " fps " + std::to_string(static_cast<int>(*st->fps));
+                if (st->eta_seconds) text += " ETA " + format_duration(*st->eta_seconds);
+                line.finish();
+                std::cerr << text << "\n" << std::flush;
+            }
             if (st->state == protocol::JobState::Completed) {
                 finish(it);
             } else if (st->state == protocol::JobState::Failed || st->state == protocol::JobState::Canceled) {
@@ -348,9 +361,15 @@ int run_library_run(Session& s, LibraryOptions& o, bool watching) {
             i = in_flight.erase(i);
         }
         auto [done, failed, before, after] = counts();
-        line.update("library " + std::to_string(done) + "/" + std::to_string(total) + " done, " +
+        const double elapsed = seconds_since(run_started);
+        const int finished_now = transcoded_now + failed_now;
+        const double eta = finished_now > 0 ? elapsed / finished_now *
+                                                  static_cast<double>(todo.size() - next + in_flight.size())
+                                            : -1;
+        line.update(render_bar(total ? static_cast<double>(done) / static_cast<double>(total) : 0, 20) + " " +
+                    std::to_string(done) + "/" + std::to_string(total) + " done, " +
                     std::to_string(in_flight.size()) + " in flight, " + std::to_string(failed) + " failed, " +
-                    format_bytes(before) + " -> " + format_bytes(after));
+                    format_bytes(before) + " -> " + format_bytes(after) + "  ETA " + format_duration(eta));
         if (!changed) nap(std::chrono::milliseconds(300));
     }
     line.finish();

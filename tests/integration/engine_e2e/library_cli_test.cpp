@@ -305,6 +305,28 @@ TEST_F(LibraryCli, AKilledRunResumesWithoutDuplicateJobsOrFilesDoneTwice) {
     EXPECT_EQ(server_jobs(), 6u);
 }
 
+TEST_F(LibraryCli, CtrlCStopsARunThatTheNextRunFinishes) {
+    for (int i = 1; i <= 4; ++i) {
+        auto f = root / ("Films/F" + std::to_string(i) + ".mkv");
+        ASSERT_TRUE(clip(f, "libx264", 1.0));
+        age(f);
+    }
+    const auto mirror = c.dir() / "Mirror";
+    const std::vector<std::string> args = {
+        "library",       "run",     root.string(),  "--preset",        "h265-web", "--output-dir",
+        mirror.string(), "--state", state.string(), "--max-in-flight", "1"};
+    {
+        Daemon first(cli(args), c.dir() / "first-run.log");
+        ASSERT_TRUE(test::wait_until([&] { return server_jobs() >= 1; }, 60s)) << first.log();
+        EXPECT_EQ(first.signal_and_wait(SIGINT), 130) << first.log();
+        EXPECT_NE(first.log().find("again resumes where this one stopped"), std::string::npos) << first.log();
+    }
+    std::string out;
+    EXPECT_EQ(run(args, &out), 0) << out;
+    EXPECT_EQ(server_jobs(), 4u) << out;
+    for (int i = 1; i <= 4; ++i) EXPECT_TRUE(probe(mirror / ("Films/F" + std::to_string(i) + ".mp4"))) << i;
+}
+
 TEST_F(LibraryCli, ARunThroughADispatchRestartEndsWithOneJobPerFile) {
     for (int i = 1; i <= 6; ++i) {
         auto f = root / ("Show/E0" + std::to_string(i) + ".mkv");
