@@ -5,6 +5,7 @@
 #include "common/media/ffmpeg_args.hpp"
 #include "common/media/input_policy.hpp"
 #include "common/media/options.hpp"
+#include "common/media/probe_file.hpp"
 #include "common/media/progress.hpp"
 #include "common/media/stream_plan.hpp"
 #include "common/process.hpp"
@@ -432,6 +433,20 @@ Result<OutputUploadPlan> EngineService::begin_output_upload(const Principal& who
     return plan;
 }
 
+std::optional<std::string> EngineService::verify_stored_output(const JobRecord& job,
+                                                               const stdfs::path& file) {
+    auto options = media::parse_job_options(job.resolved);
+    if (!options) return std::nullopt;
+    auto plan = media::plan_streams(*options, media::probe_from_json(job.source_probe));
+    if (!plan) return std::nullopt;
+    auto out = media::probe_media_file(m_config.ffprobe, file);
+    if (!out) return "the output does not open: " + out.error().message;
+    auto ok =
+        media::verify_output(*plan, media::expected_output_duration(job.duration_seconds, *options), *out);
+    if (!ok) return ok.error().message;
+    return std::nullopt;
+}
+
 Result<protocol::AssignmentAck> EngineService::complete(const Principal& who,
                                                         const std::string& assignment_id,
                                                         const protocol::CompleteRequest& request) {
@@ -528,6 +543,18 @@ Result<protocol::AssignmentAck> EngineService::complete(const Principal& who,
     } else {
         if (auto st = fs::fsync_path(part); !st) return st.error();
         if (auto st = fs::durable_rename(part, final_path); !st) return st.error();
+    }
+    // A streamed output was never whole on the engine, so the engine could not probe it: the server
+    // does, against the job's stream plan, before it counts.
+    if (a->transfer_mode == TransferMode::Stream && job->source_probe.is_object()) {
+        if (auto mismatch = verify_stored_output(*job, final_path)) {
+            stdfs::remove(final_path, ec);
+            auto ended = end_unfinished(
+                *a, AttemptState::Failed, true, *mismatch, "", 0,
+                std::string(protocol::to_string(protocol::ErrorClass::OutputMismatch)), "OUTPUT_MISMATCH");
+            if (!ended) return ended.error();
+            return Error(ErrorCode::OutputMismatch, *mismatch, {{"failure_code", "OUTPUT_MISMATCH"}});
+        }
     }
     int64_t now = m_clock.now_ms();
     AttemptEnd end;

@@ -83,6 +83,9 @@ class EngineService {
     RescueReport rescue();
 
   private:
+    // A stored output against its job's stream plan: what differs, or nullopt when it matches (or the
+    // job has no plan to check against).
+    std::optional<std::string> verify_stored_output(const JobRecord& job, const std::filesystem::path& file);
     // Sets the status message of queued jobs that no online engine can run, and clears it once one can.
     int explain_unplaceable_jobs();
     Result<EngineRecord> owned_engine(const Principal& who, const std::string& engine_id);

@@ -492,4 +492,33 @@ TEST(LibraryMediaVerify, AnEncodeThatStopsEarlyWithExitCodeZeroFailsAsOutputMism
     EXPECT_EQ(j["attempts"][0].value("error_class", ""), "output_mismatch");
 }
 
+TEST(LibraryMediaVerify, AStreamModeOutputMissingAPlannedStreamFailsAtTheServer) {
+    Cluster c;
+    // ffmpeg that silently drops the audio (-an before the output), streaming: the engine never holds
+    // the whole file, so the server's probe of what it stored is what catches it.
+    const auto wrapper = c.dir() / "no-audio-ffmpeg.sh";
+    test::write_file(
+        wrapper,
+        "#!/bin/sh\n"
+        "[ $# -lt 8 ] && exec ffmpeg \"$@\"\n"
+        "n=$#; i=0; for a in \"$@\"; do i=$((i+1)); if [ $i -eq $n ]; then set -- \"$@\" -an \"$a\"; "
+        "else set -- \"$@\" \"$a\"; fi; done; shift $n\nexec ffmpeg \"$@\"\n");
+    stdfs::permissions(wrapper, stdfs::perms::owner_all);
+    EngineOptions streaming;
+    streaming.reserve_disk = "1000T";  // no free disk: stream mode
+    streaming.extra_args = {"--ffmpeg", wrapper.string()};
+    auto e = c.start_engine("streaming", streaming);
+    ASSERT_TRUE(test::make_test_clip(c.dir() / "in.mp4", 1.0, 160, 120));
+    std::string answer;
+    auto id = c.submit(c.dir() / "in.mp4", {{"preset", "h264-web"}}, &answer);
+    ASSERT_FALSE(id.empty()) << answer;
+    nlohmann::json j;
+    ASSERT_TRUE(c.wait_job(id, is_final, 60s, &j)) << j.dump();
+    EXPECT_EQ(j.value("state", ""), "failed") << j.dump() << "\n" << e->log();
+    EXPECT_EQ(j.value("failure_code", ""), "OUTPUT_MISMATCH") << j.dump();
+    EXPECT_NE(j.value("failure_reason", "").find("missing from the output"), std::string::npos) << j.dump();
+    ASSERT_FALSE(j["attempts"].empty());
+    EXPECT_EQ(j["attempts"][0].value("transfer_mode", ""), "stream") << j.dump();
+}
+
 }  // namespace
