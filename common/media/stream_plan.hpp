@@ -61,8 +61,9 @@ Result<StreamPlan> plan_streams(const JobOptions& resolved, const ProbeInfo& sou
 nlohmann::json to_json(const StreamPlan& plan);
 
 // After ffmpeg exited 0: the output, as ffprobe reads it, against the plan. `expected_seconds` is
-// the source's duration less the trims (unknown: no duration check). Every kept stream must be
-// there, in order, with its planned codec; the durations must agree within max(0.5 s, 1 %).
+// the source's duration less the trims (unknown, or an output without one: no duration check).
+// Every kept stream must be there, in order, with its planned codec; the durations must agree
+// within max(0.5 s, 1 %).
 // The error (OUTPUT_MISMATCH) says what differs.
 Status verify_output(const StreamPlan& plan, std::optional<double> expected_seconds, const ProbeInfo& output);
 

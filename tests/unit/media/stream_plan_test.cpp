@@ -339,6 +339,11 @@ TEST(VerifyOutput, AcceptsWhatThePlanSaysAndNamesEveryDifference) {
     EXPECT_EQ(short_output.error().code, ErrorCode::OutputMismatch);
     EXPECT_NE(short_output.error().message.find("4.00 s long, expected 10.00 s"), std::string::npos);
 
+    // A streamed Matroska carries no duration: not a difference by itself.
+    auto no_duration = output_like(plan, 10.0);
+    no_duration.duration_seconds.reset();
+    EXPECT_TRUE(verify_output(plan, 10.0, no_duration).ok());
+
     auto missing = output_like(plan, 10.0);
     missing.streams.erase(missing.streams.begin() + 2);  // the French track
     auto lost = verify_output(plan, 10.0, missing);
