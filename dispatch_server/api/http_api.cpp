@@ -16,13 +16,18 @@
 #include "protocol/admin.hpp"
 #include "protocol/json_fields.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <filesystem>
 #include <regex>
 
 namespace distconv::dispatch {
@@ -738,6 +743,34 @@ HttpApi::~HttpApi() {
     stop();
 }
 
+namespace {
+
+// Debian's cpp-httplib 0.11 is a shared library that listens with a backlog of 5: a burst of new
+// connections beyond it (a fleet of engines reconnecting, clients during a flood) waits for a SYN
+// retransmit, a second or more. listen() again on the bound socket raises the backlog in place.
+void raise_listen_backlog(int port) {
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+        char* end = nullptr;
+        const long fd = std::strtol(entry.path().filename().c_str(), &end, 10);
+        if (end == nullptr || *end != '\0' || fd < 0) continue;
+        int accepting = 0;
+        socklen_t len = sizeof accepting;
+        if (::getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) != 0 ||
+            !accepting)
+            continue;
+        sockaddr_storage addr{};
+        socklen_t alen = sizeof addr;
+        if (::getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&addr), &alen) != 0) continue;
+        int bound = -1;
+        if (addr.ss_family == AF_INET) bound = ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+        if (addr.ss_family == AF_INET6) bound = ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+        if (bound == port) ::listen(static_cast<int>(fd), SOMAXCONN);
+    }
+}
+
+}  // namespace
+
 Result<int> HttpApi::bind(const std::string& host, int port) {
     if (!m_impl->server.is_valid()) {
         const auto& c = m_impl->s.config;
@@ -750,6 +783,7 @@ Result<int> HttpApi::bind(const std::string& host, int port) {
                           : (m_impl->server.bind_to_port(host, port) ? port : -1);
     if (bound <= 0)
         return Error(ErrorCode::Unavailable, "cannot listen on " + host + ":" + std::to_string(port));
+    raise_listen_backlog(bound);
     return bound;
 }
 
