@@ -751,8 +751,9 @@ namespace {
 void raise_listen_backlog(int port) {
     std::error_code ec;
     for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+        const std::string name = entry.path().filename().string();
         char* end = nullptr;
-        const long fd = std::strtol(entry.path().filename().c_str(), &end, 10);
+        const long fd = std::strtol(name.c_str(), &end, 10);
         if (end == nullptr || *end != '\0' || fd < 0) continue;
         int accepting = 0;
         socklen_t len = sizeof accepting;
