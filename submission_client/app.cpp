@@ -772,21 +772,25 @@ int client_main(int argc, char** argv) {
     auto* lplan = library_cmd->add_subcommand("plan", "Probe every media file and say what a run would do");
     add_selection(lplan);
     lplan->footer("Example:\n  distconv library plan ~/Videos --preset h265-archive");
+    // Where results go, and how many jobs at once: the same for run and watch.
+    auto add_placement = [&](CLI::App* c) {
+        auto* out = c->add_option("--output-dir", lib.output_dir, "Mirror the tree here with the results");
+        c->add_flag("--replace", lib.replace, "Put each result in place of its original (moved to --trash)")
+            ->excludes(out);
+        c->add_option("--trash", lib.trash,
+                      "Where --replace moves originals (default <root>/.distconv-trash)");
+        c->add_flag("--delete-originals", lib.delete_originals, "With --replace: delete originals instead");
+        c->add_flag("--allow-bigger", lib.allow_bigger,
+                    "Place a result even when it is bigger than its source");
+        c->add_option("--max-in-flight", lib.max_in_flight,
+                      "Jobs on the server at once (default: online slots)")
+            ->check(CLI::Range(1, 1000));
+        c->add_option("--state", lib.state_file, "The state database (default $XDG_STATE_HOME/distconv/)");
+    };
     auto* lrun =
         library_cmd->add_subcommand("run", "Transcode what the plan says, resumably, and place the results");
     add_selection(lrun);
-    auto* lout = lrun->add_option("--output-dir", lib.output_dir, "Mirror the tree here with the results");
-    lrun->add_flag("--replace", lib.replace, "Put each result in place of its original (moved to --trash)")
-        ->excludes(lout);
-    lrun->add_option("--trash", lib.trash,
-                     "Where --replace moves originals (default <root>/.distconv-trash)");
-    lrun->add_flag("--delete-originals", lib.delete_originals, "With --replace: delete originals instead");
-    lrun->add_flag("--allow-bigger", lib.allow_bigger,
-                   "Place a result even when it is bigger than its source");
-    lrun->add_option("--max-in-flight", lib.max_in_flight,
-                     "Jobs on the server at once (default: online slots)")
-        ->check(CLI::Range(1, 1000));
-    lrun->add_option("--state", lib.state_file, "The state database (default $XDG_STATE_HOME/distconv/)");
+    add_placement(lrun);
     lrun->footer(
         "Examples:\n  distconv library run ~/Videos --preset h265-archive --output-dir /mnt/new\n"
         "  distconv library run ~/Videos --preset h265-archive --replace --trash /mnt/old");
@@ -794,18 +798,7 @@ int client_main(int argc, char** argv) {
     auto* lwatch = library_cmd->add_subcommand(
         "watch", "Keep running: new or changed files are planned and run once they stop changing");
     add_selection(lwatch);
-    auto* wout = lwatch->add_option("--output-dir", lib.output_dir, "Mirror the tree here with the results");
-    lwatch->add_flag("--replace", lib.replace, "Put each result in place of its original (moved to --trash)")
-        ->excludes(wout);
-    lwatch->add_option("--trash", lib.trash,
-                       "Where --replace moves originals (default <root>/.distconv-trash)");
-    lwatch->add_flag("--allow-bigger", lib.allow_bigger,
-                     "Place a result even when it is bigger than its source");
-    lwatch
-        ->add_option("--max-in-flight", lib.max_in_flight,
-                     "Jobs on the server at once (default: online slots)")
-        ->check(CLI::Range(1, 1000));
-    lwatch->add_option("--state", lib.state_file, "The state database (default $XDG_STATE_HOME/distconv/)");
+    add_placement(lwatch);
     lwatch->add_option("--interval", watch_interval, "Seconds between rescans (inotify wakes it sooner)")
         ->check(CLI::Range(0.2, 86400.0));
     lwatch->footer("Example:\n  distconv library watch ~/Videos --preset h265-archive --output-dir /mnt/new");

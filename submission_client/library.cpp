@@ -40,7 +40,7 @@ std::string family_of(const std::string& encoder) {
 bool in_container(const media::ProbeInfo& p, const std::string& container, const stdfs::path& path) {
     const std::string ext = lower(path.extension().string());
     const std::string wanted = "." + media::container_extension(container);
-    if (ext != wanted && !(container == "mkv" && ext == ".mkv")) return false;
+    if (ext != wanted) return false;
     const std::string demuxer = media::demuxer_of(p.format_name);
     return demuxer == media::output_demuxer(container) || media::output_demuxer(container).empty();
 }
@@ -180,10 +180,6 @@ Decision decide(const Result<media::ProbeInfo>& probe, const media::JobOptions& 
     }
     d.verdict = Verdict::Transcode;
     return d;
-}
-
-Result<media::ProbeInfo> probe_file(const std::string& ffprobe, const stdfs::path& file) {
-    return media::probe_media_file(ffprobe, file);
 }
 
 Status verify_result(const std::string& ffprobe, const stdfs::path& result, const media::ProbeInfo& source,

@@ -58,9 +58,6 @@ struct Decision {
 Decision decide(const Result<media::ProbeInfo>& probe, const media::JobOptions& resolved, const Rules& rules,
                 const Found& file, double age_seconds);
 
-// The probe of a local file, read as the format ffprobe detects, with only the file protocol.
-Result<media::ProbeInfo> probe_file(const std::string& ffprobe, const std::filesystem::path& file);
-
 // The result (downloaded to `result`) against the plan made from the source's probe: duration within
 // max(0.5 s, 1 %) and every planned stream there. OUTPUT_MISMATCH says what differs.
 Status verify_result(const std::string& ffprobe, const std::filesystem::path& result,

@@ -2,6 +2,7 @@
 
 #include "common/hash.hpp"
 #include "common/media/options.hpp"
+#include "common/media/probe_file.hpp"
 #include "submission_client/library.hpp"
 #include "submission_client/library_state.hpp"
 
@@ -64,7 +65,7 @@ std::vector<LibraryItem> make_library_plan(Session& s, const LibraryOptions& o) 
     std::atomic<size_t> next{0};
     auto worker = [&] {
         for (size_t i; (i = next++) < items.size();)
-            items[i].probe = library::probe_file(o.ffprobe, items[i].file.path);
+            items[i].probe = media::probe_media_file(o.ffprobe, items[i].file.path);
     };
     std::vector<std::thread> pool;
     for (unsigned t = 0; t < std::max(2u, std::min(8u, std::thread::hardware_concurrency())); ++t)
@@ -173,7 +174,7 @@ int run_library_run(Session& s, LibraryOptions& o, bool watching) {
     install_interrupt_handler();
     const int window = o.max_in_flight > 0 ? o.max_in_flight : online_slots(s);
 
-    std::vector<LibraryItem*> todo, in_flight;
+    std::vector<LibraryItem*> pending, in_flight;
     int already = 0;
     for (auto& it : items) {
         if (it.decision.verdict != library::Verdict::Transcode) continue;
@@ -200,7 +201,7 @@ int run_library_run(Session& s, LibraryOptions& o, bool watching) {
                 continue;
             }
         }
-        todo.push_back(&it);
+        pending.push_back(&it);
     }
 
     int failed_now = 0;
@@ -286,9 +287,9 @@ int run_library_run(Session& s, LibraryOptions& o, bool watching) {
         }
         return std::make_tuple(done, failed, before, after);
     };
-    while (!interrupted() && (next < todo.size() || !in_flight.empty())) {
-        while (!interrupted() && next < todo.size() && static_cast<int>(in_flight.size()) < window) {
-            auto& it = *todo[next++];
+    while (!interrupted() && (next < pending.size() || !in_flight.empty())) {
+        while (!interrupted() && next < pending.size() && static_cast<int>(in_flight.size()) < window) {
+            auto& it = *pending[next++];
             auto sha = sha256_file(it.file.path);
             if (!sha) {
                 it.state = "failed";
@@ -301,6 +302,7 @@ int run_library_run(Session& s, LibraryOptions& o, bool watching) {
             p.input = it.file.path;
             p.output = stdfs::path(it.job.value("output_filename", "out"));
             p.container = it.container;
+            p.sha256 = it.sha256;  // hashed once, for the key and the declared source
             uint64_t resumed = 0;
             auto job = upload_one(s, p, o.flags, it.key, &resumed);
             it.upload_resumed_from = resumed;
@@ -325,7 +327,7 @@ int run_library_run(Session& s, LibraryOptions& o, bool watching) {
                 // The server no longer has it (its database was reset): submit again.
                 it.state.clear();
                 it.job_id.clear();
-                todo.push_back(&it);
+                pending.push_back(&it);
                 i = in_flight.erase(i);
                 continue;
             }
@@ -363,9 +365,10 @@ int run_library_run(Session& s, LibraryOptions& o, bool watching) {
         auto [done, failed, before, after] = counts();
         const double elapsed = seconds_since(run_started);
         const int finished_now = transcoded_now + failed_now;
-        const double eta = finished_now > 0 ? elapsed / finished_now *
-                                                  static_cast<double>(todo.size() - next + in_flight.size())
-                                            : -1;
+        const double eta =
+            finished_now > 0
+                ? elapsed / finished_now * static_cast<double>(pending.size() - next + in_flight.size())
+                : -1;
         line.update(render_bar(total ? static_cast<double>(done) / static_cast<double>(total) : 0, 20) + " " +
                     std::to_string(done) + "/" + std::to_string(total) + " done, " +
                     std::to_string(in_flight.size()) + " in flight, " + std::to_string(failed) + " failed, " +
@@ -374,7 +377,7 @@ int run_library_run(Session& s, LibraryOptions& o, bool watching) {
     }
     line.finish();
 
-    auto [done, failed, before, after] = counts();
+    auto [_, failed, before, after] = counts();
     int skipped = 0, unreadable = 0;
     json files = json::array();
     for (const auto& it : items) {
@@ -382,8 +385,7 @@ int run_library_run(Session& s, LibraryOptions& o, bool watching) {
         if (it.decision.verdict == library::Verdict::Unreadable) ++unreadable;
         files.push_back(library_item_json(it));
     }
-    (void)done;
-    const bool nothing = transcoded_now == 0 && failed == 0 && in_flight.empty() && next == todo.size();
+    const bool nothing = transcoded_now == 0 && failed == 0 && in_flight.empty() && next == pending.size();
     if (watching && transcoded_now == 0 && failed_now == 0)
         return interrupted() ? k_exit_interrupted : k_exit_ok;
     if (s.json_mode()) {
@@ -449,21 +451,18 @@ int run_library_watch(Session& s, LibraryOptions& o, double interval_seconds) {
         // Wait for a change or the interval; after a change, until nothing moved for the settle time
         // (a file still being copied is planned as "still being written" anyway).
         auto until = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(interval_seconds * 1000));
-        bool changed = false;
         while (!interrupted() && Clock::now() < until) {
             pollfd p{fd, POLLIN, 0};
             if (fd >= 0 && ::poll(&p, 1, 200) > 0) {
                 char buf[16384];
                 while (::read(fd, buf, sizeof buf) > 0) {
                 }
-                changed = true;
                 until = std::min(until, Clock::now() + std::chrono::milliseconds(
                                                            static_cast<int64_t>(settle * 1000) + 200));
             } else if (fd < 0) {
                 nap(std::chrono::milliseconds(200));
             }
         }
-        (void)changed;
     }
     if (fd >= 0) ::close(fd);
     return k_exit_interrupted;

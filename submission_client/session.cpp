@@ -112,8 +112,8 @@ Result<protocol::JobResource> upload_one(Session& s, const Planned& p, const Tra
     if (ec) return Error::invalid("file", "cannot read " + p.input.string() + ": " + ec.message());
     const std::string label = p.input.filename().string();
     StatusLine line(s.bars());
-    line.update("hashing " + label);
-    auto sha = sha256_file(p.input);
+    if (p.sha256.empty()) line.update("hashing " + label);
+    auto sha = p.sha256.empty() ? sha256_file(p.input) : Result<std::string>(p.sha256);
     if (!sha) return sha.error();
     (*job)["source"] = json{{"size", size}, {"sha256", *sha}, {"filename", label}};
 

@@ -147,6 +147,7 @@ struct Planned {
     std::filesystem::path input;
     std::filesystem::path output;
     std::string container;
+    std::string sha256;  // the input's, when already known (else upload_one hashes it)
     std::string job_id;
     std::string state;
     std::string error;  // when this file failed
