@@ -216,10 +216,7 @@ Result<StreamPlan> plan_streams(const JobOptions& o, const ProbeInfo& src) {
             p.action = acodec == "copy" ? StreamAction::Copy : StreamAction::Encode;
             p.encoder = acodec;
             p.reason = acodec == "copy" ? "audio, copied" : "audio";
-            const auto& s = src.streams[static_cast<size_t>(
-                std::find_if(src.streams.begin(), src.streams.end(),
-                             [&](const StreamInfo& x) { return x.index == p.index; }) -
-                src.streams.begin())];
+            const auto& s = src.streams[static_cast<size_t>(keep[k])];  // plan.streams mirrors src.streams
             if (acodec != "copy" && !o.audio.channels && s.channels) {
                 int max = acodec == "libmp3lame" ? 2 : acodec == "ac3" ? 6 : 8;
                 if (*s.channels > max) {
@@ -342,8 +339,7 @@ Result<StreamPlan> plan_streams(const JobOptions& o, const ProbeInfo& src) {
     // The picture: colour tags and HDR10 metadata go to the encoder; interlacing and rotation.
     const PlannedStream* main = plan.main_video();
     if (main && main->action == StreamAction::Encode) {
-        const auto& s = *std::find_if(src.streams.begin(), src.streams.end(),
-                                      [&](const StreamInfo& x) { return x.index == main->index; });
+        const auto& s = src.streams[static_cast<size_t>(main - plan.streams.data())];
         const bool hdr = s.color_transfer == "smpte2084" || s.color_transfer == "arib-std-b67";
         const std::string out_pix = o.video.pix_fmt.value_or("yuv420p");
         if (hdr && !ten_bit(out_pix) && o.video.hdr != "tonemap")
