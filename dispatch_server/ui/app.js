@@ -38,6 +38,7 @@ function showSignin(message = '') {
     setCsrf('');
     PAGES.forEach((p) => p.reset());
     $('#app').hidden = true;
+    $('#toast').hidden = true;
     $('#signin-view').hidden = false;
     $('#signin-error').textContent = message;
     $('#signin-key').focus();
@@ -112,7 +113,6 @@ async function boot() {
     PAGES.forEach((p) => p.init());
     $('#signin').addEventListener('submit', signIn);
     $('#signout').addEventListener('click', signOut);
-    $('#toast').addEventListener('click', () => { $('#toast').hidden = true; });
     window.addEventListener('hashchange', route);
     onUnauthorized(() => {
         if (session) showSignin('Your session has ended; sign in again.');

@@ -13,6 +13,7 @@ let detailId = null;
 
 export function init() {
     $('#engine-detail-close').addEventListener('click', () => { location.hash = '#/engines'; });
+    $('#engine-detail').addEventListener('keydown', (e) => { if (e.key === 'Escape') location.hash = '#/engines'; });
     $('#engine-drain').addEventListener('click', () => action('drain'));
     $('#engine-undrain').addEventListener('click', () => action('undrain'));
     $('#engine-benchmark').addEventListener('click', () => action('benchmark'));

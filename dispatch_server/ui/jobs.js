@@ -14,6 +14,7 @@ let all = false;            // All Jobs (every owner) instead of My Jobs
 let loaded = false;         // the list matches `all` and the filters
 let seq = 0;                // answers of older list requests are dropped
 let nextCursor = null;
+let lastTotal = 0;          // `total` of the last list answer: every job matching the filter
 let pagesLoaded = 0;
 const rows = new Map();     // job_id -> {job (summary + live fields), tr, stateCell, bar, text}
 const selected = new Set(); // job ids, kept across reloads
@@ -37,6 +38,7 @@ export function init() {
     $('#jobs-confirm-yes').addEventListener('click', () => { const f = pendingConfirm; closeConfirm(); if (f) f(); });
     $('#jobs-confirm-no').addEventListener('click', closeConfirm);
     $('#job-detail-close').addEventListener('click', () => { location.hash = listHash(); });
+    $('#job-detail').addEventListener('keydown', (e) => { if (e.key === 'Escape') location.hash = listHash(); });
     $('#job-cancel').addEventListener('click', () => detailAction('cancel'));
     $('#job-retry').addEventListener('click', () => detailAction('retry'));
     detailBar = progressBar('detail-progress', 'Job progress');
@@ -100,6 +102,7 @@ async function load(append) {
         }
         if (!rows.size) body.append(emptyRow(7, 'No jobs match.'));
         nextCursor = page.next_cursor || null;
+        lastTotal = page.total ?? rows.size;
         $('#jobs-next').hidden = !nextCursor;
         $('#jobs-total').textContent = `${fmtNum(page.total ?? rows.size)} job${page.total === 1 ? '' : 's'}` +
             (rows.size < (page.total ?? 0) ? ` (${fmtNum(rows.size)} shown)` : '');
@@ -122,7 +125,7 @@ function makeRow(job) {
     const bar = progressBar('job-progress', `Progress of ${job.output_filename || job.job_id}`);
     const text = el('span', {class: 'progress-text muted'});
     const finished = el('td', {class: 'job-finished'});
-    const tr = el('tr', {dataset: {jobId: job.job_id, state: job.state}},
+    const tr = el('tr', {dataset: {jobId: job.job_id, state: job.state}, class: job.job_id === detailId ? 'current' : null},
         el('td', {}, check),
         el('td', {class: 'job-name', text: job.output_filename || job.job_id}),
         stateCell,
@@ -168,7 +171,7 @@ function openEvents() {
     closeEvents();
     const es = new EventSource(url('/events', {all: all ? 'true' : ''}));
     events = es;
-    es.addEventListener('open', () => { eventsRetry = 0; });
+    es.addEventListener('open', () => { eventsRetry = 0; stopPolling(); });
     es.addEventListener('state', (ev) => onEvent(ev, onState));
     es.addEventListener('progress', (ev) => onEvent(ev, onProgress));
     es.addEventListener('error', () => {
@@ -176,6 +179,7 @@ function openEvents() {
         // refused (401/403/429...): check the session (a 401 sends us to sign-in), then retry later.
         if (es.readyState !== EventSource.CLOSED || events !== es) return;
         events = null;
+        startPolling();  // rows stay live (more slowly) until the stream is back
         get('/sessions/current').then(() => {
             const wait = Math.min(30000, 2000 * 2 ** eventsRetry++);
             setTimeout(() => { if (loaded && !events && !$('#page-jobs').hidden) openEvents(); }, wait);
@@ -186,6 +190,27 @@ function openEvents() {
 function closeEvents() {
     if (events) events.close();
     events = null;
+    stopPolling();
+}
+
+// The fallback while /api/v1/events is unavailable: poll the status of the unfinished rows on screen.
+let pollTimer = 0;
+const POLL_MS = 3000;
+const POLL_MAX = 25;
+function startPolling() { if (!pollTimer) pollTimer = setInterval(pollActive, POLL_MS); }
+function stopPolling() { clearInterval(pollTimer); pollTimer = 0; }
+
+async function pollActive() {
+    const active = [...rows.values()].filter((r) => !TERMINAL.has(r.job.state)).slice(0, POLL_MAX);
+    await Promise.all(active.map(async (row) => {
+        try {
+            const s = await get(`/jobs/${encodeURIComponent(row.job.job_id)}/status`);
+            const {state, progress_percent, fps, speed, eta_seconds, finished_at, queue_position} = s;
+            Object.assign(row.job, {state, progress_percent, fps, speed, eta_seconds, finished_at, queue_position});
+            paintRow(row);
+        } catch { /* the next poll tries again; a 401 has already led to sign-in */ }
+    }));
+    if (detailJob && !TERMINAL.has(detailJob.state)) refreshDetailSoon();
 }
 
 function onEvent(ev, handler) {
@@ -238,13 +263,12 @@ function updateBulk() {
     $('#jobs-retry-selected').disabled = n === 0;
     $('#jobs-selected-count').textContent = n ? `${n} selected` : '';
     const ids = [...rows.keys()];
-    $('#jobs-select-all').textContent = ids.length && ids.every((id) => selected.has(id)) ? 'Clear selection' : 'Select page';
+    $('#jobs-select-all').textContent = ids.length && ids.every((id) => selected.has(id)) ? 'Clear selection' : 'Select all shown';
 }
 
 function confirmFiltered(action) {
-    const total = $('#jobs-total').textContent || 'the filtered jobs';
-    $('#jobs-confirm-text').textContent =
-        `${action === 'cancel' ? 'Cancel' : 'Retry'} every job matching the current filter (${total})?`;
+    $('#jobs-confirm-text').textContent = `${action === 'cancel' ? 'Cancel' : 'Retry'} every job matching the ` +
+        `current filter (${fmtNum(lastTotal)} job${lastTotal === 1 ? '' : 's'})?`;
     $('#jobs-confirm').hidden = false;
     $('#jobs-confirm-no').focus();
     pendingConfirm = async () => {
@@ -324,12 +348,15 @@ async function openDetail(id) {
 }
 
 function closeDetail() {
+    const prev = rows.get(detailId);
+    const hadFocus = $('#job-detail').contains(document.activeElement);
     detailId = null;
     detailJob = null;
     if (detailEvents) detailEvents.close();
     detailEvents = null;
     $('#job-detail').hidden = true;
     for (const r of rows.values()) r.tr.classList.remove('current');
+    if (hadFocus && prev) prev.tr.focus();  // keyboard users land back on the row they opened
 }
 
 async function refreshDetail() {
@@ -357,6 +384,13 @@ async function loadEngineNames() {
 
 function renderDetail(job) {
     detailJob = job;
+    $('#job-detail').dataset.state = job.state;
+    const row = rows.get(job.job_id);  // the list row follows what the detail learned
+    if (row) {
+        const {state, progress_percent, fps, speed, eta_seconds, finished_at, queue_position} = job;
+        Object.assign(row.job, {state, progress_percent, fps, speed, eta_seconds, finished_at, queue_position});
+        paintRow(row);
+    }
     const name = job.output?.filename || job.resolved_options?.output_filename || job.job_id;
     $('#job-detail-title').textContent = name;
     const stateEl = $('#job-detail-state');
@@ -504,10 +538,4 @@ async function detailAction(action) {
         if (!(err instanceof ApiError && err.status === 401)) toast(err.message);
     }
     await refreshDetail();
-    const row = rows.get(id);
-    if (row && detailJob && detailJob.job_id === id) {
-        Object.assign(row.job, {state: detailJob.state, progress_percent: detailJob.progress_percent,
-                                finished_at: detailJob.finished_at});
-        paintRow(row);
-    }
 }
