@@ -8,6 +8,7 @@
 #include "dispatch_server/service/engines.hpp"
 #include "dispatch_server/service/jobs.hpp"
 #include "dispatch_server/service/notifier.hpp"
+#include "dispatch_server/service/sessions.hpp"
 #include "dispatch_server/store/store.hpp"
 
 #include <spdlog/spdlog.h>
@@ -28,6 +29,7 @@ struct DispatchServer::Impl {
     Metrics metrics;
     std::unique_ptr<AssignmentCredentials> credentials;
     std::unique_ptr<AuthService> auth;
+    std::unique_ptr<SessionService> sessions;  // with the dashboard on
     std::unique_ptr<JobService> jobs;
     std::unique_ptr<EngineService> engines;
     std::unique_ptr<HttpApi> api;
@@ -104,12 +106,20 @@ Result<std::unique_ptr<DispatchServer>> DispatchServer::create(const DispatchCon
     if (!credentials) return credentials.error();
     impl->credentials = std::make_unique<AssignmentCredentials>(std::move(*credentials));
     impl->auth = std::make_unique<AuthService>(*impl->store, impl->credentials.get(), impl->clock.get());
+    if (config.ui_enabled) {
+        SessionSettings settings;
+        settings.idle = std::chrono::milliseconds(config.session_idle_ms);
+        settings.absolute = std::chrono::milliseconds(config.session_max_ms);
+        impl->sessions = std::make_unique<SessionService>(*impl->auth, *impl->clock, settings);
+        impl->auth->set_sessions(impl->sessions.get());
+    }
     impl->jobs = std::make_unique<JobService>(*impl->store, *impl->pools, impl->config, impl->prober,
                                               *impl->clock, impl->notifier);
     impl->engines = std::make_unique<EngineService>(*impl->store, *impl->pools, impl->config, *impl->clock,
                                                     impl->notifier, &impl->metrics, impl->credentials.get());
-    impl->api = std::make_unique<HttpApi>(ApiServices{*impl->auth, *impl->jobs, impl->notifier, impl->config,
-                                                      impl->engines.get(), &impl->metrics});
+    impl->api =
+        std::make_unique<HttpApi>(ApiServices{*impl->auth, *impl->jobs, impl->notifier, impl->config,
+                                              impl->engines.get(), &impl->metrics, impl->sessions.get()});
     auto port = impl->api->bind(config.host, config.port);
     if (!port) return port.error();
     impl->port = *port;

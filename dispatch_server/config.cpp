@@ -115,6 +115,12 @@ void add_options(CLI::App& app, DispatchConfig& c) {
                    "Client connections open at once (more are closed at once)")
         ->check(CLI::Range(16, 1 << 20))
         ->capture_default_str();
+    app.add_option("--ui", c.ui, "The web dashboard at / and its sign-in sessions: on|off")
+        ->capture_default_str();
+    app.add_option("--session-idle", c.session_idle, "A dashboard session unused this long ends")
+        ->capture_default_str();
+    app.add_option("--session-max", c.session_max, "A dashboard session ends this long after sign-in")
+        ->capture_default_str();
 }
 
 Status finalize(DispatchConfig& c) {
@@ -165,6 +171,8 @@ Status finalize(DispatchConfig& c) {
           DurationKey{"event-stream-max", c.event_stream_max, c.event_stream_max_ms},
           DurationKey{"header-timeout", c.header_timeout, c.header_timeout_ms},
           DurationKey{"keep-alive-timeout", c.keep_alive_timeout, c.keep_alive_timeout_ms},
+          DurationKey{"session-idle", c.session_idle, c.session_idle_ms},
+          DurationKey{"session-max", c.session_max, c.session_max_ms},
           DurationKey{"lease-timeout", c.lease_timeout, c.lease_ms},
           DurationKey{"heartbeat-interval", c.heartbeat_interval, c.heartbeat_interval_ms},
           DurationKey{"engine-offline-after", c.engine_offline_after, c.engine_offline_ms},
@@ -177,6 +185,13 @@ Status finalize(DispatchConfig& c) {
     c.job_ttl_ms = ttl > 0 ? std::optional<int64_t>(ttl) : std::nullopt;
     if (c.maintenance_interval_ms < 10)
         return Error::invalid("maintenance-interval", "maintenance-interval must be at least 10ms");
+
+    if (c.ui != "on" && c.ui != "off")
+        return Error::invalid("ui", "ui must be on or off, not '" + c.ui + "'");
+    c.ui_enabled = c.ui == "on";
+    if (c.session_idle_ms < 1000) return Error::invalid("session-idle", "session-idle must be at least 1s");
+    if (c.session_max_ms < c.session_idle_ms)
+        return Error::invalid("session-max", "session-max must be at least session-idle");
 
     if (c.event_stream_max_ms < 1000)
         return Error::invalid("event-stream-max", "event-stream-max must be at least 1s");

@@ -55,6 +55,10 @@ struct DispatchConfig {
         "10s";  // a request's headers must be complete this long after its first byte
     std::string keep_alive_timeout = "5s";  // an idle connection waits this long for its next request
     int max_connections = 8192;             // open client connections (more are closed at once)
+    // The web dashboard at / and its browser sessions.
+    std::string ui = "on";             // on|off
+    std::string session_idle = "30m";  // a dashboard session unused this long ends
+    std::string session_max = "12h";   // a dashboard session ends this long after sign-in, used or not
     std::string log_level = "info";
     std::string log_format = "text";
     std::string log_file;
@@ -82,6 +86,9 @@ struct DispatchConfig {
     int64_t event_stream_max_ms = 0;
     int64_t header_timeout_ms = 0;
     int64_t keep_alive_timeout_ms = 0;
+    bool ui_enabled = true;
+    int64_t session_idle_ms = 0;
+    int64_t session_max_ms = 0;
     int64_t lease_ms = 0;
     int64_t heartbeat_interval_ms = 0;
     int64_t engine_offline_ms = 0;

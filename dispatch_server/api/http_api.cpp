@@ -8,6 +8,7 @@
 #include "dispatch_server/api/encode.hpp"
 #include "dispatch_server/api/engine_api.hpp"
 #include "dispatch_server/api/http_util.hpp"
+#include "dispatch_server/api/ui_api.hpp"
 #include "dispatch_server/config.hpp"
 #include "dispatch_server/metrics/metrics.hpp"
 #include "dispatch_server/service/auth.hpp"
@@ -238,6 +239,7 @@ struct HttpApi::Impl {
             [this](const httplib::Request& req, const httplib::Response& res) { end_request(req, res); });
 
         if (s.engines) install_engine_routes(router, s.auth, *s.engines, budget, s.config.max_claims_per_key);
+        if (s.sessions) install_ui_routes(router, *s.sessions, !s.config.tls_cert.empty());
         router.add("GET", "/healthz", [](const httplib::Request&, httplib::Response& res) {
             send_json(res, 200, {{"status", "ok"}});
         });

@@ -15,6 +15,7 @@ class JobService;
 class ChangeNotifier;
 class EngineService;
 class Metrics;
+class SessionService;
 struct DispatchConfig;
 
 struct ApiServices {
@@ -22,8 +23,9 @@ struct ApiServices {
     JobService& jobs;
     ChangeNotifier& notifier;
     const DispatchConfig& config;
-    EngineService* engines = nullptr;  // the engine protocol's routes, when set
-    Metrics* metrics = nullptr;        // request counters and /metrics, when set
+    EngineService* engines = nullptr;    // the engine protocol's routes, when set
+    Metrics* metrics = nullptr;          // request counters and /metrics, when set
+    SessionService* sessions = nullptr;  // the web dashboard and its sign-in sessions, when set
 };
 
 class HttpApi {

@@ -3,6 +3,7 @@
 #include "common/hash.hpp"
 #include "dispatch_server/api/connection_gate.hpp"
 #include "dispatch_server/service/auth.hpp"
+#include "dispatch_server/service/sessions.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -262,9 +263,45 @@ bool Router::is_streaming(const std::string& method, const std::string& path) co
     return false;
 }
 
+std::optional<std::string> cookie_value(const httplib::Request& req, const std::string& name) {
+    const size_t count = req.get_header_value_count("Cookie");
+    for (size_t i = 0; i < count; ++i) {
+        const std::string value = req.get_header_value("Cookie", i);
+        std::string_view header = value;
+        while (!header.empty()) {
+            size_t end = header.find(';');
+            std::string_view pair = header.substr(0, end);
+            header = end == std::string_view::npos ? std::string_view{} : header.substr(end + 1);
+            while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
+            size_t eq = pair.find('=');
+            if (eq != std::string_view::npos && pair.substr(0, eq) == name)
+                return std::string(pair.substr(eq + 1));
+        }
+    }
+    return std::nullopt;
+}
+
+namespace {
+
+Result<Principal> session_caller(AuthService& auth, const httplib::Request& req) {
+    auto token = auth.sessions() ? cookie_value(req, k_session_cookie) : std::nullopt;
+    if (!token) return auth.authenticate("");  // the usual "an API key is required"
+    auto session = auth.sessions()->resume(*token);
+    if (!session) return session.error();
+    if (req.method != "GET" && req.method != "HEAD" &&
+        !constant_time_equal(req.get_header_value(k_csrf_header.c_str()), session->csrf_token))
+        return Error(
+            ErrorCode::Forbidden,
+            "a request signed in with the session cookie must carry its CSRF token in " + k_csrf_header);
+    return session->who;
+}
+
+}  // namespace
+
 std::optional<Principal> authorize(AuthService& auth, const httplib::Request& req, httplib::Response& res,
                                    Status (*check)(const Principal&)) {
-    auto who = auth.authenticate(req.get_header_value("Authorization"));
+    auto who = req.has_header("Authorization") ? auth.authenticate(req.get_header_value("Authorization"))
+                                               : session_caller(auth, req);
     if (!who) {
         send_error(res, who.error());
         return std::nullopt;

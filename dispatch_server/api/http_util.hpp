@@ -96,8 +96,17 @@ class Router {
     std::vector<Route> m_streaming;
 };
 
+// The dashboard's session cookie and the header that proves a state-changing request comes from the
+// dashboard's own page (the CSRF token of the session).
+inline const std::string k_session_cookie = "distconv_session";
+inline const std::string k_csrf_header = "X-CSRF-Token";
+// The value of one cookie of the request's Cookie header(s), if it is there.
+std::optional<std::string> cookie_value(const httplib::Request& req, const std::string& name);
+
 // Authenticates the caller and applies `check` (require_user, require_admin, require_engine); sends
-// the error and returns nullopt when either fails.
+// the error and returns nullopt when either fails. Without an Authorization header, a dashboard
+// session cookie authenticates too; then any method but GET and HEAD needs the session's CSRF token
+// in X-CSRF-Token (FORBIDDEN otherwise).
 std::optional<Principal> authorize(AuthService& auth, const httplib::Request& req, httplib::Response& res,
                                    Status (*check)(const Principal&));
 

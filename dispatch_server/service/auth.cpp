@@ -43,7 +43,10 @@ Result<Principal> AuthService::authenticate(std::string_view header) {
     }
     if (secret.size() > 200 || secret.substr(0, k_key_prefix.size()) != k_key_prefix)
         return Error(ErrorCode::Unauthenticated, "the API key is not valid");
-    std::string hash = sha256_hex(secret);
+    return authenticate_hash(sha256_hex(secret));
+}
+
+Result<Principal> AuthService::authenticate_hash(const std::string& hash) {
     auto key = m_store.find_api_key_by_hash(hash);
     // A database that cannot answer is UNAVAILABLE (retry), never "your key is not valid".
     if (!key && key.error().code != ErrorCode::NotFound) return key.error();

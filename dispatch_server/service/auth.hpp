@@ -14,6 +14,8 @@
 
 namespace distconv::dispatch {
 
+class SessionService;
+
 struct Principal {
     std::string key_id;
     std::string name;
@@ -42,6 +44,12 @@ class AuthService {
     // "Bearer <key>" → the caller; UNAUTHENTICATED for a missing, malformed, unknown or revoked key,
     // or an assignment credential that is forged or expired.
     Result<Principal> authenticate(std::string_view authorization_header);
+    // The caller whose key has this SHA-256 (a browser session re-checks its key on each request).
+    Result<Principal> authenticate_hash(const std::string& key_hash);
+
+    // The dashboard's sessions, when the UI is on: requests may then authenticate with the cookie.
+    void set_sessions(SessionService* sessions) { m_sessions = sessions; }
+    SessionService* sessions() const { return m_sessions; }
 
     Result<std::vector<ApiKeyRecord>> list_keys(bool include_revoked);
     Result<ApiKeyRecord> revoke_key(const std::string& id_or_name);  // NOT_FOUND when none is active
@@ -52,6 +60,7 @@ class AuthService {
     Store& m_store;
     const AssignmentCredentials* m_credentials;
     const Clock* m_clock;
+    SessionService* m_sessions = nullptr;
 };
 
 // Role checks used by the API: FORBIDDEN with a message naming what the role may not do.
