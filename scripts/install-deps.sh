@@ -15,8 +15,10 @@ if [[ "${1:-}" == "--test" ]]; then
   command -v npm >/dev/null 2>&1 || packages+=(npm)
   # promtool (checks /metrics), systemd-analyze (verifies the units), dpkg-dev (inspects the .deb),
   # jq (benchmark scripts), clang + its runtime (libFuzzer targets), strace (the units' syscall filters),
-  # clang-format (the check_format test).
-  packages+=(prometheus systemd dpkg-dev file jq clang libclang-rt-14-dev strace clang-format)
+  # clang-format (the check_format test), chromium + chromium-driver (the dashboard's browser tests,
+  # driven over WebDriver), fonts-dejavu-core (so the headless browser renders text).
+  packages+=(prometheus systemd dpkg-dev file jq clang libclang-rt-14-dev strace clang-format
+             chromium chromium-driver fonts-dejavu-core)
 fi
 
 missing=()
