@@ -42,13 +42,15 @@ export async function request(method, path, {query, json, body, headers = {}, qu
         body = JSON.stringify(json);
     }
     let res;
+    let text;
     try {
         res = await fetch(url(path, query), {method, headers: h, body, credentials: 'same-origin',
                                              cache: 'no-store'});
+        text = await res.text();
     } catch (e) {
+        // No answer, or the connection broke while it was read: the caller may retry.
         throw new ApiError(0, 'NETWORK', `network error: ${e.message || e}`, {}, true);
     }
-    const text = await res.text().catch(() => '');
     let data = null;
     if (text) {
         try { data = JSON.parse(text); } catch { data = null; }
@@ -58,11 +60,9 @@ export async function request(method, path, {query, json, body, headers = {}, qu
         const e = new ApiError(res.status, err.code || `HTTP_${res.status}`,
                                err.message || `${method} ${path}: HTTP ${res.status}`,
                                err.details, err.retryable ?? res.status >= 500);
-        e.headers = res.headers;
         if (res.status === 401 && !quiet401) unauthorizedHandler(e);
         throw e;
     }
-    if (data && typeof data === 'object') Object.defineProperty(data, '_headers', {value: res.headers});
     return data;
 }
 

@@ -25,7 +25,8 @@ let pendingConfirm = null;  // the action the confirm bar waits for
 // --- page interface
 
 export function init() {
-    const reload = () => load(false);
+    // A new filter starts a new selection: "selected" never means jobs that are not on screen.
+    const reload = () => { selected.clear(); load(false); };
     $('#jobs-state').addEventListener('change', reload);
     $('#jobs-sort').addEventListener('change', reload);
     $('#jobs-search').addEventListener('input', debounce(reload, 300));
@@ -290,7 +291,18 @@ function closeConfirm() {
 
 // Cancel or retry the given jobs, four requests at a time. Jobs whose known state does not allow
 // the action are skipped rather than sent to be refused.
+let bulkRunning = false;
 async function bulk(action, ids, states = new Map()) {
+    if (bulkRunning) return;  // one bulk action at a time: a double click must not send everything twice
+    bulkRunning = true;
+    try {
+        await runBulk(action, ids, states);
+    } finally {
+        bulkRunning = false;
+    }
+}
+
+async function runBulk(action, ids, states) {
     const allowed = action === 'cancel' ? ACTIVE : RETRYABLE;
     const stateOf = (id) => rows.get(id)?.job.state ?? states.get(id);
     const todo = ids.filter((id) => { const s = stateOf(id); return s === undefined || allowed.has(s); });
@@ -499,15 +511,15 @@ function openDetailEvents(id) {
     if (detailEvents) detailEvents.close();
     const es = new EventSource(url(`/jobs/${encodeURIComponent(id)}/events`));
     detailEvents = es;
+    let last = '';
     es.addEventListener('state', (ev) => onEvent(ev, (d) => {
         if (detailId !== id) return;
+        last = d.state;
         $('#job-events').append(el('li', {dataset: {state: d.state}},
             el('time', {datetime: d.at, text: fmtTime(d.at)}), ' ',
             el('span', {class: 'state', dataset: {state: d.state}, text: d.state}),
             d.message ? el('span', {class: 'muted', text: ` ${d.message}`}) : null));
         if (detailJob && detailJob.state !== d.state) refreshDetailSoon();
-        // The server ends the stream after a terminal state; do not let the browser reconnect in a loop.
-        if (TERMINAL.has(d.state)) { es.close(); if (detailEvents === es) detailEvents = null; }
     }));
     es.addEventListener('progress', (ev) => onEvent(ev, (d) => {
         if (detailId !== id || !detailJob) return;
@@ -516,6 +528,9 @@ function openDetailEvents(id) {
         paintDetailProgress(detailJob);
     }));
     es.addEventListener('error', () => {
+        // The server ends the stream after a terminal state (a retried job's history has several:
+        // only the end of the stream tells). Reconnecting would only get the same end again.
+        if (TERMINAL.has(last)) es.close();
         if (es.readyState === EventSource.CLOSED && detailEvents === es) detailEvents = null;
     });
 }

@@ -193,17 +193,26 @@ async function worker() {
     }
 }
 
+// How many bytes the server holds (GET …/source), or null when the source is complete.
+// A job that left awaiting_upload another way (canceled, failed) ends the upload with an error.
+async function storedOffset(path) {
+    const st = await get(path);
+    if (!st.complete) return st.offset || 0;
+    if (st.state === 'canceled' || st.state === 'failed') throw new Error(`the job is ${st.state}`);
+    return null;
+}
+
 async function upload(item) {
     const {file} = item;
     const path = () => `/jobs/${encodeURIComponent(item.jobId)}/source`;
     let offset = 0;
+    if (!file.size) throw new Error('the file is empty');
     if (!item.jobId) {
         const created = await post('/jobs', {...item.job, source: {size: file.size, filename: file.name}});
         item.jobId = created.job_id;
     } else {
-        const st = await get(path());  // resuming: the server says how much it holds
-        if (st.complete) return;
-        offset = st.offset || 0;
+        offset = await storedOffset(path());  // resuming: the server says how much it holds
+        if (offset === null) return;
     }
     setPercent(item, offset);
     let failures = 0;
@@ -231,11 +240,10 @@ async function upload(item) {
                 offset = err.details.offset;
             } else {
                 try {
-                    const st = await get(path());
-                    if (st.complete) return;  // the last chunk did arrive; only its answer was lost
-                    offset = st.offset || 0;
+                    offset = await storedOffset(path());
+                    if (offset === null) return;  // the last chunk did arrive; only its answer was lost
                 } catch (e) {
-                    if (e.status === 401) throw e;  // otherwise: try the PUT again from where we were
+                    if (e.status === 401 || e.status === undefined) throw e;  // else: PUT again from there
                 }
             }
             setPercent(item, offset);
