@@ -67,7 +67,11 @@ function renderTable() {
             el('td', {text: fmtNum(e.benchmark_score, 1)}),
             el('td', {class: 'caps', text: capsSummary(e)}),
             el('td', {}, timeCell(e.last_seen_at)));
-        if (e.drain_requested && e.state !== 'draining') tr.children[1].append(el('span', {class: 'muted', text: ' (drain asked)'}));
+        // The note is CSS content: td.engine-state keeps the bare state as its text.
+        if (e.drain_requested && e.state !== 'draining') {
+            tr.children[1].classList.add('drain-asked');
+            tr.children[1].title = 'drain requested';
+        }
         activatableRow(tr, () => { location.hash = `#/engines/${encodeURIComponent(e.engine_id)}`; });
         body.append(tr);
         if (e.engine_id === focused) tr.focus();

@@ -105,8 +105,9 @@ async function load(append) {
         nextCursor = page.next_cursor || null;
         lastTotal = page.total ?? rows.size;
         $('#jobs-next').hidden = !nextCursor;
-        $('#jobs-total').textContent = `${fmtNum(page.total ?? rows.size)} job${page.total === 1 ? '' : 's'}` +
-            (rows.size < (page.total ?? 0) ? ` (${fmtNum(rows.size)} shown)` : '');
+        // Plain integers (no grouping): "1234 jobs (50 shown)" reads back with parseInt.
+        $('#jobs-total').textContent = `${lastTotal} job${lastTotal === 1 ? '' : 's'}` +
+            (rows.size < lastTotal ? ` (${rows.size} shown)` : '');
         updateBulk();
     } catch (err) {
         if (mine === seq && err.status !== 401) toast(err.message);
@@ -269,7 +270,7 @@ function updateBulk() {
 
 function confirmFiltered(action) {
     $('#jobs-confirm-text').textContent = `${action === 'cancel' ? 'Cancel' : 'Retry'} every job matching the ` +
-        `current filter (${fmtNum(lastTotal)} job${lastTotal === 1 ? '' : 's'})?`;
+        `current filter (${lastTotal} job${lastTotal === 1 ? '' : 's'})?`;
     $('#jobs-confirm').hidden = false;
     $('#jobs-confirm-no').focus();
     pendingConfirm = async () => {

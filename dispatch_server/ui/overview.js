@@ -33,16 +33,19 @@ async function refresh() {
     }
 }
 
+// Counts are plain integers ("12345", no grouping): easy to read back for scripts and tests.
+const count = (n) => String(n ?? 0);
+
 function render(ov) {
     const j = ov.jobs || {};
     const e = ov.engines || {};
-    $('#ov-queued').textContent = fmtNum(j.queued ?? 0);
+    $('#ov-queued').textContent = count(j.queued);
     $('#ov-queued-sub').textContent = `${fmtNum(j.awaiting_upload ?? 0)} awaiting upload`;
-    $('#ov-running').textContent = fmtNum(j.running ?? 0);
+    $('#ov-running').textContent = count(j.running);
     $('#ov-running-sub').textContent = `${fmtNum(j.assigned ?? 0)} starting, ${fmtNum(j.canceling ?? 0)} canceling`;
-    $('#ov-engines-online').textContent = fmtNum(e.online ?? 0);
+    $('#ov-engines-online').textContent = count(e.online);
     $('#ov-engines-sub').textContent = `${fmtNum(e.draining ?? 0)} draining, ${fmtNum(e.offline ?? 0)} offline`;
-    $('#ov-finished').textContent = fmtNum(j.completed ?? 0);
+    $('#ov-finished').textContent = count(j.completed);
     $('#ov-finished-sub').textContent = `${fmtNum(j.failed ?? 0)} failed, ${fmtNum(j.canceled ?? 0)} canceled`;
     drawThroughput(ov.throughput || []);
     renderProblems(ov.failed_last_hour || [], ov.offline_engines || []);
