@@ -33,8 +33,8 @@ export function url(path, query = {}) {
 
 // request('GET', '/jobs', {query}) / request('POST', '/keys', {json}) / request('PUT', p, {body, headers})
 // Answers the parsed JSON body (null when there is none). `quiet401` keeps a 401 from sending
-// the user to the sign-in page (the sign-in calls themselves).
-export async function request(method, path, {query, json, body, headers = {}, quiet401 = false} = {}) {
+// the user to the sign-in page (the sign-in calls themselves); `signal` aborts (an AbortController's).
+export async function request(method, path, {query, json, body, headers = {}, quiet401 = false, signal} = {}) {
     const h = {Accept: 'application/json', ...headers};
     if (method !== 'GET' && method !== 'HEAD' && csrfToken) h['X-CSRF-Token'] = csrfToken;
     if (json !== undefined) {
@@ -44,7 +44,7 @@ export async function request(method, path, {query, json, body, headers = {}, qu
     let res;
     let text;
     try {
-        res = await fetch(url(path, query), {method, headers: h, body, credentials: 'same-origin',
+        res = await fetch(url(path, query), {method, headers: h, body, signal, credentials: 'same-origin',
                                              cache: 'no-store'});
         text = await res.text();
     } catch (e) {

@@ -104,6 +104,7 @@ function route() {
     });
     const changed = current !== page;
     current = page;
+    document.title = `${$('#' + navId).textContent} · distconv`;
     page.show({name, id: rest.map(decodeURIComponent).join('/'), changed}, session);
 }
 

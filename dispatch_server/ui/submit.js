@@ -4,7 +4,7 @@
 // A network error or a 5xx asks the server how much it holds (GET …/source) and goes on from there.
 
 import {$, el, clear, toast, progressBar, setProgress, fmtBytes} from './dom.js';
-import {get, post, request} from './api.js';
+import {get, post, del, request} from './api.js';
 
 const CHUNK = 8 * 1024 * 1024;       // a lost connection costs at most one chunk
 const MAX_RETRIES = 5;               // consecutive failures of one chunk before giving up
@@ -52,8 +52,7 @@ export function reset() {
     presetsLoaded = false;
     const select = clear($('#submit-preset'));
     select.append(el('option', {value: '', text: '(server default)'}));
-    // Uploads in flight stop at their next chunk (their requests answer 401 anyway).
-    for (const it of items) it.stop = true;
+    for (const it of items) stop(it);  // their requests would answer 401 anyway
     items.length = 0;
     clear($('#uploads'));
     updateStart();
@@ -124,6 +123,23 @@ function addFiles(fileList) {
     updateStart();
 }
 
+// Stop an upload: abort the chunk in flight; the loop in upload() then gives up.
+function stop(item) {
+    item.stop = true;
+    if (item.abort) item.abort.abort();
+}
+
+// Cancel button of a running upload: stop sending and cancel the job, which holds a partial source.
+async function cancelUpload(item) {
+    stop(item);
+    if (!item.jobId) return;
+    try {
+        await del(`/jobs/${encodeURIComponent(item.jobId)}`);
+    } catch (err) {
+        if (err.status !== 401) toast(err.message);
+    }
+}
+
 function remove(item) {
     const i = items.indexOf(item);
     if (i >= 0 && item.status !== 'uploading') { items.splice(i, 1); item.li.remove(); }
@@ -144,7 +160,8 @@ function setStatus(item, status, text = status) {
     item.li.dataset.status = status;
     clear(item.actions);
     if (status === 'waiting') item.actions.append(el('button', {type: 'button', class: 'small', text: 'Remove', onclick: () => remove(item)}));
-    if (status === 'error' && item.jobId) {
+    if (status === 'uploading') item.actions.append(el('button', {type: 'button', class: 'small danger', text: 'Cancel', onclick: () => cancelUpload(item)}));
+    if (status === 'error' && item.jobId && !item.stop) {
         // The job exists and holds what arrived: continue it instead of starting over.
         item.actions.append(el('button', {type: 'button', class: 'small', text: 'Resume',
                                           onclick: () => { setStatus(item, 'waiting'); start(); }}));
@@ -187,8 +204,9 @@ async function worker() {
             setPercent(item, item.file.size);
             setStatus(item, 'uploaded');
         } catch (err) {
-            setStatus(item, 'error', `error: ${err.message}`);
-            if (err.status !== 401) toast(`${item.file.name}: ${err.message}`);
+            const message = item.stop ? 'canceled' : err.message;
+            setStatus(item, 'error', `error: ${message}`);
+            if (!item.stop && err.status !== 401) toast(`${item.file.name}: ${message}`);
         }
     }
 }
@@ -210,6 +228,7 @@ async function upload(item) {
     if (!item.jobId) {
         const created = await post('/jobs', {...item.job, source: {size: file.size, filename: file.name}});
         item.jobId = created.job_id;
+        if (item.stop) { await cancelUpload(item); throw new Error('canceled'); }
     } else {
         offset = await storedOffset(path());  // resuming: the server says how much it holds
         if (offset === null) return;
@@ -217,10 +236,12 @@ async function upload(item) {
     setPercent(item, offset);
     let failures = 0;
     for (;;) {
-        if (item.stop) throw new Error('stopped');
+        if (item.stop) throw new Error('canceled');
         const end = Math.min(file.size, offset + CHUNK) - 1;
+        item.abort = new AbortController();
         try {
             const r = await request('PUT', path(), {
+                signal: item.abort.signal,
                 body: file.slice(offset, end + 1),
                 headers: {'Content-Type': 'application/octet-stream', 'Content-Range': `bytes ${offset}-${end}/${file.size}`},
             });
@@ -229,6 +250,7 @@ async function upload(item) {
             setPercent(item, offset);
             if (r?.complete || offset >= file.size) return;
         } catch (err) {
+            if (item.stop) throw new Error('canceled');
             // 409 CONFLICT names the server's offset (or another PUT of ours still being received).
             const resync = err.status === 409 && Number.isFinite(err.details?.offset);
             const transient = err.status === 0 || (err.status >= 500 && err.status !== 507) || resync ||
