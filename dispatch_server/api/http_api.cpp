@@ -5,6 +5,7 @@
 #include "common/media/options.hpp"
 #include "common/time.hpp"
 #include "dispatch_server/api/connection_gate.hpp"
+#include "dispatch_server/api/dashboard_api.hpp"
 #include "dispatch_server/api/encode.hpp"
 #include "dispatch_server/api/engine_api.hpp"
 #include "dispatch_server/api/http_util.hpp"
@@ -240,6 +241,7 @@ struct HttpApi::Impl {
 
         if (s.engines) install_engine_routes(router, s.auth, *s.engines, budget, s.config.max_claims_per_key);
         if (s.sessions) install_ui_routes(router, *s.sessions, !s.config.tls_cert.empty());
+        install_dashboard_routes(router, s.auth, s.jobs, s.engines, s.notifier, budget, s.config);
         router.add("GET", "/healthz", [](const httplib::Request&, httplib::Response& res) {
             send_json(res, 200, {{"status", "ok"}});
         });
@@ -492,19 +494,41 @@ struct HttpApi::Impl {
                 return send_error(res, Error::invalid("cursor", "the cursor is not valid"));
             q.cursor = cursor;
         }
+        if (req.has_param("q")) {
+            q.name_contains = req.get_param_value("q");
+            if (q.name_contains.size() > 200)
+                return send_error(res, Error::invalid("q", "q is at most 200 characters"));
+        }
+        if (req.has_param("sort")) {
+            static const std::map<std::string, JobSort> k_sorts = {{"newest", JobSort::Newest},
+                                                                   {"oldest", JobSort::Oldest},
+                                                                   {"name", JobSort::Name},
+                                                                   {"-name", JobSort::NameDesc}};
+            auto it = k_sorts.find(req.get_param_value("sort"));
+            if (it == k_sorts.end())
+                return send_error(res, Error::invalid("sort", "sort is one of newest, oldest, name, -name"));
+            q.sort = it->second;
+        }
+        if (req.has_param("engine")) {
+            static const std::regex k_engine_id("^[0-9A-Za-z]{1,64}$");
+            std::string engine = req.get_param_value("engine");
+            if (!std::regex_match(engine, k_engine_id))
+                return send_error(res, Error::invalid("engine", "engine is an engine id"));
+            q.engine_id = engine;
+        }
         bool all = req.get_param_value("all") == "true";
         if (all && !who->is_admin())
             return send_error(res, Error(ErrorCode::Forbidden, "all=true needs an admin key"));
         auto page = s.jobs.list(*who, q, all);
         if (!page) return send_error(res, page.error());
+        auto views = s.jobs.views(page->items);
+        if (!views) return send_error(res, views.error());
         protocol::JobList out;
         out.total = page->total;
         out.next_cursor = page->next_cursor;
-        for (const auto& job : page->items) {
-            auto view = s.jobs.view(job, false);
-            if (!view) return send_error(res, view.error());
-            out.items.push_back(to_summary(job, view->owner_name, view->queue_position));
-        }
+        for (size_t i = 0; i < page->items.size(); ++i)
+            out.items.push_back(
+                to_summary(page->items[i], (*views)[i].owner_name, (*views)[i].queue_position));
         send_json(res, 200, protocol::to_json(out));
     }
 

@@ -424,6 +424,57 @@ Result<JobService::JobView> JobService::view(const JobRecord& job, bool with_att
     return v;
 }
 
+Result<std::vector<JobService::JobView>> JobService::views(const std::vector<JobRecord>& jobs) {
+    std::vector<std::string> queued;
+    for (const auto& j : jobs)
+        if (j.state == JobState::Queued) queued.push_back(j.id);
+    auto positions = m_store.queue_positions(queued);
+    if (!positions) return positions.error();
+    std::map<std::string, std::string> owners;  // key id -> name, read once per owner
+    std::vector<JobView> out;
+    for (const auto& j : jobs) {
+        JobView v;
+        auto known = owners.find(j.owner_key_id);
+        if (known == owners.end()) {
+            auto owner = m_store.get_api_key(j.owner_key_id);
+            if (!owner && owner.error().code != ErrorCode::NotFound) return owner.error();
+            known = owners.emplace(j.owner_key_id, owner ? owner->name : j.owner_key_id).first;
+        }
+        v.owner_name = known->second;
+        if (auto p = positions->find(j.id); p != positions->end()) v.queue_position = p->second;
+        out.push_back(std::move(v));
+    }
+    return out;
+}
+
+Result<JobService::Overview> JobService::overview(const Principal& who) {
+    constexpr int k_buckets = 12;
+    constexpr int64_t k_bucket_ms = 5 * 60 * 1000;
+    std::optional<std::string> owner;
+    if (!who.is_admin()) owner = who.key_id;
+    Overview o;
+    auto counts = m_store.count_by_state(owner);
+    if (!counts) return counts.error();
+    o.counts = *counts;
+    o.bucket_ms = k_bucket_ms;
+    // Buckets end at the next 5-minute boundary, so they stay put from one refresh to the next.
+    const int64_t end = (m_clock.now_ms() / k_bucket_ms + 1) * k_bucket_ms;
+    o.since_ms = end - k_buckets * k_bucket_ms;
+    auto throughput = m_store.finished_since(o.since_ms, k_bucket_ms, k_buckets, owner);
+    if (!throughput) return throughput.error();
+    o.throughput = *throughput;
+    auto failed = m_store.failed_since(m_clock.now_ms() - 3600 * 1000, owner, 20);
+    if (!failed) return failed.error();
+    o.failed = *failed;
+    return o;
+}
+
+Result<std::vector<Store::FeedEvent>> JobService::feed(const Principal& who, bool all, int64_t after_id) {
+    std::optional<std::string> owner;
+    if (!(all && who.is_admin())) owner = who.key_id;
+    return m_store.event_feed(after_id, owner);
+}
+
 Result<JobRecord> JobService::current(const std::string& id) {
     return m_store.get_job(id);
 }

@@ -124,6 +124,22 @@ class JobService {
         std::vector<AttemptRecord> attempts;  // only when asked for
     };
     Result<JobView> view(const JobRecord& job, bool with_attempts);
+    // The views of a list page, without attempts, in a few queries whatever the page's size.
+    Result<std::vector<JobView>> views(const std::vector<JobRecord>& jobs);
+
+    // The dashboard's overview: job counts by state (the caller's, or every job for an admin), the
+    // last hour's completed and failed jobs in 5-minute buckets, and the failed ones.
+    struct Overview {
+        std::map<JobState, int64_t> counts;
+        int64_t since_ms = 0;
+        int64_t bucket_ms = 0;
+        Store::Throughput throughput;
+        std::vector<JobRecord> failed;
+    };
+    Result<Overview> overview(const Principal& who);
+    // Events of every job the caller may see (all=true: every job, admins) after `after_id`.
+    Result<std::vector<Store::FeedEvent>> feed(const Principal& who, bool all, int64_t after_id);
+    Result<int64_t> last_event_id() { return m_store.last_event_id(); }
     // The job as stored now, without an ownership check (for a stream the caller was already allowed).
     Result<JobRecord> current(const std::string& id);
     // The gauges /metrics shows, read now.

@@ -135,6 +135,38 @@ CREATE TABLE write_check (
 );
 )sql";
 
+// 4: counts and lists that stay fast on a big database. Per-owner, per-state job counters kept by
+// triggers (a list's total and the overview read them instead of counting rows), and indexes for
+// the dashboard's filters and sorts and for the last hour's throughput.
+constexpr const char* k_migration_4 = R"sql(
+CREATE TABLE job_counts (
+    owner_key_id  TEXT NOT NULL,
+    state         TEXT NOT NULL,
+    n             INTEGER NOT NULL,
+    PRIMARY KEY (owner_key_id, state)
+) WITHOUT ROWID;
+INSERT INTO job_counts (owner_key_id, state, n)
+    SELECT owner_key_id, state, COUNT(*) FROM jobs GROUP BY owner_key_id, state;
+CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs BEGIN
+    INSERT OR IGNORE INTO job_counts (owner_key_id, state, n) VALUES (NEW.owner_key_id, NEW.state, 0);
+    UPDATE job_counts SET n = n + 1 WHERE owner_key_id = NEW.owner_key_id AND state = NEW.state;
+END;
+CREATE TRIGGER job_counts_delete AFTER DELETE ON jobs BEGIN
+    UPDATE job_counts SET n = n - 1 WHERE owner_key_id = OLD.owner_key_id AND state = OLD.state;
+END;
+CREATE TRIGGER job_counts_update AFTER UPDATE OF state, owner_key_id ON jobs
+    WHEN OLD.state IS NOT NEW.state OR OLD.owner_key_id IS NOT NEW.owner_key_id BEGIN
+    UPDATE job_counts SET n = n - 1 WHERE owner_key_id = OLD.owner_key_id AND state = OLD.state;
+    INSERT OR IGNORE INTO job_counts (owner_key_id, state, n) VALUES (NEW.owner_key_id, NEW.state, 0);
+    UPDATE job_counts SET n = n + 1 WHERE owner_key_id = NEW.owner_key_id AND state = NEW.state;
+END;
+CREATE INDEX jobs_state_id ON jobs(state, id);
+CREATE INDEX jobs_owner_state ON jobs(owner_key_id, state, id);
+CREATE INDEX jobs_output_name ON jobs(output_filename, id);
+CREATE INDEX jobs_owner_output_name ON jobs(owner_key_id, output_filename, id);
+CREATE INDEX jobs_finished ON jobs(finished_at) WHERE finished_at IS NOT NULL;
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& store_migrations() {
@@ -142,6 +174,7 @@ const std::vector<Migration>& store_migrations() {
         {1, k_migration_1},
         {2, k_migration_2},
         {3, k_migration_3},
+        {4, k_migration_4},
     };
     return migrations;
 }

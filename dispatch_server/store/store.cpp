@@ -798,37 +798,93 @@ Result<JobPage> Store::list_jobs(const JobQuery& query) {
     std::lock_guard lock(m_impl->mutex);
     JobPage page;
     const int limit = std::clamp(query.limit, 1, 500);
+    std::vector<std::string> states;
+    if (query.state) states.emplace_back(to_string(*query.state));
+    for (auto st : query.states) states.emplace_back(to_string(st));
     std::string where = "WHERE 1 = 1";
     std::vector<Value> params;
     if (query.owner_key_id) {
         where += " AND owner_key_id = ?";
         params.emplace_back(*query.owner_key_id);
     }
-    if (query.state) {
-        where += " AND state = ?";
-        params.emplace_back(std::string(to_string(*query.state)));
-    }
-    if (!query.states.empty()) {
+    if (!states.empty()) {
         where += " AND state IN (";
-        for (size_t i = 0; i < query.states.size(); ++i) {
+        for (size_t i = 0; i < states.size(); ++i) {
             where += i ? ", ?" : "?";
-            params.emplace_back(std::string(to_string(query.states[i])));
+            params.emplace_back(states[i]);
         }
         where += ")";
     }
+    const bool counted_filters_only = query.name_contains.empty() && !query.engine_id;
+    if (!query.name_contains.empty()) {
+        std::string pattern = "%";
+        for (char c : query.name_contains) {
+            if (c == '%' || c == '_' || c == '\\') pattern += '\\';
+            pattern += c;
+        }
+        pattern += "%";
+        where += " AND (output_filename LIKE ? ESCAPE '\\' OR source_filename LIKE ? ESCAPE '\\')";
+        params.emplace_back(pattern);
+        params.emplace_back(pattern);
+    }
+    if (query.engine_id) {
+        where += " AND id IN (SELECT job_id FROM attempts WHERE engine_id = ?)";
+        params.emplace_back(*query.engine_id);
+    }
     try {
-        {
+        if (counted_filters_only) {
+            // The counters the triggers keep: no scan of the jobs, however many there are.
+            std::string cw = "WHERE 1 = 1";
+            std::vector<Value> cp;
+            if (query.owner_key_id) {
+                cw += " AND owner_key_id = ?";
+                cp.emplace_back(*query.owner_key_id);
+            }
+            if (!states.empty()) {
+                cw += " AND state IN (";
+                for (size_t i = 0; i < states.size(); ++i) {
+                    cw += i ? ", ?" : "?";
+                    cp.emplace_back(states[i]);
+                }
+                cw += ")";
+            }
+            auto s = m_impl->prepare("SELECT COALESCE(SUM(n), 0) FROM job_counts " + cw);
+            for (const auto& v : cp) s.bind(v);
+            s.step();
+            page.total = s.i64(0);
+        } else {
             auto s = m_impl->prepare("SELECT COUNT(*) FROM jobs " + where);
             for (const auto& v : params) s.bind(v);
             s.step();
             page.total = s.i64(0);
         }
+        // The cursor is the last job of the previous page; the next page starts after it in the order.
+        std::string order;
+        std::string after;
+        switch (query.sort) {
+            case JobSort::Newest:
+                order = " ORDER BY id DESC";
+                after = " AND id < ?";
+                break;
+            case JobSort::Oldest:
+                order = " ORDER BY id ASC";
+                after = " AND id > ?";
+                break;
+            case JobSort::Name:
+                order = " ORDER BY output_filename ASC, id ASC";
+                after = " AND (output_filename, id) > (SELECT output_filename, id FROM jobs WHERE id = ?)";
+                break;
+            case JobSort::NameDesc:
+                order = " ORDER BY output_filename DESC, id DESC";
+                after = " AND (output_filename, id) < (SELECT output_filename, id FROM jobs WHERE id = ?)";
+                break;
+        }
         if (query.cursor) {
-            where += " AND id < ?";
+            where += after;
             params.emplace_back(*query.cursor);
         }
         params.emplace_back(int64_t{limit} + 1);  // one more than asked tells whether a next page exists
-        page.items = m_impl->select_jobs(where + " ORDER BY id DESC LIMIT ?", params);
+        page.items = m_impl->select_jobs(where + order + " LIMIT ?", params);
         if (page.items.size() > static_cast<size_t>(limit)) {
             page.items.resize(static_cast<size_t>(limit));
             page.next_cursor = page.items.back().id;
@@ -896,6 +952,22 @@ Result<JobRecord> Store::update_job(const std::string& id, const JobUpdate& chan
     }
 }
 
+namespace {
+// A job_events row selected as id, job_id, at, type, from_state, to_state, message, data.
+JobEvent read_event(Stmt& s) {
+    JobEvent e;
+    e.id = s.i64(0);
+    e.job_id = s.text(1);
+    e.at = s.i64(2);
+    e.type = s.text(3);
+    if (!s.is_null(4)) e.from_state = parse_job_state(s.text(4));
+    e.to_state = read_enum(s, 5, protocol::parse_job_state, "job_events", std::to_string(e.id), "to_state");
+    e.message = s.text(6);
+    e.data = s.json(7);
+    return e;
+}
+}  // namespace
+
 Result<std::vector<JobEvent>> Store::job_events(const std::string& job_id, int64_t after_id, int limit) {
     std::lock_guard lock(m_impl->mutex);
     std::vector<JobEvent> out;
@@ -904,19 +976,7 @@ Result<std::vector<JobEvent>> Store::job_events(const std::string& job_id, int64
             "SELECT id, job_id, at, type, from_state, to_state, message, data FROM job_events"
             " WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?");
         s << job_id << after_id << std::clamp(limit, 1, 100000);
-        while (s.step()) {
-            JobEvent e;
-            e.id = s.i64(0);
-            e.job_id = s.text(1);
-            e.at = s.i64(2);
-            e.type = s.text(3);
-            if (!s.is_null(4)) e.from_state = parse_job_state(s.text(4));
-            e.to_state =
-                read_enum(s, 5, protocol::parse_job_state, "job_events", std::to_string(e.id), "to_state");
-            e.message = s.text(6);
-            e.data = s.json(7);
-            out.push_back(std::move(e));
-        }
+        while (s.step()) out.push_back(read_event(s));
     } catch (const SqlError& e) {
         return internal_error("job_events", e);
     }
@@ -942,17 +1002,116 @@ Result<std::optional<int64_t>> Store::queue_position(const std::string& job_id) 
     }
 }
 
-Result<std::map<JobState, int64_t>> Store::count_by_state() {
+Result<std::map<std::string, int64_t>> Store::queue_positions(const std::vector<std::string>& job_ids) {
+    std::map<std::string, int64_t> out;
+    if (job_ids.empty()) return out;
+    std::lock_guard lock(m_impl->mutex);
+    try {
+        // One walk of the queue in claim order (the jobs_claim_order index), numbering as it goes.
+        std::string in;
+        for (size_t i = 0; i < job_ids.size(); ++i) in += i ? ", ?" : "?";
+        auto s = m_impl->prepare(
+            "SELECT id, pos FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY priority DESC, created_at ASC, id "
+            "ASC)"
+            " AS pos FROM jobs WHERE state = 'queued') WHERE id IN (" +
+            in + ")");
+        for (const auto& id : job_ids) s << id;
+        while (s.step()) out[s.text(0)] = s.i64(1);
+    } catch (const SqlError& e) {
+        return internal_error("queue_positions", e);
+    }
+    return out;
+}
+
+Result<std::map<JobState, int64_t>> Store::count_by_state(const std::optional<std::string>& owner_key_id) {
     std::lock_guard lock(m_impl->mutex);
     std::map<JobState, int64_t> out;
     try {
-        auto s = m_impl->prepare("SELECT state, COUNT(*) FROM jobs GROUP BY state");
+        auto s = m_impl->prepare(owner_key_id ? "SELECT state, n FROM job_counts WHERE owner_key_id = ?"
+                                              : "SELECT state, SUM(n) FROM job_counts GROUP BY state");
+        if (owner_key_id) s << *owner_key_id;
         while (s.step())
-            if (auto st = parse_job_state(s.text(0))) out[*st] = s.i64(1);
+            if (auto st = parse_job_state(s.text(0))) out[*st] += s.i64(1);
     } catch (const SqlError& e) {
         return internal_error("count_by_state", e);
     }
     return out;
+}
+
+Result<std::vector<Store::FeedEvent>> Store::event_feed(int64_t after_id,
+                                                        const std::optional<std::string>& owner_key_id,
+                                                        int limit) {
+    std::lock_guard lock(m_impl->mutex);
+    std::vector<FeedEvent> out;
+    try {
+        auto s = m_impl->prepare(
+            std::string(
+                "SELECT e.id, e.job_id, e.at, e.type, e.from_state, e.to_state, e.message, e.data,"
+                " j.progress_percent FROM job_events e JOIN jobs j ON j.id = e.job_id WHERE e.id > ?") +
+            (owner_key_id ? " AND j.owner_key_id = ?" : "") + " ORDER BY e.id LIMIT ?");
+        s << after_id;
+        if (owner_key_id) s << *owner_key_id;
+        s << int64_t{std::clamp(limit, 1, 10000)};
+        while (s.step()) {
+            FeedEvent f{read_event(s), s.dbl(8)};
+            out.push_back(std::move(f));
+        }
+    } catch (const SqlError& e) {
+        return internal_error("event_feed", e);
+    }
+    return out;
+}
+
+Result<int64_t> Store::last_event_id() {
+    std::lock_guard lock(m_impl->mutex);
+    try {
+        auto s = m_impl->prepare("SELECT COALESCE(MAX(id), 0) FROM job_events");
+        s.step();
+        return s.i64(0);
+    } catch (const SqlError& e) {
+        return internal_error("last_event_id", e);
+    }
+}
+
+Result<Store::Throughput> Store::finished_since(int64_t since, int64_t bucket_ms, int buckets,
+                                                const std::optional<std::string>& owner_key_id) {
+    std::lock_guard lock(m_impl->mutex);
+    Throughput out;
+    out.completed.assign(static_cast<size_t>(buckets), 0);
+    out.failed.assign(static_cast<size_t>(buckets), 0);
+    try {
+        auto s = m_impl->prepare(
+            std::string("SELECT (finished_at - ?) / ?, state, COUNT(*) FROM jobs WHERE finished_at >= ?"
+                        " AND state IN ('completed', 'failed')") +
+            (owner_key_id ? " AND owner_key_id = ?" : "") + " GROUP BY 1, 2");
+        s << since << bucket_ms << since;
+        if (owner_key_id) s << *owner_key_id;
+        while (s.step()) {
+            const int64_t b = s.i64(0);
+            if (b < 0 || b >= buckets) continue;
+            (s.text(1) == "completed" ? out.completed : out.failed)[static_cast<size_t>(b)] += s.i64(2);
+        }
+    } catch (const SqlError& e) {
+        return internal_error("finished_since", e);
+    }
+    return out;
+}
+
+Result<std::vector<JobRecord>> Store::failed_since(int64_t since,
+                                                   const std::optional<std::string>& owner_key_id,
+                                                   int limit) {
+    std::lock_guard lock(m_impl->mutex);
+    try {
+        std::vector<Value> params{since};
+        if (owner_key_id) params.emplace_back(*owner_key_id);
+        params.emplace_back(int64_t{std::clamp(limit, 1, 500)});
+        return m_impl->select_jobs(std::string("WHERE finished_at >= ? AND state = 'failed'") +
+                                       (owner_key_id ? " AND owner_key_id = ?" : "") +
+                                       " ORDER BY finished_at DESC LIMIT ?",
+                                   params);
+    } catch (const SqlError& e) {
+        return internal_error("failed_since", e);
+    }
 }
 
 Result<std::vector<JobRecord>> Store::jobs_past_ttl(int64_t now, std::optional<int64_t> default_ttl_ms) {

@@ -145,17 +145,24 @@ struct JobEvent {
     nlohmann::json data;  // for progress events: percent, fps, speed, eta
 };
 
+enum class JobSort { Newest, Oldest, Name, NameDesc };  // by id (a ULID) or by output file name
+
 struct JobQuery {
     std::optional<std::string> owner_key_id;  // nullopt: all owners (admins)
     std::optional<JobState> state;
-    std::vector<JobState> states;  // any of these (when not empty)
+    std::vector<JobState> states;          // any of these (when not empty)
+    std::string name_contains;             // case-insensitive (ASCII) substring of the source or output name
+    std::optional<std::string> engine_id;  // jobs with an attempt on this engine
+    JobSort sort = JobSort::Newest;
     int limit = 50;
     std::optional<std::string> cursor;  // the id of the last item of the previous page
 };
 
 struct JobPage {
-    std::vector<JobRecord> items;  // newest first (by id, which is a ULID)
-    int64_t total = 0;             // all matching jobs, not just this page
+    std::vector<JobRecord> items;  // in the query's order
+    // All matching jobs, not just this page: read from per-owner, per-state counters kept by the
+    // database, so it costs no scan; only a name or engine filter counts the rows it matches.
+    int64_t total = 0;
     std::optional<std::string> next_cursor;
 };
 
@@ -308,7 +315,30 @@ class Store {
     // 1-based position among queued jobs in claim order (priority desc, then created_at, then id);
     // nullopt when the job is not queued.
     Result<std::optional<int64_t>> queue_position(const std::string& job_id);
-    Result<std::map<JobState, int64_t>> count_by_state();
+    // The same for several jobs in one pass over the queue (a list page): queued ones only.
+    Result<std::map<std::string, int64_t>> queue_positions(const std::vector<std::string>& job_ids);
+    // From the counters the database keeps (no scan); one owner's jobs when `owner_key_id` is set.
+    Result<std::map<JobState, int64_t>> count_by_state(const std::optional<std::string>& owner_key_id = {});
+
+    // Events of every job (one owner's when set) with id > after_id, oldest first, each with its
+    // job's progress now: the dashboard's list-wide stream.
+    struct FeedEvent {
+        JobEvent event;
+        double job_progress_percent = 0;
+    };
+    Result<std::vector<FeedEvent>> event_feed(int64_t after_id,
+                                              const std::optional<std::string>& owner_key_id,
+                                              int limit = 500);
+    Result<int64_t> last_event_id();
+    // Jobs that ended completed or failed since `since`, counted per bucket of `bucket_ms` (index 0
+    // is the oldest), and the failed ones, newest first.
+    struct Throughput {
+        std::vector<int64_t> completed, failed;
+    };
+    Result<Throughput> finished_since(int64_t since, int64_t bucket_ms, int buckets,
+                                      const std::optional<std::string>& owner_key_id);
+    Result<std::vector<JobRecord>> failed_since(int64_t since, const std::optional<std::string>& owner_key_id,
+                                                int limit);
 
     // Jobs in awaiting_upload whose last change (creation or recorded bytes) is before `idle_before`.
     Result<std::vector<JobRecord>> idle_uploads(int64_t idle_before);

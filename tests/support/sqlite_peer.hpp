@@ -55,7 +55,7 @@ class SqlitePeer {
   private:
     bool rename_store_tables(const std::string& from, const std::string& to) {
         bool ok = true;
-        for (const char* t : {"jobs", "api_keys", "engines", "attempts", "job_events"})
+        for (const char* t : {"jobs", "api_keys", "engines", "attempts", "job_events", "job_counts"})
             ok = exec("ALTER TABLE " + from + t + " RENAME TO " + to + t) && ok;
         return ok;
     }

@@ -66,6 +66,19 @@ class StoreFaultTest : public ::testing::Test {
             {"job_events", [&s, err, job] { return err(s.job_events(job)); }},
             {"queue_position", [&s, err, job] { return err(s.queue_position(job)); }},
             {"count_by_state", [&s, err] { return err(s.count_by_state()); }},
+            {"count_by_state of an owner", [&s, err, key] { return err(s.count_by_state(key)); }},
+            {"queue_positions", [&s, err, job] { return err(s.queue_positions({job})); }},
+            {"event_feed", [&s, err] { return err(s.event_feed(0, std::nullopt)); }},
+            {"last_event_id", [&s, err] { return err(s.last_event_id()); }},
+            {"finished_since", [&s, err] { return err(s.finished_since(0, 1000, 12, std::nullopt)); }},
+            {"failed_since", [&s, err] { return err(s.failed_since(0, std::nullopt, 20)); }},
+            {"list_jobs by name",
+             [&s, err] {
+                 JobQuery q;
+                 q.name_contains = "x";
+                 q.sort = JobSort::Name;
+                 return err(s.list_jobs(q));
+             }},
             {"jobs_past_ttl", [&s, err] { return err(s.jobs_past_ttl(0, 1)); }},
             {"jobs_with_expired_outputs", [&s, err] { return err(s.jobs_with_expired_outputs(0)); }},
             {"terminal_jobs_with_sources", [&s, err] { return err(s.terminal_jobs_with_sources()); }},

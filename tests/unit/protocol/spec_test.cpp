@@ -108,6 +108,8 @@ const std::vector<std::pair<std::string, std::string>>& k_endpoints() {
         {"post", "/keys"},
         {"get", "/keys"},
         {"delete", "/keys/{key_id}"},
+        {"get", "/events"},
+        {"get", "/overview"},
         {"post", "/sessions"},
         {"get", "/sessions/current"},
         {"delete", "/sessions/current"},
