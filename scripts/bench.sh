@@ -9,7 +9,7 @@
 #   --full    the issue's sizes: 30 s 1080p30 clip, 4 GiB file, longer load phases
 #   --smoke   seconds: tiny sizes, one repeat, no doc (the ctest `bench_smoke`)
 #   --big     the data plane with a 20 GiB file
-#   --only    e2e,latency,control,data (engine overhead is measured inside e2e)
+#   --only    e2e,latency,control,data,dashboard (engine overhead is measured inside e2e)
 #   --keep-results  add to the results already in --out (default build/bench-results) instead of
 #             starting over: parts run separately make one table
 #
@@ -19,7 +19,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 COMMAND="scripts/bench.sh $*"
 
-MODE=quick REPEAT="" BIG=0 ONLY="e2e,latency,control,data" BUILD=$ROOT/build WORK="" OUT="" DOC=1 KEEP=0
+MODE=quick REPEAT="" BIG=0 ONLY="e2e,latency,control,data,dashboard" BUILD=$ROOT/build WORK="" OUT="" DOC=1 KEEP=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --quick) MODE=quick ;;
@@ -290,6 +290,44 @@ bench_control() {
 }
 
 # --- 4: data plane ---------------------------------------------------------------------------------------
+# The dashboard on a big database: 100k jobs (--smoke: 2k) of two owners in every state, written
+# straight into the SQLite file (the triggers keep the counters as the server's own writes do), then
+# the answers the page asks for, each timed as the slowest of 20 requests with curl.
+bench_dashboard() {
+  local dir=$WORK/dashboard n=100000
+  [[ $MODE == smoke ]] && n=2000
+  log "dashboard: $n jobs"
+  start_dispatch "$dir"
+  local db=$dir/data/dispatch.db owner other
+  owner=$(sqlite3 "$db" "SELECT id FROM api_keys WHERE name = 'bench-user'")
+  other=$(sqlite3 "$db" "INSERT INTO api_keys (id, name, role, key_hash, prefix, created_at)
+    VALUES ('BENCHOTHERKEY0000000000000', 'bench-other', 'user', 'x', 'x', 0); SELECT 'BENCHOTHERKEY0000000000000'")
+  sqlite3 "$db" ".timeout 10000" "
+    WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < $n)
+    INSERT INTO jobs (id, owner_key_id, state, output_filename, source_filename, created_at, updated_at,
+                      finished_at)
+    SELECT printf('BENCH%021d', i), CASE WHEN i % 4 = 0 THEN '$other' ELSE '$owner' END,
+           CASE i % 10 WHEN 0 THEN 'failed' WHEN 1 THEN 'queued' WHEN 2 THEN 'queued' WHEN 3 THEN 'running'
+                       WHEN 4 THEN 'canceled' ELSE 'completed' END,
+           printf('film %06d.mp4', (i * 7919) % $n), printf('film %06d.mkv', (i * 7919) % $n),
+           (strftime('%s', 'now') * 1000) - ($n - i) * 30, (strftime('%s', 'now') * 1000) - ($n - i) * 30,
+           CASE WHEN i % 10 IN (0, 5, 6, 7, 8, 9) THEN (strftime('%s', 'now') * 1000) - ($n - i) * 30 END
+    FROM k;"
+  local name path worst
+  for pair in "list_page:/jobs?all=true" "list_own_page:/jobs" "list_failed:/jobs?all=true&state=failed" \
+              "list_queued:/jobs?all=true&state=queued" "list_by_name:/jobs?all=true&sort=name" \
+              "list_search:/jobs?all=true&q=film%200999" "overview:/overview"; do
+    name=${pair%%:*} path=${pair#*:}
+    curl -fsS -o /dev/null -H "Authorization: Bearer $USER_KEY" "$API$path"  # warm the page cache
+    worst=$(for _ in $(seq 1 20); do
+      curl -fsS -o /dev/null -w '%{time_total}\n' -H "Authorization: Bearer $USER_KEY" "$API$path"
+    done | sort -g | tail -1)
+    record "dashboard.${name}_ms" "$(calc "$worst*1000")"
+  done
+  record dashboard.jobs "$n"
+  stop_pid "$DISPATCH_PID"
+}
+
 bench_data() {
   local bytes=$((DATA_MIB * 1024 * 1024))
   local free_kib; free_kib=$(df -Pk "$WORK" | awk 'NR==2{print $4}')
@@ -391,6 +429,7 @@ if want e2e; then bench_e2e; fi
 if want latency; then bench_latency; fi
 if want control; then bench_control; fi
 if want data; then bench_data; fi
+if want dashboard; then bench_dashboard; fi
 
 # --- summary: median and spread (min..max) of every metric -----------------------------------------------
 SUMMARY=$OUT/summary.tsv
@@ -470,6 +509,14 @@ TABLE=$OUT/table.md
   row "   engine: resident growth, MiB" data.engine_rss_growth_mib "<=" 64 "≤ 64"
   row "   dispatch server: peak resident, MiB" data.dispatch_peak_rss_mib
   row "   engine: peak resident, MiB" data.engine_peak_rss_mib
+  row "6. dashboard, jobs in the database" dashboard.jobs
+  row "   list page (all jobs, newest), ms" dashboard.list_page_ms "<" 100 "< 100"
+  row "   list page (one owner), ms" dashboard.list_own_page_ms "<" 100 "< 100"
+  row "   list page (state failed), ms" dashboard.list_failed_ms "<" 100 "< 100"
+  row "   list page (state queued, with queue positions), ms" dashboard.list_queued_ms "<" 100 "< 100"
+  row "   list page (sorted by name), ms" dashboard.list_by_name_ms "<" 100 "< 100"
+  row "   search by file name (counts its matches), ms" dashboard.list_search_ms "<" 100 "< 100"
+  row "   overview, ms" dashboard.overview_ms "<" 100 "< 100"
   row "5. engine CPU / ffmpeg CPU, %" engine.cpu_share_pct "<=" 2 "≤ 2"
   row "   engine CPU, s" engine.own_cpu_s
   row "   ffmpeg CPU, s" engine.ffmpeg_cpu_s

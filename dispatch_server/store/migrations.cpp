@@ -164,7 +164,7 @@ CREATE INDEX jobs_state_id ON jobs(state, id);
 CREATE INDEX jobs_owner_state ON jobs(owner_key_id, state, id);
 CREATE INDEX jobs_output_name ON jobs(output_filename, id);
 CREATE INDEX jobs_owner_output_name ON jobs(owner_key_id, output_filename, id);
-CREATE INDEX jobs_finished ON jobs(finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX jobs_finished ON jobs(finished_at, state, owner_key_id) WHERE finished_at IS NOT NULL;
 )sql";
 
 }  // namespace

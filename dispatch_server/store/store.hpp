@@ -151,7 +151,7 @@ struct JobQuery {
     std::optional<std::string> owner_key_id;  // nullopt: all owners (admins)
     std::optional<JobState> state;
     std::vector<JobState> states;          // any of these (when not empty)
-    std::string name_contains;             // case-insensitive (ASCII) substring of the source or output name
+    std::string name_contains;             // case-insensitive (ASCII) substring of the output file name
     std::optional<std::string> engine_id;  // jobs with an attempt on this engine
     JobSort sort = JobSort::Newest;
     int limit = 50;

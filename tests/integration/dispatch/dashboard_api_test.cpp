@@ -59,7 +59,7 @@ TEST(DashboardApiTest, ListsSearchSortAndPageByName) {
     EXPECT_EQ(walk(alice, ""), (std::vector<std::string>{"ECHO.mp4", "bravo.mp4", "Charlie 100%_x.mp4",
                                                          "alpha.mp4", "Delta.mp4"}));
 
-    // Search: case-insensitive, on the source or output name, LIKE's wildcards taken literally.
+    // Search: case-insensitive, on the output name (what the list shows), LIKE's wildcards taken literally.
     auto found = body_json(call(alice, "GET", "/jobs?q=ALPHA"));
     EXPECT_EQ(names_of(found), std::vector<std::string>{"alpha.mp4"}) << "bob's job is not alice's";
     EXPECT_EQ(found["total"], 1);

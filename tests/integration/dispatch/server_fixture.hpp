@@ -171,6 +171,16 @@ class InProcessServer {
         if (!server) throw std::runtime_error("create: " + server.error().message);
         m_server = std::move(*server);
         m_thread = std::thread([this] { m_server->run(); });
+        // Serving before the test goes on: a stop() that came before the listener started would be
+        // lost (httplib stops only a running server) and the destructor would wait for ever.
+        http::ClientOptions o = client_options(port(), "");
+        o.base_url = "http://127.0.0.1:" + std::to_string(port());
+        http::Client probe(o);
+        for (int i = 0; i < 500; ++i) {
+            auto r = probe.get("/healthz");
+            if (r.ok() && r->status == 200) break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
     }
     ~InProcessServer() {
         m_server->stop();
