@@ -1,6 +1,7 @@
 #pragma once
-// The distconv command-line client: subcommands, the interactive menu, and the submit/follow/
-// download flow. main.cpp only calls client_main(); the pure parts live in core.hpp.
+// The distconv command-line client's entry: the flags and the dispatch to one command (each in its
+// own file: submit_cmd, jobs_cmd, admin_cmd, library_cmd, menu; following jobs in follow.hpp).
+// main.cpp only calls client_main(); the pure parts live in core.hpp.
 
 namespace distconv::client {
 
