@@ -46,6 +46,9 @@ int client_main(int argc, char** argv) {
         ->check(CLI::ExistingFile);
     app.add_option("--limit-upload", g.limit_upload, "Cap uploads at this many bytes per second (e.g. 20MB)")
         ->transform(CLI::AsSizeValue(false));
+    app.add_option("--limit-download", g.limit_download,
+                   "Cap downloads at this many bytes per second (e.g. 20MB)")
+        ->transform(CLI::AsSizeValue(false));
     app.add_flag("--allow-insecure", g.allow_insecure,
                  "Allow sending the key over plain http to a non-loopback host");
 

@@ -76,6 +76,11 @@ Result<Downloaded> download_result(Session& s, const std::string& job_id, const 
         if (interrupted()) return false;
         double elapsed = seconds_since(started);
         uint64_t moved = done - std::min(done, base);
+        // --limit-download: holding the receive callback back holds the socket back (TCP does the rest).
+        if (const auto limit = s.g().limit_download; limit > 0) {
+            const double ahead = static_cast<double>(moved) / static_cast<double>(limit) - elapsed;
+            if (ahead > 0) nap(std::chrono::milliseconds(static_cast<int64_t>(std::min(ahead, 1.0) * 1000)));
+        }
         std::string text = "download " + label + "  " +
                            format_transfer_line(moved, total > base ? total - base : 0, elapsed);
         if (base > 0) text += "  (resumed at " + format_bytes(base) + ")";

@@ -37,7 +37,8 @@ struct GlobalOptions {
     bool json = false;
     std::string ca_cert;
     bool allow_insecure = false;
-    std::uint64_t limit_upload = 0;  // bytes per second; 0 = as fast as the link goes
+    std::uint64_t limit_upload = 0;    // bytes per second; 0 = as fast as the link goes
+    std::uint64_t limit_download = 0;  // bytes per second; 0 = as fast as the link goes
 };
 
 // Exit early with a code after printing what went wrong.

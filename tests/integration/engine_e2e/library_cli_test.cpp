@@ -2,7 +2,8 @@
 // library tree: nested folders, names with spaces and UTF-8, H.264 files to transcode, HEVC files
 // already fine, a broken file, a text file named like media, a hidden file, a symlink out of the
 // tree, a file still being written. Plan, run into a mirror, run again (nothing to do), run in place
-// with a trash, a result bigger than its source, and a CLI killed in the middle.
+// with a trash, a result bigger than its source, and a CLI killed in the middle (of the run, of an
+// upload, of a download).
 
 #include "common/http/client.hpp"
 #include "common/media/ffprobe.hpp"
@@ -147,6 +148,30 @@ class LibraryCli : public ::testing::Test {
         return out;
     }
 
+    // `n` H.264 clips root/<prefix>1.mkv .. <prefix>n.mkv, aged past the settle time.
+    void aged_clips(const std::string& prefix, int n, double seconds = 1.0) {
+        for (int i = 1; i <= n; ++i) {
+            auto f = root / (prefix + std::to_string(i) + ".mkv");
+            ASSERT_TRUE(clip(f, "libx264", seconds)) << f;
+            age(f);
+        }
+    }
+
+    // `library run` into a mirror, `in_flight` jobs at once.
+    std::vector<std::string> mirror_run(const stdfs::path& mirror, int in_flight) const {
+        return {"library",
+                "run",
+                root.string(),
+                "--preset",
+                "h265-web",
+                "--output-dir",
+                mirror.string(),
+                "--state",
+                state.string(),
+                "--max-in-flight",
+                std::to_string(in_flight)};
+    }
+
     std::optional<media::ProbeInfo> probe(const stdfs::path& p) {
         std::string out;
         if (test::run_command({"ffprobe", "-v", "error", "-print_format", "json", "-show_format",
@@ -272,15 +297,9 @@ TEST_F(LibraryCli, ReplaceMovesOriginalsToTheTrashAndNeverPlacesABiggerResult) {
 }
 
 TEST_F(LibraryCli, AKilledRunResumesWithoutDuplicateJobsOrFilesDoneTwice) {
-    for (int i = 1; i <= 6; ++i) {
-        auto f = root / ("Season/E0" + std::to_string(i) + ".mkv");
-        ASSERT_TRUE(clip(f, "libx264", 1.0));
-        age(f);
-    }
+    aged_clips("Season/E0", 6);
     const auto mirror = c.dir() / "Mirror";
-    const std::vector<std::string> args = {
-        "library",       "run",     root.string(),  "--preset",        "h265-web", "--output-dir",
-        mirror.string(), "--state", state.string(), "--max-in-flight", "1"};
+    const auto args = mirror_run(mirror, 1);
     {
         Daemon first(cli(args), c.dir() / "first-run.log");
         // Killed once the second job is on the server: one file done or in flight, the rest not begun.
@@ -422,6 +441,43 @@ TEST_F(LibraryCli, AnUploadCutInTheMiddleContinuesFromTheServersOffset) {
     auto p = probe(mirror / "Big film.mp4");
     ASSERT_TRUE(p);
     EXPECT_EQ(p->first_video()->codec_name, "hevc");
+}
+
+TEST_F(LibraryCli, ARunKilledWhileDownloadingAResultResumesWithoutDuplicateJobs) {
+    aged_clips("Docs/D", 3, 4.0);
+    const auto mirror = c.dir() / "Mirror";
+    const auto args = mirror_run(mirror, 1);
+    // A result being written: the download's partial file beside its destination in the mirror.
+    auto partial_download = [&] {
+        std::error_code ec;
+        if (!stdfs::exists(mirror, ec)) return false;
+        for (const auto& e : stdfs::recursive_directory_iterator(mirror, ec))
+            if (e.is_regular_file() && e.path().extension() == ".part" && e.file_size() > 0) return true;
+        return false;
+    };
+    {
+        // Downloads held to 2 KB/s so that the first result (tens of KB) is still coming when killed.
+        auto slow = args;
+        slow.insert(slow.end(), {"--limit-download", "2KB"});
+        Daemon first(cli(slow), c.dir() / "first-run.log");
+        ASSERT_TRUE(test::wait_until(partial_download, 120s)) << first.log();
+        first.signal(SIGKILL);
+        first.wait_exit();
+    }
+    EXPECT_GE(server_jobs(), 1u);
+    std::string out;
+    EXPECT_EQ(run(args, &out), 0) << out;
+    EXPECT_EQ(server_jobs(), 3u) << "each file is one job, however often the run was restarted";
+    for (int i = 1; i <= 3; ++i) {
+        auto placed = mirror / ("Docs/D" + std::to_string(i) + ".mp4");
+        auto p = probe(placed);
+        ASSERT_TRUE(p) << placed;
+        EXPECT_EQ(p->first_video()->codec_name, "hevc");
+    }
+    EXPECT_FALSE(partial_download()) << "no partial download is left in the mirror";
+    EXPECT_EQ(run(args, &out), 0);
+    EXPECT_NE(out.find("nothing to do"), std::string::npos) << out;
+    EXPECT_EQ(server_jobs(), 3u);
 }
 
 TEST_F(LibraryCli, WatchTakesAFileCopiedInOnceItHasStoppedGrowing) {
