@@ -177,12 +177,11 @@ Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal
         std::chrono::steady_clock::now() +
         std::chrono::seconds(std::clamp(request.wait_seconds, 0, protocol::k_max_claim_wait_seconds));
     {
-        // Seen now: written once per claim, not on every wake of its long-poll.
-        EngineRecord e = *engine;
-        e.last_seen_at = m_clock.now_ms();
-        if (request.free_disk_bytes) e.free_disk_bytes = *request.free_disk_bytes;
-        if (e.state == EngineState::Offline) e.state = EngineState::Idle;
-        if (auto st = m_store.update_engine(e); !st) return st.error();
+        // Seen now: written once per claim, not on every wake of its long-poll, and only these fields
+        // (a drain set meanwhile must not be written back as it was read).
+        std::optional<int64_t> free_disk;
+        if (request.free_disk_bytes) free_disk = static_cast<int64_t>(*request.free_disk_bytes);
+        if (auto st = m_store.engine_seen(engine_id, m_clock.now_ms(), free_disk); !st) return st.error();
     }
     while (true) {
         uint64_t generation = m_notifier.work_generation();
@@ -725,13 +724,10 @@ Result<std::vector<protocol::EngineInfo>> EngineService::list_engines() {
 }
 
 Result<protocol::EngineInfo> EngineService::set_drain(const std::string& engine_id, bool drain) {
+    if (auto st = m_store.set_engine_flags(engine_id, drain, false); !st) return st.error();
+    changed();
     auto e = m_store.get_engine(engine_id);
     if (!e) return e.error();
-    e->drain = drain;
-    if (drain && e->state != EngineState::Offline) e->state = EngineState::Draining;
-    if (!drain && e->state == EngineState::Draining) e->state = EngineState::Idle;
-    if (auto st = m_store.update_engine(*e); !st) return st.error();
-    changed();
     return to_info(*e);
 }
 
@@ -772,10 +768,9 @@ int EngineService::explain_unplaceable_jobs() {
 }
 
 Result<protocol::EngineInfo> EngineService::request_benchmark(const std::string& engine_id) {
+    if (auto st = m_store.set_engine_flags(engine_id, std::nullopt, true); !st) return st.error();
     auto e = m_store.get_engine(engine_id);
     if (!e) return e.error();
-    e->rerun_benchmark = true;
-    if (auto st = m_store.update_engine(*e); !st) return st.error();
     return to_info(*e);
 }
 

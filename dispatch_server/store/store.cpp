@@ -1461,6 +1461,52 @@ Status Store::update_engine(const EngineRecord& e) {
     }
 }
 
+Status Store::set_engine_flags(const std::string& engine_id, std::optional<bool> drain,
+                               bool rerun_benchmark) {
+    std::lock_guard lock(m_impl->mutex);
+    try {
+        auto s = m_impl->prepare(
+            "UPDATE engines SET drain = COALESCE(?1, drain),"
+            " state = CASE WHEN ?1 = 1 AND state <> 'offline' THEN 'draining'"
+            "              WHEN ?1 = 0 AND state = 'draining' THEN 'idle' ELSE state END,"
+            " rerun_benchmark = CASE WHEN ?2 = 1 THEN 1 ELSE rerun_benchmark END WHERE id = ?3");
+        if (drain)
+            s << int64_t{*drain ? 1 : 0};
+        else
+            s << nullptr;
+        s << int64_t{rerun_benchmark ? 1 : 0} << engine_id;
+        s.run();
+        if (sqlite3_changes(m_impl->db) == 0)
+            return Error(ErrorCode::NotFound, "no engine with id '" + engine_id + "'");
+        return {};
+    } catch (const SqlError& err) {
+        return internal_error("set_engine_flags", err);
+    }
+}
+
+Status Store::engine_seen(const std::string& engine_id, int64_t seen_at,
+                          std::optional<int64_t> free_disk_bytes) {
+    std::lock_guard lock(m_impl->mutex);
+    try {
+        auto s = m_impl->prepare(
+            "UPDATE engines SET last_seen_at = ?1, free_disk_bytes = COALESCE(?2, free_disk_bytes),"
+            " state = CASE WHEN state = 'offline' THEN (CASE WHEN drain THEN 'draining' ELSE 'idle' END)"
+            " ELSE state END WHERE id = ?3");
+        s << seen_at;
+        if (free_disk_bytes)
+            s << *free_disk_bytes;
+        else
+            s << nullptr;
+        s << engine_id;
+        s.run();
+        if (sqlite3_changes(m_impl->db) == 0)
+            return Error(ErrorCode::NotFound, "no engine with id '" + engine_id + "'");
+        return {};
+    } catch (const SqlError& err) {
+        return internal_error("engine_seen", err);
+    }
+}
+
 Result<std::optional<std::pair<JobRecord, AttemptRecord>>> Store::claim_job(const std::string& engine_id,
                                                                             int64_t lease_ms,
                                                                             const ClaimChooser& choose,

@@ -382,6 +382,13 @@ class Store {
     Result<bool> any_claimable_job();
     // Writes every field but id, key_id and registered_at.
     Status update_engine(const EngineRecord& engine);
+    // In one statement, so that no read-modify-write of the whole row (a claim's, a heartbeat's)
+    // can undo it: sets the drain flag (the state follows: draining, or idle again) and/or asks for
+    // a benchmark re-run. NOT_FOUND for an unknown engine.
+    Status set_engine_flags(const std::string& engine_id, std::optional<bool> drain, bool rerun_benchmark);
+    // A claim's sighting of its engine, in one statement: last_seen_at, free disk when given, and an
+    // offline engine back (idle, or draining while its drain is set). Nothing else of the row.
+    Status engine_seen(const std::string& engine_id, int64_t seen_at, std::optional<int64_t> free_disk_bytes);
 
     // One transaction: reads up to `max_candidates` claimable queued jobs (not_before passed) in
     // priority, then age order, lets `choose` pick one, moves it to assigned, and records a new active

@@ -8,6 +8,8 @@
 #include "tests/support/must.hpp"
 #include "tests/support/test_support.hpp"
 
+#include "tests/support/sqlite_peer.hpp"
+
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
@@ -874,6 +876,42 @@ TEST_F(StoreTest, ReferencedFilesListsLiveSourcesAndOutputs) {
 }
 
 // --- engines and attempts ------------------------------------------------------------------------
+
+TEST_F(StoreTest, DrainAndSightingsAreSingleStatementsThatKeepEachOthersFields) {
+    const auto owner = make_key("alice");
+    EngineRecord e;
+    e.key_id = owner;
+    e.hostname = "box";
+    const auto engine = must(m_store->insert_engine(e));
+    // A claim read the row before an admin drained the engine; its sighting comes after and must not
+    // write back the drain it read (the drain used to be undone this way).
+    const EngineRecord read_before = must(m_store->get_engine(engine.id));
+    ASSERT_TRUE(m_store->set_engine_flags(engine.id, true, false).ok());
+    ASSERT_TRUE(m_store->engine_seen(engine.id, read_before.last_seen_at + 1000, 5000).ok());
+    auto now = must(m_store->get_engine(engine.id));
+    EXPECT_TRUE(now.drain);
+    EXPECT_EQ(now.state, EngineState::Draining);
+    EXPECT_EQ(now.free_disk_bytes, 5000);
+    EXPECT_EQ(now.last_seen_at, read_before.last_seen_at + 1000);
+
+    ASSERT_TRUE(m_store->set_engine_flags(engine.id, false, true).ok());
+    now = must(m_store->get_engine(engine.id));
+    EXPECT_FALSE(now.drain);
+    EXPECT_EQ(now.state, EngineState::Idle);
+    EXPECT_TRUE(now.rerun_benchmark);
+    ASSERT_TRUE(m_store->set_engine_flags(engine.id, std::nullopt, false).ok());
+    EXPECT_TRUE(must(m_store->get_engine(engine.id)).rerun_benchmark) << "asked once, kept until a heartbeat";
+
+    // An offline engine seen again comes back idle, or draining while its drain is set.
+    test::SqlitePeer(db_path()).exec("UPDATE engines SET state = 'offline', drain = 1 WHERE id = '" +
+                                     engine.id + "'");
+    ASSERT_TRUE(m_store->engine_seen(engine.id, now.last_seen_at + 2000, std::nullopt).ok());
+    now = must(m_store->get_engine(engine.id));
+    EXPECT_EQ(now.state, EngineState::Draining);
+    EXPECT_EQ(now.free_disk_bytes, 5000) << "no reading: kept";
+    EXPECT_EQ(m_store->set_engine_flags("NOSUCHENGINE", true, false).error().code, ErrorCode::NotFound);
+    EXPECT_EQ(m_store->engine_seen("NOSUCHENGINE", 1, std::nullopt).error().code, ErrorCode::NotFound);
+}
 
 TEST_F(StoreTest, EngineAndAttemptEnumsAreStoredByTheirProtocolNames) {
     const auto owner = make_key("alice");
