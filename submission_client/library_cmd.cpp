@@ -160,6 +160,24 @@ int online_slots(Session& s) {
     return std::max(1, slots);
 }
 
+// The host name of the engine the job's latest attempt is on ("" when it has none): from the job's
+// attempts, names looked up in the engine list once per engine not seen before.
+std::string engine_of(Session& s, const std::string& job_id, std::map<std::string, std::string>& hosts) {
+    auto job = s.api().job(job_id);
+    if (!job) return "";
+    const json attempts = job->value("attempts", json::array());
+    if (!attempts.is_array() || attempts.empty() || !attempts.back().is_object()) return "";
+    const std::string id = attempts.back().value("engine_id", "");
+    if (id.empty()) return "";
+    if (!hosts.count(id)) {
+        if (auto list = s.api().engines())
+            for (const auto& e : list->value("items", json::array()))
+                if (e.is_object()) hosts[e.value("engine_id", "")] = e.value("hostname", "");
+    }
+    auto it = hosts.find(id);
+    return it != hosts.end() && !it->second.empty() ? it->second : id;
+}
+
 }  // namespace
 
 int run_library_run(Session& s, LibraryOptions& o, bool watching) {
@@ -175,6 +193,7 @@ int run_library_run(Session& s, LibraryOptions& o, bool watching) {
     const int window = o.max_in_flight > 0 ? o.max_in_flight : online_slots(s);
 
     std::vector<LibraryItem*> pending, in_flight;
+    std::map<std::string, std::string> engine_hosts;  // engine id -> host name, for the per-file lines
     int already = 0;
     for (auto& it : items) {
         if (it.decision.verdict != library::Verdict::Transcode) continue;
@@ -343,6 +362,9 @@ int run_library_run(Session& s, LibraryOptions& o, bool watching) {
                 if (st->progress_percent > 0) text += " " + std::to_string(st->progress_percent) + "%";
                 if (st->fps) text += " fps " + std::to_string(static_cast<int>(*st->fps));
                 if (st->eta_seconds) text += " ETA " + format_duration(*st->eta_seconds);
+                if (st->state == protocol::JobState::Assigned || st->state == protocol::JobState::Running)
+                    if (auto host = engine_of(s, it.job_id, engine_hosts); !host.empty())
+                        text += " on " + host;
                 line.finish();
                 std::cerr << text << "\n" << std::flush;
             }

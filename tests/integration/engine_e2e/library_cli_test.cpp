@@ -11,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include <regex>
+
 #include <signal.h>
 
 #include <fstream>
@@ -121,6 +123,16 @@ class LibraryCli : public ::testing::Test {
     // Runs the CLI to the end; its stdout in *out.
     int run(const std::vector<std::string>& args, std::string* out) const {
         return test::run_command(cli(args), out);
+    }
+    // The same with stderr too (the per-file lines and the status line go there).
+    int run_all_output(const std::vector<std::string>& args, std::string* out) const {
+        std::string command;
+        for (const auto& a : cli(args)) {
+            std::string quoted = "'";
+            for (char ch : a) quoted += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+            command += quoted + "' ";
+        }
+        return test::run_command({"/bin/sh", "-c", command + "2>&1"}, out);
     }
 
     json run_json(const std::vector<std::string>& args, int* code = nullptr) const {
@@ -263,10 +275,12 @@ TEST_F(LibraryCli, ReplaceMovesOriginalsToTheTrashAndNeverPlacesABiggerResult) {
     }
     const auto trash = c.dir() / "Trash";
     std::string out;
-    int code = run({"library", "run", root.string(), "--preset", "h265-web", "--replace", "--trash",
-                    trash.string(), "--state", state.string()},
-                   &out);
+    int code = run_all_output({"library", "run", root.string(), "--preset", "h265-web", "--replace",
+                               "--trash", trash.string(), "--state", state.string()},
+                              &out);
     EXPECT_EQ(code, 0) << out;
+    // The line of a file in flight names the engine it runs on.
+    EXPECT_TRUE(std::regex_search(out, std::regex(R"((assigned|running)[^\n]* on engine1\n)"))) << out;
     for (const std::string f : {"Show/E1.mkv", "Show/E2.mkv", "Film.mp4"}) {
         EXPECT_TRUE(stdfs::exists(trash / f)) << "original kept in the trash: " << f;
         auto placed = root / f;
