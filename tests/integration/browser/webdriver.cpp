@@ -300,4 +300,13 @@ void WebDriver::screenshot(const std::filesystem::path& png) {
     test::write_file(png, data);
 }
 
+std::optional<std::string> WebDriver::alert_text() {
+    try {
+        return session_command("GET", "/alert/text").get<std::string>();
+    } catch (const WebDriverError& e) {
+        if (e.error() == "no such alert") return std::nullopt;
+        throw;
+    }
+}
+
 }  // namespace distconv::browser

@@ -92,6 +92,8 @@ class WebDriver {
     nlohmann::json get_cookies();
     std::optional<nlohmann::json> cookie(const std::string& name);
     void screenshot(const std::filesystem::path& png);
+    // The text of an open alert/confirm/prompt dialog, nullopt when none is open.
+    std::optional<std::string> alert_text();
 
     const std::filesystem::path& log_path() const { return m_log; }
     pid_t driver_pid() const { return m_driver ? m_driver->pid() : -1; }
