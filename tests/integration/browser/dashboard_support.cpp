@@ -9,7 +9,10 @@ using json = nlohmann::json;
 
 void DashboardTest::SetUp() {
     if (auto missing = browser_missing()) GTEST_SKIP() << *missing;
-    m_cluster = std::make_unique<e2e::Cluster>();
+    m_cluster = std::make_unique<e2e::Cluster>(dispatch_options());
+    const auto ca = tls_ca_file();
+    m_url = m_cluster->url();
+    if (!ca.empty()) m_url.replace(0, m_url.find(':'), "https");
     // The Cluster makes a user and an engine key; the admin pages need an admin one (the CLI writes
     // it into the running server's database).
     std::string out;
@@ -21,11 +24,13 @@ void DashboardTest::SetUp() {
     ASSERT_FALSE(m_admin_key.empty());
 
     http::ClientOptions o;
-    o.base_url = m_cluster->url() + "/api/v1";
+    o.base_url = m_url + "/api/v1";
+    o.ca_file = ca;
     o.request_timeout = 15s;
     o.retry.max_attempts = 1;
     m_api = std::make_unique<http::Client>(o);
-    m_wd = std::make_unique<WebDriver>(dir());
+    // The browser does not know the test's CA: it is told to accept the certificate.
+    m_wd = std::make_unique<WebDriver>(dir(), 1280, 900, !ca.empty());
 }
 
 void DashboardTest::TearDown() {
@@ -52,7 +57,7 @@ std::string DashboardTest::start_engine(const std::string& name, const e2e::Engi
 }
 
 void DashboardTest::sign_in(const std::string& key) {
-    wd().navigate(m_cluster->url() + "/");
+    wd().navigate(m_url + "/");
     auto input = wd().wait_for("form#signin input#signin-key");
     shot("signin");
     wd().send_keys(input, key);

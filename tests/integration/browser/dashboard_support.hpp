@@ -20,6 +20,13 @@ class DashboardTest : public ::testing::Test {
     void SetUp() override;
     void TearDown() override;
 
+    // How the dispatch server is started, and the CA that signed its certificate when it serves TLS
+    // (empty: plain HTTP). A fixture for other setups overrides them.
+    virtual e2e::DispatchTimings dispatch_options() { return {}; }
+    virtual std::string tls_ca_file() { return ""; }
+    // The server's base URL as the browser opens it (https:// under TLS).
+    const std::string& url() const { return m_url; }
+
     e2e::Cluster& cluster() { return *m_cluster; }
     WebDriver& wd() { return *m_wd; }
     const std::filesystem::path& dir() const { return m_cluster->dir().path(); }
@@ -62,6 +69,7 @@ class DashboardTest : public ::testing::Test {
     std::unique_ptr<WebDriver> m_wd;
     std::unique_ptr<http::Client> m_api;
     std::string m_admin_key;
+    std::string m_url;
     int m_shots = 0;
 };
 

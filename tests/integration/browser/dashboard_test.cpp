@@ -39,7 +39,7 @@ bool make_undecodable_clip(const std::filesystem::path& dir, const std::filesyst
 }  // namespace
 
 TEST_F(DashboardTest, SignInWithTheAdminKeyThenSignOut) {
-    wd().navigate(cluster().url() + "/");
+    wd().navigate(url() + "/");
     wd().wait_for("form#signin");
     shot("signin");
 
@@ -81,7 +81,7 @@ TEST_F(DashboardTest, SignInWithTheAdminKeyThenSignOut) {
     EXPECT_EQ(api("GET", "/sessions/current", {{"Cookie", "distconv_session=" + cookie_value}}).status, 200);
 
     // A reload keeps the session.
-    wd().navigate(cluster().url() + "/#/overview");
+    wd().navigate(url() + "/#/overview");
     wd().wait_for("section#page-overview", 15s);
 
     wd().click("button#signout");
@@ -90,7 +90,7 @@ TEST_F(DashboardTest, SignInWithTheAdminKeyThenSignOut) {
     EXPECT_FALSE(wd().displayed(wd().find("#app")));
     EXPECT_EQ(api("GET", "/sessions/current", {{"Cookie", "distconv_session=" + cookie_value}}).status, 401)
         << "sign-out ends the session on the server";
-    wd().navigate(cluster().url() + "/#/jobs");
+    wd().navigate(url() + "/#/jobs");
     wd().wait_for("form#signin");
 }
 
@@ -104,6 +104,9 @@ TEST_F(DashboardTest, SubmitAClipWatchItCompleteAndDownloadTheResult) {
     wd().send_keys(wd().find("input#submit-files"), clip.string());
     const std::string item = "ul#uploads li[data-file-name=\"clip.mp4\"]";
     wd().wait_for(item);
+    ASSERT_TRUE(wd().wait_until([&] {
+        return !wd().attribute(wd().find("button#submit-start"), "disabled");
+    })) << "button#submit-start stays disabled with a file chosen";
     wd().click("button#submit-start");
     std::string upload_state;
     ASSERT_TRUE(wd().wait_until(
@@ -136,7 +139,7 @@ TEST_F(DashboardTest, SubmitAClipWatchItCompleteAndDownloadTheResult) {
     auto download = wd().wait_for("a#job-download");
     const auto href = wd().attribute(download, "href").value_or("");
     const std::string path = "/api/v1/jobs/" + job_id + "/result";
-    EXPECT_TRUE(href == path || href == cluster().url() + path) << href;
+    EXPECT_TRUE(href == path || href == url() + path) << href;
     shot("detail");
 
     // What the link fetches, with the browser's own cookie.
@@ -156,13 +159,15 @@ TEST_F(DashboardTest, SubmitAClipWatchItCompleteAndDownloadTheResult) {
 
 TEST_F(DashboardTest, CancelARunningJobFromItsDetailAndFfmpegIsGone) {
     start_engine("engine1");
-    // Long enough and slow enough (x264 "slow" on 640x360) that it is still running when canceled.
-    ASSERT_TRUE(test::make_test_clip(dir() / "long.mp4", 6.0, 640, 360));
+    sign_in(user_key());
+    // Long enough and slow enough that it still runs when the button is clicked: x264 "veryslow" on
+    // 20 s of 640x360 keeps one core busy for well over ten seconds (the whole encode is never waited for).
+    ASSERT_TRUE(test::make_test_clip(dir() / "long.mp4", 20.0, 640, 360));
     std::string answer;
     const auto id = cluster().submit(dir() / "long.mp4",
                                      {{"output_filename", "long.mkv"},
                                       {"container", "mkv"},
-                                      {"video", {{"codec", "libx264"}, {"preset", "slow"}}},
+                                      {"video", {{"codec", "libx264"}, {"preset", "veryslow"}}},
                                       {"audio", {{"codec", "aac"}}}},
                                      &answer);
     ASSERT_FALSE(id.empty()) << answer;
@@ -176,7 +181,6 @@ TEST_F(DashboardTest, CancelARunningJobFromItsDetailAndFfmpegIsGone) {
         30s, &j))
         << j.dump();
 
-    sign_in(user_key());
     go("#/jobs", "page-jobs");
     wd().wait_for(row(id), 15s);
     open_job(id);

@@ -111,14 +111,14 @@ TEST_F(DashboardTest, AForgedRequestFromAnotherOriginIsRefused) {
             fetch(`${api}/jobs/${queued}`, {credentials: 'include', method: 'DELETE'}),
         ]).then((r) => done(r.map((x) => x.status + ':' + (x.value ? x.value.type : String(x.reason)))));
     )",
-                                             {cluster().url() + "/api/v1", queued, canceled});
+                                             {url() + "/api/v1", queued, canceled});
     RecordProperty("forged_requests", results.dump());
     EXPECT_EQ(job_state(cluster(), canceled), "canceled")
         << "the forged retry went through: " << results.dump();
     EXPECT_EQ(job_state(cluster(), queued), "queued") << "the forged cancel went through: " << results.dump();
 
     // The same from outside a browser: the session cookie without its X-CSRF-Token is refused ...
-    wd().navigate(cluster().url() + "/#/jobs");
+    wd().navigate(url() + "/#/jobs");
     wd().wait_for("section#page-jobs", 15s);
     auto retry = as_session("POST", "/jobs/" + canceled + "/retry", false);
     EXPECT_EQ(retry.status, 403) << retry.body;
@@ -157,4 +157,70 @@ TEST_F(DashboardTest, AUserSessionSeesNoAllJobsNorAdmin) {
     auto make_key = as_session("POST", "/keys", true, json{{"name", "escalated"}, {"role", "admin"}}.dump());
     EXPECT_EQ(make_key.status, 403) << make_key.body;
     EXPECT_EQ(as_session("GET", "/jobs", false).status, 200) << "the session itself works";
+}
+
+// The dispatch server serving HTTPS with a certificate of scripts/gen-certs.sh's test CA.
+class TlsDashboardTest : public DashboardTest {
+  protected:
+    e2e::DispatchTimings dispatch_options() override {
+        const auto& certs = m_certs.path();
+        EXPECT_EQ(test::run_command({"/bin/bash", std::string(DISTCONV_SOURCE_DIR) + "/scripts/gen-certs.sh",
+                                     certs.string()}),
+                  0);
+        e2e::DispatchTimings t;
+        t.extra_args = {"--tls-cert", (certs / "server.crt").string(), "--tls-key",
+                        (certs / "server.key").string()};
+        return t;
+    }
+    std::string tls_ca_file() override { return (m_certs.path() / "ca.crt").string(); }
+
+  private:
+    test::TempDir m_certs;
+};
+
+TEST_F(TlsDashboardTest, UnderTlsTheSessionCookieIsAlsoSecure) {
+    ASSERT_EQ(url().rfind("https://", 0), 0u) << url();
+    sign_in(admin_key());
+    auto cookie = wd().cookie("distconv_session");
+    ASSERT_TRUE(cookie) << wd().get_cookies().dump();
+    EXPECT_EQ(cookie->value("secure", false), true) << cookie->dump();
+    EXPECT_EQ(cookie->value("httpOnly", false), true) << cookie->dump();
+    EXPECT_EQ(cookie->value("sameSite", ""), "Strict") << cookie->dump();
+    auto current = as_session("GET", "/sessions/current", false);
+    EXPECT_EQ(current.status, 200) << current.body;
+}
+
+TEST_F(DashboardTest, EveryPageRunsUnderItsStrictCspWithoutAViolation) {
+    start_engine("engine1");
+    sign_in(admin_key());
+    for (const auto& [hash, section] :
+         std::vector<std::pair<std::string, std::string>>{{"#/jobs", "page-jobs"},
+                                                          {"#/all-jobs", "page-jobs"},
+                                                          {"#/submit", "page-submit"},
+                                                          {"#/engines", "page-engines"},
+                                                          {"#/admin", "page-admin"},
+                                                          {"#/overview", "page-overview"}})
+        go(hash, section);
+    std::string violations;
+    for (const auto& entry : wd().browser_log()) {
+        const auto message = entry.value("message", "");
+        // Not an error: the page asks whether it is signed in before the sign-in form shows.
+        if (message.find("/api/v1/sessions/current - Failed to load resource: the server responded with a "
+                         "status of 401") != std::string::npos)
+            continue;
+        if (message.find("Content Security Policy") != std::string::npos ||
+            entry.value("level", "") == "SEVERE")
+            violations += message + "\n";
+    }
+    EXPECT_EQ(violations, "") << "the dashboard breaks its own policy or throws";
+
+    // The policy is in force: a script injected inline does not run, and the browser says why.
+    auto ran = wd().execute_script(R"(
+        const s = document.createElement('script');
+        s.textContent = 'window.injectedRan = true;';
+        document.body.append(s);
+        return window.injectedRan === true;
+    )");
+    EXPECT_EQ(ran, false);
+    EXPECT_NE(wd().browser_log().dump().find("Content Security Policy"), std::string::npos);
 }

@@ -54,7 +54,7 @@ std::string base64_decode(const std::string& text) {
     return out;
 }
 
-WebDriver::WebDriver(const std::filesystem::path& work_dir, int width, int height)
+WebDriver::WebDriver(const std::filesystem::path& work_dir, int width, int height, bool accept_insecure_certs)
     : m_log(work_dir / "chromedriver.log") {
     // Port 0: chromedriver picks a free port and names it in its log (no race for a guessed port).
     m_driver = std::make_unique<e2e::Daemon>(std::vector<std::string>{k_chromedriver, "--port=0"}, m_log);
@@ -91,6 +91,8 @@ WebDriver::WebDriver(const std::filesystem::path& work_dir, int width, int heigh
                   {{"alwaysMatch",
                     {{"browserName", "chrome"},
                      {"pageLoadStrategy", "normal"},
+                     {"acceptInsecureCerts", accept_insecure_certs},
+                     {"goog:loggingPrefs", {{"browser", "ALL"}}},
                      {"unhandledPromptBehavior", "ignore"},
                      {"goog:chromeOptions",
                       {{"binary", k_chromium},
@@ -298,6 +300,10 @@ std::optional<json> WebDriver::cookie(const std::string& name) {
 void WebDriver::screenshot(const std::filesystem::path& png) {
     auto data = base64_decode(session_command("GET", "/screenshot").get<std::string>());
     test::write_file(png, data);
+}
+
+json WebDriver::browser_log() {
+    return session_command("POST", "/se/log", json{{"type", "browser"}});
 }
 
 std::optional<std::string> WebDriver::alert_text() {

@@ -49,7 +49,9 @@ struct Element {
 class WebDriver {
   public:
     // Chromium's profile and chromedriver's log go under `work_dir` (the test's temp dir).
-    explicit WebDriver(const std::filesystem::path& work_dir, int width = 1280, int height = 900);
+    // `accept_insecure_certs`: a server certificate from a test CA the browser does not know is accepted.
+    explicit WebDriver(const std::filesystem::path& work_dir, int width = 1280, int height = 900,
+                       bool accept_insecure_certs = false);
     ~WebDriver();
     WebDriver(const WebDriver&) = delete;
     WebDriver& operator=(const WebDriver&) = delete;
@@ -92,6 +94,9 @@ class WebDriver {
     nlohmann::json get_cookies();
     std::optional<nlohmann::json> cookie(const std::string& name);
     void screenshot(const std::filesystem::path& png);
+    // The browser console's entries since the last call, each {"level","message","timestamp"}
+    // (CSP violations and uncaught errors land here).
+    nlohmann::json browser_log();
     // The text of an open alert/confirm/prompt dialog, nullopt when none is open.
     std::optional<std::string> alert_text();
 

@@ -66,6 +66,10 @@ TEST(WebDriverClient, DrivesAPageAndLeavesNoProcessBehind) {
                   "later");
         EXPECT_NE(wd.page_source().find("id=\"late\""), std::string::npos);
 
+        wd.execute_script("console.error('logged from the page');");
+        EXPECT_NE(wd.browser_log().dump().find("logged from the page"), std::string::npos);
+        EXPECT_EQ(wd.alert_text(), std::nullopt);
+
         wd.set_window_size(390, 844);
         EXPECT_TRUE(wd.wait_until([&] { return wd.execute_script("return window.innerWidth;") == 390; }));
 
