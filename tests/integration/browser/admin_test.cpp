@@ -21,6 +21,12 @@ std::string engine_state(e2e::Cluster& c, const std::string& id) {
 TEST_F(DashboardTest, DrainAnEngineFromTheEnginesPage) {
     const auto engine_id = start_engine("engine1");
     ASSERT_FALSE(engine_id.empty());
+    // A job the engine ran, for its detail's job list.
+    ASSERT_TRUE(test::make_test_clip(dir() / "in.mp4", 1.0, 160, 120));
+    std::string answer;
+    const auto job_id = cluster().submit(dir() / "in.mp4", {{"output_filename", "ran-here.mp4"}}, &answer);
+    ASSERT_FALSE(job_id.empty()) << answer;
+    ASSERT_TRUE(cluster().wait_state(job_id, "completed", 30s));
     sign_in(admin_key());
     go("#/engines", "page-engines");
     const std::string engine_row = "table#engines-table tr[data-engine-id=\"" + engine_id + "\"]";
@@ -31,6 +37,10 @@ TEST_F(DashboardTest, DrainAnEngineFromTheEnginesPage) {
 
     wd().click(engine_row + " td.engine-name");
     wd().wait_for("section#engine-detail[data-engine-id=\"" + engine_id + "\"]");
+    const std::string ran = "table#engine-jobs tr[data-job-id=\"" + job_id + "\"]";
+    wd().wait_for(ran, 10s);
+    EXPECT_NE(wd().text(ran).find("ran-here.mp4"), std::string::npos) << wd().text(ran);
+    EXPECT_EQ(wd().attribute(wd().find(ran), "data-state"), "completed");
     shot("engine-detail");
     wd().click("button#engine-drain");
 

@@ -183,6 +183,15 @@ TEST_F(DashboardTest, CancelARunningJobFromItsDetailAndFfmpegIsGone) {
 
     go("#/jobs", "page-jobs");
     wd().wait_for(row(id), 15s);
+    // Live progress: the row's bar moves while ffmpeg works (pushed over the event stream).
+    const std::string bar = row(id) + " .job-progress";
+    EXPECT_TRUE(wd().wait_until(
+        [&] {
+            const int p = percent(wd(), bar);
+            return p > 0 && p < 100;
+        },
+        15s))
+        << "aria-valuenow " << percent(wd(), bar) << "; job " << cluster().job(id).dump();
     open_job(id);
     EXPECT_TRUE(wd().wait_until([&] { return wd().text("#job-detail-state") == "running"; }))
         << wd().text("#job-detail-state");
@@ -212,6 +221,10 @@ TEST_F(DashboardTest, RetryAFailedJobFromItsDetail) {
     stop_engine("engine1");
 
     sign_in(user_key());
+    // The overview lists the failure among its problems.
+    EXPECT_TRUE(wd().wait_until([&] {
+        return wd().text("ul#ov-problems").find("broken.mp4") != std::string::npos;
+    })) << wd().text("ul#ov-problems");
     go("#/jobs", "page-jobs");
     wd().wait_for(row(id), 15s);
     EXPECT_TRUE(wait_row_state(id, "failed", 5s));

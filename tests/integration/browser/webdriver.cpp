@@ -20,6 +20,8 @@ constexpr const char* k_element_key = "element-6066-11e4-a52e-4f735466cecf";
 // A remote command can wait for a page load; the server's answers are fast otherwise.
 constexpr auto k_command_timeout = 60s;
 
+const std::string k_base64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
 std::string shorten(const std::string& s, size_t max = 600) {
     return s.size() <= max ? s : s.substr(0, max) + "...";
 }
@@ -35,14 +37,30 @@ std::optional<std::string> browser_missing() {
     return std::nullopt;
 }
 
+std::string base64_encode(const std::string& bytes) {
+    std::string out;
+    uint32_t bits = 0;
+    int count = 0;
+    for (unsigned char c : bytes) {
+        bits = (bits << 8) | c;
+        count += 8;
+        while (count >= 6) {
+            count -= 6;
+            out.push_back(k_base64[(bits >> count) & 0x3f]);
+        }
+    }
+    if (count > 0) out.push_back(k_base64[(bits << (6 - count)) & 0x3f]);
+    while (out.size() % 4) out.push_back('=');
+    return out;
+}
+
 std::string base64_decode(const std::string& text) {
-    static const std::string k_alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     std::string out;
     uint32_t bits = 0;
     int count = 0;
     for (char c : text) {
         if (c == '=') break;
-        auto at = k_alphabet.find(c);
+        auto at = k_base64.find(c);
         if (at == std::string::npos) continue;  // line breaks and the like
         bits = (bits << 6) | static_cast<uint32_t>(at);
         count += 6;

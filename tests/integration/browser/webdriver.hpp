@@ -117,7 +117,8 @@ class WebDriver {
     std::string m_session;
 };
 
-// Pixels: base64 of the PNG chromedriver sends (exposed for the client's own test).
+// Base64 both ways: chromedriver sends screenshots as base64, and a test hands a page file bytes so.
 std::string base64_decode(const std::string& text);
+std::string base64_encode(const std::string& bytes);
 
 }  // namespace distconv::browser

@@ -93,8 +93,12 @@ TEST(WebDriverClient, DrivesAPageAndLeavesNoProcessBehind) {
     for (pid_t pid : browsers) EXPECT_TRUE(test::wait_until([&] { return process_gone(pid); }, 5s)) << pid;
 }
 
-TEST(WebDriverClient, Base64DecodesWhatTheScreenshotSends) {
+TEST(WebDriverClient, Base64BothWays) {
     EXPECT_EQ(base64_decode("aGVsbG8="), "hello");
     EXPECT_EQ(base64_decode("aGVsbG8hIQ=="), "hello!!");
     EXPECT_EQ(base64_decode("YWJj\nZGVm"), "abcdef");
+    for (const std::string& s : {std::string(), std::string("h"), std::string("he"), std::string("hel"),
+                                 std::string("hello"), std::string("\0\xff\x10", 3)})
+        EXPECT_EQ(base64_decode(base64_encode(s)), s);
+    EXPECT_EQ(base64_encode("hello"), "aGVsbG8=");
 }
