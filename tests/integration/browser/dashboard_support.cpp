@@ -112,6 +112,23 @@ http::Response DashboardTest::as_session(const std::string& method, const std::s
     return api(method, path, headers, body);
 }
 
+std::string DashboardTest::wait_uploaded(const std::string& file_name, std::chrono::milliseconds timeout) {
+    const auto item = upload_item(file_name);
+    std::string state;
+    if (!wd().wait_until(
+            [&] {
+                state = wd().text(wd().find(item + " .upload-state"));
+                return state == "uploaded";
+            },
+            timeout)) {
+        ADD_FAILURE() << file_name << ": upload state '" << state << "'";
+        return "";
+    }
+    auto id = wd().attribute(wd().find(item), "data-job-id").value_or("");
+    EXPECT_FALSE(id.empty()) << file_name << ": an uploaded item names its job";
+    return id;
+}
+
 bool DashboardTest::wait_row_state(const std::string& job_id, const std::string& state,
                                    std::chrono::milliseconds timeout) {
     return wd().wait_until([&] { return wd().attribute(wd().find(row(job_id)), "data-state") == state; },

@@ -56,6 +56,14 @@ class DashboardTest : public ::testing::Test {
                               const std::string& body = "");
     static http::HeaderList bearer(const std::string& key) { return {{"Authorization", "Bearer " + key}}; }
 
+    // The Submit page's item for a chosen file, and a wait until its upload is done: the id of the
+    // job it became (empty, with a failure, when it never says "uploaded").
+    static std::string upload_item(const std::string& file_name) {
+        return "ul#uploads li[data-file-name=\"" + file_name + "\"]";
+    }
+    std::string wait_uploaded(const std::string& file_name,
+                              std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
     // The row of a job in table#jobs-table, and a wait until its data-state is `state`.
     static std::string row(const std::string& job_id) { return "tr[data-job-id=\"" + job_id + "\"]"; }
     bool wait_row_state(const std::string& job_id, const std::string& state,

@@ -102,23 +102,15 @@ TEST_F(DashboardTest, SubmitAClipWatchItCompleteAndDownloadTheResult) {
 
     go("#/submit", "page-submit");
     wd().send_keys(wd().find("input#submit-files"), clip.string());
-    const std::string item = "ul#uploads li[data-file-name=\"clip.mp4\"]";
+    const std::string item = upload_item("clip.mp4");
     wd().wait_for(item);
     ASSERT_TRUE(wd().wait_until([&] {
         return !wd().attribute(wd().find("button#submit-start"), "disabled");
     })) << "button#submit-start stays disabled with a file chosen";
     wd().click("button#submit-start");
-    std::string upload_state;
-    ASSERT_TRUE(wd().wait_until(
-        [&] {
-            upload_state = wd().text(wd().find(item + " .upload-state"));
-            return upload_state == "uploaded";
-        },
-        30s))
-        << "upload state: " << upload_state;
+    const auto job_id = wait_uploaded("clip.mp4");
+    ASSERT_FALSE(job_id.empty());
     EXPECT_EQ(percent(wd(), item + " .upload-progress"), 100);
-    const auto job_id = wd().attribute(wd().find(item), "data-job-id").value_or("");
-    ASSERT_FALSE(job_id.empty()) << "an uploaded item names its job";
     shot("uploaded");
 
     go("#/jobs", "page-jobs");

@@ -46,21 +46,11 @@ TEST_F(DashboardTest, FilesDroppedOnTheDropzoneBecomeJobs) {
             zone.dispatchEvent(new DragEvent(type, {bubbles: true, cancelable: true, dataTransfer: dt}));
     )",
                         {base64_encode(bytes), {"first.mp4", "second.mp4"}});
-    for (const char* name : {"first.mp4", "second.mp4"})
-        wd().wait_for("ul#uploads li[data-file-name=\"" + std::string(name) + "\"]");
+    for (const char* name : {"first.mp4", "second.mp4"}) wd().wait_for(upload_item(name));
     wd().click("button#submit-start");
 
     for (const char* name : {"first.mp4", "second.mp4"}) {
-        const std::string item = "ul#uploads li[data-file-name=\"" + std::string(name) + "\"]";
-        std::string state;
-        ASSERT_TRUE(wd().wait_until(
-            [&] {
-                state = wd().text(wd().find(item + " .upload-state"));
-                return state == "uploaded";
-            },
-            30s))
-            << name << ": " << state;
-        const auto id = wd().attribute(wd().find(item), "data-job-id").value_or("");
+        const auto id = wait_uploaded(name);
         ASSERT_FALSE(id.empty()) << name;
         auto job = cluster().job(id);
         EXPECT_EQ(job["source"].value("filename", ""), name) << job.dump();
