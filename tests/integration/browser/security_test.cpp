@@ -27,9 +27,10 @@ class OtherOrigin {
         m_server.Get("/", [](const httplib::Request&, httplib::Response& res) {
             res.set_content("<!doctype html><title>elsewhere</title><p>another origin</p>", "text/html");
         });
-        // One request per connection and a short read timeout: stop() waits for every open connection,
-        // and Chromium keeps idle ones (and preconnects).
+        // stop() waits for every connection's worker, and Chromium keeps idle and preconnected ones:
+        // one request per connection, and a worker gives an idle connection a second at most.
         m_server.set_keep_alive_max_count(1);
+        m_server.set_keep_alive_timeout(1);
         m_server.set_read_timeout(0, 200'000);
         m_port = m_server.bind_to_any_port("127.0.0.1");
         m_thread = std::thread([this] { m_server.listen_after_bind(); });
