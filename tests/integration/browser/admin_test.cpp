@@ -103,3 +103,21 @@ TEST_F(DashboardTest, CreateAKeyShownOnceThenRevokeIt) {
     })) << "the revoked key still offers Revoke";
     shot("key-revoked");
 }
+
+TEST_F(DashboardTest, RevokingTheKeyOfASignedInUserSendsTheirPageBackToSignIn) {
+    sign_in(user_key());
+    go("#/jobs", "page-jobs");
+    std::string user_key_id;
+    auto keys = json::parse(api("GET", "/keys", bearer(admin_key())).body, nullptr, false);
+    for (const auto& k : keys.value("items", json::array()))
+        if (k.value("role", "") == "user") user_key_id = k.value("key_id", "");
+    ASSERT_FALSE(user_key_id.empty()) << keys.dump();
+    ASSERT_EQ(api("DELETE", "/keys/" + user_key_id, bearer(admin_key())).status, 200);
+
+    // The page's next request answers 401: it shows the sign-in form with why.
+    EXPECT_EQ(as_session("GET", "/jobs", false).status, 401);
+    wd().execute_script("location.hash = '#/overview';");
+    wd().wait_for("form#signin", 15s);
+    EXPECT_FALSE(wd().text("#signin-error").empty()) << "no reason given";
+    shot("session-ended");
+}

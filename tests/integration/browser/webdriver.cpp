@@ -200,6 +200,10 @@ void WebDriver::set_window_size(int width, int height) {
     session_command("POST", "/window/rect", json{{"width", width}, {"height", height}});
 }
 
+json WebDriver::execute_cdp(const std::string& cmd, const json& params) {
+    return session_command("POST", "/goog/cdp/execute", json{{"cmd", cmd}, {"params", params}});
+}
+
 Element WebDriver::find(const std::string& css) {
     auto v = session_command("POST", "/element", json{{"using", "css selector"}, {"value", css}});
     return Element{v.at(k_element_key).get<std::string>()};

@@ -61,6 +61,9 @@ class WebDriver {
     std::string title();
     std::string page_source();
     void set_window_size(int width, int height);
+    // A Chrome DevTools Protocol command through chromedriver (e.g. Emulation.setEmulatedMedia).
+    nlohmann::json execute_cdp(const std::string& cmd,
+                               const nlohmann::json& params = nlohmann::json::object());
 
     // Throws "no such element" when nothing matches.
     Element find(const std::string& css);

@@ -1,5 +1,6 @@
-// The dashboard on a phone-width screen (390x844) in headless Chromium: the document never scrolls
-// sideways (wide tables scroll inside their own container).
+// The dashboard's layout in headless Chromium: on a phone-width screen (390x844) the document never
+// scrolls sideways (wide tables scroll inside their own container), and the theme follows the
+// system's light or dark setting.
 
 #include "tests/integration/browser/dashboard_support.hpp"
 
@@ -87,4 +88,39 @@ TEST_F(PhoneTest, TheOtherPagesFitAPhoneWidthScreen) {
         if (hash == "#/admin") wd().wait_for("table#keys-table tr[data-key-id]", 15s);
         expect_no_sideways_scroll(hash);
     }
+}
+
+namespace {
+
+// The page's background as [r, g, b].
+std::vector<int> background(WebDriver& wd) {
+    return wd
+        .execute_script(
+            "const c = getComputedStyle(document.body).backgroundColor.match(/\\d+/g).map(Number);"
+            "return c.slice(0, 3);")
+        .get<std::vector<int>>();
+}
+
+int brightness(const std::vector<int>& rgb) {
+    return (rgb[0] * 299 + rgb[1] * 587 + rgb[2] * 114) / 1000;
+}
+
+}  // namespace
+
+TEST_F(DashboardTest, TheThemeFollowsTheSystemsLightOrDarkSetting) {
+    auto scheme = [&](const char* value) {
+        wd().execute_cdp("Emulation.setEmulatedMedia",
+                         {{"features", {{{"name", "prefers-color-scheme"}, {"value", value}}}}});
+    };
+    scheme("light");
+    sign_in(user_key());
+    const auto light = background(wd());
+    scheme("dark");
+    EXPECT_TRUE(wd().wait_until([&] { return background(wd()) != light; }))
+        << "the page did not change with the system's scheme";
+    shot("dark-overview");
+    const auto dark = background(wd());
+    EXPECT_GT(brightness(light), 128) << testing::PrintToString(light);
+    EXPECT_LT(brightness(dark), 128) << testing::PrintToString(dark);
+    go("#/jobs", "page-jobs");
 }
