@@ -1,6 +1,7 @@
 // The job list and the uploads in headless Chromium: files dropped on the drop zone become jobs, an
 // upload cut off midway goes on from what the server holds, the list filters by state, searches by
-// name and sorts, bulk cancel and retry act on the selected rows, and a row opens from the keyboard.
+// name, sorts and loads its next page, bulk cancel and retry act on the selected rows, and a row
+// opens from the keyboard.
 // No engine runs: every job waits in the queue where the test put it.
 
 #include "common/hash.hpp"
@@ -183,4 +184,30 @@ TEST_F(DashboardTest, AnUploadCutOffMidwayContinuesFromWhatTheServerHolds) {
     auto sha = sha256_file(clip);
     ASSERT_TRUE(sha);
     EXPECT_EQ(job["source"].value("sha256", ""), *sha) << "the stored source is the file, byte for byte";
+}
+
+TEST_F(DashboardTest, TheListLoadsItsNextPageOnDemand) {
+    // 51 jobs awaiting their upload (JSON submits: no source to probe, so they are made at once).
+    std::vector<std::string> ids;
+    for (int i = 0; i < 51; ++i) {
+        auto r = api("POST", "/jobs", bearer(user_key()),
+                     json{{"source", {{"size", 1000}, {"filename", "in.mp4"}}},
+                          {"output_filename", "page-" + std::to_string(i) + ".mp4"}}
+                         .dump());
+        ASSERT_EQ(r.status, 202) << r.body;
+        ids.push_back(json::parse(r.body).value("job_id", ""));
+    }
+    sign_in(user_key());
+    go("#/jobs", "page-jobs");
+    EXPECT_TRUE(wd().wait_until([&] { return shown_names(wd()).size() == 50; }))
+        << shown_names(wd()).size() << " rows";
+    EXPECT_TRUE(wd().wait_until([&] { return wd().text("#jobs-total").rfind("51 jobs", 0) == 0; }))
+        << wd().text("#jobs-total");
+    EXPECT_EQ(wd().find_all(row(ids[0])).size(), 0u) << "the oldest is on the next page";
+    wd().click("button#jobs-next");
+    wd().wait_for(row(ids[0]), 10s);
+    EXPECT_EQ(shown_names(wd()).size(), 51u);
+    EXPECT_TRUE(wd().wait_until([&] { return !wd().displayed(wd().find("button#jobs-next")); }))
+        << "nothing more to load";
+    shot("all-pages");
 }
