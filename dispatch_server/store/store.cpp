@@ -816,6 +816,9 @@ Result<JobPage> Store::list_jobs(const JobQuery& query) {
         }
         where += ")";
     }
+    // The owner and state conditions read the same in job_counts, which the triggers keep.
+    const std::string counted_where = where;
+    const std::vector<Value> counted_params = params;
     const bool counted_filters_only = query.name_contains.empty() && !query.engine_id;
     if (!query.name_contains.empty()) {
         std::string pattern = "%";
@@ -838,22 +841,8 @@ Result<JobPage> Store::list_jobs(const JobQuery& query) {
     try {
         if (counted_filters_only) {
             // The counters the triggers keep: no scan of the jobs, however many there are.
-            std::string cw = "WHERE 1 = 1";
-            std::vector<Value> cp;
-            if (query.owner_key_id) {
-                cw += " AND owner_key_id = ?";
-                cp.emplace_back(*query.owner_key_id);
-            }
-            if (!states.empty()) {
-                cw += " AND state IN (";
-                for (size_t i = 0; i < states.size(); ++i) {
-                    cw += i ? ", ?" : "?";
-                    cp.emplace_back(states[i]);
-                }
-                cw += ")";
-            }
-            auto s = m_impl->prepare("SELECT COALESCE(SUM(n), 0) FROM job_counts " + cw);
-            for (const auto& v : cp) s.bind(v);
+            auto s = m_impl->prepare("SELECT COALESCE(SUM(n), 0) FROM job_counts " + counted_where);
+            for (const auto& v : counted_params) s.bind(v);
             s.step();
             page.total = s.i64(0);
         } else {
