@@ -4,11 +4,6 @@
 
 #include "tests/integration/browser/dashboard_support.hpp"
 
-// The configuration Debian's cpp-httplib library is built with (its pkg-config Cflags): the header
-// must see the same to match the library it links.
-#define CPPHTTPLIB_OPENSSL_SUPPORT
-#define CPPHTTPLIB_ZLIB_SUPPORT
-#define CPPHTTPLIB_BROTLI_SUPPORT
 #include <httplib.h>
 
 #include <thread>
