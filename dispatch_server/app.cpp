@@ -9,6 +9,7 @@
 #include "dispatch_server/service/jobs.hpp"
 #include "dispatch_server/service/notifier.hpp"
 #include "dispatch_server/service/sessions.hpp"
+#include "dispatch_server/service/split.hpp"
 #include "dispatch_server/store/store.hpp"
 
 #include <spdlog/spdlog.h>
@@ -32,6 +33,8 @@ struct DispatchServer::Impl {
     std::unique_ptr<SessionService> sessions;  // with the dashboard on
     std::unique_ptr<JobService> jobs;
     std::unique_ptr<EngineService> engines;
+    std::unique_ptr<FfmpegSplitMedia> split_media;
+    std::unique_ptr<SplitService> split;
     std::unique_ptr<HttpApi> api;
     int port = 0;
 
@@ -40,6 +43,7 @@ struct DispatchServer::Impl {
     bool stopping = false;
     std::thread maintenance;
     std::thread rescuer;
+    std::thread splitter;
 
     Impl(const DispatchConfig& c, std::shared_ptr<const Clock> clk)
         : config(c), clock(std::move(clk)), prober(c.ffprobe) {}
@@ -58,6 +62,25 @@ struct DispatchServer::Impl {
             }
             lock.lock();
             cv.wait_for(lock, interval, [&] { return stopping; });
+        }
+    }
+
+    // Split mode's coordinator: wakes on any change (a task's progress or end) and at least every
+    // half second; its work (a cut, a join) runs here, off the request threads.
+    void split_loop() {
+        uint64_t seen = notifier.generation();
+        std::unique_lock lock(mutex);
+        while (!stopping) {
+            lock.unlock();
+            try {
+                split->tick();
+            } catch (const std::exception& e) {
+                spdlog::error("split: {}", e.what());
+            }
+            seen = notifier.wait_for_change(seen, std::chrono::milliseconds(500));
+            lock.lock();
+            // At most a few passes a second, however many progress reports arrive.
+            cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return stopping; });
         }
     }
 
@@ -117,6 +140,9 @@ Result<std::unique_ptr<DispatchServer>> DispatchServer::create(const DispatchCon
                                               *impl->clock, impl->notifier);
     impl->engines = std::make_unique<EngineService>(*impl->store, *impl->pools, impl->config, *impl->clock,
                                                     impl->notifier, &impl->metrics, impl->credentials.get());
+    impl->split_media = std::make_unique<FfmpegSplitMedia>(config.ffmpeg, config.ffprobe);
+    impl->split = std::make_unique<SplitService>(*impl->store, *impl->pools, impl->config, impl->prober,
+                                                 *impl->split_media, *impl->clock, impl->notifier);
     impl->api =
         std::make_unique<HttpApi>(ApiServices{*impl->auth, *impl->jobs, impl->notifier, impl->config,
                                               impl->engines.get(), &impl->metrics, impl->sessions.get()});
@@ -132,6 +158,7 @@ DispatchServer::~DispatchServer() {
     stop();
     if (m_impl->maintenance.joinable()) m_impl->maintenance.join();
     if (m_impl->rescuer.joinable()) m_impl->rescuer.join();
+    if (m_impl->splitter.joinable()) m_impl->splitter.join();
 }
 
 int DispatchServer::port() const {
@@ -141,6 +168,7 @@ int DispatchServer::port() const {
 void DispatchServer::run() {
     m_impl->maintenance = std::thread([this] { m_impl->maintenance_loop(); });
     m_impl->rescuer = std::thread([this] { m_impl->rescue_loop(); });
+    m_impl->splitter = std::thread([this] { m_impl->split_loop(); });
     std::string where = std::string(m_impl->config.tls_cert.empty() ? "http" : "https") + "://" +
                         m_impl->config.host + ":" + std::to_string(m_impl->port);
     spdlog::info("distconv-dispatch serving on {} (data in {})", where, m_impl->config.data_dir);
@@ -157,6 +185,7 @@ void DispatchServer::run() {
     }
     if (m_impl->maintenance.joinable()) m_impl->maintenance.join();
     if (m_impl->rescuer.joinable()) m_impl->rescuer.join();
+    if (m_impl->splitter.joinable()) m_impl->splitter.join();
     spdlog::info("distconv-dispatch stopped");
 }
 

@@ -70,7 +70,11 @@ void add_options(CLI::App& app, DispatchConfig& c) {
         ->check(CLI::Range(1, 256))
         ->capture_default_str();
     app.add_option("--ffprobe", c.ffprobe, "ffprobe program")->capture_default_str();
-    app.add_option("--ffmpeg", c.ffmpeg, "ffmpeg program (finishes streamed MP4 outputs)")
+    app.add_option("--ffmpeg", c.ffmpeg,
+                   "ffmpeg program (finishes streamed MP4 outputs, cuts and joins split jobs)")
+        ->capture_default_str();
+    app.add_option("--split-auto-after", c.split_auto_after,
+                   "Split mode auto splits sources longer than this, when two or more engines can run them")
         ->capture_default_str();
     app.add_option("--lease-timeout", c.lease_timeout, "An assignment's lease without progress or heartbeats")
         ->capture_default_str();
@@ -165,6 +169,7 @@ Status finalize(DispatchConfig& c) {
           DurationKey{"source-retention", c.source_retention, c.source_retention_ms},
           DurationKey{"job-ttl", c.job_ttl, ttl},
           DurationKey{"maintenance-interval", c.maintenance_interval, c.maintenance_interval_ms},
+          DurationKey{"split-auto-after", c.split_auto_after, c.split_auto_after_ms},
           DurationKey{"db-busy-timeout", c.db_busy_timeout, c.db_busy_timeout_ms},
           DurationKey{"upload-idle-timeout", c.upload_idle_timeout, c.upload_idle_timeout_ms},
           DurationKey{"source-url-timeout", c.source_url_timeout, c.source_url_timeout_ms},

@@ -44,7 +44,10 @@ struct DispatchConfig {
     std::string source_url_timeout = "1h";  // a whole source_url fetch
     int source_url_fetches = 4;             // source_url fetches running at once
     std::string ffprobe = "ffprobe";
-    std::string ffmpeg = "ffmpeg";  // finishes stream-mode MP4 outputs (-c copy, faststart)
+    std::string ffmpeg =
+        "ffmpeg";  // finishes stream-mode MP4 outputs (-c copy, faststart); cuts and joins split jobs
+    // Split mode "auto" splits a source longer than this (when two or more engines can run it).
+    std::string split_auto_after = "10m";
     int http_threads = 64;
     int http_reserve = 0;  // workers long requests never take (0: a quarter of http_threads, at least 2)
     int max_event_streams_per_key = 8;  // event streams one key may hold open at once
@@ -79,6 +82,7 @@ struct DispatchConfig {
     int64_t source_retention_ms = 0;
     std::optional<int64_t> job_ttl_ms;
     int64_t maintenance_interval_ms = 0;
+    int64_t split_auto_after_ms = 0;
     int64_t db_busy_timeout_ms = 0;
     int64_t upload_idle_timeout_ms = 0;
     uint64_t user_quota_bytes = 0;

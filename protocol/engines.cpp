@@ -235,6 +235,22 @@ json to_json(const ClaimRequest& v) {
     return out;
 }
 
+Result<AssignmentTask> parse_assignment_task(const json& j, const std::string& prefix) {
+    auto opened = open_object(j, prefix, true);
+    if (!opened.ok()) return std::move(opened).error();
+    auto& r = *opened;
+    AssignmentTask out;
+    r.required("kind", out.kind);
+    r.check(out.kind == k_task_video_segment || out.kind == k_task_audio, "kind",
+            "must be video_segment or audio");
+    r.required("index", out.index);
+    r.check(out.index >= 0, "index", "must be at least 0");
+    r.required("frames", out.frames);
+    r.check(out.frames >= 0, "frames", "must be at least 0");
+    DISTCONV_TRY(r.finish());
+    return out;
+}
+
 Result<Assignment> parse_assignment(const json& j, const std::string& prefix) {
     auto opened = open_object(j, prefix, false);
     if (!opened.ok()) return std::move(opened).error();
@@ -264,12 +280,16 @@ Result<Assignment> parse_assignment(const json& j, const std::string& prefix) {
     }
     r.defaulted("credential", out.credential);
     r.optional("credential_expires_at", out.credential_expires_at);
+    r.optional_object("task", out.task, parse_assignment_task);
     DISTCONV_TRY(r.finish());
     return out;
 }
 
 json to_json(const Assignment& v) {
+    json task = nullptr;
+    if (v.task) task = json{{"kind", v.task->kind}, {"index", v.task->index}, {"frames", v.task->frames}};
     return json{{"assignment_id", v.assignment_id},
+                {"task", task},
                 {"job_id", v.job_id},
                 {"fencing_token", v.fencing_token},
                 {"lease_expires_at", timestamp_json(v.lease_expires_at)},
@@ -291,10 +311,11 @@ json to_json(const Assignment& v) {
 
 Result<std::vector<std::string>> assignment_argv(const media::JobOptions& options, TransferMode mode,
                                                  const std::string& source_format,
-                                                 const media::StreamPlan* plan) {
+                                                 const media::StreamPlan* plan, bool video_segment) {
     if (source_format.empty()) return Error::invalid("source_format", "the source's format is not known");
     media::ArgvSettings settings;
     settings.plan = plan;
+    settings.video_segment = video_segment;
     settings.streamable = mode == TransferMode::Stream;
     settings.input_format = source_format;
     settings.input_protocols =
@@ -304,6 +325,11 @@ Result<std::vector<std::string>> assignment_argv(const media::JobOptions& option
     if (!argv) return argv.error();
     argv->erase(argv->begin());
     return argv;
+}
+
+std::string assignment_output_demuxer(const Assignment& a) {
+    return a.video_segment() ? std::string(media::k_segment_muxer)
+                             : media::output_demuxer(a.output_container);
 }
 
 Result<std::optional<media::StreamPlan>> assignment_plan(const Assignment& a) {

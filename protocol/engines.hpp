@@ -99,6 +99,17 @@ struct ClaimRequest {
     bool operator==(const ClaimRequest&) const = default;
 };
 
+// A task of a split job (split mode): one video segment, or the audio (with the subtitles and
+// chapters) of the whole source. The job's own assignments have none.
+struct AssignmentTask {
+    std::string kind;         // "video_segment" or "audio"
+    int index = 0;            // the segment's number, from 0 (the audio task: 0)
+    std::int64_t frames = 0;  // video frames the segment holds (the audio task: 0)
+    bool operator==(const AssignmentTask&) const = default;
+};
+inline constexpr std::string_view k_task_video_segment = "video_segment";
+inline constexpr std::string_view k_task_audio = "audio";
+
 // The claim answer: one attempt at one job.
 struct Assignment {
     std::string assignment_id;
@@ -127,16 +138,23 @@ struct Assignment {
     // renew it. The engine uses it for the bytes, so no transfer needs the engine key.
     std::string credential{};
     std::optional<Timestamp> credential_expires_at{};
+    std::optional<AssignmentTask> task{};
     bool operator==(const Assignment&) const = default;
+
+    bool video_segment() const { return task && task->kind == k_task_video_segment; }
 };
 
 // The argv (without "ffmpeg"; {input}/{output} placeholders) that runs an assignment: what the
 // dispatch server sends and what the engine checks it against, built by the same code on both sides.
 // With a stream plan the argv maps exactly the planned streams; without one (no probe stored) it
 // maps the first video and audio stream.
+// A video segment's argv (video_segment) encodes its one video stream to NUT, joinable.
 Result<std::vector<std::string>> assignment_argv(const media::JobOptions& options, TransferMode mode,
                                                  const std::string& source_format,
-                                                 const media::StreamPlan* plan = nullptr);
+                                                 const media::StreamPlan* plan = nullptr,
+                                                 bool video_segment = false);
+// The demuxer that reads an assignment's output back ("nut" for a video segment).
+std::string assignment_output_demuxer(const Assignment& a);
 
 // The stream plan of an assignment, from its source probe (nullopt when it has none).
 Result<std::optional<media::StreamPlan>> assignment_plan(const Assignment& a);
@@ -212,6 +230,7 @@ Result<Heartbeat> parse_heartbeat(const nlohmann::json& j, const std::string& pr
 Result<HeartbeatReply> parse_heartbeat_reply(const nlohmann::json& j, const std::string& prefix = "");
 Result<EngineInfo> parse_engine_info(const nlohmann::json& j, const std::string& prefix = "");
 Result<ClaimRequest> parse_claim_request(const nlohmann::json& j, const std::string& prefix = "");
+Result<AssignmentTask> parse_assignment_task(const nlohmann::json& j, const std::string& prefix = "");
 Result<Assignment> parse_assignment(const nlohmann::json& j, const std::string& prefix = "");
 Result<ProgressReport> parse_progress_report(const nlohmann::json& j, const std::string& prefix = "");
 Result<ProgressReply> parse_progress_reply(const nlohmann::json& j, const std::string& prefix = "");

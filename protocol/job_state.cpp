@@ -22,13 +22,14 @@ struct Edge {
 };
 
 // Every allowed edge; the comment says what causes it. Keep in step with docs/protocol.md.
-constexpr std::array<Edge, 18> k_edges{{
+constexpr std::array<Edge, 19> k_edges{{
     {JobState::AwaitingUpload, JobState::Queued},    // last source byte stored, checksum and probe pass
     {JobState::AwaitingUpload, JobState::Failed},    // undecodable source, fetch failure, checksum, TTL
     {JobState::AwaitingUpload, JobState::Canceled},  // user cancel
     {JobState::Queued, JobState::Assigned},          // an engine claims it
     {JobState::Queued, JobState::Failed},            // queued past its TTL (reason "expired")
     {JobState::Queued, JobState::Canceled},          // user cancel, at once
+    {JobState::Queued, JobState::Running},           // split mode: the job's segment tasks exist
     {JobState::Assigned, JobState::Running},         // first progress report
     {JobState::Assigned, JobState::Completed},       // engine finished before its first progress report
     {JobState::Assigned, JobState::Failed},          // permanent failure, or the last attempt ended

@@ -221,6 +221,10 @@ Result<JobResource> parse_job_resource(const json& j, const std::string& prefix)
         r.check(streams->is_array(), "streams", "must be an array or null");
         out.streams = *streams;
     }
+    if (const auto* split = r.get("split"); split != nullptr && !split->is_null()) {
+        r.check(split->is_object(), "split", "must be an object or null");
+        out.split = *split;
+    }
     if (const auto* plan = r.get("output_plan"); plan != nullptr && !plan->is_null()) {
         r.check(plan->is_object(), "output_plan", "must be an object or null");
         out.output_plan = *plan;
@@ -261,6 +265,7 @@ json to_json(const JobResource& v) {
                 {"ffmpeg_command", nullable(v.ffmpeg_command)},
                 {"streams", v.streams.is_array() ? v.streams : json(nullptr)},
                 {"output_plan", v.output_plan.is_object() ? v.output_plan : json(nullptr)},
+                {"split", v.split.is_object() ? v.split : json(nullptr)},
                 {"priority", v.priority},
                 {"max_attempts", v.max_attempts},
                 {"ttl_seconds", nullable(v.ttl_seconds)},

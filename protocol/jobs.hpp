@@ -103,6 +103,9 @@ struct JobResource {
     // output gets of each source stream and why; `output_plan` the rest (chapters, picture).
     nlohmann::json streams;      // array, or null
     nlohmann::json output_plan;  // {chapters, chapters_reason, picture}, or null
+    // Split mode (docs/protocol.md): {mode, segment_seconds, state, reason, frames, frame_rate,
+    // split_seconds, join_seconds, segments: [...]}, or null for a job that is not split.
+    nlohmann::json split;
     int priority = k_default_priority;
     int max_attempts = k_default_max_attempts;
     std::optional<std::int64_t> ttl_seconds;

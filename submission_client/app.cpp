@@ -75,6 +75,11 @@ int client_main(int argc, char** argv) {
         sub->add_option("--container", "Output container: mp4, mkv, webm, mov, ts, m4a, mp3, ogg, flac");
     auto* prio_opt =
         sub->add_option("--priority", "Priority -100..100 (higher runs first)")->check(CLI::Range(-100, 100));
+    auto* split_opt = sub->add_option("--split",
+                                      "Split mode: auto (the default), on, off: one long file "
+                                      "encoded in segments by several engines at once");
+    auto* segment_opt =
+        sub->add_option("--segment-seconds", "Split mode's segment length in seconds (2-3600)");
     auto* wait_flag =
         sub->add_flag("--wait", submit.wait, "Wait for the jobs and download the results (the default)");
     sub->add_flag("--detach", submit.detach, "Print the job ids and exit without waiting")
@@ -84,7 +89,8 @@ int client_main(int argc, char** argv) {
         "Examples:\n"
         "  distconv submit clip.mov                         # -> clip.mp4 next to it\n"
         "  distconv submit clip.mov -o small.mkv --video-codec libx265 --crf 28 --scale -2:720\n"
-        "  distconv submit a.mov b.mov c.mov --output-dir out/ --detach --json");
+        "  distconv submit a.mov b.mov c.mov --output-dir out/ --detach --json\n"
+        "  distconv submit film.mkv --split on --segment-seconds 60   # every engine takes a part");
 
     // library
     LibraryOptions lib;
@@ -245,6 +251,8 @@ int client_main(int argc, char** argv) {
         submit.flags.audio_bitrate = str(abitrate_opt);
         submit.flags.container = str(container_opt);
         if (prio_opt->count()) submit.flags.priority = prio_opt->as<int>();
+        submit.flags.split = str(split_opt);
+        if (segment_opt->count()) submit.flags.segment_seconds = segment_opt->as<double>();
     };
 
     try {

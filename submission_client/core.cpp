@@ -50,6 +50,8 @@ media::JobOptions options_from(const TranscodeFlags& f) {
     o.video.fps = f.fps;
     o.audio.codec = f.audio_codec;
     o.audio.bitrate = f.audio_bitrate;
+    o.split.mode = f.split;
+    o.split.segment_seconds = f.segment_seconds;
     return o;
 }
 

@@ -43,6 +43,8 @@ struct TranscodeFlags {
     std::optional<std::string> audio_bitrate;
     std::optional<std::string> container;
     std::optional<int> priority;
+    std::optional<std::string> split;       // auto, on, off (split mode)
+    std::optional<double> segment_seconds;  // split mode's segment length
 };
 
 // The container the job will produce: --container, else the extension of an explicit output name

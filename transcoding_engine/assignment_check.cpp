@@ -88,7 +88,7 @@ Status check_assignment(const protocol::Assignment& a, const std::string& server
     auto plan = protocol::assignment_plan(a);
     if (!plan) return refused("source_probe", "gives no stream plan: " + plan.error().message);
     auto expected = protocol::assignment_argv(a.options, a.transfer_mode, a.source_format,
-                                              plan->has_value() ? &**plan : nullptr);
+                                              plan->has_value() ? &**plan : nullptr, a.video_segment());
     if (!expected) return refused("options", "are not valid: " + expected.error().message);
     if (*expected != a.ffmpeg_argv)
         return refused("ffmpeg_argv", "differs from the command this engine builds from the job's options");

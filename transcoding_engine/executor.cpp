@@ -283,7 +283,9 @@ AssignmentOutcome Executor::run_file(ActiveAssignment& active, Attempt& at) {
     const Assignment& a = active.assignment();
     const auto dir = assignment_dir(a.assignment_id);
     const auto input = dir / "source";
-    const std::string ext = a.output_container.empty() ? "out" : a.output_container;
+    const std::string ext = a.video_segment()            ? std::string(media::k_segment_muxer)
+                            : a.output_container.empty() ? "out"
+                                                         : a.output_container;
     const auto output = dir / ("output." + ext);
 
     // 1. Download with resume, then check size and SHA-256.
@@ -404,8 +406,8 @@ Result<std::optional<double>> Executor::verify_file_output(ActiveAssignment& act
         return Error(ErrorCode::OutputMismatch, "no stream plan to verify against: " + plan.error().message);
     if (!plan->has_value()) return std::optional<double>();
     RunSpec spec = run_spec(
-        media::ffprobe_argv(m_settings.ffprobe, output.string(), media::output_demuxer(a.output_container)),
-        dir, false);
+        media::ffprobe_argv(m_settings.ffprobe, output.string(), protocol::assignment_output_demuxer(a)), dir,
+        false);
     auto started = m_runner.start(spec);
     if (!started) return Error(ErrorCode::Internal, "cannot start ffprobe: " + started.error().message);
     auto& proc = *started;

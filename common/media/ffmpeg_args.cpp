@@ -48,7 +48,7 @@ Status check_endpoint(const std::string& field, const std::string& value) {
 
 // Without a plan the options name every video stream (-c:v, -crf); with one they name the main video
 // only (-c:v:0, -crf:v:0: it is the first video stream out), since copied cover art may follow it.
-void add_video_args(const VideoOptions& v, const std::string& container, const StreamPlan* plan,
+void add_video_args(const VideoOptions& v, const std::string& container, const StreamPlan* plan, bool segment,
                     std::vector<std::string>& argv) {
     const std::string codec = v.codec.value_or("libx264");
     if (codec == "none") {
@@ -104,6 +104,8 @@ void add_video_args(const VideoOptions& v, const std::string& container, const S
     const bool hdr10 = plan && (!plan->mastering_display.empty() || !plan->content_light.empty());
     if (codec == "libx265") {
         std::string params = "log-level=error";
+        // A segment is joined to its neighbours: no leading frame may refer to the one before.
+        if (segment) params += ":open-gop=0";
         if (hdr10) {
             params += ":hdr10=1";
             if (!plan->mastering_display.empty()) params += ":master-display=" + plan->mastering_display;
@@ -111,7 +113,8 @@ void add_video_args(const VideoOptions& v, const std::string& container, const S
         }
         argv.insert(argv.end(), {"-x265-params" + opt, params});
         // Apple players only play HEVC in MP4/MOV when it is tagged hvc1.
-        if (container == "mp4" || container == "mov") argv.insert(argv.end(), {"-tag" + vopt, "hvc1"});
+        if (!segment && (container == "mp4" || container == "mov"))
+            argv.insert(argv.end(), {"-tag" + vopt, "hvc1"});
     }
     if (codec == "libsvtav1" && hdr10) {
         std::string params;
@@ -201,8 +204,10 @@ Result<std::vector<std::string>> build_ffmpeg_argv(const JobOptions& o, const st
                               "input protocols '" + s.input_protocols + "' are not allowed");
 
     const std::string container = o.container.value_or("mp4");
-    const std::string muxer = container_muxer(container);
+    const std::string muxer = s.video_segment ? std::string(k_segment_muxer) : container_muxer(container);
     if (muxer.empty()) return Error::invalid("container", "unknown container '" + container + "'");
+    if (s.video_segment && (!s.plan || !s.plan->main_video() || s.plan->output_order.size() != 1))
+        return Error::invalid("plan", "a video segment maps its one video stream and nothing else");
 
     std::vector<std::string> argv = {s.ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", s.loglevel};
     if (s.progress) argv.insert(argv.end(), {"-progress", "pipe:1", "-nostats"});
@@ -228,7 +233,10 @@ Result<std::vector<std::string>> build_ffmpeg_argv(const JobOptions& o, const st
         !s.plan || std::any_of(s.plan->output_order.begin(), s.plan->output_order.end(), [&](int i) {
             return s.plan->streams[static_cast<size_t>(i)].type == "audio";
         });
-    if (has_video) add_video_args(o.video, container, s.plan, argv);
+    if (has_video) add_video_args(o.video, container, s.plan, s.video_segment, argv);
+    // Every frame of a segment, as it comes, with its own timestamp: the join counts on the
+    // segment's frames being exactly the source's.
+    if (s.video_segment) argv.insert(argv.end(), {"-fps_mode", "passthrough"});
     if (has_audio) add_audio_args(o.audio, s.plan, argv);
     if (s.plan) add_plan_codecs(*s.plan, argv);
 
@@ -238,11 +246,11 @@ Result<std::vector<std::string>> build_ffmpeg_argv(const JobOptions& o, const st
         for (size_t i = 0; i + 1 < extra.size(); i += 2) {
             if (extra[i] == "-threads" && s.threads) continue;
             // faststart rewrites the file at the end, which a non-seekable sink cannot do.
-            if (extra[i] == "-movflags" && s.streamable) continue;
+            if (extra[i] == "-movflags" && (s.streamable || s.video_segment)) continue;
             argv.insert(argv.end(), {extra[i], extra[i + 1]});
         }
     }
-    if (s.streamable && mp4_family)
+    if (s.streamable && mp4_family && !s.video_segment)
         argv.insert(argv.end(), {"-movflags", "+frag_keyframe+empty_moov+default_base_moof"});
     if (s.threads) argv.insert(argv.end(), {"-threads", std::to_string(*s.threads)});
     argv.insert(argv.end(), {"-f", muxer, output});

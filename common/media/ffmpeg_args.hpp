@@ -29,7 +29,15 @@ struct ArgvSettings {
     // encoder, and chapters, colour tags, HDR10 metadata and deinterlacing as it says. Without one
     // (the source's streams unknown), the first video and first audio stream only.
     const StreamPlan* plan = nullptr;
+    // A video segment of a split job (split mode): the plan's one video stream only, encoded so the
+    // pieces join (closed GOPs, every frame passed through with its timestamp), written as NUT
+    // (exact timestamps in any timebase) whatever the job's container.
+    bool video_segment = false;
 };
+
+// The container of encoded video segments (and of the cut source segments): NUT keeps every
+// timestamp exactly, for any codec.
+inline constexpr std::string_view k_segment_muxer = "nut";
 
 // `resolved` should come from resolve_options(); it is validated again here, so an unchecked
 // JobOptions can never reach ffmpeg. Fails with INVALID_ARGUMENT for bad options or settings.

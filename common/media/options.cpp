@@ -385,6 +385,20 @@ Status parse_trim(const json& j, TrimOptions& t) {
     return {};
 }
 
+Status parse_split(const json& j, SplitOptions& t) {
+    DISTCONV_TRY(expect_object(j, "split"));
+    for (const auto& [key, value] : j.items()) {
+        std::string field = join_field("split", key);
+        if (key == "mode")
+            DISTCONV_TRY(read_string(value, field, t.mode));
+        else if (key == "segment_seconds")
+            DISTCONV_TRY(read_double(value, field, t.segment_seconds));
+        else
+            return Error::invalid(field, "unknown option " + field);
+    }
+    return {};
+}
+
 Status parse_extra_args(const json& j, std::optional<std::vector<std::string>>& out) {
     if (j.is_null()) return {};
     if (!j.is_array())
@@ -647,6 +661,14 @@ Status validate_subtitles(const SubtitleOptions& s) {
     if (s.mode == "drop" && s.languages)
         return Error::invalid("subtitles.languages",
                               "subtitles.languages cannot be used with subtitles.mode drop");
+    return {};
+}
+
+Status validate_split(const SplitOptions& t) {
+    DISTCONV_TRY(check_choice("split.mode", t.mode, {"auto", "on", "off"}));
+    if (t.segment_seconds &&
+        (!std::isfinite(*t.segment_seconds) || *t.segment_seconds < 2 || *t.segment_seconds > 3600))
+        return Error::invalid("split.segment_seconds", "split.segment_seconds must be between 2 and 3600");
     return {};
 }
 
@@ -944,6 +966,9 @@ bool SubtitleOptions::empty() const {
 bool TrimOptions::empty() const {
     return *this == TrimOptions{};
 }
+bool SplitOptions::empty() const {
+    return *this == SplitOptions{};
+}
 
 Result<JobOptions> parse_job_options(const nlohmann::json& j) {
     if (!j.is_object()) return Error::invalid("options", "job options must be a JSON object");
@@ -963,6 +988,8 @@ Result<JobOptions> parse_job_options(const nlohmann::json& j) {
             if (!value.is_null()) DISTCONV_TRY(parse_subtitles(value, o.subtitles));
         } else if (key == "trim") {
             if (!value.is_null()) DISTCONV_TRY(parse_trim(value, o.trim));
+        } else if (key == "split") {
+            if (!value.is_null()) DISTCONV_TRY(parse_split(value, o.split));
         } else if (key == "extra_args")
             DISTCONV_TRY(parse_extra_args(value, o.extra_args));
         else
@@ -1028,6 +1055,12 @@ nlohmann::json to_json(const JobOptions& o) {
         if (o.trim.duration) t["duration"] = *o.trim.duration;
         j["trim"] = std::move(t);
     }
+    if (!o.split.empty()) {
+        json t = json::object();
+        if (o.split.mode) t["mode"] = *o.split.mode;
+        if (o.split.segment_seconds) t["segment_seconds"] = *o.split.segment_seconds;
+        j["split"] = std::move(t);
+    }
     if (o.extra_args) j["extra_args"] = *o.extra_args;
     return j;
 }
@@ -1051,6 +1084,7 @@ Status validate(const JobOptions& o) {
     DISTCONV_TRY(validate_audio(o.audio));
     DISTCONV_TRY(validate_subtitles(o.subtitles));
     DISTCONV_TRY(validate_trim(o.trim));
+    DISTCONV_TRY(validate_split(o.split));
     if (o.extra_args)
         DISTCONV_TRY(
             validate_extra_args(*o.extra_args, o.container.value_or(""), o.video.codec.value_or("")));
@@ -1157,6 +1191,7 @@ Result<JobOptions> resolve_options(const JobOptions& in) {
 
     overlay(out.trim.start, in.trim.start);
     overlay(out.trim.duration, in.trim.duration);
+    out.split = in.split;  // the job's own choice; presets do not split
     if (in.extra_args) out.extra_args = in.extra_args;
     if (out.extra_args && out.extra_args->empty()) out.extra_args.reset();
 

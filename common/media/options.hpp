@@ -64,6 +64,17 @@ struct TrimOptions {
     bool operator==(const TrimOptions&) const = default;
 };
 
+// Split mode (docs/protocol.md "Split mode"): one long video encoded as keyframe-cut segments by
+// several engines at once, audio once, joined on the dispatch server without re-encoding.
+struct SplitOptions {
+    std::optional<std::string> mode;        // auto (the default), on, off
+    std::optional<double> segment_seconds;  // 2..3600, default 60
+
+    bool empty() const;
+    bool operator==(const SplitOptions&) const = default;
+};
+inline constexpr double k_default_segment_seconds = 60;
+
 struct JobOptions {
     std::optional<std::string> output_filename;
     std::optional<std::string> preset;
@@ -72,6 +83,7 @@ struct JobOptions {
     AudioOptions audio;
     SubtitleOptions subtitles;
     TrimOptions trim;
+    SplitOptions split;
     std::optional<std::vector<std::string>> extra_args;
 
     bool operator==(const JobOptions&) const = default;

@@ -44,8 +44,9 @@ int percent_of(const JobRecord& job) {
 
 protocol::JobResource to_resource(const JobRecord& job, const std::string& owner_name,
                                   std::optional<int64_t> queue_position,
-                                  const std::vector<AttemptRecord>& attempts) {
+                                  const std::vector<AttemptRecord>& attempts, const nlohmann::json& split) {
     protocol::JobResource r;
+    r.split = split;
     r.job_id = job.id;
     r.state = job.state;
     r.progress_percent = percent_of(job);

@@ -16,7 +16,8 @@ protocol::Timestamp to_timestamp(int64_t unix_ms);
 
 protocol::JobResource to_resource(const JobRecord& job, const std::string& owner_name,
                                   std::optional<int64_t> queue_position,
-                                  const std::vector<AttemptRecord>& attempts = {});
+                                  const std::vector<AttemptRecord>& attempts = {},
+                                  const nlohmann::json& split = nullptr);
 protocol::JobStatus to_status(const JobRecord& job, std::optional<int64_t> queue_position);
 protocol::JobSummary to_summary(const JobRecord& job, const std::string& owner_name,
                                 std::optional<int64_t> queue_position);

@@ -123,9 +123,9 @@ struct HttpApi::Impl {
         auto view = s.jobs.view(job, true);
         if (!view) return send_error(res, view.error());
         res.set_header("ETag", job_etag(job));
-        send_json(
-            res, status,
-            protocol::to_json(to_resource(job, view->owner_name, view->queue_position, view->attempts)));
+        send_json(res, status,
+                  protocol::to_json(
+                      to_resource(job, view->owner_name, view->queue_position, view->attempts, view->split)));
     }
 
     Result<std::optional<std::string>> idempotency_key(const httplib::Request& req) {

@@ -226,11 +226,21 @@ Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal
             protocol::Assignment a;
             a.options = *options;
             a.source_probe = job.source_probe.is_object() ? job.source_probe : nlohmann::json();
+            if (job.task.is_object()) {
+                // A task of a split job (service/split.hpp).
+                protocol::AssignmentTask t;
+                t.kind = job.task.value("kind", "") == "audio" ? std::string(protocol::k_task_audio)
+                                                               : std::string(protocol::k_task_video_segment);
+                t.index = job.task.value("index", 0);
+                t.frames = job.task.value("frames", int64_t{0});
+                a.task = t;
+            }
             // The streams it maps, planned from the probe exactly as the engine will plan them.
             auto plan = protocol::assignment_plan(a);
-            auto argv = plan ? protocol::assignment_argv(*options, mode, source_format,
-                                                         plan->has_value() ? &**plan : nullptr)
-                             : Result<std::vector<std::string>>(plan.error());
+            auto argv =
+                plan ? protocol::assignment_argv(*options, mode, source_format,
+                                                 plan->has_value() ? &**plan : nullptr, a.video_segment())
+                     : Result<std::vector<std::string>>(plan.error());
             if (!argv) {
                 // No engine could run it (a source probed without a readable format): the job fails
                 // with the reason instead of coming back after every lease.
@@ -499,7 +509,9 @@ Result<protocol::AssignmentAck> EngineService::complete(const Principal& who,
     std::string final_rel = StoragePools::job_file(job->id, FileKind::Output);
     auto final_path = m_pools.resolve(job->output_pool, final_rel);
     std::string container = job->resolved.is_object() ? job->resolved.value("container", "mp4") : "mp4";
-    if (a->transfer_mode == TransferMode::Stream && is_mp4_family(container)) {
+    // A video segment of a split job is NUT whatever the container; the join counts its frames.
+    const bool segment = job->task.is_object() && job->task.value("kind", "") == "video";
+    if (a->transfer_mode == TransferMode::Stream && is_mp4_family(container) && !segment) {
         // The engine streamed fragmented MP4; the user asked for a plain MP4: remux with the index up front.
         auto tmp = final_path.string() + ".faststart";
         // The streamed output is the engine's bytes: read as the fragmented MP4 it must be and nothing else.
@@ -545,7 +557,7 @@ Result<protocol::AssignmentAck> EngineService::complete(const Principal& who,
     }
     // A streamed output was never whole on the engine, so the engine could not probe it: the server
     // does, against the job's stream plan, before it counts.
-    if (a->transfer_mode == TransferMode::Stream && job->source_probe.is_object()) {
+    if (a->transfer_mode == TransferMode::Stream && job->source_probe.is_object() && !segment) {
         if (auto mismatch = verify_stored_output(*job, final_path)) {
             stdfs::remove(final_path, ec);
             auto ended = end_unfinished(
@@ -583,7 +595,9 @@ Result<protocol::AssignmentAck> EngineService::complete(const Principal& who,
             same.push_back(c);
         }
     (void)m_store.reserve_space(job->id, FileKind::Output, size, same);
-    if (m_metrics) m_metrics->job_completed(static_cast<double>(now - a->started_at) / 1000.0);
+    // A split job's tasks are not jobs to the metrics: the job counts once, when it is joined.
+    if (m_metrics && !job->parent_id)
+        m_metrics->job_completed(static_cast<double>(now - a->started_at) / 1000.0);
     spdlog::info("job {} completed by engine {} ({} bytes)", job->id, a->engine_id, size);
     changed_for_watchers();
     return protocol::AssignmentAck{done->id, done->state};

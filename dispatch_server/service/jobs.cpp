@@ -1,5 +1,7 @@
 #include "dispatch_server/service/jobs.hpp"
 
+#include "dispatch_server/service/split.hpp"
+
 #include "common/fs.hpp"
 #include "common/hash.hpp"
 #include "common/http/client.hpp"
@@ -388,6 +390,14 @@ Result<JobRecord> JobService::queue_probed(const JobRecord& job, const media::Pr
             }
     }
     if (probe.duration_seconds) u.duration_seconds = *probe.duration_seconds;
+    if (auto options = media::parse_job_options(job.resolved)) {
+        auto split = initial_split(*options, probe.duration_seconds,
+                                   static_cast<double>(m_config.split_auto_after_ms) / 1000.0);
+        if (split.is_object()) {
+            u.split_state = split.value("state", "");
+            u.split = std::move(split);
+        }
+    }
     u.queued_at = m_clock.now_ms();
     u.message = "queued";
     auto queued = m_store.transition(id, {JobState::AwaitingUpload}, JobState::Queued, u, "source received");
@@ -420,6 +430,46 @@ Result<JobService::JobView> JobService::view(const JobRecord& job, bool with_att
         auto attempts = m_store.attempts_for_job(job.id);
         if (!attempts) return attempts.error();
         v.attempts = *std::move(attempts);
+    }
+    if (job.split.is_object()) {
+        v.split = job.split;
+        auto tasks = m_store.tasks_of(job.id);
+        if (!tasks) return tasks.error();
+        nlohmann::json segments = nlohmann::json::array();
+        for (const auto& t : *tasks) {
+            nlohmann::json s = t.task.is_object() ? t.task : nlohmann::json::object();
+            s["task_id"] = t.id;
+            s["state"] = to_string(t.state);
+            s["progress_percent"] = t.state == JobState::Completed ? 100.0 : t.progress_percent;
+            if (!t.failure_reason.empty()) s["failure_reason"] = t.failure_reason;
+            auto attempts = m_store.attempts_for_job(t.id);
+            if (!attempts) return attempts.error();
+            s["engine_id"] =
+                attempts->empty() ? nlohmann::json() : nlohmann::json(attempts->back().engine_id);
+            if (with_attempts) {
+                nlohmann::json list = nlohmann::json::array();
+                for (const auto& a : *attempts) {
+                    nlohmann::json aj{
+                        {"assignment_id", a.id},
+                        {"attempt_no", a.attempt_no},
+                        {"engine_id", a.engine_id},
+                        {"state", to_string(a.state)},
+                        {"started_at", protocol::format_timestamp(
+                                           protocol::Timestamp(std::chrono::seconds(a.started_at / 1000)))},
+                        {"finished_at", a.finished_at
+                                            ? nlohmann::json(protocol::format_timestamp(protocol::Timestamp(
+                                                  std::chrono::seconds(*a.finished_at / 1000))))
+                                            : nlohmann::json()},
+                        {"exit_code", a.exit_code ? nlohmann::json(*a.exit_code) : nlohmann::json()},
+                        {"error_class", a.error_class ? nlohmann::json(*a.error_class) : nlohmann::json()},
+                        {"message", a.message}};
+                    list.push_back(std::move(aj));
+                }
+                s["attempts"] = std::move(list);
+            }
+            segments.push_back(std::move(s));
+        }
+        v.split["segments"] = std::move(segments);
     }
     return v;
 }
@@ -799,6 +849,10 @@ void JobService::fetch_source_url(std::string job_id, std::string url, std::shar
 Result<JobRecord> JobService::cancel(const Principal& who, const std::string& id) {
     auto job = owned(who, id);
     if (!job) return job.error();
+    if (job->parent_id)
+        return Error(ErrorCode::Conflict,
+                     "this is a task of split job " + *job->parent_id + "; cancel that job",
+                     {{"state", to_string(job->state)}, {"job_id", *job->parent_id}});
     JobUpdate u;
     u.finished_at = m_clock.now_ms();
     u.failure_code = "canceled";
@@ -830,6 +884,10 @@ Result<JobRecord> JobService::cancel(const Principal& who, const std::string& id
 Result<JobRecord> JobService::retry(const Principal& who, const std::string& id) {
     auto job = owned(who, id);
     if (!job) return job.error();
+    if (job->parent_id)
+        return Error(ErrorCode::Conflict,
+                     "this is a task of split job " + *job->parent_id + "; retry that job",
+                     {{"state", to_string(job->state)}, {"job_id", *job->parent_id}});
     if (job->state != JobState::Failed && job->state != JobState::Canceled)
         return Error(
             ErrorCode::Conflict,
@@ -856,6 +914,18 @@ Result<JobRecord> JobService::retry(const Principal& who, const std::string& id)
     u.progress_percent = 0;
     u.progress = nlohmann::json();
     u.finished_at = 0;
+    if (!job->split_state.empty()) {
+        // A split job is cut again: its old tasks go, attempts and all, and split mode decides anew.
+        if (auto st = m_store.delete_tasks(id); !st)
+            return Error(ErrorCode::Conflict, "the job's tasks are still stopping; retry in a moment",
+                         {{"state", to_string(job->state)}});
+        if (auto options = media::parse_job_options(job->resolved)) {
+            auto split = initial_split(*options, job->duration_seconds,
+                                       static_cast<double>(m_config.split_auto_after_ms) / 1000.0);
+            u.split_state = split.is_object() ? split.value("state", "") : "";
+            u.split = split;
+        }
+    }
     auto r = m_store.transition(id, {JobState::Failed, JobState::Canceled}, JobState::Queued, u, *u.message);
     changed();
     return r;

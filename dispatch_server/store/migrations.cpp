@@ -167,14 +167,39 @@ CREATE INDEX jobs_owner_output_name ON jobs(owner_key_id, output_filename, id);
 CREATE INDEX jobs_finished ON jobs(finished_at, state, owner_key_id) WHERE finished_at IS NOT NULL;
 )sql";
 
+// 5: split mode. A split job's tasks are jobs with a parent (never listed, never counted in
+// job_counts: the triggers skip them), the parent keeps its split state and details.
+constexpr const char* k_migration_5 = R"sql(
+ALTER TABLE jobs ADD COLUMN parent_id TEXT REFERENCES jobs(id);
+ALTER TABLE jobs ADD COLUMN task TEXT;
+ALTER TABLE jobs ADD COLUMN split TEXT;
+ALTER TABLE jobs ADD COLUMN split_state TEXT;
+CREATE INDEX jobs_parent ON jobs(parent_id) WHERE parent_id IS NOT NULL;
+CREATE INDEX jobs_split_state ON jobs(split_state) WHERE split_state IS NOT NULL;
+DROP TRIGGER job_counts_insert;
+DROP TRIGGER job_counts_delete;
+DROP TRIGGER job_counts_update;
+CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs WHEN NEW.parent_id IS NULL BEGIN
+    INSERT OR IGNORE INTO job_counts (owner_key_id, state, n) VALUES (NEW.owner_key_id, NEW.state, 0);
+    UPDATE job_counts SET n = n + 1 WHERE owner_key_id = NEW.owner_key_id AND state = NEW.state;
+END;
+CREATE TRIGGER job_counts_delete AFTER DELETE ON jobs WHEN OLD.parent_id IS NULL BEGIN
+    UPDATE job_counts SET n = n - 1 WHERE owner_key_id = OLD.owner_key_id AND state = OLD.state;
+END;
+CREATE TRIGGER job_counts_update AFTER UPDATE OF state, owner_key_id ON jobs
+    WHEN NEW.parent_id IS NULL AND (OLD.state IS NOT NEW.state OR OLD.owner_key_id IS NOT NEW.owner_key_id)
+    BEGIN
+    UPDATE job_counts SET n = n - 1 WHERE owner_key_id = OLD.owner_key_id AND state = OLD.state;
+    INSERT OR IGNORE INTO job_counts (owner_key_id, state, n) VALUES (NEW.owner_key_id, NEW.state, 0);
+    UPDATE job_counts SET n = n + 1 WHERE owner_key_id = NEW.owner_key_id AND state = NEW.state;
+END;
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& store_migrations() {
     static const std::vector<Migration> migrations = {
-        {1, k_migration_1},
-        {2, k_migration_2},
-        {3, k_migration_3},
-        {4, k_migration_4},
+        {1, k_migration_1}, {2, k_migration_2}, {3, k_migration_3}, {4, k_migration_4}, {5, k_migration_5},
     };
     return migrations;
 }

@@ -158,7 +158,7 @@ constexpr const char* k_job_columns =
     "output_expires_at, "
     "output_deleted, progress_percent, progress, message, failure_code, failure_reason, created_at, "
     "updated_at, "
-    "queued_at, started_at, finished_at, not_before, version";
+    "queued_at, started_at, finished_at, not_before, version, parent_id, task, split, split_state";
 
 std::vector<Value> job_values(const JobRecord& j) {
     return {
@@ -205,6 +205,10 @@ std::vector<Value> job_values(const JobRecord& j) {
         to_value(j.finished_at),
         to_value(j.not_before),
         to_value(j.version),
+        to_value(j.parent_id),
+        to_value(j.task),
+        to_value(j.split),
+        j.split_state.empty() ? Value(nullptr) : Value(j.split_state),
     };
 }
 
@@ -265,6 +269,11 @@ JobRecord read_job(const Stmt& s) {
     j.finished_at = s.opt_i64(c++);
     j.not_before = s.opt_i64(c++);
     j.version = s.i64(c++);
+    j.parent_id = s.opt_text(c++);
+    j.task = s.json(c++);
+    j.split = s.json(c++);
+    j.split_state = s.is_null(c) ? std::string() : s.text(c);
+    ++c;
     return j;
 }
 
@@ -326,6 +335,8 @@ SetList update_sets(const JobUpdate& u) {
     s.add("started_at", u.started_at);
     s.add("finished_at", u.finished_at);
     s.add("not_before", u.not_before);  // optional<optional<int64_t>>: inner nullopt writes NULL
+    s.add("split", u.split);
+    s.add("split_state", u.split_state);
     return s;
 }
 
@@ -422,6 +433,21 @@ struct Store::Impl {
         std::vector<JobRecord> out;
         while (s.step()) out.push_back(read_job(s));
         return out;
+    }
+
+    // Inserts a job row as given, with a new id when it has none, created and updated now, version 1.
+    JobRecord insert_row(JobRecord r) {
+        if (r.id.empty()) r.id = new_ulid();
+        r.created_at = now();
+        r.updated_at = r.created_at;
+        r.version = 1;
+        auto s = prepare(std::string("INSERT INTO jobs (") + k_job_columns +
+                         ") VALUES "
+                         "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?"
+                         ",?,?,?,?,?,?,?,?,?,?)");
+        for (const auto& v : job_values(r)) s.bind(v);
+        s.run();
+        return r;
     }
 
     void insert_event(const std::string& job_id, const char* type, std::optional<JobState> from, JobState to,
@@ -753,17 +779,8 @@ Result<JobRecord> Store::insert_job(const JobRecord& job) {
         if (auto existing = find_existing()) return *existing;  // rolls back the empty transaction
 
         JobRecord r = job;
-        if (r.id.empty()) r.id = new_ulid();
-        r.created_at = impl.now();
-        r.updated_at = r.created_at;
-        r.version = 1;
         try {
-            auto s = impl.prepare(
-                std::string("INSERT INTO jobs (") + k_job_columns +
-                ") VALUES "
-                "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
-            for (const auto& v : job_values(r)) s.bind(v);
-            s.run();
+            r = impl.insert_row(job);
         } catch (const SqlError& e) {
             if (e.rc == SQLITE_CONSTRAINT_UNIQUE) {
                 // Another connection inserted the same idempotency key first: answer with its job.
@@ -820,6 +837,8 @@ Result<JobPage> Store::list_jobs(const JobQuery& query) {
     const std::string counted_where = where;
     const std::vector<Value> counted_params = params;
     const bool counted_filters_only = query.name_contains.empty() && !query.engine_id;
+    // The tasks of split jobs are not listed (their job is); job_counts does not count them either.
+    where += " AND parent_id IS NULL";
     if (!query.name_contains.empty()) {
         std::string pattern = "%";
         for (char c : query.name_contains) {
@@ -1042,9 +1061,9 @@ Result<std::vector<Store::FeedEvent>> Store::event_feed(int64_t after_id,
     std::vector<FeedEvent> out;
     try {
         auto s = m_impl->prepare(
-            std::string(
-                "SELECT e.id, e.job_id, e.at, e.type, e.from_state, e.to_state, e.message, e.data,"
-                " j.progress_percent FROM job_events e JOIN jobs j ON j.id = e.job_id WHERE e.id > ?") +
+            std::string("SELECT e.id, e.job_id, e.at, e.type, e.from_state, e.to_state, e.message, e.data,"
+                        " j.progress_percent FROM job_events e JOIN jobs j ON j.id = e.job_id WHERE e.id > ?"
+                        " AND j.parent_id IS NULL") +
             (owner_key_id ? " AND j.owner_key_id = ?" : "") + " ORDER BY e.id LIMIT ?");
         s << after_id;
         if (owner_key_id) s << *owner_key_id;
@@ -1080,7 +1099,7 @@ Result<Store::Throughput> Store::finished_since(int64_t since, int64_t bucket_ms
         auto s = m_impl->prepare(
             std::string("SELECT (finished_at - ?) / ?, state, COUNT(*) FROM jobs INDEXED BY jobs_finished"
                         " WHERE finished_at >= ?"
-                        " AND state IN ('completed', 'failed')") +
+                        " AND state IN ('completed', 'failed') AND parent_id IS NULL") +
             (owner_key_id ? " AND owner_key_id = ?" : "") + " GROUP BY 1, 2");
         s << since << bucket_ms << since;
         if (owner_key_id) s << *owner_key_id;
@@ -1103,10 +1122,11 @@ Result<std::vector<JobRecord>> Store::failed_since(int64_t since,
         std::vector<Value> params{since};
         if (owner_key_id) params.emplace_back(*owner_key_id);
         params.emplace_back(int64_t{std::clamp(limit, 1, 500)});
-        return m_impl->select_jobs(
-            std::string("INDEXED BY jobs_finished WHERE finished_at >= ? AND state = 'failed'") +
-                (owner_key_id ? " AND owner_key_id = ?" : "") + " ORDER BY finished_at DESC LIMIT ?",
-            params);
+        return m_impl->select_jobs(std::string("INDEXED BY jobs_finished WHERE finished_at >= ? AND state = "
+                                               "'failed' AND parent_id IS NULL") +
+                                       (owner_key_id ? " AND owner_key_id = ?" : "") +
+                                       " ORDER BY finished_at DESC LIMIT ?",
+                                   params);
     } catch (const SqlError& e) {
         return internal_error("failed_since", e);
     }
@@ -1116,11 +1136,94 @@ Result<std::vector<JobRecord>> Store::jobs_past_ttl(int64_t now, std::optional<i
     std::lock_guard lock(m_impl->mutex);
     try {
         return m_impl->select_jobs(
-            "WHERE state IN ('awaiting_upload', 'queued') AND COALESCE(ttl_ms, ?) IS NOT NULL"
+            "WHERE state IN ('awaiting_upload', 'queued') AND parent_id IS NULL AND COALESCE(ttl_ms, ?) IS "
+            "NOT NULL"
             " AND created_at + COALESCE(ttl_ms, ?) < ? ORDER BY id",
             {to_value(default_ttl_ms), to_value(default_ttl_ms), now});
     } catch (const SqlError& e) {
         return internal_error("jobs_past_ttl", e);
+    }
+}
+
+// --- Split mode ----------------------------------------------------------------------------------
+
+Result<std::vector<JobRecord>> Store::tasks_of(const std::string& parent_id) {
+    std::lock_guard lock(m_impl->mutex);
+    try {
+        return m_impl->select_jobs("WHERE parent_id = ? ORDER BY rowid", {parent_id});
+    } catch (const SqlError& e) {
+        return internal_error("tasks_of", e);
+    }
+}
+
+Result<std::vector<JobRecord>> Store::jobs_in_split_state(const std::vector<std::string>& split_states) {
+    std::lock_guard lock(m_impl->mutex);
+    if (split_states.empty()) return std::vector<JobRecord>{};
+    std::string in;
+    std::vector<Value> params;
+    for (const auto& st : split_states) {
+        in += in.empty() ? "?" : ", ?";
+        params.emplace_back(st);
+    }
+    try {
+        return m_impl->select_jobs(
+            "INDEXED BY jobs_split_state WHERE split_state IN (" + in + ") AND parent_id IS NULL ORDER BY id",
+            params);
+    } catch (const SqlError& e) {
+        return internal_error("jobs_in_split_state", e);
+    }
+}
+
+Result<JobRecord> Store::start_split(const std::string& parent_id, const std::vector<JobRecord>& tasks,
+                                     const JobUpdate& parent_changes, const std::string& message) {
+    std::lock_guard lock(m_impl->mutex);
+    auto& impl = *m_impl;
+    try {
+        Transaction tx(impl.db);
+        auto parent = impl.get_job(parent_id);
+        if (!parent)
+            return Error(ErrorCode::JobNotFound, "job " + parent_id + " not found", {{"job_id", parent_id}});
+        if (parent->state != JobState::Queued || parent->split_state != "pending")
+            return Error(ErrorCode::Conflict, "job " + parent_id + " is no longer waiting to be split",
+                         {{"state", std::string(to_string(parent->state))}});
+        for (const auto& task : tasks) {
+            JobRecord r = task;
+            r.parent_id = parent_id;
+            r = impl.insert_row(r);
+            impl.insert_event(r.id, "state", std::nullopt, r.state, "a task of job " + parent_id, nullptr);
+        }
+        impl.update_row(parent_id, parent_changes, JobState::Running);
+        impl.insert_event(parent_id, "state", JobState::Queued, JobState::Running, message, nullptr);
+        auto updated = impl.get_job(parent_id);
+        tx.commit();
+        if (!updated) return Error(ErrorCode::Internal, "job " + parent_id + " vanished while it was split");
+        return *updated;
+    } catch (const SqlError& e) {
+        return internal_error("start_split", e);
+    }
+}
+
+Status Store::delete_tasks(const std::string& parent_id) {
+    std::lock_guard lock(m_impl->mutex);
+    auto& impl = *m_impl;
+    try {
+        Transaction tx(impl.db);
+        {
+            auto s = impl.prepare(
+                "SELECT COUNT(*) FROM jobs WHERE parent_id = ? AND state NOT IN ('completed', 'failed', "
+                "'canceled')");
+            s << parent_id;
+            s.step();
+            if (s.i64(0) > 0)
+                return Error(ErrorCode::Conflict, "job " + parent_id + " has tasks that have not ended");
+        }
+        auto s = impl.prepare("DELETE FROM jobs WHERE parent_id = ?");
+        s << parent_id;
+        s.run();
+        tx.commit();
+        return {};
+    } catch (const SqlError& e) {
+        return internal_error("delete_tasks", e);
     }
 }
 
@@ -1139,7 +1242,8 @@ Result<std::vector<JobRecord>> Store::jobs_with_expired_outputs(int64_t now) {
     std::lock_guard lock(m_impl->mutex);
     try {
         return m_impl->select_jobs(
-            "WHERE state = 'completed' AND output_deleted = 0 AND output_expires_at IS NOT NULL"
+            "WHERE state = 'completed' AND parent_id IS NULL AND output_deleted = 0 AND output_expires_at IS "
+            "NOT NULL"
             " AND output_expires_at < ? ORDER BY id",
             {now});
     } catch (const SqlError& e) {
@@ -1152,7 +1256,7 @@ Result<std::vector<JobRecord>> Store::terminal_jobs_with_sources() {
     try {
         // Also those with only a reservation and no file yet, so the caller can release the space.
         return m_impl->select_jobs(
-            "WHERE state IN ('completed', 'failed', 'canceled') AND source_deleted = 0"
+            "WHERE state IN ('completed', 'failed', 'canceled') AND parent_id IS NULL AND source_deleted = 0"
             " AND (source_path <> '' OR source_reserved > 0) ORDER BY id",
             {});
     } catch (const SqlError& e) {
@@ -1422,7 +1526,8 @@ Result<bool> Store::any_claimable_job() {
     std::lock_guard lock(m_impl->mutex);
     try {
         auto s = m_impl->prepare(
-            "SELECT 1 FROM jobs WHERE state = 'queued' AND (not_before IS NULL OR not_before <= ?) LIMIT 1");
+            "SELECT 1 FROM jobs WHERE state = 'queued' AND (not_before IS NULL OR not_before <= ?)"
+            " AND split_state IS NOT 'pending' LIMIT 1");
         s << m_impl->now();
         return s.step();
     } catch (const SqlError& e) {
@@ -1511,17 +1616,19 @@ Result<std::optional<std::pair<JobRecord, AttemptRecord>>> Store::claim_job(cons
             auto s =
                 impl.prepare(std::string("SELECT ") + k_job_columns +
                              ", (SELECT COUNT(*) FROM jobs o WHERE o.owner_key_id = jobs.owner_key_id"
-                             "   AND o.state IN ('assigned', 'running', 'canceling'))"
+                             "   AND o.state IN ('assigned', 'running', 'canceling')"
+                             "   AND o.split_state IS NOT 'split' AND o.split_state IS NOT 'joining')"
                              ", (SELECT a.engine_id FROM attempts a WHERE a.job_id = jobs.id ORDER BY "
                              "a.attempt_no DESC LIMIT 1)"
                              " FROM jobs WHERE state = 'queued' AND (not_before IS NULL OR not_before <= ?)"
+                             " AND split_state IS NOT 'pending'"
                              " ORDER BY priority DESC, created_at ASC, id ASC LIMIT ?");
             s << now << int64_t{max_candidates};
             while (s.step()) {
                 ClaimCandidate c;
                 c.job = read_job(s);
-                c.owner_running = s.i32(43);
-                c.last_engine = s.opt_text(44);
+                c.owner_running = s.i32(47);
+                c.last_engine = s.opt_text(48);
                 candidates.push_back(std::move(c));
             }
         }

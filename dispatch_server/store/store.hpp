@@ -100,6 +100,14 @@ struct JobRecord {
     std::optional<int64_t> finished_at;
     std::optional<int64_t> not_before;  // retry backoff: not claimable before this time
     int64_t version = 0;                // bumped on every change; the ETag of job resources
+
+    // Split mode (service/split.hpp). A task of a split job has its parent's id and its task
+    // ({kind, index, frames, start_seconds, duration_seconds}); a split job has its split state
+    // (pending, split, single, joining, joined; empty: never split) and details.
+    std::optional<std::string> parent_id;
+    nlohmann::json task;   // null on jobs that are not tasks
+    nlohmann::json split;  // null on jobs that are not split
+    std::string split_state;
 };
 
 // Fields a call may change; only the ones that are set are written.
@@ -132,6 +140,8 @@ struct JobUpdate {
     std::optional<int64_t> started_at;
     std::optional<int64_t> finished_at;
     std::optional<std::optional<int64_t>> not_before;  // set to a value or back to NULL
+    std::optional<nlohmann::json> split;
+    std::optional<std::string> split_state;
 };
 
 struct JobEvent {
@@ -339,6 +349,20 @@ class Store {
                                       const std::optional<std::string>& owner_key_id);
     Result<std::vector<JobRecord>> failed_since(int64_t since, const std::optional<std::string>& owner_key_id,
                                                 int limit);
+
+    // --- Split mode ---------------------------------------------------------------------------------
+    // The tasks of a split job, in the order they were inserted (video segments, then audio).
+    Result<std::vector<JobRecord>> tasks_of(const std::string& parent_id);
+    // Jobs (not tasks) in one of these split states, oldest first.
+    Result<std::vector<JobRecord>> jobs_in_split_state(const std::vector<std::string>& split_states);
+    // In one transaction: inserts the tasks (each queued, with an event), moves the parent from queued
+    // to running with `parent_changes` and appends its event. CONFLICT when the parent is no longer
+    // queued with split state pending (a cancel came first).
+    Result<JobRecord> start_split(const std::string& parent_id, const std::vector<JobRecord>& tasks,
+                                  const JobUpdate& parent_changes, const std::string& message);
+    // Removes the tasks of a split job (their attempts and events go with them): a retried job is
+    // cut again. Only terminal tasks are removed; CONFLICT when one is not terminal.
+    Status delete_tasks(const std::string& parent_id);
 
     // Jobs in awaiting_upload whose last change (creation or recorded bytes) is before `idle_before`.
     Result<std::vector<JobRecord>> idle_uploads(int64_t idle_before);

@@ -150,6 +150,33 @@ function renderDetail(job) {
             el('td', {}, stderrCell(a.message))));
     }
     if (!attempts.children.length) attempts.append(emptyRow(8, 'No attempt yet.'));
+    renderSplit(job.split);
+}
+
+// Split mode: the cut's outcome and every task (segments, then the audio) with its engine.
+function renderSplit(split) {
+    $('#job-split').hidden = !split;
+    if (!split) return;
+    const parts = [`state ${split.state}`];
+    if (split.reason) parts.push(split.reason);
+    if (split.frames) parts.push(`${split.frames} frames at ${split.frame_rate}`);
+    if (split.split_seconds !== undefined) parts.push(`cut in ${split.split_seconds} s`);
+    if (split.join_seconds !== undefined) parts.push(`joined in ${split.join_seconds} s`);
+    $('#job-split-summary').textContent = parts.join(' · ');
+    const rows = clear($('#job-segments tbody'));
+    for (const t of split.segments || []) {
+        const host = t.engine_id ? engineNames.map.get(t.engine_id) || t.engine_id : '';
+        rows.append(el('tr', {dataset: {state: t.state}},
+            el('td', {text: t.kind === 'audio' ? 'audio' : `segment ${t.index}`, title: t.task_id}),
+            el('td', {text: t.kind === 'audio' ? '' : t.frames}),
+            el('td', {text: fmtDuration(t.start_seconds || 0)}),
+            el('td', {text: fmtDuration(t.duration_seconds || 0)}),
+            el('td', {text: t.state}),
+            el('td', {text: `${Math.round(t.progress_percent || 0)} %`}),
+            el('td', {text: host}),
+            el('td', {text: (t.attempts || []).length})));
+    }
+    if (!rows.children.length) rows.append(emptyRow(8, split.state === 'pending' ? 'Waiting to be cut.' : 'No tasks.'));
 }
 
 function paintDetailProgress(job) {

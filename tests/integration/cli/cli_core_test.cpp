@@ -56,6 +56,18 @@ TEST(CliJobJson, MapsFlagsToTheOptionsContract) {
     EXPECT_EQ((*j)["audio"]["bitrate"], "96k");
     EXPECT_EQ((*j)["priority"], 5);
     EXPECT_FALSE(j->contains("trim"));
+    EXPECT_FALSE(j->contains("split"));
+
+    f.split = "on";
+    f.segment_seconds = 30;
+    auto split = build_job_json(f, *container, "out.mkv");
+    ASSERT_TRUE(split.ok()) << split.error().to_string();
+    EXPECT_EQ((*split)["split"]["mode"], "on");
+    EXPECT_EQ((*split)["split"]["segment_seconds"], 30.0);
+    f.split = "sometimes";
+    auto bad = build_job_json(f, *container, "out.mkv");
+    ASSERT_FALSE(bad.ok());
+    EXPECT_EQ(bad.error().details.value("field", ""), "split.mode");
     EXPECT_FALSE((*j)["video"].contains("bitrate"));
 }
 

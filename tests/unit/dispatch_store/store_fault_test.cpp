@@ -83,6 +83,11 @@ class StoreFaultTest : public ::testing::Test {
             {"jobs_with_expired_outputs", [&s, err] { return err(s.jobs_with_expired_outputs(0)); }},
             {"terminal_jobs_with_sources", [&s, err] { return err(s.terminal_jobs_with_sources()); }},
             {"referenced_files", [&s, err] { return err(s.referenced_files()); }},
+            {"tasks_of", [&s, err, job] { return err(s.tasks_of(job)); }},
+            {"jobs_in_split_state",
+             [&s, err] {
+                 return err(s.jobs_in_split_state({"pending", "split"}));
+             }},
             {"reserved_bytes", [&s, err] { return err(s.reserved_bytes("default")); }},
             {"get_engine", [&s, err, engine] { return err(s.get_engine(engine)); }},
             {"list_engines", [&s, err] { return err(s.list_engines()); }},

@@ -19,6 +19,7 @@ const std::set<std::pair<S, S>>& allowed() {
         {S::Assigned, S::Queued},       {S::Assigned, S::Canceling},    {S::Running, S::Completed},
         {S::Running, S::Failed},        {S::Running, S::Queued},        {S::Running, S::Canceling},
         {S::Canceling, S::Canceled},    {S::Failed, S::Queued},         {S::Canceled, S::Queued},
+        {S::Queued, S::Running},  // split mode: the job's segment tasks exist
     };
     return edges;
 }
@@ -52,7 +53,7 @@ TEST(JobState, EveryPairMatchesTheTable) {
             allowed_count += can_transition(from, to) ? 1 : 0;
         }
     }
-    EXPECT_EQ(allowed_count, 18);
+    EXPECT_EQ(allowed_count, 19);
 }
 
 TEST(JobState, ForbiddenTransitionsThatMatter) {
@@ -60,7 +61,8 @@ TEST(JobState, ForbiddenTransitionsThatMatter) {
     for (auto to : k_all_job_states) EXPECT_FALSE(can_transition(S::Completed, to)) << to_string(to);
     // No state goes to itself.
     for (auto s : k_all_job_states) EXPECT_FALSE(can_transition(s, s)) << to_string(s);
-    EXPECT_FALSE(can_transition(S::Queued, S::Running));  // must be claimed first
+    // Queued -> running is split mode's edge alone (the job's tasks exist); a job an engine runs is
+    // claimed first: Store::claim_job moves it to assigned.
     EXPECT_FALSE(can_transition(S::Queued, S::Completed));
     EXPECT_FALSE(can_transition(S::Canceling, S::Completed));  // cancel wins over a late complete
     EXPECT_FALSE(can_transition(S::Canceling, S::Queued));
