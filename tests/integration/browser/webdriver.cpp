@@ -105,6 +105,11 @@ WebDriver::WebDriver(const std::filesystem::path& work_dir, int width, int heigh
 
     const auto profile = work_dir / "chromium-profile";
     std::filesystem::create_directories(profile);
+    // --remote-debugging-pipe: chromedriver talks DevTools to Chromium over inherited pipes instead
+    // of a TCP port. With a port it connects its WebSocket to ws://localhost:<port>/devtools/...,
+    // which needs "localhost" to resolve; a plain debootstrap system has no /etc/hosts, so it does
+    // not, and POST /session fails with the misleading "unable to connect to renderer". The pipe
+    // needs no name lookup and opens no debugging port other local users could reach.
     json caps = {{"capabilities",
                   {{"alwaysMatch",
                     {{"browserName", "chrome"},
@@ -116,7 +121,7 @@ WebDriver::WebDriver(const std::filesystem::path& work_dir, int width, int heigh
                       {{"binary", k_chromium},
                        {"args",
                         {"--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         "--no-first-run", "--no-default-browser-check",
+                         "--remote-debugging-pipe", "--no-first-run", "--no-default-browser-check",
                          "--window-size=" + std::to_string(width) + "," + std::to_string(height),
                          "--user-data-dir=" + profile.string()}}}}}}}}};
     auto value = command("POST", "/session", caps);
