@@ -9,9 +9,13 @@
 #   --full    the issue's sizes: 30 s 1080p30 clip, 4 GiB file, longer load phases
 #   --smoke   seconds: tiny sizes, one repeat, no doc (the ctest `bench_smoke`)
 #   --big     the data plane with a 20 GiB file
-#   --only    e2e,latency,control,data,dashboard (engine overhead is measured inside e2e)
+#   --only    e2e,latency,control,data,dashboard,split (engine overhead is measured inside e2e)
 #   --keep-results  add to the results already in --out (default build/bench-results) instead of
 #             starting over: parts run separately make one table
+#
+# `split` (split mode: one 60 s 1080p30 source, one engine on one core against two engines on a core
+# each) takes about 2-3 minutes a repeat on 2 cores, so it runs only when named (--only split), except
+# in --smoke, where it uses a 4 s 320x240 clip. It needs 2 CPUs; its source is cached in the work dir.
 #
 # Prints a table and writes docs/benchmarks.md (the table, the command, the machine) followed by
 # bench/notes.md (what the figures mean, the misses and what would close them).
@@ -19,7 +23,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 COMMAND="scripts/bench.sh $*"
 
-MODE=quick REPEAT="" BIG=0 ONLY="e2e,latency,control,data,dashboard" BUILD=$ROOT/build WORK="" OUT="" DOC=1 KEEP=0
+MODE=quick REPEAT="" BIG=0 ONLY="" BUILD=$ROOT/build WORK="" OUT="" DOC=1 KEEP=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --quick) MODE=quick ;;
@@ -33,20 +37,26 @@ while [[ $# -gt 0 ]]; do
     --out) OUT=$2; shift ;;
     --no-doc) DOC=0 ;;
     --keep-results) KEEP=1 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "bench: unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
 
+# SPLIT_*: the split part's source (seconds, size) and segment length; the same in quick and full.
 case $MODE in
   smoke) E2E_SECONDS=1 E2E_SIZE=320x240 LAT_SAMPLES=10 ENGINES="10" SIM_WARMUP=0.5 SIM_SECONDS=1
-         HAMMER_SECONDS=0.5 DATA_MIB=16 DEF_REPEAT=1 ;;
+         HAMMER_SECONDS=0.5 DATA_MIB=16 DEF_REPEAT=1 SPLIT_SECONDS=4 SPLIT_SIZE=320x240 SPLIT_SEGMENT=2 ;;
   quick) E2E_SECONDS=10 E2E_SIZE=1920x1080 LAT_SAMPLES=100 ENGINES="10 100 1000" SIM_WARMUP=2 SIM_SECONDS=5
-         HAMMER_SECONDS=3 DATA_MIB=512 DEF_REPEAT=3 ;;
+         HAMMER_SECONDS=3 DATA_MIB=512 DEF_REPEAT=3 SPLIT_SECONDS=60 SPLIT_SIZE=1920x1080 SPLIT_SEGMENT=15 ;;
   full)  E2E_SECONDS=30 E2E_SIZE=1920x1080 LAT_SAMPLES=300 ENGINES="10 100 1000" SIM_WARMUP=3 SIM_SECONDS=15
-         HAMMER_SECONDS=5 DATA_MIB=4096 DEF_REPEAT=5 ;;
+         HAMMER_SECONDS=5 DATA_MIB=4096 DEF_REPEAT=5 SPLIT_SECONDS=60 SPLIT_SIZE=1920x1080 SPLIT_SEGMENT=15 ;;
 esac
+# The default parts: split is minutes a repeat, so only the smoke run includes it unasked.
+if [[ -z $ONLY ]]; then
+  ONLY="e2e,latency,control,data,dashboard"
+  [[ $MODE == smoke ]] && ONLY+=",split"
+fi
 [[ $BIG == 1 ]] && DATA_MIB=20480
 REPEAT=${REPEAT:-$DEF_REPEAT}
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
@@ -105,6 +115,7 @@ start_dispatch() {
     > "$dir/dispatch.out" 2>&1 < /dev/null &
   DISPATCH_PID=$!
   PIDS+=("$DISPATCH_PID")
+  ENGINES_STARTED=0
   for _ in $(seq 1 200); do
     grep -q '^listening on ' "$dir/dispatch.out" 2>/dev/null && break
     kill -0 "$DISPATCH_PID" 2>/dev/null || { cat "$dir/dispatch.out" >&2; exit 1; }
@@ -114,15 +125,20 @@ start_dispatch() {
   API=$SERVER/api/v1
 }
 
+# start_engine DIR [engine options...]: one more engine on the last started dispatch server; returns
+# once the server lists as many engines online as were started on it.
 start_engine() {
   local dir=$1; shift
+  mkdir -p "$dir"
+  ENGINES_STARTED=$((ENGINES_STARTED + 1))
   "$ENGINE" --server "$SERVER" --key "$ENGINE_KEY" --work-dir "$dir/engine" --slots 1 --benchmark off \
     --log-level warn --log-file "$dir/engine.log" "$@" > "$dir/engine.out" 2>&1 < /dev/null &
   ENGINE_PID=$!
   PIDS+=("$ENGINE_PID")
   # Registered once the server lists it.
   for _ in $(seq 1 200); do
-    [[ $(curl -fsS -H "Authorization: Bearer $USER_KEY" "$API/engines" | jq '.items | length') -ge 1 ]] && return
+    [[ $(curl -fsS -H "Authorization: Bearer $USER_KEY" "$API/engines" |
+         jq '[.items[] | select(.state != "offline")] | length') -ge $ENGINES_STARTED ]] && return
     kill -0 "$ENGINE_PID" 2>/dev/null || { cat "$dir/engine.out" >&2; exit 1; }
     sleep 0.05
   done
@@ -423,6 +439,112 @@ bench_data() {
   rm -rf "$dir"
 }
 
+# --- 7: split mode ---------------------------------------------------------------------------------------
+# One source, the same job options (preset h264-web: x264 veryfast CRF 23 + AAC 128k, MP4 fast start):
+# one engine with one slot pinned to one CPU and split off, against two engines with a slot each, each
+# pinned to its own CPU, and split on. Wall time: from the submit request (the multipart upload) to the
+# job's state `completed`; each run has a fresh dispatch server and engines.
+split_source() {  # sets SPLIT_SRC, made once and kept in the work dir (the cleanup leaves cache/ alone)
+  local cache=$WORK/cache
+  mkdir -p "$cache"
+  SPLIT_SRC=$cache/split-${SPLIT_SECONDS}s-${SPLIT_SIZE}-30fps.mp4
+  [[ -s $SPLIT_SRC ]] && { log "split: source $SPLIT_SRC (cached)"; return 0; }
+  log "split: making a ${SPLIT_SECONDS} s ${SPLIT_SIZE}@30 source (closed GOPs, a keyframe every 2 s, stereo AAC)"
+  # testsrc2 moves (a scrolling pattern, a counter, a gradient); -sc_threshold 0 with -g = -keyint_min
+  # makes the keyframes regular, x264's GOPs are closed (open-gop=0, its default, spelled out).
+  ffmpeg -nostdin -hide_banner -loglevel error -y \
+    -f lavfi -i "testsrc2=size=$SPLIT_SIZE:rate=30:duration=$SPLIT_SECONDS" \
+    -f lavfi -i "aevalsrc=0.3*sin(2*PI*440*t)|0.3*sin(2*PI*660*t):s=48000:c=stereo:d=$SPLIT_SECONDS" \
+    -c:v libx264 -preset ultrafast -crf 18 -pix_fmt yuv420p -g 60 -keyint_min 60 -sc_threshold 0 \
+    -x264-params open-gop=0 -c:a aac -b:a 192k -ac 2 -shortest -movflags +faststart "$SPLIT_SRC.part.mp4"
+  mv "$SPLIT_SRC.part.mp4" "$SPLIT_SRC"
+}
+
+video_packets() {  # video frames of a file: its packet count
+  ffprobe -v error -select_streams v:0 -count_packets -show_entries stream=nb_read_packets -of csv=p=0 "$1"
+}
+
+# split_run DIR SPLIT-JSON CPU...: one engine per CPU (one slot, pinned), one job; sets RUN_S (wall
+# time), RUN_FRAMES (the result's video packets) and RUN_JOB (the job resource at the end, JSON).
+split_run() {
+  local dir=$1 split=$2; shift 2
+  start_dispatch "$dir"
+  local cpu k=0 engines=()
+  for cpu in "$@"; do
+    start_engine "$dir/engine-$k" --cpu-set "$cpu"  # one slot (start_engine's)
+    engines+=("$ENGINE_PID"); k=$((k + 1))
+  done
+  jq -n --argjson split "$split" '{output_filename: "out.mp4", preset: "h264-web", split: $split}' > "$dir/job.json"
+  local t0 t1 code job s deadline
+  t0=$(now)
+  code=$(curl -sS -o "$dir/submit.json" -w '%{http_code}' -H "Authorization: Bearer $USER_KEY" \
+    -F "file=@$SPLIT_SRC;type=video/mp4" -F "job=<$dir/job.json;type=application/json" "$API/jobs")
+  [[ $code == 202 ]] || { echo "bench: split: submit answered $code: $(cat "$dir/submit.json")" >&2; exit 1; }
+  job=$(jq -r .job_id "$dir/submit.json")
+  deadline=$(calc "$t0 + 3600")
+  while :; do
+    s=$(curl -fsS -H "Authorization: Bearer $USER_KEY" "$API/jobs/$job/status" | jq -r .state)
+    [[ $s == completed ]] && break
+    if [[ $s == failed || $s == canceled ]] || awk -v n="$(now)" -v d="$deadline" 'BEGIN{exit !(n > d)}'; then
+      curl -fsS -H "Authorization: Bearer $USER_KEY" "$API/jobs/$job" >&2 || true
+      echo "bench: split: job $job is $s" >&2; exit 1
+    fi
+    sleep 0.2
+  done
+  t1=$(now)
+  RUN_S=$(elapsed "$t0" "$t1")
+  RUN_JOB=$(curl -fsS -H "Authorization: Bearer $USER_KEY" "$API/jobs/$job")
+  curl -fsS -H "Authorization: Bearer $USER_KEY" -o "$dir/out.mp4" "$API/jobs/$job/result"
+  RUN_FRAMES=$(video_packets "$dir/out.mp4")
+  for k in "${engines[@]}"; do stop_pid "$k"; done
+  stop_pid "$DISPATCH_PID"
+}
+
+bench_split() {
+  # The first two CPUs this script may run on (taskset lists, e.g. "0-1" or "2,5-7").
+  local cpus
+  cpus=$(awk '/^Cpus_allowed_list:/{n=split($2,r,","); for(i=1;i<=n;i++){m=split(r[i],b,"-");
+    for(c=b[1];c<=(m>1?b[2]:b[1]);c++) printf "%s ", c}}' /proc/self/status)
+  read -r CPU_A CPU_B _ <<<"$cpus"
+  [[ -n ${CPU_B:-} ]] || { log "split: needs 2 CPUs (has ${cpus:-none}); skipped"; return 0; }
+  split_source
+  local src_frames; src_frames=$(video_packets "$SPLIT_SRC")
+  local on; on=$(jq -cn --argjson s "$SPLIT_SEGMENT" '{mode: "on", segment_seconds: $s}')
+  local i which single_s split_s all_equal=1
+  for i in $(seq 1 "$REPEAT"); do
+    local order="single split"; (( i % 2 == 0 )) && order="split single"
+    for which in $order; do
+      local dir=$WORK/run-split-$i-$which
+      if [[ $which == single ]]; then
+        split_run "$dir" '{"mode":"off"}' "$CPU_A"
+        single_s=$RUN_S
+        record split.single_s "$RUN_S"
+        record split.single_frames "$RUN_FRAMES"
+      else
+        split_run "$dir" "$on" "$CPU_A" "$CPU_B"
+        split_s=$RUN_S
+        echo "$RUN_JOB" > "$OUT/split-job-$i.json"
+        local state; state=$(jq -r '.split.state // "none"' <<<"$RUN_JOB")
+        [[ $state == joined ]] ||
+          { echo "bench: split: the job was not split (state $state: $(jq -r '.split.reason // ""' <<<"$RUN_JOB"))" >&2; exit 1; }
+        record split.split_s "$RUN_S"
+        record split.split_frames "$RUN_FRAMES"
+        record split.cut_s "$(jq '.split.split_seconds' <<<"$RUN_JOB")"
+        record split.join_s "$(jq '.split.join_seconds' <<<"$RUN_JOB")"
+        record split.video_segments "$(jq '[.split.segments[] | select(.kind == "video")] | length' <<<"$RUN_JOB")"
+        log "split: run $i: segments per engine $(jq -c '[.split.segments[] | "\(.kind):\(.engine_id // "-" | .[-4:])"] | group_by(.) | map("\(.[0])×\(length)")' <<<"$RUN_JOB")"
+      fi
+      [[ $RUN_FRAMES == "$src_frames" ]] ||
+        { all_equal=0; log "split: $which run $i: the result has $RUN_FRAMES video frames, the source $src_frames"; }
+      rm -rf "$dir"
+    done
+    record split.ratio "$(calc "$split_s/$single_s")"
+    log "split: run $i of $REPEAT: one engine ${single_s} s, two engines ${split_s} s (ratio $(calc "$split_s/$single_s")), cut $(grep '^split.cut_s' "$RESULTS" | tail -1 | cut -f2) s, join $(grep '^split.join_s' "$RESULTS" | tail -1 | cut -f2) s, frames $src_frames"
+  done
+  record split.source_frames "$src_frames"
+  record split.frames_equal "$all_equal"  # one value: 1 when every result had the source's frame count
+}
+
 START=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 log "mode $MODE, $REPEAT repeat(s), work dir $WORK"
 if want e2e; then bench_e2e; fi
@@ -430,6 +552,7 @@ if want latency; then bench_latency; fi
 if want control; then bench_control; fi
 if want data; then bench_data; fi
 if want dashboard; then bench_dashboard; fi
+if want split; then bench_split; fi
 
 # --- summary: median and spread (min..max) of every metric -----------------------------------------------
 SUMMARY=$OUT/summary.tsv
@@ -520,6 +643,16 @@ TABLE=$OUT/table.md
   row "5. engine CPU / ffmpeg CPU, %" engine.cpu_share_pct "<=" 2 "≤ 2"
   row "   engine CPU, s" engine.own_cpu_s
   row "   ffmpeg CPU, s" engine.ffmpeg_cpu_s
+  row "7. split: two engines / one engine, wall time" split.ratio "<=" 0.55 "≤ 0.55"
+  row "   one engine, one CPU, split off, s" split.single_s
+  row "   two engines, one CPU each, split on, s" split.split_s
+  row "   split overhead: the cut on the dispatch server, s" split.cut_s
+  row "   join overhead: the join on the dispatch server, s" split.join_s
+  row "   video segments" split.video_segments
+  row "   source video frames" split.source_frames
+  row "   result video frames, one engine" split.single_frames
+  row "   result video frames, split" split.split_frames
+  row "   results with the source's frame count (1 = all)" split.frames_equal "==" 1 "= source's"
 } > "$TABLE"
 cat "$TABLE"
 
@@ -536,7 +669,7 @@ if [[ $DOC == 1 ]]; then
     echo "- Date: $START"
     echo "- Machine: $(nproc) cores, $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/{printf "%.1f GiB RAM", $2/1048576}' /proc/meminfo), Linux $(uname -r)"
     echo "- Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (the machine was shared with other work)"
-    echo "- Sizes: end-to-end clip ${E2E_SECONDS} s ${E2E_SIZE}@30; data plane ${DATA_MIB} MiB; control plane N = ${ENGINES// /, } with ${SIM_SECONDS} s measured per run"
+    echo "- Sizes: end-to-end clip ${E2E_SECONDS} s ${E2E_SIZE}@30; data plane ${DATA_MIB} MiB; control plane N = ${ENGINES// /, } with ${SIM_SECONDS} s measured per run; split source ${SPLIT_SECONDS} s ${SPLIT_SIZE}@30 in ${SPLIT_SEGMENT} s segments"
     echo "- $(ffmpeg -version | head -1)"
     echo
     cat "$TABLE"
