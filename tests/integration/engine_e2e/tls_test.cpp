@@ -48,8 +48,9 @@ std::vector<std::string> processes_holding(const std::string& needle) {
         const std::string pid = entry.path().filename().string();
         if (pid.empty() || !std::all_of(pid.begin(), pid.end(), ::isdigit)) continue;
         for (const char* what : {"cmdline", "environ"}) {
-            std::ifstream in(entry.path() / what, std::ios::binary);
-            std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+            // test::read_file: a process that exits while it is read gives an empty answer (an
+            // istreambuf_iterator would throw from underflow with ESRCH).
+            std::string content = test::read_file(entry.path() / what);
             if (content.find(needle) != std::string::npos) found.push_back(pid + "/" + what);
         }
     }
@@ -60,8 +61,7 @@ std::vector<std::string> processes_holding(const std::string& needle) {
 bool process_running_with(const std::vector<std::string>& parts) {
     std::error_code ec;
     for (const auto& entry : stdfs::directory_iterator("/proc", ec)) {
-        std::ifstream in(entry.path() / "cmdline", std::ios::binary);
-        std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        std::string content = test::read_file(entry.path() / "cmdline");
         if (std::all_of(parts.begin(), parts.end(),
                         [&](const auto& p) { return content.find(p) != std::string::npos; }))
             return true;

@@ -492,12 +492,13 @@ TEST(SplitSeams, SplitH264IsAsGoodAsUnsplitAndNoSeamFrameDips) {
 // ---------------------------------------------------------------------------------------------------
 // 3. Faults
 
-// Segments slow enough to catch one running: x264 "slow" takes about a second per 10 s segment here.
+// Segments slow enough to catch one running, also on a loaded machine: x264 "slower" on 640x360
+// takes 2-5 s per 10 s segment here.
 nlohmann::json slow_split_job() {
     return split_on(
-        {{"preset", "h264-web"}, {"video", {{"preset", "slow"}}}, {"output_filename", "out.mp4"}});
+        {{"preset", "h264-web"}, {"video", {{"preset", "slower"}}}, {"output_filename", "out.mp4"}});
 }
-const SourceSpec k_fault_source{.seconds = 44, .width = 320, .height = 240, .fps = 24, .gop = 48};
+const SourceSpec k_fault_source{.seconds = 44, .width = 640, .height = 360, .fps = 24, .gop = 48};
 
 TEST(SplitFaults, EngineKilledMidSegmentCostsOneRetryAndTheJobCompletesFrameExact) {
     DispatchTimings t;
