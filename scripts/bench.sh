@@ -481,7 +481,7 @@ split_run() {
     -F "file=@$SPLIT_SRC;type=video/mp4" -F "job=<$dir/job.json;type=application/json" "$API/jobs")
   [[ $code == 202 ]] || { echo "bench: split: submit answered $code: $(cat "$dir/submit.json")" >&2; exit 1; }
   job=$(jq -r .job_id "$dir/submit.json")
-  deadline=$(calc "$t0 + 3600")
+  deadline=$(awk -v a="$t0" 'BEGIN{printf "%.3f", a + 3600}')  # calc's %g would round it
   while :; do
     s=$(curl -fsS -H "Authorization: Bearer $USER_KEY" "$API/jobs/$job/status" | jq -r .state)
     [[ $s == completed ]] && break
