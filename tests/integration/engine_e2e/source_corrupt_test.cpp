@@ -52,8 +52,9 @@ void expect_source_corrupt(const EngineOptions& options, const std::string& mode
     ASSERT_EQ(j["attempts"].size(), 1u) << j.dump();
     EXPECT_EQ(j["attempts"][0].value("transfer_mode", ""), mode) << j.dump();
     EXPECT_EQ(j["attempts"][0].value("error_class", ""), "source_corrupt") << j.dump();
-    // The engine said what it got: both digests.
-    EXPECT_NE(engine->log().find("does not match its SHA-256: expected "), std::string::npos)
+    // The engine said what it got: both digests (its log line may land just after the job ended).
+    EXPECT_TRUE(test::wait_until(
+        [&] { return engine->log().find("does not match its SHA-256: expected ") != std::string::npos; }, 5s))
         << engine->log();
 
     // Nothing was stored as the job's output.
