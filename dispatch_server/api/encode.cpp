@@ -40,13 +40,48 @@ int percent_of(const JobRecord& job) {
     return static_cast<int>(p);
 }
 
+protocol::Attempt to_attempt(const AttemptRecord& a) {
+    protocol::Attempt out;
+    out.attempt = a.attempt_no;
+    out.assignment_id = a.id;
+    out.engine_id = a.engine_id;
+    out.fencing_token = a.fencing_token;
+    out.transfer_mode = a.transfer_mode;
+    out.started_at = to_timestamp(a.started_at);
+    out.finished_at = opt_ts(a.finished_at);
+    out.exit_code = a.exit_code;
+    if (a.error_class) out.error_class = protocol::parse_error_class(*a.error_class);
+    out.message = non_empty(a.message);
+    return out;
+}
+
+// A split job's details with its tasks (docs/protocol.md "Split mode"); null for other jobs.
+nlohmann::json split_json(const JobRecord& job, const std::vector<TaskAttempts>& tasks) {
+    if (!job.split.is_object()) return nullptr;
+    nlohmann::json split = job.split;
+    nlohmann::json segments = nlohmann::json::array();
+    for (const auto& [t, attempts] : tasks) {
+        nlohmann::json s = t.task.is_object() ? t.task : nlohmann::json::object();
+        s["task_id"] = t.id;
+        s["state"] = to_string(t.state);
+        s["progress_percent"] = t.state == JobState::Completed ? 100.0 : t.progress_percent;
+        if (!t.failure_reason.empty()) s["failure_reason"] = t.failure_reason;
+        s["engine_id"] = attempts.empty() ? nlohmann::json() : nlohmann::json(attempts.back().engine_id);
+        s["attempts"] = nlohmann::json::array();
+        for (const auto& a : attempts) s["attempts"].push_back(protocol::to_json(to_attempt(a)));
+        segments.push_back(std::move(s));
+    }
+    split["segments"] = std::move(segments);
+    return split;
+}
+
 }  // namespace
 
 protocol::JobResource to_resource(const JobRecord& job, const std::string& owner_name,
                                   std::optional<int64_t> queue_position,
-                                  const std::vector<AttemptRecord>& attempts, const nlohmann::json& split) {
+                                  const std::vector<AttemptRecord>& attempts,
+                                  const std::vector<TaskAttempts>& tasks) {
     protocol::JobResource r;
-    r.split = split;
     r.job_id = job.id;
     r.state = job.state;
     r.progress_percent = percent_of(job);
@@ -61,20 +96,8 @@ protocol::JobResource to_resource(const JobRecord& job, const std::string& owner
         auto req = protocol::parse_requirements(job.requirements);
         if (req) r.requirements = *req;
     }
-    for (const auto& a : attempts) {
-        protocol::Attempt out;
-        out.attempt = a.attempt_no;
-        out.assignment_id = a.id;
-        out.engine_id = a.engine_id;
-        out.fencing_token = a.fencing_token;
-        out.transfer_mode = a.transfer_mode;
-        out.started_at = to_timestamp(a.started_at);
-        out.finished_at = opt_ts(a.finished_at);
-        out.exit_code = a.exit_code;
-        if (a.error_class) out.error_class = protocol::parse_error_class(*a.error_class);
-        out.message = non_empty(a.message);
-        r.attempts.push_back(out);
-    }
+    for (const auto& a : attempts) r.attempts.push_back(to_attempt(a));
+    r.split = split_json(job, tasks);
     r.source.filename = non_empty(job.source_filename);
     if (job.source_size) r.source.size = static_cast<int64_t>(*job.source_size);
     r.source.sha256 = job.source_sha256;

@@ -17,7 +17,7 @@ protocol::Timestamp to_timestamp(int64_t unix_ms);
 protocol::JobResource to_resource(const JobRecord& job, const std::string& owner_name,
                                   std::optional<int64_t> queue_position,
                                   const std::vector<AttemptRecord>& attempts = {},
-                                  const nlohmann::json& split = nullptr);
+                                  const std::vector<TaskAttempts>& tasks = {});
 protocol::JobStatus to_status(const JobRecord& job, std::optional<int64_t> queue_position);
 protocol::JobSummary to_summary(const JobRecord& job, const std::string& owner_name,
                                 std::optional<int64_t> queue_position);

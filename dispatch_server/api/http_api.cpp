@@ -125,7 +125,7 @@ struct HttpApi::Impl {
         res.set_header("ETag", job_etag(job));
         send_json(res, status,
                   protocol::to_json(
-                      to_resource(job, view->owner_name, view->queue_position, view->attempts, view->split)));
+                      to_resource(job, view->owner_name, view->queue_position, view->attempts, view->tasks)));
     }
 
     Result<std::optional<std::string>> idempotency_key(const httplib::Request& req) {

@@ -431,45 +431,14 @@ Result<JobService::JobView> JobService::view(const JobRecord& job, bool with_att
         if (!attempts) return attempts.error();
         v.attempts = *std::move(attempts);
     }
-    if (job.split.is_object()) {
-        v.split = job.split;
+    if (with_attempts && job.split.is_object()) {
         auto tasks = m_store.tasks_of(job.id);
         if (!tasks) return tasks.error();
-        nlohmann::json segments = nlohmann::json::array();
-        for (const auto& t : *tasks) {
-            nlohmann::json s = t.task.is_object() ? t.task : nlohmann::json::object();
-            s["task_id"] = t.id;
-            s["state"] = to_string(t.state);
-            s["progress_percent"] = t.state == JobState::Completed ? 100.0 : t.progress_percent;
-            if (!t.failure_reason.empty()) s["failure_reason"] = t.failure_reason;
+        for (auto& t : *tasks) {
             auto attempts = m_store.attempts_for_job(t.id);
             if (!attempts) return attempts.error();
-            s["engine_id"] =
-                attempts->empty() ? nlohmann::json() : nlohmann::json(attempts->back().engine_id);
-            if (with_attempts) {
-                nlohmann::json list = nlohmann::json::array();
-                for (const auto& a : *attempts) {
-                    nlohmann::json aj{
-                        {"assignment_id", a.id},
-                        {"attempt_no", a.attempt_no},
-                        {"engine_id", a.engine_id},
-                        {"state", to_string(a.state)},
-                        {"started_at", protocol::format_timestamp(
-                                           protocol::Timestamp(std::chrono::seconds(a.started_at / 1000)))},
-                        {"finished_at", a.finished_at
-                                            ? nlohmann::json(protocol::format_timestamp(protocol::Timestamp(
-                                                  std::chrono::seconds(*a.finished_at / 1000))))
-                                            : nlohmann::json()},
-                        {"exit_code", a.exit_code ? nlohmann::json(*a.exit_code) : nlohmann::json()},
-                        {"error_class", a.error_class ? nlohmann::json(*a.error_class) : nlohmann::json()},
-                        {"message", a.message}};
-                    list.push_back(std::move(aj));
-                }
-                s["attempts"] = std::move(list);
-            }
-            segments.push_back(std::move(s));
+            v.tasks.push_back({std::move(t), *std::move(attempts)});
         }
-        v.split["segments"] = std::move(segments);
     }
     return v;
 }

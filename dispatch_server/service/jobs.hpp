@@ -122,7 +122,7 @@ class JobService {
         std::string owner_name;
         std::optional<int64_t> queue_position;
         std::vector<AttemptRecord> attempts;  // only when asked for
-        nlohmann::json split;                 // a split job's details and tasks (with attempts when asked)
+        std::vector<TaskAttempts> tasks;      // a split job's tasks, with their attempts (when asked)
     };
     Result<JobView> view(const JobRecord& job, bool with_attempts);
     // The views of a list page, without attempts, in a few queries whatever the page's size.

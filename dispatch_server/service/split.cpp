@@ -41,10 +41,6 @@ double seconds_of(int64_t frames, int64_t num, int64_t den) {
     return num > 0 ? static_cast<double>(frames) * static_cast<double>(den) / static_cast<double>(num) : 0;
 }
 
-bool terminal(JobState s) {
-    return s == JobState::Completed || s == JobState::Failed || s == JobState::Canceled;
-}
-
 std::string task_kind(const JobRecord& t) {
     return t.task.is_object() ? t.task.value("kind", "") : "";
 }
@@ -465,7 +461,7 @@ void SplitService::cut(const JobRecord& job) {
 bool SplitService::stop_tasks(const std::vector<JobRecord>& tasks) {
     bool all_ended = true;
     for (const auto& t : tasks) {
-        if (terminal(t.state)) continue;
+        if (is_terminal(t.state)) continue;
         all_ended = false;
         JobUpdate u;
         u.message = "canceled with its job";
@@ -510,7 +506,7 @@ void SplitService::follow(const JobRecord& job) {
     if (job.split_state == k_split_joining) {
         if (job.state == JobState::Running) return join(job, *tasks);
     }
-    if (terminal(job.state) || job.state == JobState::Canceling) {
+    if (is_terminal(job.state) || job.state == JobState::Canceling) {
         if (!stop_tasks(*tasks)) return;
         if (job.state == JobState::Canceling) {
             JobUpdate u;

@@ -243,6 +243,12 @@ struct AttemptRecord {
     std::string message;
 };
 
+// A task of a split job with its attempts, as GET /jobs/{id} shows them.
+struct TaskAttempts {
+    JobRecord task;
+    std::vector<AttemptRecord> attempts;
+};
+
 // A queued job offered to a claiming engine, with what the scheduler weighs.
 struct ClaimCandidate {
     JobRecord job;

@@ -1,14 +1,12 @@
 #include "tests/integration/split/split_support.hpp"
 
+#include "common/process.hpp"
 #include "tests/support/test_support.hpp"
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <sstream>
 
-#include <sys/wait.h>
-#include <unistd.h>
 
 namespace distconv::split_test {
 
@@ -48,30 +46,10 @@ nlohmann::json run_ffprobe_json(const std::vector<std::string>& args) {
 }  // namespace
 
 int run_capture_all(const std::vector<std::string>& argv, std::string* out) {
-    int pipefd[2] = {-1, -1};
-    if (pipe(pipefd) != 0) return -1;
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        dup2(pipefd[1], STDOUT_FILENO);
-        dup2(pipefd[1], STDERR_FILENO);
-        close(pipefd[0]);
-        close(pipefd[1]);
-        std::vector<char*> args;
-        for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-        args.push_back(nullptr);
-        execvp(args[0], args.data());
-        _exit(127);
-    }
-    close(pipefd[1]);
-    std::array<char, 4096> buf{};
-    ssize_t n;
-    while ((n = read(pipefd[0], buf.data(), buf.size())) > 0)
-        if (out) out->append(buf.data(), static_cast<size_t>(n));
-    close(pipefd[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    auto run = process::run(argv);
+    if (!run) return -1;
+    if (out) *out += run->out + run->err;
+    return run->exit_code;
 }
 
 bool make_source(const std::filesystem::path& path, const SourceSpec& spec, std::string* log) {
