@@ -7,7 +7,6 @@
 #include <cmath>
 #include <sstream>
 
-
 namespace distconv::split_test {
 
 namespace {
