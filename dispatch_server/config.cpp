@@ -2,6 +2,7 @@
 
 #include "common/config.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <regex>
 
@@ -89,21 +90,22 @@ void add_options(CLI::App& app, DispatchConfig& c) {
     app.add_option("--transfer-reserve", c.transfer_reserve, "Disk an engine keeps free in file mode")
         ->capture_default_str();
     app.add_option("--http-threads", c.http_threads,
-                   "HTTP worker threads (long-polls and event streams hold one each)")
-        ->check(CLI::Range(4, 4096))
+                   "HTTP worker threads at most, started as requests need them (long-polls and event streams "
+                   "hold one each)")
+        ->check(CLI::Range(4, 32768))
         ->capture_default_str();
-    app.add_option(
-           "--http-reserve", c.http_reserve,
-           "HTTP workers event streams and claim long-polls never take (0: a quarter of --http-threads)")
-        ->check(CLI::Range(0, 4095))
+    app.add_option("--http-reserve", c.http_reserve,
+                   "HTTP workers event streams and claim long-polls never take (0: a quarter of "
+                   "--http-threads, 2 to 64)")
+        ->check(CLI::Range(0, 32767))
         ->capture_default_str();
     app.add_option("--max-event-streams-per-key", c.max_event_streams_per_key,
                    "Event streams one key may hold open at once (more: 429)")
-        ->check(CLI::Range(1, 4096))
+        ->check(CLI::Range(1, 32768))
         ->capture_default_str();
     app.add_option("--max-claims-per-key", c.max_claims_per_key,
                    "Claim long-polls one key may hold at once (more: 429)")
-        ->check(CLI::Range(1, 4096))
+        ->check(CLI::Range(1, 32768))
         ->capture_default_str();
     app.add_option("--event-stream-max", c.event_stream_max,
                    "Longest an event stream stays open (the client resumes with Last-Event-ID)")
@@ -204,7 +206,7 @@ Status finalize(DispatchConfig& c) {
         return Error::invalid("header-timeout", "header-timeout must be between 100ms and 10m");
     if (c.keep_alive_timeout_ms < 100 || c.keep_alive_timeout_ms > 600000)
         return Error::invalid("keep-alive-timeout", "keep-alive-timeout must be between 100ms and 10m");
-    if (c.http_reserve == 0) c.http_reserve = std::max(2, c.http_threads / 4);
+    if (c.http_reserve == 0) c.http_reserve = std::clamp(c.http_threads / 4, 2, 64);
     if (c.http_reserve >= c.http_threads)
         return Error::invalid("http-reserve", "http-reserve must be smaller than http-threads");
     if (c.source_url_timeout_ms < 1000)

@@ -48,10 +48,10 @@ struct DispatchConfig {
         "ffmpeg";  // finishes stream-mode MP4 outputs (-c copy, faststart); cuts and joins split jobs
     // Split mode "auto" splits a source longer than this (when two or more engines can run it).
     std::string split_auto_after = "10m";
-    int http_threads = 64;
-    int http_reserve = 0;  // workers long requests never take (0: a quarter of http_threads, at least 2)
+    int http_threads = 4096;  // at most: workers start as requests need them and end when idle
+    int http_reserve = 0;     // workers long requests never take (0: a quarter of http_threads, 2 to 64)
     int max_event_streams_per_key = 8;  // event streams one key may hold open at once
-    int max_claims_per_key = 64;        // claim long-polls one key may hold at once (engines may share a key)
+    int max_claims_per_key = 4096;      // claim long-polls one key may hold at once (engines may share a key)
     std::string event_stream_max =
         "1h";  // an event stream ends after this; the client resumes with Last-Event-ID
     std::string header_timeout =

@@ -24,6 +24,7 @@
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <system_error>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -286,7 +287,11 @@ struct GatedServer::Impl {
     Clock::time_point last_slow_log{};
 
     std::thread gate;
-    std::vector<std::thread> workers;
+    // The workers: started as requests need them (none is free when one is ready), up to
+    // settings.workers; one idle for settings.worker_idle beyond settings.min_workers ends.
+    std::unordered_map<std::thread::id, std::thread> workers;
+    std::vector<std::thread::id> ended;  // workers that ended, to be joined
+    size_t idle = 0;                     // workers waiting for a ready connection
 
     Impl(GatedServer& o, GateSettings s) : owner(o), settings(std::move(s)) {
         epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
@@ -308,8 +313,31 @@ struct GatedServer::Impl {
         if (started) return;
         started = true;
         gate = std::thread([this] { gate_loop(); });
-        for (int i = 0; i < std::max(1, settings.workers); ++i)
-            workers.emplace_back([this] { worker_loop(); });
+        for (int i = 0; i < std::clamp(settings.min_workers, 1, std::max(1, settings.workers)); ++i)
+            start_worker_locked();
+    }
+
+    size_t alive_locked() const { return workers.size() - ended.size(); }
+
+    // One more worker (mutex held); false when the system refused a thread.
+    bool start_worker_locked() {
+        for (auto id : ended) {
+            if (auto it = workers.find(id); it != workers.end()) {
+                it->second.join();  // it has left worker_loop, and needs the mutex no more
+                workers.erase(it);
+            }
+        }
+        ended.clear();
+        try {
+            std::thread t([this] { worker_loop(); });
+            auto id = t.get_id();
+            workers.emplace(id, std::move(t));
+            counts.workers_started++;
+            return true;
+        } catch (const std::system_error& e) {
+            spdlog::warn("could not start another HTTP worker ({} running): {}", workers.size(), e.what());
+            return false;
+        }
     }
 
     void shutdown() {
@@ -322,7 +350,12 @@ struct GatedServer::Impl {
         (void)::write(wake_fd, &one, sizeof(one));
         ready_cv.notify_all();
         if (gate.joinable()) gate.join();
-        for (auto& w : workers)
+        std::unordered_map<std::thread::id, std::thread> all;
+        {
+            std::lock_guard lock(mutex);
+            all.swap(workers);  // no worker starts once stopping is set
+        }
+        for (auto& [id, w] : all)
             if (w.joinable()) w.join();
         std::lock_guard lock(mutex);
         for (auto& [fd, c] : waiting) close_conn(*c);
@@ -376,6 +409,8 @@ struct GatedServer::Impl {
 
     void to_workers_locked(std::unique_ptr<Conn> c) {
         ready.push_back(std::move(c));
+        if (ready.size() > idle && !stopping && alive_locked() < static_cast<size_t>(settings.workers))
+            start_worker_locked();
         ready_cv.notify_one();
     }
 
@@ -473,8 +508,18 @@ struct GatedServer::Impl {
             std::unique_ptr<Conn> c;
             {
                 std::unique_lock lock(mutex);
-                ready_cv.wait(lock, [&] { return stopping || !ready.empty(); });
-                if (ready.empty()) return;  // stopping, and nothing left to answer
+                ++idle;
+                bool woken =
+                    ready_cv.wait_for(lock, settings.worker_idle, [&] { return stopping || !ready.empty(); });
+                --idle;
+                if (ready.empty()) {
+                    if (stopping) return;  // and nothing left to answer
+                    if (!woken && alive_locked() > static_cast<size_t>(settings.min_workers)) {
+                        ended.push_back(std::this_thread::get_id());  // joined by the next start
+                        return;
+                    }
+                    continue;
+                }
                 c = std::move(ready.front());
                 ready.pop_front();
                 ++serving;
@@ -569,6 +614,7 @@ GateCounters GatedServer::counters() const {
     GateCounters c = m_impl->counts;
     c.waiting = m_impl->waiting.size();
     c.serving = m_impl->serving + m_impl->ready.size();
+    c.workers = m_impl->alive_locked();
     return c;
 }
 

@@ -28,7 +28,9 @@
 namespace distconv::dispatch {
 
 struct GateSettings {
-    int workers = 64;
+    int workers = 64;                               // at most; started as requests need them
+    int min_workers = 8;                            // kept even when idle
+    std::chrono::milliseconds worker_idle{30'000};  // an idle worker beyond min_workers ends after this
     std::chrono::milliseconds header_timeout{10'000};
     std::chrono::milliseconds keep_alive_timeout{5'000};
     std::chrono::milliseconds body_timeout{30'000};  // bodies of routes that are not uploads
@@ -47,6 +49,8 @@ struct GateCounters {
     uint64_t refused_over_limit = 0;   // closed at once: max_connections reached
     size_t waiting = 0;                // connections between requests, held by the gate
     size_t serving = 0;                // connections a worker is serving now
+    size_t workers = 0;                // worker threads running now
+    uint64_t workers_started = 0;
 };
 
 // What a handler may ask of the connection its request came on. Outside a gated connection (TLS,

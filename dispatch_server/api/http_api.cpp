@@ -326,9 +326,12 @@ struct HttpApi::Impl {
         if (!g) return send_error(res, g.error());  // a scrape that fails is a gap, never a wrong zero
         if (auto* gated = dynamic_cast<GatedServer*>(&server)) {
             auto c = gated->counters();
-            g->connections =
-                ConnectionGauges{static_cast<int64_t>(c.waiting), static_cast<int64_t>(c.serving),
-                                 c.slow_headers_closed, c.slow_bodies_closed, c.refused_over_limit};
+            g->connections = ConnectionGauges{static_cast<int64_t>(c.waiting),
+                                              static_cast<int64_t>(c.serving),
+                                              c.slow_headers_closed,
+                                              c.slow_bodies_closed,
+                                              c.refused_over_limit,
+                                              static_cast<int64_t>(c.workers)};
         }
         static const Metrics empty;
         res.status = 200;

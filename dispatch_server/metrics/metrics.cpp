@@ -176,6 +176,9 @@ std::string Metrics::render(const MetricGauges& g) const {
                std::to_string(c.closed_slow_bodies));
         sample(out, "distconv_http_connections_closed_total", label("reason", "over_limit"),
                std::to_string(c.closed_over_limit));
+        header(out, "distconv_http_workers", "gauge",
+               "HTTP worker threads running (started as requests need them, up to http-threads).");
+        sample(out, "distconv_http_workers", "", std::to_string(c.workers));
     }
     return out;
 }

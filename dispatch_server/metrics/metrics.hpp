@@ -45,6 +45,7 @@ struct ConnectionGauges {
     uint64_t closed_slow_headers = 0;  // counters: closed because a request did not arrive in time
     uint64_t closed_slow_bodies = 0;
     uint64_t closed_over_limit = 0;  // refused at once: max-connections reached
+    int64_t workers = 0;             // HTTP worker threads running (started as requests need them)
 };
 
 struct MetricGauges {

@@ -100,7 +100,7 @@ void fuzz_dispatch(const std::vector<std::string>& args) {
                "heartbeat shorter than the lease");
     FUZZ_CHECK(c.engine_offline_ms >= 0 && c.retry_backoff_ms >= 0 && c.retry_backoff_max_ms >= 0,
                "durations >= 0");
-    FUZZ_CHECK(c.http_threads >= 4 && c.http_threads <= 4096, "http-threads 4..4096");
+    FUZZ_CHECK(c.http_threads >= 4 && c.http_threads <= 32768, "http-threads 4..32768");
     FUZZ_CHECK(c.log_format == "text" || c.log_format == "json", "log-format text|json");
     FUZZ_CHECK(!c.pools.empty(), "at least one pool");
     std::set<std::string> names;

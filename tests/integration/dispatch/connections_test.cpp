@@ -9,7 +9,10 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <functional>
+#include <mutex>
+#include <thread>
 
 namespace distconv::itest {
 namespace {
@@ -43,6 +46,58 @@ TEST(RequestHead, EndAndBytesNeeded) {
     EXPECT_EQ(request_bytes_needed(twice, uploads), twice.size()) << "odd framing is httplib's to refuse";
     const std::string garbage = "NONSENSE\r\n\r\n";
     EXPECT_EQ(request_bytes_needed(garbage, uploads), garbage.size());
+}
+
+// The gate's workers start as requests need them, up to `workers`, and those beyond `min_workers`
+// end once idle for `worker_idle`: 24 requests held at once by a handler are all served by a server
+// that started with 2 workers, and the pool shrinks back to 2 after they are released.
+TEST(WorkerPool, GrowsWithHeldRequestsAndShrinksWhenIdle) {
+    dispatch::GateSettings settings;
+    settings.workers = 64;
+    settings.min_workers = 2;
+    settings.worker_idle = 300ms;
+    dispatch::GatedServer server(settings);
+    std::mutex m;
+    std::condition_variable cv;
+    bool release = false;
+    int held = 0;
+    server.Get("/hold", [&](const httplib::Request&, httplib::Response& res) {
+        std::unique_lock lock(m);
+        ++held;
+        cv.notify_all();
+        cv.wait(lock, [&] { return release; });
+        res.set_content("done", "text/plain");
+    });
+    int port = server.bind_to_any_port("127.0.0.1");
+    ASSERT_GT(port, 0);
+    std::thread listener([&] { server.listen_after_bind(); });
+    ASSERT_TRUE(test::wait_until([&] { return server.is_running(); }, 10s));
+    EXPECT_EQ(server.counters().workers, 2u) << "only the kept workers run before any request";
+
+    constexpr int k_held = 24;
+    std::vector<std::unique_ptr<RawConnection>> conns;
+    for (int i = 0; i < k_held; ++i) {
+        conns.push_back(std::make_unique<RawConnection>(port));
+        ASSERT_TRUE(conns.back()->send_all("GET /hold HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+    }
+    {
+        std::unique_lock lock(m);
+        EXPECT_TRUE(cv.wait_for(lock, 20s, [&] { return held == k_held; }))
+            << held << " of " << k_held << " requests reached a worker";
+    }
+    auto grown = server.counters().workers;
+    EXPECT_GE(grown, static_cast<size_t>(k_held));
+    EXPECT_LE(grown, 64u);
+    {
+        std::lock_guard lock(m);
+        release = true;
+    }
+    cv.notify_all();
+    for (auto& c : conns) EXPECT_TRUE(c->read_until("done")) << "every held request is answered";
+    EXPECT_TRUE(test::wait_until([&] { return server.counters().workers == 2u; }, 20s))
+        << server.counters().workers << " workers still running after they were idle";
+    server.stop();
+    listener.join();
 }
 
 // Opens `n` connections that each send the start of a request and then one more byte every 200 ms.
