@@ -4,10 +4,13 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -15,6 +18,8 @@ extern char** environ;
 
 namespace distconv::process {
 namespace {
+
+std::atomic<int> g_child_nice{0};
 
 void append_capped(std::string& s, const char* data, size_t n, size_t cap, bool keep_tail) {
     s.append(data, n);
@@ -55,6 +60,14 @@ Result<Outcome> run(const std::vector<std::string>& argv, const Options& options
         close(out_pipe[0]);
         close(err_pipe[0]);
         return Error(ErrorCode::Unavailable, "cannot run " + argv[0] + ": " + strerror(rc));
+    }
+
+    if (int increment = g_child_nice.load(); increment > 0) {
+        // Set from here, just after the start: posix_spawn has no attribute for it. The child's first
+        // instants (its loader) may run at the parent's priority.
+        errno = 0;
+        int own = ::getpriority(PRIO_PROCESS, 0);
+        if (errno == 0) ::setpriority(PRIO_PROCESS, static_cast<id_t>(pid), std::min(19, own + increment));
     }
 
     Outcome outcome;
@@ -117,6 +130,10 @@ std::string tail_lines(const std::string& text, size_t max_lines) {
         out += lines[i];
     }
     return out;
+}
+
+void set_child_nice(int increment) {
+    g_child_nice.store(std::clamp(increment, 0, 19));
 }
 
 }  // namespace distconv::process

@@ -26,6 +26,11 @@ struct Options {
 // process could not be started at all (e.g. the program does not exist).
 Result<Outcome> run(const std::vector<std::string>& argv, const Options& options = {});
 
+// From now on every child run() starts in this process gets a CPU priority this much below the
+// process's own (a nice increment, 0..19; 0: the same). The dispatch server runs its ffprobe and
+// ffmpeg helpers so, that media work on a saturated machine does not delay its answers.
+void set_child_nice(int increment);
+
 // The last `max_lines` non-empty lines of a text (for ffmpeg stderr summaries).
 std::string tail_lines(const std::string& text, size_t max_lines = 20);
 

@@ -1,5 +1,6 @@
 #include "dispatch_server/app.hpp"
 
+#include "common/process.hpp"
 #include "common/systemd.hpp"
 #include "dispatch_server/api/http_api.hpp"
 #include "dispatch_server/metrics/metrics.hpp"
@@ -136,6 +137,8 @@ Result<std::unique_ptr<DispatchServer>> DispatchServer::create(const DispatchCon
         impl->sessions = std::make_unique<SessionService>(*impl->auth, *impl->clock, settings);
         impl->auth->set_sessions(impl->sessions.get());
     }
+    // Probes, cuts and joins of uploaded media yield the CPU to the requests of users and engines.
+    process::set_child_nice(config.media_nice);
     impl->jobs = std::make_unique<JobService>(*impl->store, *impl->pools, impl->config, impl->prober,
                                               *impl->clock, impl->notifier);
     impl->engines = std::make_unique<EngineService>(*impl->store, *impl->pools, impl->config, *impl->clock,

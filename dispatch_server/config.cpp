@@ -71,6 +71,11 @@ void add_options(CLI::App& app, DispatchConfig& c) {
         ->check(CLI::Range(1, 256))
         ->capture_default_str();
     app.add_option("--ffprobe", c.ffprobe, "ffprobe program")->capture_default_str();
+    app.add_option("--media-nice", c.media_nice,
+                   "CPU priority below the server's own of its ffprobe and ffmpeg runs (a nice increment; 0: "
+                   "the same)")
+        ->check(CLI::Range(0, 19))
+        ->capture_default_str();
     app.add_option("--ffmpeg", c.ffmpeg,
                    "ffmpeg program (finishes streamed MP4 outputs, cuts and joins split jobs)")
         ->capture_default_str();

@@ -44,6 +44,7 @@ struct DispatchConfig {
     std::string source_url_timeout = "1h";  // a whole source_url fetch
     int source_url_fetches = 4;             // source_url fetches running at once
     std::string ffprobe = "ffprobe";
+    int media_nice = 10;  // ffprobe/ffmpeg helpers run this much below the server's CPU priority
     std::string ffmpeg =
         "ffmpeg";  // finishes stream-mode MP4 outputs (-c copy, faststart); cuts and joins split jobs
     // Split mode "auto" splits a source longer than this (when two or more engines can run it).
@@ -56,8 +57,8 @@ struct DispatchConfig {
         "1h";  // an event stream ends after this; the client resumes with Last-Event-ID
     std::string header_timeout =
         "10s";  // a request's headers must be complete this long after its first byte
-    std::string keep_alive_timeout = "5s";  // an idle connection waits this long for its next request
-    int max_connections = 8192;             // open client connections (more are closed at once)
+    std::string keep_alive_timeout = "15s";  // an idle connection waits this long for its next request
+    int max_connections = 8192;              // open client connections (more are closed at once)
     // The web dashboard at / and its browser sessions.
     std::string ui = "on";             // on|off
     std::string session_idle = "30m";  // a dashboard session unused this long ends

@@ -35,6 +35,7 @@ void event_feed(const httplib::Request& req, httplib::Response& res, AuthService
         close_after_answer(req, res);
         return send_error(res, slot.error());
     }
+    close_after_answer(req, res);  // an ended stream ends its connection (as a job's stream does)
     const auto ends_at =
         std::chrono::steady_clock::now() + std::chrono::milliseconds(config.event_stream_max_ms);
     res.set_header("Cache-Control", "no-cache");

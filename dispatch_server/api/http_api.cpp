@@ -591,6 +591,9 @@ struct HttpApi::Impl {
             close_after_answer(req, res);  // a refused caller does not keep a worker with its connection
             return send_error(res, slot.error());
         }
+        // A stream that ends (event-stream-max, a terminal state) ends its connection too: the
+        // client's next stream is a new request anyway, and the gate holds no idle connection for it.
+        close_after_answer(req, res);
         const auto ends_at =
             std::chrono::steady_clock::now() + std::chrono::milliseconds(s.config.event_stream_max_ms);
         int64_t after = 0;

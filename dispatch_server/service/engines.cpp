@@ -183,15 +183,30 @@ Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal
         if (request.free_disk_bytes) free_disk = static_cast<int64_t>(*request.free_disk_bytes);
         if (auto st = m_store.engine_seen(engine_id, m_clock.now_ms(), free_disk); !st) return st.error();
     }
+    // The store is read again when work may have appeared (the work generation moved) and at least
+    // once a second (a drain, a retry's backoff ending); the wakes in between only look at the caller.
+    std::optional<uint64_t> looked_at;
+    auto looked_when = std::chrono::steady_clock::now();
     while (true) {
         uint64_t generation = m_notifier.work_generation();
-        auto e = m_store.get_engine(engine_id);  // read again: a drain may come while the claim waits
-        if (!e) return e.error();
-        if (e->drain || m_notifier.closed()) return Out{};
         if (caller_gone && caller_gone()) {
             spdlog::info("engine {} closed its claim's connection: no job taken", engine_id);
             return Out{};
         }
+        if (looked_at && *looked_at == generation && !m_notifier.closed() &&
+            std::chrono::steady_clock::now() - looked_when < std::chrono::seconds(1)) {
+            auto now = std::chrono::steady_clock::now();
+            if (now >= deadline) return Out{};
+            m_notifier.wait_for_work(
+                generation, std::min(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now),
+                                     std::chrono::milliseconds(250)));
+            continue;
+        }
+        looked_at = generation;
+        looked_when = std::chrono::steady_clock::now();
+        auto e = m_store.get_engine(engine_id);  // read again: a drain may come while the claim waits
+        if (!e) return e.error();
+        if (e->drain || m_notifier.closed()) return Out{};
         auto active = m_store.active_attempts(engine_id);
         if (!active) return active.error();
         int free_slots = std::min(request.free_slots, e->slots - static_cast<int>(active->size()));
@@ -201,6 +216,7 @@ Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal
         // and a write transaction.
         Result<std::optional<std::pair<JobRecord, AttemptRecord>>> claimed =
             std::optional<std::pair<JobRecord, AttemptRecord>>{};
+        std::unique_lock claim_lock(m_claim_mutex);
         auto claimable = m_store.any_claimable_job();
         if (!claimable) return claimable.error();
         if (*claimable) {
@@ -211,6 +227,7 @@ Result<std::optional<protocol::Assignment>> EngineService::claim(const Principal
                 engine_id, m_config.lease_ms,
                 [&](const std::vector<ClaimCandidate>& c) { return choose_job(c, profile); });
         }
+        claim_lock.unlock();
         if (!claimed) return claimed.error();
         if (*claimed) {
             const auto& [job, attempt] = **claimed;

@@ -15,6 +15,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -113,6 +114,10 @@ class EngineService {
     ChangeNotifier& m_notifier;
     Metrics* m_metrics;
     const AssignmentCredentials* m_credentials;
+    // One claim at a time looks for work and takes it: when a queued job wakes every parked claim,
+    // the first takes it and the others find the queue empty with one cheap read, instead of each
+    // reading the engines' scores and opening a write transaction for the same job.
+    std::mutex m_claim_mutex;
 };
 
 }  // namespace distconv::dispatch

@@ -10,6 +10,7 @@
 #include <spdlog/sinks/ostream_sink.h>
 
 #include <algorithm>
+#include <fstream>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -273,6 +274,30 @@ TEST(Process, MissingProgramIsAnError) {
     } else {
         EXPECT_EQ(r.error().code, ErrorCode::Unavailable);
     }
+}
+
+// The child reads its own nice value (field 19 of /proc/self/stat) until the parent has set it, at
+// most about 2 s, and prints it.
+TEST(Process, ChildNiceIsBelowTheParents) {
+    const std::string script =
+        "for i in $(seq 40); do n=$(cut -d' ' -f19 /proc/$$/stat); [ \"$n\" != \"$1\" ] && break; "
+        "sleep 0.05; done; echo $n";
+    auto own = [] {
+        std::ifstream in("/proc/self/stat");
+        std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+        std::string f;
+        for (int i = 3; i <= 19; ++i) fields >> f;  // fields after the command name start at 3
+        return std::stoi(f);
+    }();
+    process::set_child_nice(7);
+    auto r = process::run({"sh", "-c", script, "sh", std::to_string(own)});
+    process::set_child_nice(0);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->out, std::to_string(std::min(19, own + 7)) + "\n");
+    auto same = process::run({"sh", "-c", "cut -d' ' -f19 /proc/$$/stat"});
+    ASSERT_TRUE(same.ok());
+    EXPECT_EQ(same->out, std::to_string(own) + "\n") << "0: the parent's own priority";
 }
 
 TEST(Process, TailLines) {
