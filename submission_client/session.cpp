@@ -128,11 +128,37 @@ Result<protocol::JobResource> upload_one(Session& s, const Planned& p, const Tra
     if (!resource) return resource.error();
 
     auto started = Clock::now();
-    for (int attempt = 0; resource->state == protocol::JobState::AwaitingUpload; ++attempt) {
+    // Waiting while the server holds every byte: a PUT of an earlier run (killed, interrupted) is being
+    // checked and probed. Past this, nothing is finishing it (a server restarted in that window), so
+    // the upload starts over.
+    const auto k_finishing_wait = std::chrono::seconds(120);
+    bool all_held = false;
+    Clock::time_point all_held_since{};
+    for (int attempt = 0, failures = 0; resource->state == protocol::JobState::AwaitingUpload; ++attempt) {
         if (interrupted()) return Error(ErrorCode::Unavailable, "interrupted");
+        if (attempt > 0) {
+            // The job may have left awaiting_upload meanwhile (another request of ours finished it).
+            auto now = s.api().job(resource->job_id);
+            if (!now) return now.error();
+            auto fresh = protocol::parse_job_resource(*now);
+            if (!fresh) return fresh.error();
+            *resource = *fresh;
+            if (resource->state != protocol::JobState::AwaitingUpload) break;
+        }
         auto at = s.api().source_offset(resource->job_id);
         if (!at) return at.error();
-        const uint64_t offset = *at > size ? 0 : *at;
+        uint64_t offset = *at > size ? 0 : *at;
+        if (size > 0 && offset == size) {
+            if (!all_held) all_held_since = Clock::now();
+            all_held = true;
+            if (Clock::now() - all_held_since < k_finishing_wait) {
+                nap(std::chrono::milliseconds(250));
+                continue;
+            }
+            offset = 0;
+        } else {
+            all_held = false;
+        }
         if (resumed_from && attempt == 0) *resumed_from = offset;
         auto put = s.api().put_source(resource->job_id, p.input, offset, size, [&](uint64_t done, uint64_t) {
             if (interrupted()) return false;
@@ -146,8 +172,8 @@ Result<protocol::JobResource> upload_one(Session& s, const Planned& p, const Tra
         // A dropped connection or a busy server: continue from what it holds. Anything else is final.
         const Error& e = put.error();
         const bool again = e.code == ErrorCode::Unavailable || e.code == ErrorCode::Conflict;
-        if (!again || attempt >= 5 || interrupted()) return e;
-        nap(std::chrono::milliseconds(500 * (attempt + 1)));
+        if (!again || ++failures > 5 || interrupted()) return e;
+        nap(std::chrono::milliseconds(500 * failures));
     }
     line.update("upload " + label + "  " + format_transfer_line(size, size, seconds_since(started)), true);
     line.finish();

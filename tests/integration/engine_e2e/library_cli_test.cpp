@@ -100,9 +100,22 @@ Tree make_library(const stdfs::path& root, const stdfs::path& outside) {
     return t;
 }
 
+// The dispatch server's ffprobe through a wrapper a test can slow down: while `dir`/slow exists each
+// probe first touches `dir`/probing and sleeps 3 s (the server checking an upload for that long).
+DispatchTimings probing_through_a_gate(const stdfs::path& dir) {
+    const auto wrapper = dir / "ffprobe";
+    test::write_file(wrapper, "#!/bin/sh\nif [ -e '" + (dir / "slow").string() + "' ]; then touch '" +
+                                  (dir / "probing").string() + "'; sleep 3; fi\nexec ffprobe \"$@\"\n");
+    stdfs::permissions(wrapper, stdfs::perms::owner_all);
+    DispatchTimings t;
+    t.extra_args = {"--ffprobe", wrapper.string()};
+    return t;
+}
+
 class LibraryCli : public ::testing::Test {
   protected:
-    Cluster c;
+    test::TempDir probe_gate;
+    Cluster c{probing_through_a_gate(probe_gate.path())};
     std::unique_ptr<Daemon> engine = c.start_engine("engine1", two_slots());
     stdfs::path root = c.dir() / "Library";
     stdfs::path outside = c.dir() / "outside";
@@ -336,6 +349,28 @@ TEST_F(LibraryCli, AKilledRunResumesWithoutDuplicateJobsOrFilesDoneTwice) {
     EXPECT_EQ(run(args, &out), 0);
     EXPECT_NE(out.find("nothing to do"), std::string::npos) << out;
     EXPECT_EQ(server_jobs(), 6u);
+}
+
+TEST_F(LibraryCli, ARunKilledWhileTheServerChecksItsUploadedFileEndsWithThatUploadOnTheNextRun) {
+    // The upload's last byte is on the server, which is still probing it (job: awaiting_upload) when
+    // the run is killed; the next run finds every byte held and the job still finishing, and waits
+    // for it instead of sending an empty range or starting again.
+    aged_clips("Late/E", 1);
+    test::write_file(probe_gate / "slow", "");
+    const auto mirror = c.dir() / "Mirror";
+    const auto args = mirror_run(mirror, 1);
+    {
+        Daemon first(cli(args), c.dir() / "first-run.log");
+        ASSERT_TRUE(test::wait_until([&] { return stdfs::exists(probe_gate / "probing"); }, 60s))
+            << first.log();
+        first.signal(SIGKILL);
+        first.wait_exit();
+    }
+    stdfs::remove(probe_gate / "slow");
+    std::string out;
+    EXPECT_EQ(run(args, &out), 0) << out;
+    EXPECT_EQ(server_jobs(), 1u) << out;
+    EXPECT_TRUE(probe(mirror / "Late/E1.mp4")) << out;
 }
 
 TEST_F(LibraryCli, CtrlCStopsARunThatTheNextRunFinishes) {
