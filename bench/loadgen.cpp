@@ -11,6 +11,11 @@
 //                 all through the real REST API on one libcurl multi loop.
 //   latency       dispatch latency: an idle engine long-polls a claim; a failed job is put back in the
 //                 queue (POST /jobs/{id}/retry) and the time until the engine holds it is recorded.
+//
+// sim also reports, over its measured window, the connections it opened and how long their connects
+// took, the kernel's TCP counters (listen-queue overflows and drops, opens, retransmits: client and
+// server share 127.0.0.1, so these are the whole conversation), and with --server-pid the server's
+// resident set before the engines registered and at the end (per engine, when --submitters is 0: idle).
 #include <curl/curl.h>
 #include <httplib.h>
 #include <openssl/sha.h>
@@ -35,6 +40,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -106,6 +112,52 @@ struct Stats {
         return j;
     }
 };
+
+// --- kernel TCP counters and resident sets ------------------------------------------------------------
+
+// The named fields of /proc/net/netstat (TcpExt: ...) and /proc/net/snmp (Tcp: ...): each file holds
+// pairs of lines, a header line of names and a line of values with the same prefix.
+std::map<std::string, long long> kernel_tcp_counters() {
+    std::map<std::string, long long> out;
+    for (const char* path : {"/proc/net/netstat", "/proc/net/snmp"}) {
+        std::ifstream in(path);
+        if (!in) throw std::runtime_error(std::string("cannot read ") + path);
+        std::string names, values;
+        while (std::getline(in, names) && std::getline(in, values)) {
+            std::istringstream n(names), v(values);
+            std::string prefix, vprefix, name, value;
+            n >> prefix;
+            v >> vprefix;
+            if (prefix != vprefix || (prefix != "TcpExt:" && prefix != "Tcp:")) continue;
+            while (n >> name && v >> value)
+                out[prefix.substr(0, prefix.size() - 1) + "." + name] = std::stoll(value);
+        }
+    }
+    return out;
+}
+
+json kernel_tcp_delta(const std::map<std::string, long long>& before,
+                      const std::map<std::string, long long>& after) {
+    auto delta = [&](const std::string& key) {
+        auto a = after.find(key), b = before.find(key);
+        if (a == after.end() || b == before.end()) throw std::runtime_error("no kernel counter " + key);
+        return a->second - b->second;
+    };
+    return json{{"listen_overflows", delta("TcpExt.ListenOverflows")},
+                {"listen_drops", delta("TcpExt.ListenDrops")},
+                {"active_opens", delta("Tcp.ActiveOpens")},
+                {"passive_opens", delta("Tcp.PassiveOpens")},
+                {"retransmitted_segments", delta("Tcp.RetransSegs")}};
+}
+
+// VmRSS of a process in KiB.
+long long resident_kib(long pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
+    throw std::runtime_error("cannot read the resident set of process " + std::to_string(pid));
+}
 
 std::string sha256_hex(const std::string& data) {
     unsigned char digest[SHA256_DIGEST_LENGTH];
@@ -215,6 +267,8 @@ struct Reply {
     std::string body;
     std::string error;
     double ms = 0;
+    long new_connections = 0;  // connections this request opened (0: it reused a kept-alive one)
+    double connect_ms = 0;     // how long opening it took (SYN to established), when it opened one
 };
 
 struct Request {
@@ -303,6 +357,10 @@ class Loop {
                 auto call = std::move(it->second);
                 m_calls.erase(it);
                 call->reply.ms = ms_between(call->start, SteadyClock::now());
+                curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &call->reply.new_connections);
+                curl_off_t connect_us = 0;
+                curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+                call->reply.connect_ms = static_cast<double>(connect_us) / 1000.0;
                 if (code == CURLE_OK) {
                     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &call->reply.status);
                 } else {
@@ -449,7 +507,8 @@ class Sim {
           m_output(args.get("output-bytes", "64") == "0"
                        ? ""
                        : std::string(static_cast<size_t>(args.num("output-bytes", 64)), 'o')),
-          m_output_sha(sha256_hex(m_output)) {
+          m_output_sha(sha256_hex(m_output)),
+          m_server_pid(args.num("server-pid", 0)) {
         m_source.path = args.get("source");
         m_source.job_json = R"({"preset":"h264-web","output_filename":"out.mp4","max_attempts":1})";
         if (m_max_outstanding <= 0) m_max_outstanding = std::max(4, m_engines);
@@ -457,6 +516,7 @@ class Sim {
     }
 
     int run() {
+        const long long rss_before = m_server_pid > 0 ? resident_kib(m_server_pid) : 0;
         // Registration first (16 at a time), then the clock starts.
         size_t next = 0;
         int registered = 0, transport_retries = 0;
@@ -494,7 +554,11 @@ class Sim {
             claim(i);
         }
         for (int u = 0; u < m_submitters; ++u) submit();
+        std::map<std::string, long long> tcp_before;
+        m_loop.at(m_measure_from, [&] { tcp_before = kernel_tcp_counters(); });
         m_loop.run(m_end);
+        const auto tcp_after = kernel_tcp_counters();
+        if (tcp_before.empty()) throw std::runtime_error("the measured window never started");
 
         json out;
         out["engines"] = m_engines;
@@ -502,11 +566,12 @@ class Sim {
         out["heartbeat_interval_ms"] = m_hb_ms;
         out["claim_wait_seconds"] = m_claim_wait;
         json ops;
-        Stats all;
+        Stats all, engines;  // every request; the engines' own (all but the users' submits)
         uint64_t errors = 0;
         for (auto& [name, st] : m_stats) {
             ops[name] = st.to_json(m_seconds);
             all.ms.insert(all.ms.end(), st.ms.begin(), st.ms.end());
+            if (name != "submit") engines.ms.insert(engines.ms.end(), st.ms.begin(), st.ms.end());
             all.count += st.count;
             errors += st.errors;
         }
@@ -517,7 +582,24 @@ class Sim {
         out["requests_per_s"] = static_cast<double>(all.count) / m_seconds;
         out["p50_ms"] = Stats::pct(all.ms, 50);
         out["p99_ms"] = Stats::pct(all.ms, 99);
+        out["engine_p50_ms"] = Stats::pct(engines.ms, 50);
+        out["engine_p99_ms"] = Stats::pct(engines.ms, 99);
         out["errors"] = errors;
+        out["kernel"] = kernel_tcp_delta(tcp_before, tcp_after);
+        out["connections"] =
+            json{{"opened", m_opened},
+                 {"opened_per_s", static_cast<double>(m_opened) / m_seconds},
+                 {"connect_p50_ms", Stats::pct(m_connect_ms, 50)},
+                 {"connect_p99_ms", Stats::pct(m_connect_ms, 99)},
+                 {"connect_max_ms",
+                  m_connect_ms.empty() ? 0.0 : *std::max_element(m_connect_ms.begin(), m_connect_ms.end())}};
+        if (m_server_pid > 0) {
+            const long long rss_after = resident_kib(m_server_pid);
+            out["server_rss_kib"] = json{{"before_engines", rss_before}, {"end", rss_after}};
+            if (m_submitters == 0 && m_engines > 0)
+                out["server_rss_kib_per_idle_engine"] =
+                    static_cast<double>(rss_after - rss_before) / static_cast<double>(m_engines);
+        }
         std::cout << out.dump() << std::endl;
         return 0;
     }
@@ -550,6 +632,7 @@ class Sim {
     bool record(const std::string& op, const Reply& rep, std::initializer_list<long> ok, bool timed = true) {
         bool good = std::find(ok.begin(), ok.end(), rep.status) != ok.end();
         if (!measuring()) return good;
+        count_connection(rep);
         auto& st = m_stats[op];
         if (!good) {
             st.error(rep.status ? std::to_string(rep.status) + " " + rep.body.substr(0, 120) : rep.error);
@@ -558,6 +641,12 @@ class Sim {
         ++st.count;
         if (timed) st.ms.push_back(rep.ms);
         return true;
+    }
+
+    void count_connection(const Reply& rep) {
+        if (rep.new_connections <= 0) return;
+        m_opened += static_cast<uint64_t>(rep.new_connections);
+        m_connect_ms.push_back(rep.connect_ms);
     }
 
     void heartbeat(size_t i) {
@@ -583,7 +672,10 @@ class Sim {
         r.timeout_ms = (m_claim_wait + 15) * 1000L;
         m_loop.send(r, [this, i](const Reply& rep) {
             if (rep.status == 204) {
-                if (measuring()) ++m_empty_claims;
+                if (measuring()) {
+                    ++m_empty_claims;
+                    count_connection(rep);
+                }
                 return claim(i);
             }
             // Counted, not timed: a long-poll answered with work lasted as long as the engine waited for it.
@@ -676,6 +768,9 @@ class Sim {
     long m_max_outstanding;
     double m_warmup, m_seconds;
     std::string m_output, m_output_sha;
+    long m_server_pid;
+    uint64_t m_opened = 0;
+    std::vector<double> m_connect_ms;
     MimeSource m_source;
     std::vector<EngineState> m_engine;
     Loop m_loop;
