@@ -637,7 +637,7 @@ TABLE=$OUT/table.md
   row "1. end-to-end: distconv / local ffmpeg" e2e.ratio "<=" 1.10 "≤ 1.10"
   row "   local ffmpeg, s" e2e.local_s
   row "   distconv submit --wait, s" e2e.distconv_s
-  row "2. dispatch latency p50, ms" latency.p50_ms "<=" 10 "≤ 10"
+  row "2. dispatch latency p50, ms" latency.p50_ms "<=" 5 "≤ 5"
   row "   dispatch latency p99, ms" latency.p99_ms "<=" 50 "≤ 50"
   row "   (the retry request's own round trip, p50 ms)" latency.retry_request_ms
   for n in $ENGINES; do
