@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <filesystem>
 
 #include <regex>
 
@@ -107,6 +108,15 @@ Status finalize(EngineConfig& c) {
         return Error::invalid("server", "refusing to send the key over plain http to " + url->host +
                                             "; use https or --allow-insecure");
     if (c.work_dir.empty()) return Error::invalid("work-dir", "work-dir is required");
+    {
+        // Absolute from here on: ffmpeg runs in the assignment's directory (and in the sandbox, which
+        // binds it by path), where a path relative to where the engine started names nothing.
+        std::error_code ec;
+        auto abs = std::filesystem::absolute(c.work_dir, ec);
+        if (ec)
+            return Error::invalid("work-dir", "cannot resolve work-dir " + c.work_dir + ": " + ec.message());
+        c.work_dir = abs.lexically_normal().string();
+    }
     if (c.slots < 1 || c.slots > 256) return Error::invalid("slots", "slots must be 1..256");
     c.api_base = c.server + "/api/v1";
 

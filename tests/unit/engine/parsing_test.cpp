@@ -140,6 +140,17 @@ TEST(Config, RefusesPlainHttpKeyToRemoteHosts) {
     EXPECT_FALSE(parse_server_url("ftp://host"));
 }
 
+TEST(Config, ARelativeWorkDirIsMadeAbsolute) {
+    // ffmpeg runs inside the assignment's directory: a relative work dir would name nothing there.
+    EngineConfig c;
+    c.server = "http://127.0.0.1:9";
+    c.key = "k";
+    c.work_dir = "engine-work/./x";
+    ASSERT_TRUE(finalize(c));
+    EXPECT_TRUE(std::filesystem::path(c.work_dir).is_absolute()) << c.work_dir;
+    EXPECT_EQ(c.work_dir, (std::filesystem::current_path() / "engine-work/x").string());
+}
+
 TEST(Config, MaxLoadMustBeAFiniteNonNegativeNumber) {
     EngineConfig c;
     c.server = "http://127.0.0.1:9";
