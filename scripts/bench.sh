@@ -9,7 +9,7 @@
 #   --full    the issue's sizes: 30 s 1080p30 clip, 4 GiB file, longer load phases
 #   --smoke   seconds: tiny sizes, one repeat, no doc (the ctest `bench_smoke`)
 #   --big     the data plane with a 20 GiB file
-#   --only    e2e,latency,control,data,dashboard,split (engine overhead is measured inside e2e)
+#   --only    e2e,overhead,latency,control,data,dashboard,split (engine CPU is measured inside e2e)
 #   --keep-results  add to the results already in --out (default build/bench-results) instead of
 #             starting over: parts run separately make one table
 #
@@ -46,15 +46,15 @@ done
 # SPLIT_*: the split part's source (seconds, size) and segment length; the same in quick and full.
 case $MODE in
   smoke) E2E_SECONDS=1 E2E_SIZE=320x240 LAT_SAMPLES=10 ENGINES="10" HOLD_ENGINES="10" HOLD_SECONDS=1 SIM_WARMUP=0.5 SIM_SECONDS=1
-         HAMMER_SECONDS=0.5 DATA_MIB=16 DEF_REPEAT=1 SPLIT_SECONDS=4 SPLIT_SIZE=320x240 SPLIT_SEGMENT=2 ;;
+         HAMMER_SECONDS=0.5 DATA_MIB=16 DEF_REPEAT=1 SPLIT_SECONDS=4 SPLIT_SIZE=320x240 SPLIT_SEGMENT=2 OVERHEAD_SAMPLES=2 ;;
   quick) E2E_SECONDS=10 E2E_SIZE=1920x1080 LAT_SAMPLES=100 ENGINES="10 100 1000" HOLD_ENGINES="1000 5000" HOLD_SECONDS=10 SIM_WARMUP=2 SIM_SECONDS=5
-         HAMMER_SECONDS=3 DATA_MIB=512 DEF_REPEAT=3 SPLIT_SECONDS=60 SPLIT_SIZE=1920x1080 SPLIT_SEGMENT=15 ;;
+         HAMMER_SECONDS=3 DATA_MIB=512 DEF_REPEAT=3 SPLIT_SECONDS=60 SPLIT_SIZE=1920x1080 SPLIT_SEGMENT=15 OVERHEAD_SAMPLES=10 ;;
   full)  E2E_SECONDS=30 E2E_SIZE=1920x1080 LAT_SAMPLES=300 ENGINES="10 100 1000" HOLD_ENGINES="1000 5000" HOLD_SECONDS=15 SIM_WARMUP=3 SIM_SECONDS=15
-         HAMMER_SECONDS=5 DATA_MIB=4096 DEF_REPEAT=5 SPLIT_SECONDS=60 SPLIT_SIZE=1920x1080 SPLIT_SEGMENT=15 ;;
+         HAMMER_SECONDS=5 DATA_MIB=4096 DEF_REPEAT=5 SPLIT_SECONDS=60 SPLIT_SIZE=1920x1080 SPLIT_SEGMENT=15 OVERHEAD_SAMPLES=20 ;;
 esac
 # The default parts: split is minutes a repeat, so only the smoke run includes it unasked.
 if [[ -z $ONLY ]]; then
-  ONLY="e2e,latency,control,data,dashboard"
+  ONLY="e2e,overhead,latency,control,data,dashboard"
   [[ $MODE == smoke ]] && ONLY+=",split"
 fi
 [[ $BIG == 1 ]] && DATA_MIB=20480
@@ -93,6 +93,7 @@ record() { printf '%s\t%s\n' "$1" "$2" >> "$RESULTS"; }  # metric value
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.4f", b-a}'; }
 calc() { awk "BEGIN{printf \"%.6g\", $1}"; }
+median_file() { sort -g "$1" | awk 'NF{a[++n]=$1} END{print (n%2) ? a[(n+1)/2] : (a[n/2]+a[n/2+1])/2}'; }
 
 stop_pid() {
   local pid=$1
@@ -213,6 +214,61 @@ bench_e2e() {
     r=$(grep '^e2e.distconv_s' "$RESULTS" | tail -1 | cut -f2)
     record e2e.ratio "$(calc "$r/$l")"
     log "e2e: run $i of $REPEAT: distconv ${r} s, local ${l} s, engine CPU $(grep '^engine.cpu_share_pct' "$RESULTS" | tail -1 | cut -f2) % of ffmpeg's"
+  done
+  stop_pid "$ENGINE_PID"
+  stop_pid "$DISPATCH_PID"
+}
+
+# --- 1b: fixed per-job overhead ------------------------------------------------------------------------
+# What a job costs beyond its ffmpeg run: a 1 s clip through `distconv submit --wait` (upload, SHA-256
+# and ffprobe on the server, queue, claim, the engine's fetch and checks, the sandboxed ffmpeg, the
+# output's upload and check, the CLI's download) minus local ffmpeg on the job's own argv, in pairs
+# whose order alternates; per repeat the median of OVERHEAD_SAMPLES differences.
+bench_overhead() {
+  local src=$WORK/overhead-source.mkv
+  ffmpeg -nostdin -hide_banner -loglevel error -y \
+    -f lavfi -i "testsrc2=size=640x360:rate=30:duration=1" \
+    -f lavfi -i "sine=frequency=440:sample_rate=48000:duration=1" \
+    -c:v libx264 -preset ultrafast -crf 18 -pix_fmt yuv420p -c:a aac -b:a 128k -shortest "$src"
+  local dir=$WORK/run-overhead
+  start_dispatch "$dir"
+  start_engine "$dir"
+  export DISTCONV_SERVER=$SERVER DISTCONV_API_KEY=$USER_KEY
+  # One job first, untimed: its argument vector for the local runs, and warm caches on both sides.
+  "$CLI" submit "$src" -o "$dir/remote.mp4" --force --wait --preset h264-web > "$dir/submit.out" 2>&1 ||
+    { cat "$dir/submit.out" >&2; exit 1; }
+  local job cmd argv=() run=() a
+  job=$(curl -fsS -H "Authorization: Bearer $USER_KEY" "$API/jobs?limit=1" | jq -r '.items[0].job_id')
+  cmd=$(curl -fsS -H "Authorization: Bearer $USER_KEY" "$API/jobs/$job" | jq -r .ffmpeg_command)
+  eval "argv=($cmd)"  # POSIX-shell quoted by the server (media::quote_command)
+  for a in "${argv[@]:1}"; do
+    case $a in '{input}') run+=("$src") ;; '{output}') run+=("$dir/local.mp4") ;; *) run+=("$a") ;; esac
+  done
+  local i k which t0 t1 remote local_s
+  for i in $(seq 1 "$REPEAT"); do
+    : > "$dir/diffs" ; : > "$dir/remote" ; : > "$dir/local"
+    for k in $(seq 1 "$OVERHEAD_SAMPLES"); do
+      local order="remote local"; (( k % 2 == 0 )) && order="local remote"
+      for which in $order; do
+        if [[ $which == remote ]]; then
+          t0=$(now)
+          "$CLI" submit "$src" -o "$dir/remote.mp4" --force --wait --preset h264-web > "$dir/submit.out" 2>&1 ||
+            { cat "$dir/submit.out" >&2; exit 1; }
+          t1=$(now); remote=$(elapsed "$t0" "$t1")
+        else
+          rm -f "$dir/local.mp4"
+          t0=$(now)
+          ffmpeg "${run[@]}" > /dev/null 2> "$dir/local.err" < /dev/null || { cat "$dir/local.err" >&2; exit 1; }
+          t1=$(now); local_s=$(elapsed "$t0" "$t1")
+        fi
+      done
+      echo "$remote" >> "$dir/remote"; echo "$local_s" >> "$dir/local"
+      calc "1000*($remote-$local_s)" >> "$dir/diffs"; echo >> "$dir/diffs"
+    done
+    record overhead.p50_ms "$(median_file "$dir/diffs")"
+    record overhead.remote_p50_s "$(median_file "$dir/remote")"
+    record overhead.local_p50_s "$(median_file "$dir/local")"
+    log "overhead: run $i of $REPEAT: submit --wait minus local ffmpeg, p50 $(grep '^overhead.p50_ms' "$RESULTS" | tail -1 | cut -f2) ms"
   done
   stop_pid "$ENGINE_PID"
   stop_pid "$DISPATCH_PID"
@@ -594,6 +650,7 @@ bench_split() {
 START=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 log "mode $MODE, $REPEAT repeat(s), work dir $WORK"
 if want e2e; then bench_e2e; fi
+if want overhead; then bench_overhead; fi
 if want latency; then bench_latency; fi
 if want control; then bench_control; fi
 if want data; then bench_data; fi
@@ -637,6 +694,9 @@ TABLE=$OUT/table.md
   row "1. end-to-end: distconv / local ffmpeg" e2e.ratio "<=" 1.10 "≤ 1.10"
   row "   local ffmpeg, s" e2e.local_s
   row "   distconv submit --wait, s" e2e.distconv_s
+  row "1b. fixed per-job overhead: submit --wait minus local ffmpeg, 1 s clip, p50 ms" overhead.p50_ms "<=" 150 "≤ 150"
+  row "   distconv submit --wait, p50 s" overhead.remote_p50_s
+  row "   local ffmpeg, p50 s" overhead.local_p50_s
   row "2. dispatch latency p50, ms" latency.p50_ms "<=" 5 "≤ 5"
   row "   dispatch latency p99, ms" latency.p99_ms "<=" 50 "≤ 50"
   row "   (the retry request's own round trip, p50 ms)" latency.retry_request_ms

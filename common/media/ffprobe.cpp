@@ -263,6 +263,22 @@ std::vector<std::string> ffprobe_argv(const std::string& ffprobe, const std::str
     return argv;
 }
 
+std::vector<std::string> ffprobe_allowed_argv(const std::string& ffprobe, const std::string& file) {
+    return {ffprobe,
+            "-v",
+            "error",
+            "-protocol_whitelist",
+            std::string(k_file_protocols),
+            "-format_whitelist",
+            allowed_demuxers(),
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+            "-show_chapters",
+            file};
+}
+
 std::vector<std::string> first_frame_argv(const std::string& ffprobe, const std::string& file,
                                           const std::string& demuxer) {
     auto argv = pinned_ffprobe(ffprobe, demuxer);

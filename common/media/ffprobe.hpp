@@ -78,6 +78,10 @@ void add_first_frame_side_data(ProbeInfo& info, std::string_view frames_json);
 // reads that one file as that one format and nothing else (see input_policy.hpp).
 std::vector<std::string> ffprobe_argv(const std::string& ffprobe, const std::string& file,
                                       const std::string& demuxer = "");
+// The same probe with the format detected, but only one of the allowed demuxers may open it
+// (-format_whitelist of input_policy.hpp's list, checked by libavformat before the demuxer starts):
+// what a file's format is and its streams in one run. Only the file protocol is allowed.
+std::vector<std::string> ffprobe_allowed_argv(const std::string& ffprobe, const std::string& file);
 // The first video frame's side data only: -select_streams v:0 -read_intervals %+#1 -show_frames.
 std::vector<std::string> first_frame_argv(const std::string& ffprobe, const std::string& file,
                                           const std::string& demuxer = "");

@@ -1,7 +1,8 @@
 #pragma once
-// Probing one local media file the way distconv trusts: the format detected without starting any
-// demuxer, refused unless it is one distconv reads (input_policy.hpp), then the streams read as that
-// format only, from that file only, and for an HDR picture the first frame's HDR10 metadata. The
+// Probing one local media file the way distconv trusts: its format detected and opened only if it is
+// one distconv reads (input_policy.hpp: libavformat's format whitelist, checked before the demuxer
+// starts), its streams read from that file only in the same run, a refusal explained by a detecting
+// run that opens no demuxer, and for an HDR picture the first frame's HDR10 metadata. The
 // dispatch probes every source with it; the CLI probes a library with it, so both plan alike.
 
 #include "common/error.hpp"
